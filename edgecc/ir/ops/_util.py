@@ -1,0 +1,74 @@
+"""Helpers shared by op declarations: broadcasting, axes, inference shorthands."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from ..graph import IRError, Node
+from ..types import TensorType
+
+
+def in_type(node: Node, idx: int) -> TensorType:
+    value = node.input(idx)
+    if value is None:
+        raise IRError(f"{node.op}: input {idx} is missing")
+    return value.type
+
+
+def broadcast_shapes(*shapes: Sequence[int], op: str = "broadcast") -> tuple[int, ...]:
+    """Numpy broadcasting of static shapes; IRError when they are incompatible."""
+    rank = max((len(s) for s in shapes), default=0)
+    out = []
+    for axis in range(rank):
+        dims = {s[axis - rank + len(s)] for s in shapes if axis - rank + len(s) >= 0}
+        dims.discard(1)
+        if len(dims) > 1:
+            raise IRError(f"{op}: shapes {' and '.join(str(tuple(s)) for s in shapes)} do not broadcast")
+        out.append(dims.pop() if dims else 1)
+    return tuple(out)
+
+
+def norm_axis(axis: int, rank: int, op: str = "op") -> int:
+    if not -rank <= axis < max(rank, 1):
+        raise IRError(f"{op}: axis {axis} is out of range for rank {rank}")
+    return axis % rank if rank else 0
+
+
+def norm_axes(axes: Sequence[int], rank: int, op: str = "op") -> tuple[int, ...]:
+    out = tuple(norm_axis(a, rank, op) for a in axes)
+    if len(set(out)) != len(out):
+        raise IRError(f"{op}: repeated axis in {tuple(axes)}")
+    return out
+
+
+def same_as_input(idx: int = 0):
+    """Inference: one output with the type of input `idx` (layout kept, quantization dropped)."""
+
+    def infer(node: Node):
+        return [in_type(node, idx).with_quant(None)]
+
+    return infer
+
+
+def broadcast_infer(out_dtype: str | None = None):
+    """Inference: numpy broadcast of all inputs; dtype of input 0 unless `out_dtype` is given."""
+
+    def infer(node: Node):
+        types = [v.type for v in node.inputs if v is not None]
+        shape = broadcast_shapes(*(t.shape for t in types), op=node.op)
+        first = types[0]
+        if out_dtype is None:
+            for t in types[1:]:
+                if t.dtype != first.dtype:
+                    raise IRError(f"{node.op}: input dtypes differ ({first.dtype} and {t.dtype})")
+        layouts = {t.layout for t in types if t.rank == len(shape)}
+        layout = layouts.pop() if len(layouts) == 1 else None
+        return [TensorType(out_dtype or first.dtype, shape, layout)]
+
+    return infer
+
+
+def require_float(node: Node, idx: int = 0) -> None:
+    dtype = in_type(node, idx).dtype
+    if not dtype.startswith(("float", "bfloat")):
+        raise IRError(f"{node.op}: needs a floating-point input, got {dtype}")

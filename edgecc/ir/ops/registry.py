@@ -1,0 +1,217 @@
+"""The op registry: everything about an op (inputs, attributes, traits, type inference,
+verification, constant folding) declared in one place."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from ..graph import IRError, Node
+from ..types import TensorType
+
+__all__ = [
+    "Attr",
+    "OpDef",
+    "Trait",
+    "register_op",
+    "get_op",
+    "all_ops",
+    "REQUIRED",
+]
+
+REQUIRED = object()
+
+
+class Trait:
+    """Op properties that passes query instead of matching op names."""
+
+    ELEMENTWISE = "elementwise"  # out[i] = f(in[i]) with identical shapes (after broadcast)
+    BROADCAST = "broadcast"  # elementwise with numpy broadcasting of inputs
+    INJECTIVE = "injective"  # each output element reads at most one element of each input
+    REDUCTION = "reduction"  # reduces over some axes
+    ANCHOR = "anchor"  # compute-heavy (conv, matmul): heads a fusion group
+    OPAQUE = "opaque"  # never fused
+    LAYOUT_SENSITIVE = "layout_sensitive"  # result depends on which axis is which
+    LAYOUT_AGNOSTIC = "layout_agnostic"  # runs unchanged in any layout (same-shape elementwise)
+    QUANTIZABLE = "quantizable"  # has an integer kernel
+    COMMUTATIVE = "commutative"
+    SHAPE = "shape"  # computes on shapes: always statically known in edgecc
+
+
+_ATTR_KINDS = ("int", "float", "str", "ints", "floats", "bool", "tensor", "any")
+
+
+@dataclass(frozen=True)
+class Attr:
+    """An attribute's kind and default (REQUIRED when it has none)."""
+
+    kind: str
+    default: Any = REQUIRED
+
+    def __post_init__(self):
+        if self.kind not in _ATTR_KINDS:
+            raise ValueError(f"unknown attribute kind {self.kind}")
+
+    def coerce(self, value: Any) -> Any:
+        """Bring a value to this attribute's canonical Python form."""
+        if value is None:
+            return None
+        kind = self.kind
+        if kind == "int":
+            return int(value)
+        if kind == "float":
+            return float(value)
+        if kind == "bool":
+            return bool(value)
+        if kind == "str":
+            return value.decode() if isinstance(value, bytes) else str(value)
+        if kind == "ints":
+            return tuple(int(v) for v in np.asarray(value).reshape(-1))
+        if kind == "floats":
+            return tuple(float(v) for v in np.asarray(value).reshape(-1))
+        if kind == "tensor":
+            return np.asarray(value)
+        return value
+
+
+InferFn = Callable[[Node], Sequence[TensorType]]
+FoldFn = Callable[[Node, list], list]
+
+
+@dataclass
+class OpDef:
+    """The declaration of one op.
+
+    inputs: names; a trailing `?` marks an optional input, a trailing `*` a variadic one (last only).
+    infer: returns the output types from the node's input types and attributes.
+    fold: numpy evaluation from constant inputs (None when the op cannot be folded).
+    verify: extra checks beyond arity, attributes and re-inference.
+    """
+
+    name: str
+    inputs: tuple[str, ...]
+    infer_fn: InferFn
+    attrs: dict[str, Attr] = field(default_factory=dict)
+    traits: frozenset[str] = frozenset()
+    fold_fn: FoldFn | None = None
+    verify_fn: Callable[[Node], None] | None = None
+    num_outputs: int | None = 1  # None: decided by inference
+    doc: str = ""
+
+    # ----- arity --------------------------------------------------------------------------
+    @property
+    def min_inputs(self) -> int:
+        return sum(1 for n in self.inputs if not n.endswith(("?", "*")))
+
+    @property
+    def max_inputs(self) -> int | None:
+        return None if self.inputs and self.inputs[-1].endswith("*") else len(self.inputs)
+
+    def has(self, trait: str) -> bool:
+        return trait in self.traits
+
+    # ----- attributes ---------------------------------------------------------------------
+    def normalize_attrs(self, node: Node) -> None:
+        """Fill defaults, coerce kinds, reject unknown or missing attributes."""
+        for key in node.attrs:
+            if key not in self.attrs:
+                raise IRError(f"{self.name}: unknown attribute '{key}'")
+        for key, spec in self.attrs.items():
+            if key in node.attrs:
+                node.attrs[key] = spec.coerce(node.attrs[key])
+            elif spec.default is REQUIRED:
+                raise IRError(f"{self.name}: missing attribute '{key}'")
+            else:
+                node.attrs[key] = spec.default
+
+    def check_arity(self, node: Node) -> None:
+        n = len(node.inputs)
+        hi = self.max_inputs
+        if n < self.min_inputs or (hi is not None and n > hi):
+            want = f"{self.min_inputs}" if hi == self.min_inputs else f"{self.min_inputs}..{hi or 'n'}"
+            raise IRError(f"{self.name}: takes {want} inputs, got {n}")
+        for i, name in enumerate(self.inputs):
+            if not name.endswith(("?", "*")) and i < n and node.inputs[i] is None:
+                raise IRError(f"{self.name}: input '{name}' is missing")
+
+    # ----- inference, verification, folding -----------------------------------------------
+    def infer(self, node: Node) -> list[TensorType]:
+        self.check_arity(node)
+        types = list(self.infer_fn(node))
+        if self.num_outputs is not None and len(types) != self.num_outputs:
+            raise IRError(f"{self.name}: inference gave {len(types)} outputs")
+        return types
+
+    def verify(self, node: Node) -> None:
+        """Raise IRError if the node is not a well-formed instance of this op."""
+        self.normalize_attrs(node)
+        expected = self.infer(node)
+        if len(expected) != len(node.outputs):
+            raise IRError(f"{self.name}: has {len(node.outputs)} outputs, expected {len(expected)}")
+        for out, want in zip(node.outputs, expected):
+            got = out.type
+            if got.dtype != want.dtype or got.shape != want.shape:
+                raise IRError(
+                    f"{self.name}: output %{out.name} is {got}, inference gives {want}"
+                )
+        if self.verify_fn is not None:
+            self.verify_fn(node)
+
+    def fold(self, node: Node, values: list) -> list[np.ndarray] | None:
+        if self.fold_fn is None:
+            return None
+        results = self.fold_fn(node, values)
+        if results is None:
+            return None
+        out = []
+        for value, ttype in zip(results, (o.type for o in node.outputs)):
+            arr = np.asarray(value)
+            out.append(arr.astype(ttype.dtype, copy=False).reshape(ttype.shape))
+        return out
+
+
+_REGISTRY: dict[str, OpDef] = {}
+
+
+def register_op(
+    name: str,
+    inputs: Sequence[str],
+    infer: InferFn,
+    *,
+    attrs: dict[str, Attr] | None = None,
+    traits: Sequence[str] = (),
+    fold: FoldFn | None = None,
+    verify: Callable[[Node], None] | None = None,
+    num_outputs: int | None = 1,
+    doc: str = "",
+) -> OpDef:
+    """Declare an op; returns its OpDef. Names are unique."""
+    if name in _REGISTRY:
+        raise ValueError(f"op {name} is registered twice")
+    opdef = OpDef(
+        name=name,
+        inputs=tuple(inputs),
+        infer_fn=infer,
+        attrs=dict(attrs or {}),
+        traits=frozenset(traits),
+        fold_fn=fold,
+        verify_fn=verify,
+        num_outputs=num_outputs,
+        doc=doc,
+    )
+    _REGISTRY[name] = opdef
+    return opdef
+
+
+def get_op(name: str) -> OpDef:
+    try:
+        return _REGISTRY[name]
+    except KeyError:
+        raise IRError(f"unknown op '{name}'") from None
+
+
+def all_ops() -> dict[str, OpDef]:
+    return dict(sorted(_REGISTRY.items()))

@@ -1,0 +1,77 @@
+"""Static evaluation: the value of a tensor when it follows from constants and static shapes.
+
+Used by type inference of ops whose result shape depends on another tensor's contents
+(for example a Reshape fed by a Shape -> Gather -> Concat chain) and by folding passes.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from .graph import Value
+from .ops import Trait, get_op
+
+__all__ = ["static_value", "fold_node"]
+
+_KEY = "static_value"
+_UNKNOWN = object()
+
+
+def fold_node(node, inputs: list) -> list[np.ndarray] | None:
+    """Evaluate a node with numpy from its input arrays (None entries for unknown inputs)."""
+    opdef = get_op(node.op)
+    if opdef.fold_fn is None:
+        return None
+    if not opdef.has(Trait.SHAPE) and any(a is None for v, a in zip(node.inputs, inputs) if v is not None):
+        return None
+    try:
+        with np.errstate(all="ignore"):
+            return opdef.fold(node, inputs)
+    except (ValueError, TypeError, IndexError, ZeroDivisionError, OverflowError):
+        return None
+
+
+def static_value(value: Value | None, max_elements: int = 1 << 16) -> np.ndarray | None:
+    """The contents of `value` if they are known at compile time, else None.
+
+    Only tensors of at most `max_elements` elements are evaluated; results are cached on the value.
+    """
+    if value is None:
+        return None
+    if value.const is not None:
+        return value.const
+    stack = [value]
+    while stack:
+        v = stack[-1]
+        if _KEY in v.scratch or v.const is not None:
+            stack.pop()
+            continue
+        node = v.producer
+        if node is None or v.type.size > max_elements or get_op(node.op).fold_fn is None:
+            v.scratch[_KEY] = _UNKNOWN
+            stack.pop()
+            continue
+        shape_op = get_op(node.op).has(Trait.SHAPE)
+        pending = [
+            i for i in node.inputs
+            if i is not None and i.const is None and _KEY not in i.scratch and not shape_op
+        ]
+        if pending:
+            stack.extend(pending)
+            continue
+        stack.pop()
+        arrays = None if shape_op else [_known(i) for i in node.inputs]
+        results = fold_node(node, arrays if arrays is not None else [None] * len(node.inputs))
+        for out, res in zip(node.outputs, results or [None] * len(node.outputs)):
+            out.scratch[_KEY] = _UNKNOWN if res is None else res
+    got = value.scratch.get(_KEY, _UNKNOWN)
+    return None if got is _UNKNOWN else got
+
+
+def _known(v: Value | None):
+    if v is None:
+        return None
+    if v.const is not None:
+        return v.const
+    got = v.scratch.get(_KEY, _UNKNOWN)
+    return None if got is _UNKNOWN else got

@@ -1,0 +1,118 @@
+"""Value types of the edgecc IR: element type, static shape, layout and quantization."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field, replace
+
+import numpy as np
+
+__all__ = ["DTYPES", "QuantParams", "TensorType", "dtype_short", "dtype_from_short", "np_dtype"]
+
+#: element types the IR knows, with the short names the text form uses
+DTYPES = {
+    "float32": "f32",
+    "float16": "f16",
+    "float64": "f64",
+    "bfloat16": "bf16",
+    "int8": "i8",
+    "int16": "i16",
+    "int32": "i32",
+    "int64": "i64",
+    "uint8": "u8",
+    "uint16": "u16",
+    "uint32": "u32",
+    "uint64": "u64",
+    "bool": "bool",
+}
+_SHORT_TO_DTYPE = {short: name for name, short in DTYPES.items()}
+
+
+def dtype_short(dtype: str) -> str:
+    """`float32` -> `f32`."""
+    return DTYPES[dtype]
+
+
+def dtype_from_short(short: str) -> str:
+    """`f32` -> `float32`; raises KeyError for an unknown name."""
+    return _SHORT_TO_DTYPE[short]
+
+
+def np_dtype(dtype: str) -> np.dtype:
+    """The numpy dtype of an IR dtype name."""
+    if dtype == "bfloat16":
+        import ml_dtypes
+
+        return np.dtype(ml_dtypes.bfloat16)
+    return np.dtype(dtype)
+
+
+@dataclass(frozen=True)
+class QuantParams:
+    """Affine quantization: real = scale * (q - zero_point).
+
+    `axis` is None for per-tensor parameters, else the channel axis of per-channel ones.
+    """
+
+    scale: tuple[float, ...]
+    zero_point: tuple[int, ...]
+    axis: int | None = None
+
+    def __post_init__(self):
+        if len(self.scale) != len(self.zero_point):
+            raise ValueError("quantization scale and zero point differ in length")
+        if self.axis is None and len(self.scale) != 1:
+            raise ValueError("per-tensor quantization takes one scale")
+
+    @property
+    def per_channel(self) -> bool:
+        return self.axis is not None
+
+
+@dataclass(frozen=True)
+class TensorType:
+    """A tensor with a static shape.
+
+    `layout` names the dimension order when it matters (`NCHW`, `NHWC`, `NCHW8c`);
+    None means the plain order the model was written in.
+    """
+
+    dtype: str
+    shape: tuple[int, ...]
+    layout: str | None = None
+    quant: QuantParams | None = field(default=None)
+
+    def __post_init__(self):
+        if self.dtype not in DTYPES:
+            raise ValueError(f"unknown dtype {self.dtype!r}")
+        object.__setattr__(self, "shape", tuple(int(d) for d in self.shape))
+        if any(d < 0 for d in self.shape):
+            raise ValueError(f"negative dimension in shape {self.shape}")
+
+    @property
+    def rank(self) -> int:
+        return len(self.shape)
+
+    @property
+    def size(self) -> int:
+        return int(np.prod(self.shape, dtype=np.int64))
+
+    @property
+    def nbytes(self) -> int:
+        return self.size * np_dtype(self.dtype).itemsize
+
+    def with_shape(self, shape) -> TensorType:
+        return replace(self, shape=tuple(shape))
+
+    def with_dtype(self, dtype: str) -> TensorType:
+        return replace(self, dtype=dtype)
+
+    def with_layout(self, layout: str | None) -> TensorType:
+        return replace(self, layout=layout)
+
+    def with_quant(self, quant: QuantParams | None) -> TensorType:
+        return replace(self, quant=quant)
+
+    def __str__(self) -> str:
+        from .printer import format_type
+
+        return format_type(self)

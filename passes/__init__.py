@@ -1,0 +1,26 @@
+"""edgecc.passes: IR -> IR transformations, their registry, pipelines and pass manager.
+
+Each pass lives in its own module and registers itself by name; importing this package makes
+them all available to `parse_pipeline` and the CLI's `--passes`.
+"""
+
+from .base import Pass, PassContext, PassOptionError, all_passes, get_pass, register_pass
+from .manager import PassError, PassManager
+from .pipeline import format_pipeline, opt_level_pipeline, parse_pipeline
+from .rewrite import Builder, Match, RewriteRule, any_, apply_rewrites, const, op
+
+from . import (  # noqa: F401  (registration)
+    eliminate_common_subexpressions,
+    eliminate_dead_code,
+    fold_batch_norm,
+    fold_constants,
+    remove_identity,
+    simplify_arithmetic,
+    simplify_shape_chains,
+)
+
+__all__ = [
+    "Builder", "Match", "Pass", "PassContext", "PassError", "PassManager", "PassOptionError",
+    "RewriteRule", "all_passes", "any_", "apply_rewrites", "const", "format_pipeline", "get_pass",
+    "op", "opt_level_pipeline", "parse_pipeline", "register_pass",
+]

@@ -1,0 +1,47 @@
+"""simplify-shape-chains: static shape computations become constants.
+
+Models exported from PyTorch compute shapes at run time (Shape -> Gather -> Concat -> Reshape,
+or Shape -> Cast -> Sqrt for attention scaling). Shapes are static in edgecc, so every `shape`
+and `size` node, and every small computation that only depends on them and on constants, is
+replaced by its value. Run early, before passes that match on constants.
+"""
+
+from __future__ import annotations
+
+from edgecc.ir import Graph, Trait, static_value
+
+from .base import Pass, PassContext, register_pass
+from .fold_constants import replace_with_constants
+
+
+@register_pass
+class SimplifyShapeChains(Pass):
+    """Replace shape/size ops and small computations on their results by constants."""
+
+    name = "simplify-shape-chains"
+    max_elements: int = 1024
+
+    def run(self, graph: Graph, ctx: PassContext) -> bool:
+        changed = False
+        for node in list(graph.nodes):
+            if not self._from_shapes(node):
+                continue
+            arrays = [static_value(out, self.max_elements) for out in node.outputs]
+            if any(a is None for a in arrays):
+                continue
+            replace_with_constants(graph, node, arrays)
+            graph.erase_node(node)
+            changed = True
+        if changed:
+            graph.remove_unused_constants()
+        return changed
+
+    @staticmethod
+    def _from_shapes(node) -> bool:
+        """A shape op, or a node all of whose inputs are constants (after earlier replacements)."""
+        if node.op == "identity" and node.output.is_graph_output:
+            return False
+        if node.opdef.has(Trait.SHAPE):
+            return True
+        inputs = [v for v in node.inputs if v is not None]
+        return bool(inputs) and all(v.const is not None for v in inputs)
