@@ -7,6 +7,7 @@ from .graph import Graph, Value
 
 def clone_graph(g: Graph, name: str | None = None) -> Graph:
     new = Graph(name or g.name)
+    new.meta = {k: (list(v) if isinstance(v, list) else v) for k, v in g.meta.items()}
     vmap: dict[int, Value] = {}
     for v in g.inputs:
         vmap[id(v)] = new.add_input(v.name, v.type)

@@ -159,6 +159,7 @@ class Graph:
         self.nodes: list[Node] = []
         self.constants: dict[str, Value] = {}
         self.parent: Node | None = None
+        self.meta: dict[str, Any] = {}  # model metadata (original I/O names, producer, opset)
         self._names: set[str] = set()
         self._node_names: set[str] = set()
         self._counter = 0

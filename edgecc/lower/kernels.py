@@ -1,0 +1,168 @@
+"""Kernels: one TIR PrimFunc per node or fused group, built from the ops' TE lowerings.
+
+A kernel's parameters are its tensor inputs followed by its outputs (destination passing).
+Small scalar constants inside a fused group are folded into the kernel; other constants are
+parameters, so layers that differ only in weights share one kernel.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass
+
+import numpy as np
+
+from edgecc.errors import EdgeccError
+from edgecc.ir import Graph, Node, Value
+
+__all__ = ["Kernel", "build_kernel", "kernel_key", "LoweringError"]
+
+#: constants of at most this many elements are baked into the kernel instead of passed in
+INLINE_CONST_ELEMENTS = 1
+
+
+class LoweringError(EdgeccError):
+    """An op has no lowering (or cannot lower with these attributes)."""
+
+
+@dataclass
+class Kernel:
+    """A built PrimFunc and how to call it."""
+
+    name: str
+    func: object  # tvm.tirx.PrimFunc
+    args: list[Value]  # outer values passed as inputs, in parameter order
+    outputs: list[Value]  # outer values the kernel writes
+    kind: str  # fusion-group kind (selects the default schedule)
+    anchor: str | None  # op heading the group
+
+
+def _body_of(node: Node) -> tuple[Graph | None, list[Node]]:
+    if node.op == "fused":
+        return node.subgraph, list(node.subgraph.nodes)
+    return None, [node]
+
+
+def kernel_key(node: Node) -> str:
+    """A key equal for nodes that compute the same function of their (non-inlined) inputs."""
+    from edgecc.ir.printer import format_attr_value, format_type
+
+    h = hashlib.sha1()
+
+    def add_node(n: Node, env: dict[int, str]) -> None:
+        h.update(n.op.encode())
+        for k in sorted(n.attrs):
+            h.update(f"{k}={format_attr_value(n.attrs[k])};".encode())
+        for v in n.inputs:
+            h.update(b"|" + (env.get(id(v), "?") if v is not None else "_").encode())
+            if v is not None and id(v) not in env:
+                h.update(format_type(v.type).encode())
+                if v.const is not None and v.const.size <= INLINE_CONST_ELEMENTS:
+                    h.update(v.const.tobytes())
+        for i, o in enumerate(n.outputs):
+            env[id(o)] = f"{n.name}:{i}"
+            h.update(format_type(o.type).encode())
+
+    body, nodes = _body_of(node)
+    env: dict[int, str] = {}
+    if body is not None:
+        for i, v in enumerate(body.inputs):
+            env[id(v)] = f"in{i}"
+            h.update(format_type(v.type).encode())
+        for c in body.constants.values():
+            env[id(c)] = "c" + hashlib.sha1(c.const.tobytes()).hexdigest()
+            h.update(format_type(c.type).encode())
+        for n in nodes:
+            add_node(n, env)
+        h.update(("out:" + ",".join(env[id(v)] for v in body.outputs)).encode())
+        h.update(node.attrs.get("kind", "").encode())
+    else:
+        add_node(node, env)
+    return h.hexdigest()[:16]
+
+
+def _inline_const(value: Value):
+    from tvm import te, tirx
+
+    data = value.const
+    scalar = data.reshape(-1)[0].item()
+    dtype = value.type.dtype
+    shape = value.type.shape
+    return te.compute(shape, lambda *i: tirx.const(scalar, dtype), name=f"const_{value.name}")
+
+
+def build_kernel(node: Node, name: str) -> Kernel:
+    """Lower a node (or the body of a fused node) to one PrimFunc."""
+    from tvm import te
+
+    from .te_ops import get_lowering
+
+    body, nodes = _body_of(node)
+    outer_inputs = [v for v in node.inputs]
+    env: dict[int, object] = {}
+    params, args = [], []
+    inner_inputs = body.inputs if body is not None else outer_inputs
+    for inner, outer in zip(inner_inputs, outer_inputs):
+        if outer is None:
+            continue
+        if id(inner) in env:
+            continue
+        if outer.const is not None and outer.const.size <= INLINE_CONST_ELEMENTS:
+            env[id(inner)] = _inline_const(outer)
+            continue
+        ph = te.placeholder(outer.type.shape, outer.type.dtype, name=f"p{len(params)}")
+        env[id(inner)] = ph
+        params.append(ph)
+        args.append(outer)
+    if body is not None:
+        for c in body.constants.values():
+            if c.const.size <= INLINE_CONST_ELEMENTS:
+                env[id(c)] = _inline_const(c)
+            else:
+                raise LoweringError(f"fused group {node.name}: constant %{c.name} must be a group input")
+    for n in nodes:
+        lower = get_lowering(n.op)
+        if lower is None:
+            raise LoweringError(f"op '{n.op}' (node {n.name}) has no lowering")
+        ins = [env[id(v)] if v is not None else None for v in n.inputs]
+        try:
+            outs = lower(n, ins)
+        except LoweringError:
+            raise
+        except Exception as exc:
+            raise LoweringError(f"cannot lower {n.op} (node {n.name}): {exc}") from exc
+        for v, t in zip(n.outputs, outs):
+            env[id(v)] = t
+    result_values = body.outputs if body is not None else node.outputs
+    results = [env[id(v)] for v in result_values]
+    results = [_materialize(t, params, i) for i, t in enumerate(results)]
+    func = te.create_prim_func(params + results).with_attr("global_symbol", name)
+    kind = node.attrs.get("kind", _single_kind(node)) if node.op == "fused" else _single_kind(node)
+    anchor = node.attrs.get("anchor") if node.op == "fused" else node.op
+    return Kernel(name, func, args, list(node.outputs), kind, anchor)
+
+
+def _materialize(t, params, i):
+    """Outputs must be computed tensors distinct from inputs: copy a pass-through input."""
+    from tvm import te
+
+    if any(t is p for p in params) or isinstance(t.op, te.PlaceholderOp):
+        return te.compute(t.shape, lambda *idx: t(*idx), name=f"copy{i}")
+    return t
+
+
+def _single_kind(node: Node) -> str:
+    from edgecc.ir import Trait
+
+    opdef = node.opdef
+    if opdef.has(Trait.ANCHOR):
+        return node.op
+    if opdef.has(Trait.REDUCTION):
+        return "reduction"
+    if opdef.has(Trait.ELEMENTWISE) or opdef.has(Trait.INJECTIVE):
+        return "injective"
+    return "opaque"
+
+
+def constant_digest(data: np.ndarray) -> str:
+    return hashlib.sha1(data.tobytes()).hexdigest()

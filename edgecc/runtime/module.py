@@ -1,0 +1,148 @@
+"""Load and run a library built by edgecc, with numpy in and out."""
+
+from __future__ import annotations
+
+import json
+import os
+import statistics
+import time
+from collections.abc import Mapping
+from dataclasses import dataclass
+
+import numpy as np
+
+from edgecc.errors import InputError
+
+__all__ = ["Module", "load", "TimingResult"]
+
+
+@dataclass
+class TimingResult:
+    """Per-run latencies in seconds (after warm-up)."""
+
+    times: list[float]
+
+    @property
+    def median(self) -> float:
+        return statistics.median(self.times)
+
+    @property
+    def mean(self) -> float:
+        return statistics.fmean(self.times)
+
+    @property
+    def stdev(self) -> float:
+        return statistics.stdev(self.times) if len(self.times) > 1 else 0.0
+
+    def __str__(self) -> str:
+        return (f"median {self.median * 1e3:.3f} ms, mean {self.mean * 1e3:.3f} ms, "
+                f"stdev {self.stdev * 1e3:.3f} ms over {len(self.times)} runs")
+
+
+class Module:
+    """A loaded model: `run({"input": array}) -> {"output": array}`."""
+
+    def __init__(self, lib, path: str = "<memory>"):
+        import tvm
+        from tvm import relax
+
+        self.path = path
+        self._lib = lib
+        self._vm = relax.VirtualMachine(lib, tvm.cpu())
+        try:
+            self.metadata = json.loads(str(self._vm["edgecc_metadata"]()))
+        except Exception as exc:  # noqa: BLE001 - a library not built by edgecc
+            raise InputError(f"{path}: not an edgecc library (no metadata: {exc})") from None
+        self.inputs = self.metadata["inputs"]
+        self.outputs = self.metadata["outputs"]
+        self._main = self._vm["main"]
+
+    @property
+    def input_names(self) -> list[str]:
+        return [i["name"] for i in self.inputs]
+
+    @property
+    def output_names(self) -> list[str]:
+        return [o["name"] for o in self.outputs]
+
+    def _arrays(self, inputs: Mapping[str, np.ndarray]):
+        import tvm
+
+        missing = [i["name"] for i in self.inputs if i["name"] not in inputs]
+        extra = sorted(set(inputs) - set(self.input_names))
+        if missing or extra:
+            parts = []
+            if missing:
+                parts.append("missing input " + ", ".join(f"'{m}'" for m in missing))
+            if extra:
+                parts.append("unknown input " + ", ".join(f"'{e}'" for e in extra))
+            raise InputError(f"{self.path}: {'; '.join(parts)} (the model takes {', '.join(self.input_names)})")
+        arrays = []
+        for spec in self.inputs:
+            data = np.asarray(inputs[spec["name"]])
+            if tuple(data.shape) != tuple(spec["shape"]):
+                raise InputError(f"input '{spec['name']}' has shape {tuple(data.shape)}, "
+                                 f"the model expects {tuple(spec['shape'])}")
+            if str(data.dtype) != spec["dtype"]:
+                if np.can_cast(data.dtype, spec["dtype"], casting="same_kind"):
+                    data = data.astype(spec["dtype"])
+                else:
+                    raise InputError(f"input '{spec['name']}' has dtype {data.dtype}, the model expects {spec['dtype']}")
+            arrays.append(tvm.runtime.tensor(np.ascontiguousarray(data)))
+        return arrays
+
+    def _call(self, arrays):
+        out = self._main(*arrays)
+        if len(self.outputs) == 1:
+            return [out]
+        return list(out)
+
+    def run(self, inputs: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
+        """Run once; returns output name -> numpy array."""
+        results = self._call(self._arrays(inputs))
+        return {spec["name"]: r.numpy() for spec, r in zip(self.outputs, results)}
+
+    def benchmark(self, inputs: Mapping[str, np.ndarray], repeat: int = 20, warmup: int = 3) -> TimingResult:
+        """Time `repeat` runs after `warmup` untimed ones (inputs already on the device)."""
+        arrays = self._arrays(inputs)
+        for _ in range(warmup):
+            self._call(arrays)
+        times = []
+        for _ in range(repeat):
+            start = time.perf_counter()
+            self._call(arrays)
+            times.append(time.perf_counter() - start)
+        return TimingResult(times)
+
+    def random_inputs(self, seed: int = 0) -> dict[str, np.ndarray]:
+        return random_inputs(self.inputs, seed)
+
+
+def random_inputs(specs, seed: int = 0) -> dict[str, np.ndarray]:
+    """Reproducible random inputs for input specs ({name, shape, dtype})."""
+    rng = np.random.default_rng(seed)
+    out = {}
+    for spec in specs:
+        dtype = np.dtype(spec["dtype"])
+        shape = tuple(spec["shape"])
+        if dtype == np.bool_:
+            out[spec["name"]] = rng.random(shape) > 0.5
+        elif np.issubdtype(dtype, np.integer):
+            out[spec["name"]] = rng.integers(0, 10, size=shape).astype(dtype)
+        else:
+            out[spec["name"]] = rng.standard_normal(shape).astype(dtype)
+    return out
+
+
+def load(path: str | os.PathLike) -> Module:
+    """Load a library written by `edgecc compile` (or `CompiledModel.export`)."""
+    import tvm
+
+    path = os.fspath(path)
+    if not os.path.isfile(path):
+        raise InputError(f"{path}: no such file")
+    try:
+        lib = tvm.runtime.load_module(path)
+    except Exception as exc:  # noqa: BLE001
+        raise InputError(f"{path}: cannot load the library ({str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__})") from None
+    return Module(lib, path)

@@ -1,0 +1,85 @@
+"""The target interface: everything edgecc needs to know to compile for one kind of hardware.
+
+A target answers: which TVM target to generate code for, how to link the shared library (host
+or cross toolchain), which data layout and SIMD width the default schedules should use, which
+extra passes to run, and how a built library can be run here (natively, under an emulator, or
+not at all). Presets are named configurations of a target family (`rpi4` is `arm-cpu` with a
+Cortex-A72).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+__all__ = ["Target", "CpuTarget"]
+
+
+@dataclass
+class Target:
+    """Base class of targets. Subclasses set `family` and implement `tvm_target`."""
+
+    family: str = field(init=False, default="")
+    description: str = field(init=False, default="")
+
+    @property
+    def tag(self) -> str:
+        """Names the hardware configuration; tuning logs are kept per tag."""
+        raise NotImplementedError
+
+    def tvm_target_dict(self) -> dict[str, Any]:
+        raise NotImplementedError
+
+    def tvm_target(self):
+        import tvm
+
+        return tvm.target.Target(self.tvm_target_dict())
+
+    # --- policy used by passes and schedules ---------------------------------------------
+    @property
+    def preferred_layout(self) -> str | None:
+        """Data layout for convolutions: `NCHWc` (blocked by the SIMD width), `NHWC`, or None."""
+        return None
+
+    @property
+    def vector_bytes(self) -> int:
+        """SIMD register width in bytes (32 for AVX2, 16 for NEON)."""
+        return 16
+
+    @property
+    def num_cores(self) -> int:
+        return 1
+
+    def lanes(self, dtype: str = "float32") -> int:
+        import numpy as np
+
+        return max(1, self.vector_bytes // np.dtype(dtype).itemsize)
+
+    def passes(self, opt_level: int) -> list[str]:
+        """Target passes inserted at opt level 2 and up (layout, fusion, ...)."""
+        return []
+
+    # --- building and running ------------------------------------------------------------
+    def check_toolchain(self) -> None:
+        """Raise ToolchainError when something the target needs to link is missing."""
+
+    def export_library(self, executable, path: str) -> None:
+        executable.export_library(path)
+
+    @property
+    def runs_here(self) -> bool:
+        """Whether a library built for this target can run natively on this machine."""
+        return False
+
+    def describe(self) -> dict[str, Any]:
+        return {"family": self.family, "tag": self.tag, "tvm_target": self.tvm_target_dict()}
+
+
+@dataclass
+class CpuTarget(Target):
+    """Common ground of CPU targets: LLVM code, NCHWc layout blocked by the SIMD width."""
+
+    @property
+    def preferred_layout(self) -> str | None:
+        return "NCHWc"
+

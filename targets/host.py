@@ -1,0 +1,70 @@
+"""The host x86-64 CPU (the machine edgecc runs on), through LLVM."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from functools import lru_cache
+
+from .base import CpuTarget
+
+__all__ = ["HostTarget", "host_cpu_features"]
+
+
+@lru_cache(maxsize=None)
+def host_cpu_name() -> str:
+    from tvm.target import codegen
+
+    return codegen.llvm_get_system_cpu()
+
+
+@lru_cache(maxsize=None)
+def host_cpu_features() -> frozenset[str]:
+    try:
+        with open("/proc/cpuinfo") as fh:
+            for line in fh:
+                if line.startswith("flags"):
+                    return frozenset(line.split(":", 1)[1].split())
+    except OSError:
+        pass
+    return frozenset()
+
+
+@dataclass
+class HostTarget(CpuTarget):
+    """The CPU of this machine; `cpu` overrides the detected LLVM CPU name."""
+
+    cpu: str | None = None
+    threads: int | None = None
+
+    def __post_init__(self):
+        self.family = "host"
+        self.description = "this machine's x86-64 CPU (LLVM, detected features)"
+
+    @property
+    def mcpu(self) -> str:
+        return self.cpu or host_cpu_name()
+
+    @property
+    def tag(self) -> str:
+        return f"x86_64-{self.mcpu}"
+
+    @property
+    def vector_bytes(self) -> int:
+        flags = host_cpu_features()
+        if "avx512f" in flags and self.cpu is None:
+            return 64
+        if "avx2" in flags or self.cpu is not None:
+            return 32
+        return 16
+
+    @property
+    def num_cores(self) -> int:
+        return self.threads or len(os.sched_getaffinity(0))
+
+    def tvm_target_dict(self):
+        return {"kind": "llvm", "mcpu": self.mcpu, "num-cores": self.num_cores}
+
+    @property
+    def runs_here(self) -> bool:
+        return True
