@@ -110,7 +110,7 @@ def register_pass(cls: type[Pass]) -> type[Pass]:
         raise ValueError(f"{cls.__name__} has no name")
     if cls.name in _PASSES and _PASSES[cls.name] is not cls:
         raise ValueError(f"pass name {cls.name} is taken")
-    _PASSES[cls.name] = dataclass(cls) if not dataclasses.is_dataclass(cls) else cls
+    _PASSES[cls.name] = cls if "__dataclass_fields__" in cls.__dict__ else dataclass(cls)
     return _PASSES[cls.name]
 
 

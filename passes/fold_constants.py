@@ -14,10 +14,16 @@ from .base import Pass, PassContext, register_pass
 
 
 def replace_with_constants(graph: Graph, node: Node, arrays) -> None:
-    """Point every use of the node's outputs at new constants holding `arrays`."""
+    """Replace the node by constants holding `arrays`; they take over its output names."""
+    consts = []
     for out, data in zip(node.outputs, arrays):
-        const = graph.add_constant(data, out.name, layout=out.type.layout, quant=out.type.quant)
+        const = graph.add_constant(data, out.name + ".folded", layout=out.type.layout, quant=out.type.quant)
         graph.replace_value(out, const)
+        consts.append((out.name, const))
+    graph.erase_node(node)
+    for name, const in consts:
+        if not any(v.name == name for v in graph.values()):
+            graph.rename_value(const, name)
 
 
 def try_fold(graph: Graph, node: Node, small_elements: int, grow: bool) -> bool:
@@ -37,7 +43,6 @@ def try_fold(graph: Graph, node: Node, small_elements: int, grow: bool) -> bool:
     if arrays is None:
         return False
     replace_with_constants(graph, node, arrays)
-    graph.erase_node(node)
     return True
 
 

@@ -30,7 +30,6 @@ class SimplifyShapeChains(Pass):
             if any(a is None for a in arrays):
                 continue
             replace_with_constants(graph, node, arrays)
-            graph.erase_node(node)
             changed = True
         if changed:
             graph.remove_unused_constants()

@@ -191,7 +191,9 @@ class Graph:
         """A new constant value holding `data` (copied to a contiguous array)."""
         from .types import DTYPES
 
-        data = np.ascontiguousarray(data)
+        data = np.asarray(data)
+        if not data.flags.c_contiguous:  # (np.ascontiguousarray would turn a scalar into shape (1,))
+            data = data.copy(order="C")
         dtype = str(data.dtype)
         if dtype not in DTYPES:
             raise IRError(f"constant {name}: unsupported dtype {dtype}")

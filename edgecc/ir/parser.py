@@ -265,6 +265,8 @@ class _Parser:
             return _literal(text)
         if kind == "ident" and text in ("true", "false"):
             return text == "true"
+        if kind == "ident" and text == "none":
+            return None
         if text == "[":
             items = []
             while not self.t.accept("]"):

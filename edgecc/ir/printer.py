@@ -72,6 +72,8 @@ def format_dense(data: np.ndarray, *, elide: bool = False) -> str:
 
 
 def format_attr_value(value) -> str:
+    if value is None:
+        return "none"
     if isinstance(value, str):
         return '"' + value.replace("\\", "\\\\").replace('"', '\\"') + '"'
     if isinstance(value, np.ndarray):

@@ -1,5 +1,5 @@
 """edgecc.runtime: load a built model and run it with numpy arrays."""
 
-from .module import Module, TimingResult, load, random_inputs
+from .module import Module, TimingResult, library_arch, load, load_any, random_inputs
 
-__all__ = ["Module", "TimingResult", "load", "random_inputs"]
+__all__ = ["Module", "TimingResult", "library_arch", "load", "load_any", "random_inputs"]

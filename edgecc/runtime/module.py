@@ -88,7 +88,7 @@ class Module:
                     data = data.astype(spec["dtype"])
                 else:
                     raise InputError(f"input '{spec['name']}' has dtype {data.dtype}, the model expects {spec['dtype']}")
-            arrays.append(tvm.runtime.tensor(np.ascontiguousarray(data)))
+            arrays.append(tvm.runtime.tensor(np.require(data, requirements="C")))
         return arrays
 
     def _call(self, arrays):
@@ -146,3 +146,36 @@ def load(path: str | os.PathLike) -> Module:
     except Exception as exc:  # noqa: BLE001
         raise InputError(f"{path}: cannot load the library ({str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__})") from None
     return Module(lib, path)
+
+
+ELF_MACHINES = {62: "x86_64", 183: "aarch64", 40: "arm"}
+
+
+def library_arch(path: str) -> str | None:
+    """The CPU architecture a shared library was built for, from its ELF header."""
+    try:
+        with open(path, "rb") as fh:
+            header = fh.read(20)
+    except OSError:
+        return None
+    if len(header) < 20 or header[:4] != b"\x7fELF":
+        return None
+    order = "little" if header[5] == 1 else "big"
+    return ELF_MACHINES.get(int.from_bytes(header[18:20], order), "unknown")
+
+
+def load_any(path: str | os.PathLike):
+    """Load a library for this machine, or one built for another CPU through its emulated runner."""
+    import platform
+
+    path = os.fspath(path)
+    if not os.path.isfile(path):
+        raise InputError(f"{path}: no such file")
+    arch = library_arch(path)
+    if arch is None:
+        raise InputError(f"{path}: not a shared library (no ELF header)")
+    if arch == platform.machine():
+        return load(path)
+    from .emulated import EmulatedModule
+
+    return EmulatedModule(path, arch)

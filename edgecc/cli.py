@@ -1,0 +1,387 @@
+"""The `edgecc` command line.
+
+Exit codes: 0 success; 2 a problem with the input (bad model, unsupported op, unknown target,
+missing file, wrong shape, bad option); 3 `run --compare-onnxruntime` found outputs outside the
+tolerance; 1 an internal error. Errors are one line on stderr: `edgecc: error: ...`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+
+__all__ = ["main"]
+
+EXIT_USER_ERROR = 2
+EXIT_MISMATCH = 3
+EXIT_INTERNAL = 1
+
+
+class CliError(Exception):
+    """A bad command line value discovered after parsing."""
+
+
+def _shape_arg(text: str) -> tuple[str, tuple[int, ...]]:
+    name, eq, dims = text.rpartition("=")
+    if not eq or not name:
+        raise argparse.ArgumentTypeError(f"expected NAME=D1,D2,..., got {text!r}")
+    try:
+        shape = tuple(int(d) for d in dims.replace("x", ",").split(",") if d.strip())
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"bad dimensions in {text!r}") from None
+    if any(d <= 0 for d in shape):
+        raise argparse.ArgumentTypeError(f"dimensions must be positive in {text!r}")
+    return name, shape
+
+
+def _input_arg(text: str) -> tuple[str, str]:
+    name, eq, path = text.partition("=")
+    if not eq or not name or not path:
+        raise argparse.ArgumentTypeError(f"expected NAME=FILE.npy, got {text!r}")
+    return name, path
+
+
+def _add_model_options(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--input-shape", action="append", type=_shape_arg, default=[], metavar="NAME=D1,D2,...",
+                   help="fix the shape of a model input (needed for symbolic dimensions; repeatable)")
+    p.add_argument("-O", dest="opt_level", type=int, choices=range(4), default=2, metavar="LEVEL",
+                   help="optimization level 0-3 (default 2)")
+    p.add_argument("--passes", metavar="PIPELINE",
+                   help='explicit pass pipeline, e.g. "fold-constants,eliminate-dead-code" (replaces -O)')
+    p.add_argument("--disable-pass", action="append", default=[], metavar="PASS",
+                   help="leave a pass out of the pipeline (repeatable)")
+    p.add_argument("--print-ir-after", action="append", default=[], metavar="PASS",
+                   help="print the IR after PASS ('all' for every pass) to stderr")
+    p.add_argument("--time-passes", action="store_true", help="print how long each pass took")
+    p.add_argument("--verify-each", action="store_true", help="run the IR verifier after every pass")
+
+
+def _add_target_options(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--target", default="host", help="target or preset name (see `edgecc targets`; default host)")
+    p.add_argument("--cpu", help="CPU model for CPU targets (e.g. cortex-a72, znver3)")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    from edgecc import __version__
+
+    parser = argparse.ArgumentParser(prog="edgecc", description="Compile ONNX models into fast shared libraries for edge devices.")
+    parser.add_argument("--version", action="version", version=f"edgecc {__version__}")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+
+    c = sub.add_parser("compile", help="compile an ONNX model to a shared library")
+    c.add_argument("model", help="ONNX model file")
+    c.add_argument("-o", "--output", help="output library (default: MODEL with .so)")
+    _add_target_options(c)
+    _add_model_options(c)
+    c.add_argument("--tuning-logs", metavar="DIR",
+                   help="tuning logs to apply (default: the committed tuning_logs/ for the target; '' for none)")
+    c.add_argument("--no-default-schedules", action="store_true",
+                   help="leave kernels without tuning records unscheduled (for measurements)")
+    c.add_argument("-q", "--quiet", action="store_true", help="print nothing on success")
+    c.set_defaults(func=cmd_compile)
+
+    r = sub.add_parser("run", help="run a compiled library")
+    r.add_argument("library", help="library built by `edgecc compile`")
+    r.add_argument("--input", action="append", type=_input_arg, default=[], metavar="NAME=FILE.npy",
+                   help="an input from a .npy file (repeatable)")
+    r.add_argument("--inputs", metavar="FILE.npz", help="all inputs from an .npz file")
+    r.add_argument("--output", metavar="FILE.npz", help="save outputs to an .npz file, by output name")
+    r.add_argument("--compare-onnxruntime", metavar="MODEL.onnx",
+                   help="run MODEL with ONNX Runtime on the same inputs (random unless given) and report errors")
+    r.add_argument("--rtol", type=float, default=1e-4, help="relative tolerance for --compare-onnxruntime")
+    r.add_argument("--atol", type=float, default=1e-4, help="absolute tolerance for --compare-onnxruntime")
+    r.add_argument("--benchmark", type=int, metavar="N", default=0, help="time N runs after warm-up; print the median")
+    r.add_argument("--seed", type=int, default=0, help="seed of the random inputs")
+    r.set_defaults(func=cmd_run)
+
+    i = sub.add_parser("inspect", help="print a model's edgecc IR, op counts, shapes and parameter size")
+    i.add_argument("model", help="ONNX model file")
+    _add_target_options(i)
+    _add_model_options(i)
+    i.add_argument("--fusion", action="store_true", help="list the fusion groups the target's pipeline forms")
+    i.add_argument("--raw", action="store_true", help="show the IR as imported, before any pass")
+    i.add_argument("--full", action="store_true", help="print constants in full")
+    i.set_defaults(func=cmd_inspect)
+
+    t = sub.add_parser("targets", help="list targets and presets")
+    t.set_defaults(func=cmd_targets)
+
+    ps = sub.add_parser("passes", help="list passes and the opt-level pipelines")
+    ps.set_defaults(func=cmd_passes)
+
+    return parser
+
+
+# ----- commands ---------------------------------------------------------------------------------
+def _compile_kwargs(args) -> dict:
+    return dict(
+        target_options={"cpu": getattr(args, "cpu", None)},
+        opt_level=args.opt_level,
+        passes=args.passes,
+        disabled_passes=args.disable_pass,
+        input_shapes=dict(args.input_shape) or None,
+        verify_each=args.verify_each,
+        time_passes=args.time_passes,
+        print_ir_after=args.print_ir_after,
+    )
+
+
+def cmd_compile(args) -> int:
+    import edgecc
+
+    out = args.output or os.path.splitext(args.model)[0] + ".so"
+    log = (lambda msg: None) if args.quiet else (lambda msg: print(f"edgecc: {msg}", file=sys.stderr, flush=True))
+    kwargs = _compile_kwargs(args)
+    kwargs["tuning_logs"] = args.tuning_logs
+    if args.no_default_schedules:
+        kwargs["schedules"] = "none"
+    compiled = edgecc.compile(args.model, args.target, progress=log if not args.quiet else None, **kwargs)
+    for w in compiled.warnings:
+        print(f"edgecc: warning: {w}", file=sys.stderr)
+    if compiled.pass_report:
+        sys.stderr.write(compiled.pass_report)
+    compiled.export(out)
+    if not args.quiet:
+        s = compiled.stats
+        how = ", ".join(f"{n} {k}" for k, n in sorted(s.scheduled_by.items()))
+        t = compiled.timings
+        print(f"wrote {out} ({os.path.getsize(out) / 1e6:.1f} MB): {s.kernels} kernels ({how}), {s.calls} calls, "
+              f"target {compiled.target.tag}; frontend {t['frontend']:.1f}s, passes {t['passes']:.1f}s, "
+              f"build {t['build']:.1f}s")
+    return 0
+
+
+def _read_inputs(args, module) -> dict:
+    import numpy as np
+
+    from edgecc.errors import InputError
+
+    inputs = {}
+    if args.inputs:
+        if not os.path.isfile(args.inputs):
+            raise InputError(f"{args.inputs}: no such file")
+        try:
+            with np.load(args.inputs, allow_pickle=False) as data:
+                inputs.update({k: data[k] for k in data.files})
+        except (ValueError, OSError) as exc:
+            raise InputError(f"{args.inputs}: not a readable .npz file ({exc})") from None
+    for name, path in args.input:
+        if not os.path.isfile(path):
+            raise InputError(f"{path}: no such file (input '{name}')")
+        try:
+            inputs[name] = np.load(path, allow_pickle=False)
+        except (ValueError, OSError) as exc:
+            raise InputError(f"{path}: not a readable .npy file ({exc})") from None
+    if not inputs:
+        return module.random_inputs(args.seed)
+    return inputs
+
+
+def _save_outputs(path: str, outputs: dict) -> None:
+    import tempfile
+
+    import numpy as np
+
+    directory = os.path.dirname(os.path.abspath(path))
+    fd, tmp = tempfile.mkstemp(prefix=".edgecc-", suffix=".npz", dir=directory)
+    os.close(fd)
+    try:
+        np.savez(tmp, **outputs)
+        os.replace(tmp, path)
+    finally:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+
+
+def cmd_run(args) -> int:
+    from edgecc.runtime import load_any
+
+    module = load_any(args.library)
+    inputs = _read_inputs(args, module)
+    outputs = module.run(inputs)
+    if args.output:
+        _save_outputs(args.output, outputs)
+        print(f"wrote {args.output}: " + ", ".join(f"{k} {tuple(v.shape)}" for k, v in outputs.items()))
+    status = 0
+    if args.compare_onnxruntime:
+        status = _compare(args, inputs, outputs)
+    if args.benchmark:
+        timing = module.benchmark(inputs, repeat=args.benchmark)
+        print(f"latency: {timing}")
+    if not args.output and not args.compare_onnxruntime and not args.benchmark:
+        for name, value in outputs.items():
+            print(f"{name}: {value.dtype}{list(value.shape)} min {value.min():.6g} max {value.max():.6g} "
+                  f"mean {value.astype('float64').mean():.6g}")
+    return status
+
+
+def _compare(args, inputs, outputs) -> int:
+    import numpy as np
+
+    from edgecc.errors import InputError
+
+    try:
+        import onnxruntime as ort
+    except ImportError:
+        raise InputError("--compare-onnxruntime needs onnxruntime (pip install onnxruntime)") from None
+    if not os.path.isfile(args.compare_onnxruntime):
+        raise InputError(f"{args.compare_onnxruntime}: no such file")
+    try:
+        sess = ort.InferenceSession(args.compare_onnxruntime, providers=["CPUExecutionProvider"])
+    except Exception as exc:  # noqa: BLE001
+        raise InputError(f"{args.compare_onnxruntime}: ONNX Runtime cannot load it ({str(exc).splitlines()[0]})") from None
+    feed = {i.name: inputs[i.name] for i in sess.get_inputs() if i.name in inputs}
+    names = [o.name for o in sess.get_outputs()]
+    expected = dict(zip(names, sess.run(None, feed)))
+    worst_ok = True
+    print(f"{'output':<24}{'max abs err':>14}{'max rel err':>14}  within rtol={args.rtol:g} atol={args.atol:g}")
+    for name, got in outputs.items():
+        if name not in expected:
+            print(f"{name:<24}{'(not in the ONNX model)':>28}")
+            worst_ok = False
+            continue
+        ref = expected[name]
+        if got.shape != ref.shape:
+            print(f"{name:<24} shape {got.shape} != {ref.shape}")
+            worst_ok = False
+            continue
+        diff = np.abs(got.astype(np.float64) - ref.astype(np.float64))
+        abs_err = float(diff.max()) if diff.size else 0.0
+        rel_err = float((diff / np.maximum(np.abs(ref.astype(np.float64)), 1e-12)).max()) if diff.size else 0.0
+        ok = bool(np.all(diff <= args.atol + args.rtol * np.abs(ref.astype(np.float64))))
+        worst_ok &= ok
+        print(f"{name:<24}{abs_err:>14.3e}{rel_err:>14.3e}  {'yes' if ok else 'NO'}")
+    if not worst_ok:
+        print("edgecc: outputs differ from ONNX Runtime beyond the tolerance", file=sys.stderr)
+        return EXIT_MISMATCH
+    return 0
+
+
+def cmd_inspect(args) -> int:
+    from edgecc.driver import CompileOptions, load_model, optimize
+    from edgecc.ir import print_graph
+    from edgecc.targets import get_target
+
+    warnings: list[str] = []
+    kwargs = _compile_kwargs(args)
+    target = get_target(args.target, **kwargs.pop("target_options"))
+    options = CompileOptions(target=target, **kwargs)
+    graph = load_model(args.model, options.input_shapes, warnings)
+    for w in warnings:
+        print(f"edgecc: warning: {w}", file=sys.stderr)
+    if not args.raw:
+        report = optimize(graph, target, options)
+        if report:
+            sys.stderr.write(report)
+    if args.fusion:
+        print(_fusion_report(graph))
+        return 0
+    print(print_graph(graph, elide_constants=not args.full), end="")
+    print(_summary(graph))
+    return 0
+
+
+def _summary(graph) -> str:
+    from edgecc.ir import format_type
+
+    lines = ["", f"// {len(graph.nodes)} nodes, {len(graph.constants)} constants, "
+             f"{graph.parameter_bytes() / 1e6:.3f} MB of parameters"]
+    names_in = graph.meta.get("input_names") or [v.name for v in graph.inputs]
+    names_out = graph.meta.get("output_names") or [v.name for v in graph.outputs]
+    for name, v in zip(names_in, graph.inputs):
+        lines.append(f"// input  {name}: {format_type(v.type)}")
+    for name, v in zip(names_out, graph.outputs):
+        lines.append(f"// output {name}: {format_type(v.type)}")
+    lines.append("// op counts: " + ", ".join(f"{op} {n}" for op, n in graph.op_counts().items()))
+    return "\n".join(lines)
+
+
+def _fusion_report(graph) -> str:
+    from edgecc.ir import format_type
+
+    lines = []
+    groups = [n for n in graph.nodes if n.op == "fused"]
+    singles = [n for n in graph.nodes if n.op != "fused"]
+    for i, node in enumerate(groups):
+        ops = " -> ".join(n.op for n in node.subgraph.nodes)
+        lines.append(f"group {i:3d} {node.attrs.get('kind', '?'):<16} {ops}  => "
+                     + ", ".join(format_type(o.type) for o in node.outputs))
+    lines.append(f"// {len(groups)} fused groups, {len(singles)} unfused nodes"
+                 + (": " + ", ".join(sorted({n.op for n in singles})) if singles else ""))
+    return "\n".join(lines)
+
+
+def cmd_targets(args) -> int:
+    from edgecc.targets import list_targets
+
+    for name, desc in list_targets().items():
+        print(f"{name:<16} {desc}")
+    return 0
+
+
+def cmd_passes(args) -> int:
+    from edgecc.passes import all_passes
+    from edgecc.passes.pipeline import OPT_LEVELS
+
+    for name, cls in all_passes().items():
+        opts = ", ".join(f"{k}={f.default}" for k, f in cls.options().items())
+        print(f"{name:<36} {cls.summary()}" + (f"  [{opts}]" if opts else ""))
+    print()
+    for level, names in OPT_LEVELS.items():
+        print(f"-O{level} adds: {', '.join(names) or '(nothing)'}")
+    print("targets add their own passes (layout, fusion) at -O2 and above")
+    return 0
+
+
+# ----- entry point ------------------------------------------------------------------------------
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if not getattr(args, "func", None):
+        parser.print_help()
+        return EXIT_USER_ERROR
+    try:
+        return args.func(args)
+    except KeyboardInterrupt:
+        print("edgecc: interrupted", file=sys.stderr)
+        return 130
+    except Exception as exc:  # noqa: BLE001 - the one place that turns errors into exit codes
+        return _report(exc)
+
+
+def _user_error(exc: BaseException) -> BaseException | None:
+    from edgecc.errors import EdgeccError
+
+    seen = set()
+    while exc is not None and id(exc) not in seen:
+        seen.add(id(exc))
+        if isinstance(exc, (EdgeccError, CliError)):
+            return exc
+        name = type(exc).__name__
+        if name in ("PassOptionError",):
+            return exc
+        exc = getattr(exc, "cause", None) or exc.__cause__
+    return None
+
+
+def _report(exc: BaseException) -> int:
+    user = _user_error(exc)
+    if user is not None:
+        msg = str(user).strip().splitlines()[0] if str(user).strip() else type(user).__name__
+        if type(exc).__name__ == "PassError" and user is not exc:
+            msg = f"{msg} (in pass '{exc.pass_name}')"
+        print(f"edgecc: error: {msg}", file=sys.stderr)
+        return EXIT_USER_ERROR
+    if os.environ.get("EDGECC_DEBUG"):
+        import traceback
+
+        traceback.print_exception(exc)
+    text = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
+    print(f"edgecc: internal error: {type(exc).__name__}: {text} (set EDGECC_DEBUG=1 for a traceback)",
+          file=sys.stderr)
+    return EXIT_INTERNAL
+
+
+if __name__ == "__main__":
+    sys.exit(main())
