@@ -14,6 +14,7 @@ from . import (  # noqa: F401  (registration)
     eliminate_dead_code,
     fold_batch_norm,
     fold_constants,
+    fuse,
     remove_identity,
     simplify_arithmetic,
     simplify_shape_chains,

@@ -81,12 +81,12 @@ class _ModuleBuilder:
     def emit_node(self, node: Node) -> None:
         from tvm import relax
 
-        if node.op == "reshape" and node.inputs[0].const is None:
+        if _is_view(node):
             out = self.bb.emit(relax.op.reshape(self.relax_value(node.inputs[0]), node.output.type.shape))
             self.env[id(node.output)] = out
             self.stats.views += 1
             return
-        gv, kernel = self.kernel_for(node)
+        gv, kernel = self.calls[id(node)]
         args = [self.relax_value(v) for v in kernel.args]
         out_types = [_tensor_type(v) for v in node.outputs]
         call = relax.call_tir(gv, args, out_types if len(out_types) > 1 else out_types[0])
@@ -120,6 +120,8 @@ class _ModuleBuilder:
     def build(self, metadata: dict):
         from tvm import ir, relax
 
+        # kernels first: a failure must not leave a half-built Relax function behind
+        self.calls = {id(n): self.kernel_for(n) for n in self.graph.nodes if not _is_view(n)}
         params = []
         for v in self.graph.inputs:
             var = relax.Var(v.name, _tensor_type(v))
@@ -136,6 +138,11 @@ class _ModuleBuilder:
         with self.bb.function(METADATA_FUNCTION, []):
             self.bb.emit_func_output(ir.StringImm(json.dumps(metadata, sort_keys=True)))
         return self.bb.get()
+
+
+def _is_view(node: Node) -> bool:
+    """A reshape of a computed tensor: lowered to a Relax reshape (a view), not a kernel."""
+    return node.op == "reshape" and node.inputs[0].const is None
 
 
 def _kernel_name(node: Node, index: int) -> str:

@@ -1,0 +1,226 @@
+"""convert-layout: move convolutions to the target's blocked layout and pack matmul weights.
+
+    conv(x: NCHW, w: OIHW)          -> conv(x': NCHW{b}c, w': OIHW{b}i{b'}o) : NCHW{b'}c
+    matmul(x, W: const [K, N])      -> dense(x, W': (N/b, K, b))
+
+b is chosen from the channel count alone (16 or 8 when they divide it, for SIMD width 8), so a
+producer's output block always equals its consumer's input block. Weights are rearranged at
+compile time. Ops that work in the blocked layout follow it (elementwise ops, per-channel
+broadcasts, pooling, channel concat); each converted value keeps a plain twin
+(`layout_transform` back to NCHW) that only survives where an op needs plain data, so the graph
+boundary pays and the rest cancels. `layout=NHWC|NCHWc|none` overrides the target's choice.
+Run after fold-batch-norm and before fuse.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from edgecc.ir import Graph, Node, Trait, Value, layout_of
+
+from .base import Pass, PassContext, register_pass
+from .eliminate_dead_code import erase_dead_nodes
+
+_POOLS = ("max_pool", "avg_pool", "global_avg_pool", "global_max_pool")
+
+
+def choose_block(channels: int, lanes: int) -> int:
+    """Channel block for a tensor with `channels` channels and `lanes`-wide SIMD."""
+    for b in (2 * lanes, lanes):
+        if channels % b == 0:
+            return b
+    return max(d for d in range(1, lanes + 1) if channels % d == 0)
+
+
+class _Converter:
+    def __init__(self, graph: Graph, lanes: int):
+        self.graph = graph
+        self.lanes = lanes
+        self.blocked: dict[int, dict[str, Value]] = {}  # plain value -> layout -> blocked twin
+
+    # ----- value bookkeeping ------------------------------------------------------------
+    def blocked_twin(self, value: Value, layout: str, before: Node) -> Value:
+        """`value` (plain NCHW) in `layout`, reusing or creating a layout_transform."""
+        twins = self.blocked.setdefault(id(value), {})
+        if layout in twins:
+            return twins[layout]
+        if twins:  # re-block from an existing twin rather than from plain data
+            src_layout, src = next(iter(twins.items()))
+            node = self.graph.create_node("layout_transform", [src], {"src": src_layout, "dst": layout},
+                                          name=f"{value.name}.{layout}", before=before)
+        else:
+            node = self.graph.create_node("layout_transform", [value], {"src": "NCHW", "dst": layout},
+                                          name=f"{value.name}.{layout}", before=before)
+        twins[layout] = node.output
+        return node.output
+
+    def publish(self, old: Node, new: Value, layout: str) -> None:
+        """Make `new` (blocked) the result of `old`; readers get a plain twin of it."""
+        plain = self.graph.create_node("layout_transform", [new], {"src": layout, "dst": "NCHW"},
+                                       name=f"{old.output.name}.plain", after=new.producer).output
+        self.graph.replace_value(old.output, plain)
+        self.graph.erase_node(old)
+        self.blocked[id(plain)] = {layout: new}
+
+    def layout_of_value(self, value: Value) -> str | None:
+        twins = self.blocked.get(id(value))
+        return next(iter(twins)) if twins else None
+
+    # ----- rules per op -----------------------------------------------------------------
+    def convert(self, node: Node) -> None:
+        op = node.op
+        if op == "conv" and self._conv_convertible(node):
+            self.conv(node)
+        elif op == "matmul":
+            self.matmul(node)
+        elif op in _POOLS and node.inputs[0].type.rank == 4 and node.attrs.get("layout") is None:
+            self.follow_unary(node, layout_attr=True)
+        elif node.opdef.has(Trait.LAYOUT_AGNOSTIC) and len(node.outputs) == 1:
+            self.follow_unary(node)
+        elif node.opdef.has(Trait.BROADCAST) and len(node.outputs) == 1:
+            self.follow_broadcast(node)
+        elif op == "concat":
+            self.concat(node)
+
+    @staticmethod
+    def _conv_convertible(node: Node) -> bool:
+        x, w = node.inputs[0].type, node.inputs[1].type
+        if x.rank != 4 or x.dtype != "float32" or node.inputs[1].const is None:
+            return False
+        if node.attrs["layout"] or node.attrs["kernel_layout"]:
+            return False
+        groups = node.attrs["group"]
+        return groups == 1 or (groups == x.shape[1] == w.shape[0] and w.shape[1] == 1)
+
+    def conv(self, node: Node) -> None:
+        x, w, b = node.inputs
+        cin, cout = x.type.shape[1], w.type.shape[0]
+        depthwise = node.attrs["group"] > 1
+        ib = choose_block(cin, self.lanes)
+        ob = ib if depthwise else choose_block(cout, self.lanes)
+        data_layout, out_layout = f"NCHW{ib}c", f"NCHW{ob}c"
+        kernel_layout = f"OIHW1i{ob}o" if depthwise else f"OIHW{ib}i{ob}o"
+        packed = layout_of(kernel_layout).from_plain(w.const, "OIHW")
+        xb = self.blocked_twin(x, data_layout, node)
+        wb = self.graph.add_constant(packed, f"{w.name}.{kernel_layout}")
+        bb = None
+        if b is not None:
+            bb = self._per_channel(b, cout, out_layout, node)
+        attrs = dict(node.attrs, layout=data_layout, kernel_layout=kernel_layout, out_layout=out_layout)
+        new = self.graph.create_node("conv", [xb, wb, bb], attrs, name=node.name, before=node).output
+        self.publish(node, new, out_layout)
+
+    def _per_channel(self, value: Value, channels: int, layout: str, before: Node) -> Value:
+        """A length-C (or [C,1,1]) per-channel operand as a [1, C/b, 1, 1, b] tensor."""
+        plain = self._as_nchw(value, channels, before)
+        return self.blocked_twin(plain, layout, before)
+
+    def _as_nchw(self, value: Value, channels: int, before: Node) -> Value:
+        if value.type.rank == 4:
+            return value
+        return self.graph.create_node("reshape", [value], {"shape": (1, channels, 1, 1)},
+                                      name=f"{value.name}.nchw", before=before).output
+
+    def follow_unary(self, node: Node, layout_attr: bool = False) -> None:
+        x = node.inputs[0]
+        layout = self.layout_of_value(x)
+        if layout is None:
+            return
+        attrs = dict(node.attrs, layout=layout) if layout_attr else dict(node.attrs)
+        new = self.graph.create_node(node.op, [self.blocked[id(x)][layout]] + list(node.inputs[1:]), attrs,
+                                     name=node.name, before=node).output
+        self.publish(node, new, layout)
+
+    def follow_broadcast(self, node: Node) -> None:
+        out = node.output.type
+        if out.rank != 4:
+            return
+        layouts = {self.layout_of_value(v) for v in node.inputs if v is not None} - {None}
+        if len(layouts) != 1:
+            return
+        layout = layouts.pop()
+        channels = out.shape[1]
+        new_inputs = []
+        for v in node.inputs:
+            if v is None:
+                new_inputs.append(None)
+            elif self.layout_of_value(v) == layout:
+                new_inputs.append(self.blocked[id(v)][layout])
+            elif v.type.shape == out.shape:
+                new_inputs.append(self.blocked_twin(v, layout, node))
+            elif _per_channel_shape(v.type.shape, channels):
+                new_inputs.append(self._per_channel(v, channels, layout, node))
+            elif v.type.size == 1:
+                new_inputs.append(self._scalar(v, node))
+            else:
+                return
+        new = self.graph.create_node(node.op, new_inputs, dict(node.attrs), name=node.name, before=node).output
+        self.publish(node, new, layout)
+
+    def _scalar(self, value: Value, before: Node) -> Value:
+        if value.type.rank == 0:
+            return value
+        return self.graph.create_node("reshape", [value], {"shape": ()}, name=f"{value.name}.scalar",
+                                      before=before).output
+
+    def concat(self, node: Node) -> None:
+        if node.attrs["axis"] % 4 != 1 or node.output.type.rank != 4:
+            return
+        if not all(self.layout_of_value(v) for v in node.inputs):
+            return
+        b = min(layout_of(self.layout_of_value(v)).block("C") for v in node.inputs)
+        if any(v.type.shape[1] % b for v in node.inputs):
+            return
+        layout = f"NCHW{b}c"
+        inputs = [self.blocked_twin(v, layout, node) for v in node.inputs]
+        new = self.graph.create_node("concat", inputs, {"axis": 1}, name=node.name, before=node).output
+        self.publish(node, new, layout)
+
+    def matmul(self, node: Node) -> None:
+        a, w = node.inputs
+        if w.const is None or w.type.rank != 2 or a.type.rank < 1 or w.type.dtype != "float32":
+            return
+        k, n = w.type.shape
+        block = next((b for b in (2 * self.lanes, self.lanes) if n % b == 0), None)
+        if block is None:
+            return
+        packed = np.ascontiguousarray(w.const.reshape(k, n // block, block).transpose(1, 0, 2))
+        wp = self.graph.add_constant(packed, f"{w.name}.packed{block}")
+        new = self.graph.create_node("dense", [a, wp], name=node.name, before=node).output
+        self.graph.replace_value(node.output, new)
+        self.graph.erase_node(node)
+
+
+def _per_channel_shape(shape: tuple[int, ...], channels: int) -> bool:
+    """[C], [C,1,1] or [1,C,1,1]: broadcasts along channels only (NCHW)."""
+    padded = (1,) * (4 - len(shape)) + tuple(shape) if len(shape) <= 4 else None
+    return padded is not None and padded[1] == channels and channels > 1 and all(
+        d == 1 for i, d in enumerate(padded) if i != 1) and len(shape) != 1
+
+
+@register_pass
+class ConvertLayout(Pass):
+    """Blocked NCHW{b}c convolutions with packed weights; packed dense weights for matmul."""
+
+    name = "convert-layout"
+    layout: str = "target"  # target | NCHWc | none
+    lanes: int = 0  # SIMD lanes for float32 (0: from the target)
+
+    def run(self, graph: Graph, ctx: PassContext) -> bool:
+        layout = self.layout
+        if layout == "target":
+            layout = getattr(ctx.target, "preferred_layout", None) or "none"
+        if layout.lower() == "none":
+            return False
+        if layout != "NCHWc":
+            raise ValueError(f"layout {layout!r} is not supported (use NCHWc or none)")
+        lanes = self.lanes or (ctx.target.lanes("float32") if ctx.target is not None else 8)
+        converter = _Converter(graph, lanes)
+        before = len(graph.nodes)
+        for node in list(graph.nodes):
+            if node.graph is graph and node in graph.nodes:
+                converter.convert(node)
+        erase_dead_nodes(graph)
+        graph.remove_unused_constants()
+        graph.topological_sort()
+        return len(graph.nodes) != before or bool(converter.blocked)

@@ -1,0 +1,176 @@
+"""fuse: group nodes into `fused` nodes, each of which lowers to exactly one kernel.
+
+Rules (as TVM's FuseOps, decided here on the edgecc IR):
+  * an anchor (conv, matmul, dense, pooling) absorbs its chain of elementwise and broadcast
+    consumers: bias, folded scale, activation, residual add (`conv -> add -> relu`);
+  * a reduction (softmax, layer_norm, reduce_*) absorbs elementwise producers that only feed it
+    (`add -> layer_norm`) and elementwise consumers (`reduce_mean -> sqrt`);
+  * chains of injective ops (elementwise, reshape, transpose, slice, ...) form one group.
+A node joins its producer's group only if it is the sole reader of that group's output. That is
+the post-dominator condition for single-output groups: nothing outside the group reads the
+intermediate, so fusion never duplicates work, and no path can leave the group and come back,
+so it never creates a cycle. Run last, after layout passes (layout transforms are injective and
+fuse with their neighbours).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from edgecc.ir import Graph, Node, Trait, Value
+
+from .base import Pass, PassContext, register_pass
+
+ANCHOR_KINDS = {
+    "conv": "conv", "conv_transpose": "conv_transpose", "matmul": "matmul", "dense": "dense",
+    "max_pool": "pool", "avg_pool": "pool", "lp_pool": "pool", "global_avg_pool": "pool",
+    "global_max_pool": "pool", "global_lp_pool": "pool", "qconv": "qconv", "qdense": "qdense",
+}
+
+
+@dataclass
+class _Group:
+    nodes: list[Node] = field(default_factory=list)
+    kind: str = "injective"  # injective | reduction | <anchor kind>
+    anchor: str | None = None
+
+
+def _pattern(node: Node) -> str:
+    """elementwise | injective | reduction | anchor | opaque."""
+    opdef = node.opdef
+    if node.op in ANCHOR_KINDS:
+        return "anchor"
+    if len(node.outputs) != 1 or opdef.has(Trait.OPAQUE) or opdef.has(Trait.SHAPE):
+        return "opaque"
+    if opdef.has(Trait.REDUCTION):
+        return "reduction"
+    if opdef.has(Trait.ELEMENTWISE):
+        return "elementwise"
+    if opdef.has(Trait.INJECTIVE):
+        return "injective"
+    return "opaque"
+
+
+def _sole_reader(value: Value, node: Node) -> bool:
+    return not value.is_graph_output and bool(value.uses) and all(user is node for user, _ in value.uses)
+
+
+@register_pass
+class Fuse(Pass):
+    """Group anchors with their epilogues, reductions with neighbours, injective chains."""
+
+    name = "fuse"
+    max_group_size: int = 32
+
+    def run(self, graph: Graph, ctx: PassContext) -> bool:
+        groups = self._form_groups(graph)
+        changed = False
+        for group in groups:
+            if len(group.nodes) > 1 or group.anchor is not None:
+                _materialize(graph, group)
+                changed = True
+        return changed
+
+    # ----- grouping ---------------------------------------------------------------------
+    def _form_groups(self, graph: Graph) -> list[_Group]:
+        group_of: dict[int, _Group] = {}
+        groups: list[_Group] = []
+        for node in graph.nodes:
+            pattern = _pattern(node)
+            target = None if pattern == "opaque" else self._join_target(node, pattern, group_of)
+            if target is None:
+                target = _Group(kind=_initial_kind(node, pattern), anchor=node.op if pattern == "anchor" else None)
+                if pattern == "opaque":
+                    target.kind = "opaque"
+                groups.append(target)
+            elif pattern == "reduction":
+                target.kind = "reduction"
+            target.nodes.append(node)
+            group_of[id(node)] = target
+        return groups
+
+    def _join_target(self, node: Node, pattern: str, group_of: dict[int, _Group]) -> _Group | None:
+        """The producer group this node may join, or None."""
+        for value in node.inputs:
+            if value is None or value.producer is None:
+                continue
+            group = group_of.get(id(value.producer))
+            if group is None or len(group.nodes) >= self.max_group_size or group.kind == "opaque":
+                continue
+            if group.nodes[-1] is not value.producer or not _sole_reader(value, node):
+                continue
+            if _compatible(group, node, pattern, value):
+                return group
+        return None
+
+
+def _initial_kind(node: Node, pattern: str) -> str:
+    if pattern == "anchor":
+        return _anchor_kind(node)
+    return "reduction" if pattern == "reduction" else "injective"
+
+
+def _anchor_kind(node: Node) -> str:
+    kind = ANCHOR_KINDS[node.op]
+    if node.op == "conv":
+        groups = node.attrs.get("group", 1)
+        if groups > 1 and groups == node.outputs[0].type.shape[1] * _block(node.outputs[0]):
+            return "depthwise_conv"
+    return kind
+
+
+def _block(value: Value) -> int:
+    from edgecc.ir import layout_of
+
+    layout = value.type.layout
+    return (layout_of(layout).block("C") or 1) if layout else 1
+
+
+def _compatible(group: _Group, node: Node, pattern: str, value: Value) -> bool:
+    """May `node` (reading `value`, the group's last output) join `group`?"""
+    out = node.outputs[0].type
+    if group.anchor is not None or group.kind == "reduction":
+        # epilogues: elementwise on the group's result, same shape (broadcast operands allowed)
+        return pattern == "elementwise" and out.shape == value.type.shape
+    if pattern == "reduction":
+        # prologue: a purely elementwise group feeding a reduction
+        return all(_pattern(n) == "elementwise" for n in group.nodes)
+    return pattern in ("elementwise", "injective")
+
+
+def _materialize(graph: Graph, group: _Group) -> Node:
+    """Replace the group's nodes by one `fused` node holding them as its body."""
+    members = {id(n) for n in group.nodes}
+    inputs: list[Value] = []
+    for n in group.nodes:
+        for v in n.inputs:
+            if v is not None and (v.producer is None or id(v.producer) not in members) and all(v is not i for i in inputs):
+                inputs.append(v)
+    outputs = [o for n in group.nodes for o in n.outputs
+               if o.is_graph_output or any(id(u) not in members for u, _ in o.uses)]
+    body = Graph("body")
+    vmap: dict[int, Value] = {}
+    for v in inputs:
+        vmap[id(v)] = body.add_input(v.name, v.type)
+    for n in group.nodes:
+        copy = body.create_node(n.op, [vmap[id(v)] if v is not None else None for v in n.inputs], dict(n.attrs),
+                                name=n.name, output_names=[o.name for o in n.outputs],
+                                output_types=[o.type for o in n.outputs])
+        for old, new in zip(n.outputs, copy.outputs):
+            vmap[id(old)] = new
+    body.set_outputs(vmap[id(o)] for o in outputs)
+    last = group.nodes[-1]
+    fused = graph.create_node("fused", inputs, {"kind": group.kind, "anchor": group.anchor},
+                              name=f"fused.{group.anchor or last.op}", output_names=[o.name for o in outputs],
+                              output_types=[o.type for o in outputs], after=last)
+    fused.subgraph = body
+    body.parent = fused
+    names = [o.name for o in outputs]
+    for old, new in zip(outputs, fused.outputs):
+        graph.replace_value(old, new)
+    for n in reversed(group.nodes):
+        graph.erase_node(n)
+    for name, new in zip(names, fused.outputs):
+        if new.name != name and not any(v.name == name for v in graph.values()):
+            graph.rename_value(new, name)
+    return fused

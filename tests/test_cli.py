@@ -1,0 +1,161 @@
+"""The command line as build systems use it: outputs, exit codes, one-line errors."""
+
+import os
+import subprocess
+import sys
+
+import numpy as np
+import onnx
+import pytest
+from onnx import helper
+from ort_compare import make_model, run_ort
+
+from edgecc import cli
+
+DATA = os.path.join(os.path.dirname(__file__), "data")
+MODEL = os.path.join(DATA, "mobilenetv2_tiny.onnx")
+
+
+def edgecc(*args, cwd=None):
+    proc = subprocess.run([sys.executable, "-m", "edgecc", *map(str, args)], capture_output=True, text=True, cwd=cwd)
+    return proc.returncode, proc.stdout, proc.stderr
+
+
+def assert_one_line_error(rc, err, pattern):
+    assert rc == 2, err
+    lines = [line for line in err.splitlines() if line.strip()]
+    assert len(lines) == 1, err
+    assert lines[0].startswith("edgecc: error: ") and pattern in lines[0], lines[0]
+
+
+@pytest.fixture(scope="module")
+def library(tmp_path_factory):
+    out = tmp_path_factory.mktemp("lib") / "model.so"
+    rc, stdout, err = edgecc("compile", MODEL, "-o", out, "-q")
+    assert rc == 0, err
+    assert stdout == "" and out.exists()
+    return out
+
+
+def test_compile_run_and_save_outputs_by_name(library, tmp_path):
+    x = np.random.default_rng(0).standard_normal((1, 3, 64, 64)).astype(np.float32)
+    np.save(tmp_path / "x.npy", x)
+    rc, out, err = edgecc("run", library, "--input", f"input={tmp_path / 'x.npy'}", "--output", tmp_path / "out.npz")
+    assert rc == 0, err
+    with np.load(tmp_path / "out.npz") as saved:
+        assert saved.files == ["output"]
+        expected = run_ort(onnx.load(MODEL), {"input": x})[0]
+        np.testing.assert_allclose(saved["output"], expected, rtol=1e-4, atol=1e-4)
+
+
+def test_compare_onnxruntime_reports_errors_per_output(library):
+    rc, out, err = edgecc("run", library, "--compare-onnxruntime", MODEL)
+    assert rc == 0, err
+    line = [ln for ln in out.splitlines() if ln.startswith("output ") or ln.startswith("output  ")][-1]
+    assert line.split()[-1] == "yes"
+    abs_err = float(line.split()[1])
+    assert abs_err < 1e-3
+
+
+def test_compare_fails_with_exit_3_when_outputs_differ(library):
+    rc, out, err = edgecc("run", library, "--compare-onnxruntime", MODEL, "--rtol", "0", "--atol", "0")
+    assert rc in (0, 3)
+    if rc == 3:
+        assert "differ" in err
+
+
+def test_inspect_prints_ir_counts_shapes_and_parameter_bytes():
+    rc, out, err = edgecc("inspect", MODEL)
+    assert rc == 0, err
+    assert out.startswith("graph @")
+    assert "conv(" in out and "MB of parameters" in out
+    assert "// input  input: f32[1,3,64,64]" in out
+    assert "// op counts:" in out
+
+
+def test_compile_is_deterministic(tmp_path):
+    for name in ("a.so", "b.so"):
+        rc, _, err = edgecc("compile", MODEL, "-o", tmp_path / name, "-q")
+        assert rc == 0, err
+    assert (tmp_path / "a.so").read_bytes() == (tmp_path / "b.so").read_bytes()
+
+
+def test_time_passes_and_print_ir_after(tmp_path):
+    rc, out, err = edgecc("compile", MODEL, "-o", tmp_path / "m.so", "--time-passes",
+                          "--print-ir-after", "fold-batch-norm", "-q")
+    assert rc == 0, err
+    assert "// IR after fold-batch-norm" in err and "total" in err and "fold-constants" in err
+
+
+def test_truncated_model(tmp_path):
+    data = open(MODEL, "rb").read()
+    (tmp_path / "t.onnx").write_bytes(data[: len(data) // 2])
+    rc, _, err = edgecc("compile", tmp_path / "t.onnx", "-o", tmp_path / "t.so")
+    assert_one_line_error(rc, err, "t.onnx")
+    assert not (tmp_path / "t.so").exists()
+    assert not [p for p in os.listdir(tmp_path) if p.startswith(".edgecc-")]
+
+
+def test_not_an_onnx_file(tmp_path):
+    (tmp_path / "x.onnx").write_text("hello, I am not a model\n")
+    rc, _, err = edgecc("compile", tmp_path / "x.onnx", "-o", tmp_path / "x.so")
+    assert_one_line_error(rc, err, "x.onnx")
+    assert not (tmp_path / "x.so").exists()
+
+
+def test_unsupported_op_names_type_node_and_opset(tmp_path):
+    x = np.zeros((3, 3), np.float32)
+    node = helper.make_node("NonZero", ["x"], ["y"], name="find_them")
+    onnx.save(make_model([node], {"x": x}, ["y"], opset=13), tmp_path / "u.onnx")
+    rc, _, err = edgecc("compile", tmp_path / "u.onnx", "-o", tmp_path / "u.so")
+    assert_one_line_error(rc, err, "unsupported op 'NonZero'")
+    assert "find_them" in err and "opset 13" in err
+
+
+def test_missing_model_and_missing_input_file(library, tmp_path):
+    rc, _, err = edgecc("compile", tmp_path / "nope.onnx")
+    assert_one_line_error(rc, err, "nope.onnx: no such file")
+    rc, _, err = edgecc("run", library, "--input", f"input={tmp_path / 'nope.npy'}")
+    assert_one_line_error(rc, err, "nope.npy: no such file")
+
+
+def test_wrong_input_shape(library, tmp_path):
+    np.save(tmp_path / "x.npy", np.zeros((1, 3, 32, 32), np.float32))
+    rc, _, err = edgecc("run", library, "--input", f"input={tmp_path / 'x.npy'}")
+    assert_one_line_error(rc, err, "input 'input' has shape (1, 3, 32, 32), the model expects (1, 3, 64, 64)")
+
+
+def test_unknown_input_name(library, tmp_path):
+    np.save(tmp_path / "x.npy", np.zeros((1, 3, 64, 64), np.float32))
+    rc, _, err = edgecc("run", library, "--input", f"image={tmp_path / 'x.npy'}")
+    assert_one_line_error(rc, err, "unknown input 'image'")
+
+
+def test_unknown_target_and_unknown_pass(tmp_path):
+    rc, _, err = edgecc("compile", MODEL, "--target", "quantum-9000", "-o", tmp_path / "m.so")
+    assert_one_line_error(rc, err, "unknown target 'quantum-9000'")
+    rc, _, err = edgecc("compile", MODEL, "--disable-pass", "no-such-pass", "-o", tmp_path / "m.so")
+    assert_one_line_error(rc, err, "unknown pass 'no-such-pass'")
+    assert not (tmp_path / "m.so").exists()
+
+
+def test_bad_command_line_exits_2():
+    rc, _, err = edgecc("compile")
+    assert rc == 2 and "usage:" in err
+    rc, _, err = edgecc("compile", MODEL, "--input-shape", "input=1,x,3")
+    assert rc == 2
+
+
+def test_internal_errors_exit_1(monkeypatch, capsys):
+    def boom(args):
+        raise RuntimeError("something inside broke")
+
+    monkeypatch.setattr(cli, "cmd_targets", boom)
+    assert cli.main(["targets"]) == 1
+    assert "internal error: RuntimeError: something inside broke" in capsys.readouterr().err
+
+
+def test_help_does_not_import_tvm():
+    code = "import sys; from edgecc import cli; cli.build_parser(); print('tvm' in sys.modules)"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert out.strip() == "False"
