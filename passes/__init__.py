@@ -10,6 +10,7 @@ from .pipeline import format_pipeline, opt_level_pipeline, parse_pipeline
 from .rewrite import Builder, Match, RewriteRule, any_, apply_rewrites, const, op
 
 from . import (  # noqa: F401  (registration)
+    convert_layout,
     eliminate_common_subexpressions,
     eliminate_dead_code,
     fold_batch_norm,

@@ -208,8 +208,8 @@ class ConvertLayout(Pass):
 
     def run(self, graph: Graph, ctx: PassContext) -> bool:
         layout = self.layout
-        if layout == "target":
-            layout = getattr(ctx.target, "preferred_layout", None) or "none"
+        if layout == "target":  # without a target: the generic CPU choice
+            layout = ctx.target.preferred_layout or "none" if ctx.target is not None else "NCHWc"
         if layout.lower() == "none":
             return False
         if layout != "NCHWc":

@@ -1,0 +1,67 @@
+"""convert-layout: blocked convolutions, followers, and transposes only at the boundary."""
+
+import numpy as np
+from pass_check import run_pipeline
+
+from edgecc.ir import layout_of
+
+CNN = """
+graph @main(%x: f32[1,3,8,8]) {
+  %w1 = const f32[16,3,3,3] dense<splat 0.5>
+  %b1 = const f32[16] dense<splat 0.25>
+  %w2 = const f32[16,1,3,3] dense<splat 0.1>
+  %s = const f32[1,16,1,1] dense<splat 2.0>
+  %c1 = conv(%x, %w1, %b1) {pads=[1,1,1,1]} : f32[1,16,8,8]
+  %r1 = relu(%c1) : f32[1,16,8,8]
+  %m = mul(%r1, %s) : f32[1,16,8,8]
+  %d = conv(%m, %w2) {group=16, pads=[1,1,1,1]} : f32[1,16,8,8]
+  %a = add(%d, %r1) : f32[1,16,8,8]
+  %p = max_pool(%a) {kernel_shape=[2,2], strides=[2,2]} : f32[1,16,4,4]
+  %g = global_avg_pool(%p) : f32[1,16,1,1]
+  %y = reshape(%g) {shape=[1,16]} : f32[1,16]
+  return %y
+}
+"""
+
+
+def test_cnn_runs_blocked_with_transforms_only_at_the_boundary():
+    graph, changed = run_pipeline("convert-layout{lanes=8},fold-constants,eliminate-dead-code", CNN)
+    assert changed
+    ops = [n.op for n in graph.nodes]
+    assert ops.count("layout_transform") == 2, ops
+    first, last = (n for n in graph.nodes if n.op == "layout_transform")
+    assert (first.attrs["src"], first.attrs["dst"]) == ("NCHW", "NCHW3c")
+    assert (last.attrs["src"], last.attrs["dst"]) == ("NCHW16c", "NCHW")
+    convs = [n for n in graph.nodes if n.op == "conv"]
+    assert [c.attrs["kernel_layout"] for c in convs] == ["OIHW3i16o", "OIHW1i16o"]
+    assert convs[0].inputs[1].type.shape == (1, 1, 3, 3, 3, 16)
+    assert graph.outputs[0].name == "y" and graph.outputs[0].type.shape == (1, 16)
+
+
+def test_packed_weights_hold_the_same_values():
+    graph, _ = run_pipeline("convert-layout{lanes=8},fold-constants", CNN.replace("dense<splat 0.5>", "dense<b64:" + _b64(np.arange(432, dtype=np.float32)) + ">"))
+    conv = next(n for n in graph.nodes if n.op == "conv")
+    plain = layout_of("OIHW3i16o").to_plain(conv.inputs[1].const, "OIHW")
+    np.testing.assert_array_equal(plain, np.arange(432, dtype=np.float32).reshape(16, 3, 3, 3))
+
+
+def test_matmul_with_constant_weight_becomes_dense_with_packed_weight():
+    graph, _ = run_pipeline("convert-layout{lanes=8}", """
+        graph @main(%x: f32[4,8]) {
+          %w = const f32[8,32] dense<splat 1.0>
+          %y = matmul(%x, %w) : f32[4,32]
+          return %y
+        }""")
+    (node,) = graph.nodes
+    assert node.op == "dense" and node.inputs[1].type.shape == (2, 8, 16)
+
+
+def test_layout_none_leaves_the_graph_alone():
+    graph, changed = run_pipeline("convert-layout{layout=none}", CNN)
+    assert not changed and "layout_transform" not in graph.op_counts()
+
+
+def _b64(a):
+    import base64
+
+    return base64.b64encode(a.tobytes()).decode()
