@@ -15,7 +15,8 @@ from typing import Any
 import numpy as np
 
 from edgecc.errors import FrontendError, UnsupportedOpError
-from edgecc.ir import Graph, IRError, TensorType, Value, static_value
+from edgecc.ir import DTYPES, Graph, IRError, TensorType, Value, static_value
+from edgecc.ir.types import np_dtype
 
 __all__ = ["load_onnx", "from_onnx", "ConvertContext", "MIN_OPSET"]
 
@@ -136,10 +137,22 @@ class ConvertContext:
             self.graph.meta["input_names"].append(inp.name)
 
     def _input_type(self, inp, override) -> TensorType:
-        tt = inp.type.tensor_type
-        if not inp.type.HasField("tensor_type"):
+        type_proto = inp.type
+        if type_proto.HasField("optional_type"):  # an optional tensor is fed as a tensor
+            type_proto = type_proto.optional_type.elem_type
+        if not type_proto.HasField("tensor_type"):
             raise FrontendError(f"{self.source}: input '{inp.name}' is not a tensor")
+        tt = type_proto.tensor_type
         dtype = onnx_dtype(tt.elem_type)
+        if dtype not in DTYPES:
+            from onnx import TensorProto
+
+            try:
+                kind = TensorProto.DataType.Name(tt.elem_type)
+            except ValueError:
+                kind = dtype
+            raise FrontendError(f"{self.source}: input '{inp.name}' has element type {kind}, "
+                                f"which edgecc does not support")
         if override is not None:
             shape = [int(d) for d in override]
             if tt.HasField("shape") and len(shape) != len(tt.shape.dim):
@@ -150,7 +163,7 @@ class ConvertContext:
                 raise FrontendError(f"{self.source}: input '{inp.name}' has no shape; give one with --input-shape")
             shape = []
             for axis, dim in enumerate(tt.shape.dim):
-                if dim.HasField("dim_value") and dim.dim_value > 0:
+                if dim.HasField("dim_value") and dim.dim_value >= 0:
                     shape.append(dim.dim_value)
                 else:
                     label = dim.dim_param or "?"
@@ -182,7 +195,7 @@ class ConvertContext:
         name = sanitize_name(onnx_name)
         if value.name == name:
             return
-        for other in self.graph.values():
+        for other in list(self.graph.values()):
             if other.name == name and other is not value:
                 self.graph.rename_value(other, name + ".inner")
         self.graph.rename_value(value, name)
@@ -194,15 +207,20 @@ class ConvertContext:
         self.node = node
         domain = node.domain if node.domain not in ("", "ai.onnx") else ""
         converter, version = find_converter(node.op_type, domain, self.opset)
-        if converter is None:
-            raise UnsupportedOpError(node.op_type, node.name, self.opset, version)
         inputs = [self._lookup(name) for name in node.input]
-        try:
-            outputs = converter(self, inputs, _attrs(node))
-        except (FrontendError, UnsupportedOpError):
-            raise
-        except IRError as exc:
-            raise FrontendError(f"{self.where}: {exc}") from None
+        if converter is None:
+            outputs = self._expand_or_raise(node, domain, inputs,
+                                            UnsupportedOpError(node.op_type, node.name, self.opset, version))
+        else:
+            try:
+                outputs = converter(self, inputs, _attrs(node))
+            except UnsupportedOpError as exc:
+                self.node = node
+                outputs = self._expand_or_raise(node, domain, inputs, exc)
+            except FrontendError:
+                raise
+            except IRError as exc:
+                raise FrontendError(f"{self.where}: {exc}") from None
         if isinstance(outputs, Value):
             outputs = [outputs]
         for i, name in enumerate(node.output):
@@ -211,6 +229,76 @@ class ConvertContext:
             if i >= len(outputs) or outputs[i] is None:
                 raise FrontendError(f"{self.where}: output {i} ('{name}') is not supported")
             self.env[name] = outputs[i]
+
+    def convert_subgraph(self, graph, bindings: Mapping[str, Value]) -> list[Value]:
+        """Convert a GraphProto (an If branch, a Scan or Loop body) inline, in a scope that sees
+        the values converted so far; `bindings` gives its inputs. Returns its outputs."""
+        saved_env, saved_node = self.env, self.node
+        self.env = dict(saved_env)
+        try:
+            from onnx import numpy_helper
+
+            for tensor in graph.initializer:
+                self.env[tensor.name] = self.graph.add_constant(_as_supported(numpy_helper.to_array(tensor)),
+                                                                tensor.name)
+            for inp in graph.input:
+                if inp.name in bindings:
+                    self.env[inp.name] = bindings[inp.name]
+            for node in graph.node:
+                self.convert_node(node)
+            self.node = saved_node
+            return [self._lookup(out.name) for out in graph.output]
+        finally:
+            self.env, self.node = saved_env, saved_node
+
+    def _expand_or_raise(self, node, domain: str, inputs, error: UnsupportedOpError):
+        """Convert `node` through the op's ONNX function body, when it has one; else raise `error`."""
+        found = _function_body(node, domain, self.opset, inputs)
+        if found is None:
+            raise error
+        function, full_node = found
+        try:
+            return self.expand_function(full_node, function)
+        except FrontendError as exc:
+            reason = str(error).partition(f"opset {self.opset}: ")[2]
+            detail = f"{reason + '; ' if reason else ''}its ONNX function body does not convert ({exc})"
+            raise UnsupportedOpError(node.op_type, node.name, self.opset, None, detail=detail) from None
+
+    def expand_function(self, node, function) -> list[Value | None]:
+        """Convert `node` by inlining `function` (a FunctionProto) with the node's inputs and
+        attributes; returns the function's outputs."""
+        from onnx import AttributeProto
+
+        attrs = {a.name: a for a in node.attribute}
+        bindings = {name: (self._lookup(node.input[i]) if i < len(node.input) else None)
+                    for i, name in enumerate(function.input)}
+        saved_env, saved_node, saved_opset = self.env, self.node, self.opset
+        self.env = dict(saved_env)
+        self.env.update(bindings)
+        for imp in function.opset_import:
+            if imp.domain in ("", "ai.onnx"):
+                self.opset = imp.version
+        try:
+            for inner in function.node:
+                expanded = type(inner)()
+                expanded.CopyFrom(inner)
+                del expanded.attribute[:]
+                for attr in inner.attribute:
+                    if attr.ref_attr_name:
+                        if attr.ref_attr_name not in attrs:
+                            continue
+                        value = AttributeProto()
+                        value.CopyFrom(attrs[attr.ref_attr_name])
+                        value.name = attr.name
+                        expanded.attribute.append(value)
+                    else:
+                        expanded.attribute.append(attr)
+                if not expanded.name:
+                    expanded.name = f"{node.name or node.output[0]}/{inner.op_type}"
+                self.convert_node(expanded)
+            return [self._lookup(name) for name in function.output]
+        finally:
+            self.env, self.node, self.opset = saved_env, saved_node, saved_opset
 
     def _lookup(self, name: str) -> Value | None:
         if name not in self.env:
@@ -253,6 +341,49 @@ class ConvertContext:
         return UnsupportedOpError(n.op_type, n.name, self.opset, None, detail=what)
 
 
+
+
+def _function_body(node, domain: str, opset: int, inputs):
+    """(the op's ONNX function body for this opset, a copy of the node with its missing attributes
+    at their defaults); None when the op defines no function."""
+    import onnx.defs
+    from onnx import FunctionProto, helper
+
+    try:
+        schema = onnx.defs.get_schema(node.op_type, opset, domain)
+    except Exception:  # noqa: BLE001 - SchemaError for unknown ops
+        return None
+    full = type(node)()
+    full.CopyFrom(node)
+    present = {a.name for a in node.attribute}
+    for name, spec in schema.attributes.items():
+        if name not in present and spec.default_value.type:
+            full.attribute.append(spec.default_value)
+    best, text = None, None
+    for version in schema.function_opset_versions:
+        if version <= opset and (best is None or version > best):
+            best, text = version, schema.get_function_with_opset_version(version)
+    context = [v for v in schema.context_dependent_function_opset_versions if v <= opset]
+    if context and (best is None or max(context) > best):
+        types = []
+        for value in inputs:
+            if value is None:
+                types.append(onnx.TypeProto().SerializeToString())
+            else:
+                elem = helper.np_dtype_to_tensor_dtype(np_dtype(value.dtype))
+                types.append(helper.make_tensor_type_proto(elem, value.shape).SerializeToString())
+        try:
+            text = schema.get_context_dependent_function_with_opset_version(
+                max(context), full.SerializeToString(), types)
+        except Exception:  # noqa: BLE001 - the schema declines this node
+            text = None
+    if not text:
+        return None
+    function = FunctionProto()
+    function.ParseFromString(text)
+    if not function.node:
+        return None
+    return function, full
 
 
 def _as_supported(data: np.ndarray) -> np.ndarray:

@@ -68,14 +68,14 @@ for _onnx, _ir in _BINARY.items():
 
 @converter("Dropout")
 def _dropout(ctx, inputs, attrs):
-    if len(inputs) > 2 and inputs[2] is not None:
-        training = ctx.static(inputs[2], "training_mode")
-        if bool(training):
-            raise ctx.unsupported("training_mode=True")
+    """Inference dropout is the identity; so is training dropout with ratio 0."""
+    if len(inputs) > 2 and inputs[2] is not None and bool(ctx.static(inputs[2], "training_mode")):
+        ratio = 0.5 if len(inputs) < 2 or inputs[1] is None else float(ctx.static(inputs[1], "ratio"))
+        if ratio != 0.0:
+            raise ctx.unsupported("training_mode=True (random masks)")
     out = ctx.emit("dropout", inputs[0])
     if len(ctx.node.output) > 1 and ctx.node.output[1]:
-        mask = ctx.graph.create_node("full", [], {"shape": inputs[0].shape, "value": True, "dtype": "bool"},
-                                     name=ctx.node.output[1]).output
+        mask = ctx.const(np.ones(inputs[0].shape, dtype=bool), ctx.node.output[1])
         return [out, mask]
     return out
 

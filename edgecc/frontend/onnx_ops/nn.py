@@ -6,6 +6,7 @@ import math
 
 import numpy as np
 
+from ..onnx import onnx_dtype
 from . import converter
 
 
@@ -74,9 +75,7 @@ def _conv_transpose(ctx, inputs, attrs):
             if total < 0:
                 outpad[i] -= total
                 total = 0
-            lower = total // 2 if auto != "SAME_LOWER" else total - total // 2
-            if "output_shape" in attrs and auto != "SAME_LOWER":
-                lower = total // 2
+            lower = total // 2 if auto == "SAME_UPPER" else total - total // 2
             pads_b.append(lower)
             pads_e.append(total - lower)
         pads = pads_b + pads_e
@@ -136,12 +135,26 @@ def _instance_norm(ctx, inputs, attrs):
 
 @converter("LayerNormalization")
 def _layer_norm(ctx, inputs, attrs):
-    if len(ctx.node.output) > 1 and any(ctx.node.output[1:]):
-        raise ctx.unsupported("the Mean and InvStdDev outputs")
     x = inputs[0]
     scale = inputs[1] if len(inputs) > 1 else None
     bias = inputs[2] if len(inputs) > 2 else None
-    return ctx.emit("layer_norm", x, scale, bias, axis=attrs.get("axis", -1), epsilon=attrs.get("epsilon", 1e-5))
+    axis, eps = attrs.get("axis", -1), attrs.get("epsilon", 1e-5)
+    y = ctx.emit("layer_norm", x, scale, bias, axis=axis, epsilon=eps)
+    if not any(ctx.node.output[1:]):
+        return y
+    return [y, *_layer_norm_statistics(ctx, x, axis, eps, onnx_dtype(attrs.get("stash_type", 1)))]
+
+
+def _layer_norm_statistics(ctx, x, axis, eps, dtype):
+    """LayerNormalization's Mean and InvStdDev outputs: moments over [axis, rank), kept as unit axes."""
+    if x.dtype != dtype:
+        x = ctx.emit("cast", x, to=dtype)
+    axes = list(range(axis % x.type.rank, x.type.rank))
+    mean = ctx.emit("reduce_mean", x, axes=axes, keepdims=1)
+    dev = ctx.emit("sub", x, mean)
+    var = ctx.emit("reduce_mean", ctx.emit("mul", dev, dev), axes=axes, keepdims=1)
+    std = ctx.emit("sqrt", ctx.emit("add", var, ctx.const(np.array(eps, dtype=dtype), "epsilon")))
+    return [mean, ctx.emit("reciprocal", std)]
 
 
 @converter("LRN")

@@ -73,9 +73,10 @@ def _reshape(ctx, inputs, attrs):
 @converter("Flatten")
 def _flatten(ctx, inputs, attrs):
     x = inputs[0]
-    axis = attrs.get("axis", 1) % (x.type.rank + 1) if x.type.rank else 0
+    axis = attrs.get("axis", 1)
+    axis = axis + x.type.rank if axis < 0 else axis
     outer = int(np.prod(x.shape[:axis], dtype=np.int64))
-    return _reshape_to(ctx, x, (outer, x.type.size // outer if outer else 0))
+    return _reshape_to(ctx, x, (outer, int(np.prod(x.shape[axis:], dtype=np.int64))))
 
 
 def _squeeze_axes(ctx, inputs, attrs):
@@ -284,7 +285,8 @@ def _space_to_depth(ctx, inputs, attrs):
     b = attrs["blocksize"]
     n, c, h, w = x.shape
     t = _reshape_to(ctx, x, (n, c, h // b, b, w // b, b))
-    t = ctx.emit("transpose", t, perm=(0, 3, 5, 1, 2, 4))
+    perm = (0, 3, 5, 1, 2, 4) if attrs.get("mode", "DCR") == "DCR" else (0, 1, 3, 5, 2, 4)
+    t = ctx.emit("transpose", t, perm=perm)
     return _reshape_to(ctx, t, (n, c * b * b, h // b, w // b))
 
 
@@ -294,13 +296,14 @@ def _resize_sizes(ctx, x, scales, sizes, axes, policy):
     if sizes is not None and len(sizes):
         sizes = [int(s) for s in sizes]
         if policy in ("not_larger", "not_smaller"):
-            ratios = [sizes[i] / x.shape[a] for i, a in enumerate(axes)]
+            # float32 arithmetic, as ONNX Runtime computes it
+            ratios = [np.float32(sizes[i]) / np.float32(x.shape[a]) for i, a in enumerate(axes)]
             r = min(ratios) if policy == "not_larger" else max(ratios)
             scale_full = [1.0] * rank
             out = list(x.shape)
             for a in axes:
-                scale_full[a] = r
-                out[a] = int(np.floor(x.shape[a] * r + 0.5))
+                scale_full[a] = float(r)
+                out[a] = int(np.floor(np.float32(x.shape[a]) * r + np.float32(0.5)))
             return out, scale_full
         out = list(x.shape)
         for i, a in enumerate(axes):
@@ -311,7 +314,8 @@ def _resize_sizes(ctx, x, scales, sizes, axes, policy):
     full = [1.0] * rank
     for i, a in enumerate(axes):
         full[a] = float(scales[i])
-    return [int(np.floor(d * s)) for d, s in zip(x.shape, full)], full
+    # the float32 product, truncated, as ONNX Runtime computes it (5 * 1.4f is 7, not 6)
+    return [int(np.float32(d) * np.float32(s)) for d, s in zip(x.shape, full)], full
 
 
 @converter("Resize", since=10)

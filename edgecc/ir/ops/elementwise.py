@@ -222,11 +222,20 @@ _binary("prelu", lambda x, s: np.where(x < 0, x * s, x))
 _binary("bitwise_and", np.bitwise_and, traits=[Trait.COMMUTATIVE])
 _binary("bitwise_or", np.bitwise_or, traits=[Trait.COMMUTATIVE])
 _binary("bitwise_xor", np.bitwise_xor, traits=[Trait.COMMUTATIVE])
-_binary(
-    "bit_shift",
-    lambda a, b, direction: np.left_shift(a, b) if direction == "LEFT" else np.right_shift(a, b),
-    attrs={"direction": Attr("str")},
-)
+def _bit_shift(a, b, direction):
+    """ONNX shifts: amounts outside [0, bits) give 0, or -1 for a negative value shifted right."""
+    a, b = np.broadcast_arrays(a, b)
+    out_of_range = (b < 0) | (b >= np.iinfo(a.dtype).bits)
+    amount = np.where(out_of_range, 0, b).astype(a.dtype)
+    if direction == "LEFT":
+        unsigned = np.dtype(f"u{a.dtype.itemsize}")
+        shifted = np.left_shift(a.view(unsigned) if a.dtype.kind == "i" else a, amount.astype(unsigned)).view(a.dtype)
+        return np.where(out_of_range, 0, shifted).astype(a.dtype)
+    overflow = np.where(a < 0, -1, 0) if a.dtype.kind == "i" else 0
+    return np.where(out_of_range, overflow, np.right_shift(a, amount)).astype(a.dtype)
+
+
+_binary("bit_shift", _bit_shift, attrs={"direction": Attr("str")})
 for _name, _fn in {
     "equal": np.equal,
     "less": np.less,

@@ -125,6 +125,10 @@ def _conv_transpose_infer(node: Node) -> list[TensorType]:
     group = node.attrs["group"]
     if t.shape[1] != w.shape[0]:
         raise IRError(f"conv_transpose: input has {t.shape[1]} channels, weight expects {w.shape[0]}")
+    if group < 1 or t.shape[1] % group:
+        raise IRError(f"conv_transpose: {t.shape[1]} input channels do not split into {group} groups")
+    if node.input(2) is not None and in_type(node, 2).size != w.shape[1] * group:
+        raise IRError(f"conv_transpose: bias has {in_type(node, 2).size} elements, expected {w.shape[1] * group}")
     outpad = node.attrs["output_padding"] or (0,) * nsp
     out = [
         strides[i] * (t.shape[2 + i] - 1) + outpad[i] + (kernel[i] - 1) * dil[i] + 1 - pads[i] - pads[i + nsp]

@@ -27,6 +27,14 @@ def _load_rules() -> None:
     from . import cpu  # noqa: F401  (registration)
 
 
+def _debug(message: str) -> None:
+    import os
+    import sys
+
+    if os.environ.get("EDGECC_DEBUG"):
+        print(f"edgecc: debug: {message}", file=sys.stderr)
+
+
 def make_scheduler(target, tuning_logs: str | None = None):
     _load_rules()
     tuned = None
@@ -40,11 +48,13 @@ def make_scheduler(target, tuning_logs: str | None = None):
             func = tuned.lookup(kernel)
             if func is not None:
                 return func, "tuned"
-        rule = RULES.get(kernel.kind) or RULES.get("*")
-        if rule is not None:
-            func = rule(kernel, target)
-            if func is not None:
-                return func, "default"
+        for rule, how in ((RULES.get(kernel.kind), "default"), (RULES.get("*"), "generic")):
+            if rule is None:
+                continue
+            try:
+                return rule(kernel, target), how
+            except Exception as exc:  # noqa: BLE001 - a rule that does not fit; try the next one
+                _debug(f"schedule rule for {kernel.name} ({kernel.kind}) did not apply: {exc}")
         return kernel.func, "none"
 
     return schedule

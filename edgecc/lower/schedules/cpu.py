@@ -1,3 +1,263 @@
-"""Rule-based default schedules for CPU kernels (used when no tuning record exists)."""
+"""Rule-based default schedules for CPU kernels (used when no tuning record exists).
+
+One rule per fusion-group kind. Each rule inlines the group's cheap stages (padding, bias,
+activations) into the stage that writes the output, tiles that output stage, parallelizes its
+outer loops over the cores, vectorizes the innermost loop to the SIMD width, and computes the
+heavy stage (conv, dense, reduction) inside the output tile so its accumulators stay in registers.
+A rule that does not fit a kernel raises; the dispatcher then falls back to the generic rule,
+and finally to the unscheduled kernel. Schedules never change what a kernel computes.
+"""
 
 from __future__ import annotations
+
+import numpy as np
+
+from . import register_rule
+
+#: below this many output elements a kernel runs on one core (threading costs more than it saves)
+PARALLEL_MIN_ELEMENTS = 4096
+
+
+# ----- helpers -------------------------------------------------------------------------------------
+def _schedule(kernel):
+    import tvm
+
+    return tvm.s_tir.Schedule(kernel.func)
+
+
+def _blocks(sch):
+    return list(sch.get_child_blocks(sch.get_sblock("root", func_name="main")))
+
+
+def _name(sch, block) -> str:
+    return sch.get(block).name_hint
+
+
+def _find(sch, names: tuple[str, ...]):
+    for block in _blocks(sch):
+        if _name(sch, block) in names:
+            return block
+    return None
+
+
+def _extent(sch, loop) -> int:
+    return int(sch.get(loop).extent)
+
+
+def _is_output(sch, block) -> bool:
+    func = sch.mod["main"]
+    outputs = {func.buffer_map[p].data for p in func.params}
+    return any(w.buffer.data in outputs for w in sch.get(block).writes)
+
+
+def inline_all_but(sch, keep) -> None:
+    """Inline every block except those in `keep` (and those that cannot be inlined)."""
+    keep_names = {_name(sch, b) for b in keep}
+    changed = True
+    while changed:
+        changed = False
+        for block in _blocks(sch):
+            name = _name(sch, block)
+            if name in keep_names or _is_output(sch, block):
+                continue
+            for inline in (sch.compute_inline, sch.reverse_compute_inline):
+                try:
+                    inline(block)
+                    changed = True
+                    break
+                except Exception:  # noqa: BLE001 - not inlinable here; try the next block
+                    continue
+
+
+def output_block(sch, anchor):
+    """The block writing the kernel output that consumes `anchor` (a cache copy if anchor writes it)."""
+    outputs = [b for b in _blocks(sch) if _is_output(sch, b)]
+    if len(outputs) != 1:
+        raise ValueError("rule handles single-output kernels")
+    out = outputs[0]
+    if _name(sch, out) == _name(sch, anchor):
+        sch.cache_write(anchor, 0, "global")
+        out = [b for b in _blocks(sch) if _is_output(sch, b)][0]
+        anchor = _find(sch, (_name(sch, anchor),))
+    return out, anchor
+
+
+def _divisor_tile(extent: int, preferred: tuple[int, ...]) -> int:
+    for t in preferred:
+        if t <= extent and extent % t == 0:
+            return t
+    return 1
+
+
+def _parallel_and_vectorize_flat(sch, block, lanes: int) -> None:
+    """Fuse all loops of a block, vectorize `lanes` innermost, parallelize the rest."""
+    loops = sch.get_loops(block)
+    if not loops:
+        return
+    fused = sch.fuse(*loops) if len(loops) > 1 else loops[0]
+    total = _extent(sch, fused)
+    vec = _divisor_tile(total, (lanes * 4, lanes * 2, lanes))
+    if vec > 1:
+        outer, inner = sch.split(fused, [None, vec])
+        sch.vectorize(inner)
+    else:
+        outer = fused
+    if total >= PARALLEL_MIN_ELEMENTS:
+        sch.parallel(outer)
+
+
+# ----- conv2d in NCHW{b}c ---------------------------------------------------------------------------
+@register_rule("conv")
+def schedule_conv(kernel, target):
+    sch = _schedule(kernel)
+    conv = _find(sch, ("conv2d_NCHWc",))
+    if conv is None:
+        return _generic(kernel, target, sch)
+    inline_all_but(sch, [conv])
+    out, conv = output_block(sch, conv)
+    n, oc, oh, ow, ob = sch.get_loops(out)
+    tile = _divisor_tile(_extent(sch, ow), (4, 7, 8, 6, 5, 3, 2))
+    ow_o, ow_i = sch.split(ow, [None, tile])
+    sch.reorder(n, oc, oh, ow_o, ow_i, ob)
+    sch.parallel(sch.fuse(n, oc, oh))
+    sch.vectorize(ob)
+    sch.compute_at(conv, ow_o)
+    inner = sch.get_loops(conv)[2:]
+    spatial, reduction = inner[:2], inner[2:]
+    sch.reorder(*reduction, *spatial)
+    sch.unroll(spatial[0])
+    sch.vectorize(spatial[1])
+    sch.decompose_reduction(conv, reduction[0])
+    return sch.mod["main"]
+
+
+@register_rule("depthwise_conv")
+def schedule_depthwise_conv(kernel, target):
+    sch = _schedule(kernel)
+    conv = _find(sch, ("depthwise_conv2d_NCHWc",))
+    if conv is None:
+        return _generic(kernel, target, sch)
+    inline_all_but(sch, [conv])
+    out, conv = output_block(sch, conv)
+    n, c, oh, ow, b = sch.get_loops(out)
+    tile = _divisor_tile(_extent(sch, ow), (4, 7, 8, 6, 5, 3, 2))
+    ow_o, ow_i = sch.split(ow, [None, tile])
+    sch.reorder(n, c, oh, ow_o, ow_i, b)
+    sch.parallel(sch.fuse(n, c, oh))
+    sch.vectorize(b)
+    sch.compute_at(conv, ow_o)
+    inner = sch.get_loops(conv)[2:]
+    spatial, reduction = inner[:2], inner[2:]
+    sch.reorder(*reduction, *spatial)
+    for loop in reduction:
+        sch.unroll(loop)
+    sch.unroll(spatial[0])
+    sch.vectorize(spatial[1])
+    sch.decompose_reduction(conv, reduction[0])
+    return sch.mod["main"]
+
+
+# ----- dense with packed weights ----------------------------------------------------------------------
+@register_rule("dense")
+def schedule_dense(kernel, target):
+    sch = _schedule(kernel)
+    dense = _find(sch, ("dense_pack",))
+    if dense is None:
+        return _generic(kernel, target, sch)
+    inline_all_but(sch, [dense])
+    out, dense = output_block(sch, dense)
+    loops = sch.get_loops(out)
+    rows = sch.fuse(*loops[:-1]) if len(loops) > 2 else loops[0]
+    cols = loops[-1]
+    block = int(kernel.args[1].type.shape[2]) if len(kernel.args) > 1 and kernel.args[1].type.rank == 3 else 16
+    mi = _divisor_tile(_extent(sch, rows), (4, 2))
+    m_o, m_i = sch.split(rows, [None, mi])
+    n_o, n_i = sch.split(cols, [None, block])
+    sch.reorder(m_o, n_o, m_i, n_i)
+    par = sch.fuse(m_o, n_o)
+    sch.parallel(par)
+    sch.vectorize(n_i)
+    sch.compute_at(dense, par)
+    inner = sch.get_loops(dense)[1:]
+    spatial, reduction = inner[:-1], inner[-1:]
+    sch.reorder(*reduction, *spatial)
+    for loop in spatial[:-1]:
+        sch.unroll(loop)
+    sch.vectorize(spatial[-1])
+    sch.decompose_reduction(dense, reduction[0])
+    return sch.mod["main"]
+
+
+# ----- everything else ------------------------------------------------------------------------------
+@register_rule("injective", "*")
+def schedule_injective(kernel, target):
+    return _generic(kernel, target, _schedule(kernel))
+
+
+def _generic(kernel, target, sch):
+    """Inline what can be inlined; parallelize and vectorize each remaining top-level block."""
+    lanes = target.lanes(_out_dtype(kernel))
+    inline_all_but(sch, [b for b in _blocks(sch) if _has_reduction(sch, b)])
+    for block in _blocks(sch):
+        if _has_reduction(sch, block):
+            _parallel_outer_spatial(sch, block)
+        else:
+            _parallel_and_vectorize_flat(sch, block, lanes)
+    return sch.mod["main"]
+
+
+def _out_dtype(kernel) -> str:
+    return kernel.outputs[0].type.dtype if kernel.outputs else "float32"
+
+
+def _has_reduction(sch, block) -> bool:
+    from tvm.tirx import IterVar
+
+    return any(iv.iter_type == IterVar.CommReduce for iv in sch.get(block).iter_vars)
+
+
+def _parallel_outer_spatial(sch, block) -> None:
+    """Parallelize the leading spatial loops of a reduction block (rows are independent)."""
+    from tvm.tirx import IterVar
+
+    loops = sch.get_loops(block)
+    spatial = []
+    iter_vars = sch.get(block).iter_vars
+    for loop, iv in zip(loops, iter_vars):
+        if iv.iter_type != IterVar.DataPar:
+            break
+        spatial.append(loop)
+    if not spatial:
+        return
+    fused = sch.fuse(*spatial) if len(spatial) > 1 else spatial[0]
+    if _extent(sch, fused) > 1 and int(np.prod([_extent(sch, lp) for lp in sch.get_loops(block)])) >= PARALLEL_MIN_ELEMENTS:
+        sch.parallel(fused)
+
+
+@register_rule("reduction", "pool")
+def schedule_reduction(kernel, target):
+    """Row-parallel reductions: every stage computed inside the output's row loop."""
+    sch = _schedule(kernel)
+    outputs = [b for b in _blocks(sch) if _is_output(sch, b)]
+    if len(outputs) != 1:
+        return _generic(kernel, target, sch)
+    inline_all_but(sch, [b for b in _blocks(sch) if _has_reduction(sch, b)])
+    out = outputs[0]
+    loops = sch.get_loops(out)
+    rows = _row_loops(sch, out, kernel)
+    if not rows:
+        return _generic(kernel, target, sch)
+    row = sch.fuse(*loops[:rows]) if rows > 1 else loops[0]
+    for block in reversed([b for b in _blocks(sch) if not _is_output(sch, b)]):
+        sch.compute_at(block, row)
+    total = int(np.prod([_extent(sch, lp) for lp in sch.get_loops(out)]))
+    if _extent(sch, row) > 1 and total >= PARALLEL_MIN_ELEMENTS:
+        sch.parallel(row)
+    return sch.mod["main"]
+
+
+def _row_loops(sch, out, kernel) -> int:
+    """How many leading output loops index independent rows (all but the reduced trailing axes)."""
+    shape = kernel.outputs[0].type.shape
+    rank = len(shape)
+    return max(rank - 1, 0) if rank > 1 else 0

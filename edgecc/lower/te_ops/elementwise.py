@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 
+import numpy as np
 from tvm import te, tirx
 
 from . import lowering
@@ -39,9 +40,15 @@ def broadcast_compute(inputs, out_shape, fn, name: str, dtype: str | None = None
     return te.compute(tuple(out_shape), body, name=name)
 
 
+def _log1p(x):
+    dtype = dtype_of(x)
+    if dtype in ("float32", "float64"):
+        return tirx.log1p(x)
+    return tirx.log1p(x.astype("float32")).astype(dtype)
+
+
 def _softplus(x):
-    one = _c(1, dtype_of(x))
-    return tirx.Select(x > _c(0, dtype_of(x)), x + tirx.log(one + tirx.exp(-x)), tirx.log(one + tirx.exp(x)))
+    return tirx.Select(x > _c(0, dtype_of(x)), x + _log1p(tirx.exp(-x)), _log1p(tirx.exp(x)))
 
 
 def _sigmoid(x):
@@ -146,9 +153,33 @@ def _cast(x, to):
     return x.astype(to)
 
 
+#: ops exact in any float type; the others run in float32 on half types (LLVM has no half-precision
+#: versions of most math functions, and numpy computes them in float32 too)
+EXACT_UNARY = {"relu", "neg", "abs", "sign", "identity", "dropout", "floor", "ceil", "round", "logical_not",
+               "bitwise_not", "clip", "leaky_relu", "thresholded_relu", "shrink"}
+HALF_TYPES = ("float16", "bfloat16")
+
+
+def _in_float32(fn):
+    """fn evaluated in float32 when its input is a half type."""
+
+    def wrapped(x, *rest):
+        dtype = dtype_of(x)
+        if dtype not in HALF_TYPES:
+            return fn(x, *rest)
+        args = [x.astype("float32")] + [r.astype("float32") if hasattr(r, "dtype") and dtype_of(r) == dtype else r
+                                        for r in rest]
+        result = fn(*args)
+        return result.astype(dtype) if dtype_of(result) == "float32" else result
+
+    return wrapped
+
+
 @lowering(*UNARY)
 def _lower_unary(node, ins):
     fn = UNARY[node.op]
+    if node.op not in EXACT_UNARY:
+        fn = _in_float32(fn)
     attrs = node.attrs
     return [broadcast_compute(ins, ins[0].shape, lambda x: fn(x, attrs), node.op)]
 
@@ -165,10 +196,54 @@ def _div(a, b):
     return tirx.truncdiv(a, b)
 
 
+def _fmod(a, b):
+    """C fmod (exact), from libm; half types go through float32."""
+    dtype = dtype_of(a)
+    if dtype == "float64":
+        return tirx.call_pure_extern("float64", "fmod", a, b)
+    return tirx.call_pure_extern("float32", "fmodf", a.astype("float32"), b.astype("float32")).astype(dtype)
+
+
 def _mod(a, b, fmod):
-    if _is_float(dtype_of(a)):
-        return tirx.fmod(a, b) if fmod else a - tirx.floor(a / b) * b
-    return tirx.truncmod(a, b) if fmod else tirx.floormod(a, b)
+    if not _is_float(dtype_of(a)):
+        return tirx.truncmod(a, b) if fmod else tirx.floormod(a, b)
+    r = _fmod(a, b)
+    if fmod:
+        return r
+    zero = _c(0, dtype_of(a))
+    # the sign of the divisor, as numpy.mod: r + b where r and b differ in sign
+    differ = tirx.And(r != zero, _xor(r < zero, b < zero))
+    return tirx.Select(differ, r + b, r)
+
+
+def _bit_shift(a, b, direction):
+    """Shifts as ONNX defines them: amounts outside [0, bits) give 0 (or -1 for a negative value
+    shifted right)."""
+    dtype = dtype_of(a)
+    zero = _c(0, dtype)
+    amount = b.astype(dtype)
+    out_of_range = b >= _c(np.iinfo(dtype).bits, dtype_of(b))
+    if dtype.startswith("int"):
+        out_of_range = tirx.Or(out_of_range, b < _c(0, dtype_of(b)))
+    if direction == "LEFT":
+        if dtype.startswith("int"):
+            unsigned = "u" + dtype
+            shifted = tirx.shift_left(a.astype(unsigned), amount.astype(unsigned)).astype(dtype)
+        else:
+            shifted = tirx.shift_left(a, amount)
+        return tirx.Select(out_of_range, zero, shifted)
+    overflow = tirx.Select(a < zero, _c(-1, dtype), zero) if dtype.startswith("int") else zero
+    return tirx.Select(out_of_range, overflow, tirx.shift_right(a, amount))
+
+
+def _equal(a, b):
+    if dtype_of(a) == "bool":
+        return tirx.Select(a, b, tirx.Not(b))
+    return a == b
+
+
+def _xor(a, b):
+    return tirx.Select(a, tirx.Not(b), b)
 
 
 def _pow(a, b):
@@ -190,21 +265,27 @@ BINARY = {
     "bitwise_and": lambda a, b, at: tirx.bitwise_and(a, b),
     "bitwise_or": lambda a, b, at: tirx.bitwise_or(a, b),
     "bitwise_xor": lambda a, b, at: tirx.bitwise_xor(a, b),
-    "bit_shift": lambda a, b, at: tirx.shift_left(a, b) if at["direction"] == "LEFT" else tirx.shift_right(a, b),
-    "equal": lambda a, b, at: a == b,
+    "bit_shift": lambda a, b, at: _bit_shift(a, b, at["direction"]),
+    "equal": lambda a, b, at: _equal(a, b),
     "less": lambda a, b, at: a < b,
     "greater": lambda a, b, at: a > b,
     "less_equal": lambda a, b, at: a <= b,
     "greater_equal": lambda a, b, at: a >= b,
     "logical_and": lambda a, b, at: tirx.And(a, b),
     "logical_or": lambda a, b, at: tirx.Or(a, b),
-    "logical_xor": lambda a, b, at: a != b,
+    "logical_xor": lambda a, b, at: _xor(a, b),
 }
+
+
+#: binary ops run in float32 on half types
+HALF_IN_FLOAT32 = {"pow", "mod"}
 
 
 @lowering(*BINARY)
 def _lower_binary(node, ins):
     fn = BINARY[node.op]
+    if node.op in HALF_IN_FLOAT32:
+        fn = _in_float32(fn)
     attrs = node.attrs
     return [broadcast_compute(ins, node.output.shape, lambda a, b: fn(a, b, attrs), node.op)]
 

@@ -1,0 +1,787 @@
+"""ONNX node conformance: onnx's node test cases through edgecc and through TVM's Relax ONNX frontend.
+
+    python tools/conformance.py [--ops Conv,Relu] [--jobs 2] [--timeout 60] [--output docs/conformance.md]
+
+Each case of `onnx.backend.test.case.node.collect_testcases` is compiled for the host with edgecc
+(`edgecc.compile(model, "host")`) and with TVM's frontend (`tvm.relax.frontend.onnx.from_onnx`,
+then `tvm.compile` with the default pipeline and a Relax VirtualMachine), run on the case's data
+sets and compared with the expected outputs as onnx's backend test runner does
+(`np.testing.assert_allclose` with the case's rtol/atol; exact for integers, booleans, strings).
+
+Static parameters. Many cases feed values that fix an output shape or stand in for an attribute
+(Reshape's shape, Slice's starts, Pad's pads, TopK's k, Resize's scales, ...) as graph inputs. When
+the first attempt fails and a case has such inputs (`PARAMETER_INPUTS`), a second attempt turns
+them into initializers holding the case's data. Both frontends get the same two attempts.
+
+Isolation. Cases run in worker processes (`--jobs`), one frontend and one attempt per task, with a
+per-task timeout; a worker that crashes or runs past the timeout is replaced and the task is
+recorded as a crash or a timeout.
+
+The module is also the harness of `tests/test_conformance.py`: `collect_cases`, `run_cases`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import collections
+import datetime
+import os
+import re
+import signal
+import sys
+import time
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+FRONTENDS = ("edgecc", "tvm")
+
+#: (op type) -> positions of inputs that are compile-time parameters: they fix an output shape
+#: or stand in for an attribute. Such graph inputs are frozen into initializers on the retry.
+PARAMETER_INPUTS: dict[str, tuple[int, ...]] = {
+    "Reshape": (1,), "Expand": (1,), "Tile": (1,), "Slice": (1, 2, 3, 4), "Pad": (1, 2, 3),
+    "TopK": (1,), "Squeeze": (1,), "Unsqueeze": (1,), "Split": (1,), "SplitToSequence": (1,),
+    "ReduceSum": (1,), "ReduceMean": (1,), "ReduceMax": (1,), "ReduceMin": (1,), "ReduceProd": (1,),
+    "ReduceL1": (1,), "ReduceL2": (1,), "ReduceLogSum": (1,), "ReduceLogSumExp": (1,),
+    "ReduceSumSquare": (1,), "Resize": (1, 2, 3), "Upsample": (1,), "OneHot": (1,), "Trilu": (1,),
+    "CumSum": (1,), "CumProd": (1,), "ConstantOfShape": (0,), "Range": (0, 1, 2),
+    "CenterCropPad": (1,), "Col2Im": (1, 2), "DFT": (1, 2), "STFT": (1, 3), "AffineGrid": (1,),
+    "MaxUnpool": (2,), "NonMaxSuppression": (2, 3, 4), "Dropout": (1, 2), "Compress": (1,),
+    "MelWeightMatrix": (0, 1, 2, 3, 4), "HannWindow": (0,), "HammingWindow": (0,),
+    "BlackmanWindow": (0,), "Loop": (0, 1),
+}
+
+#: per-task timeout in seconds (compile and run of one attempt)
+DEFAULT_TIMEOUT = 60.0
+#: a worker is replaced after this many tasks, which bounds what builds up in one process
+TASKS_PER_WORKER = 250
+
+
+# ----- cases ------------------------------------------------------------------------------
+@dataclass
+class Case:
+    """One node test case, with its inputs and outputs as numpy arrays (or lists for sequences)."""
+
+    name: str
+    op: str  # the op the case tests (its expanded variants count for the same op)
+    domain: str
+    model: bytes  # serialized ModelProto
+    inputs: list[Any]
+    outputs: list[Any]
+    rtol: float
+    atol: float
+    parameters: list[str] = field(default_factory=list)  # graph inputs frozen on the retry
+
+    @property
+    def op_label(self) -> str:
+        return self.op if self.domain in ("", "ai.onnx") else f"{self.domain}.{self.op}"
+
+
+class _OpFilter:
+    """Passed as `op_type` to onnx's collector, which keeps a case when `op_type != filter` is
+    False: compares unequal to every op type outside the set."""
+
+    def __init__(self, ops: Iterable[str]):
+        self.ops = frozenset(ops)
+
+    def __bool__(self) -> bool:
+        return True
+
+    def __eq__(self, other) -> bool:
+        return other in self.ops
+
+    def __ne__(self, other) -> bool:
+        return other not in self.ops
+
+    __hash__ = None  # type: ignore[assignment]
+
+
+def _to_numpy(value):
+    from onnx import TensorProto, numpy_helper
+
+    if isinstance(value, TensorProto):
+        return numpy_helper.to_array(value)
+    if isinstance(value, (list, tuple)):
+        return [_to_numpy(v) for v in value]
+    if value is None or isinstance(value, np.ndarray):
+        return value
+    return np.asarray(value)
+
+
+def collect_cases(ops: Iterable[str] | None = None) -> list[Case]:
+    """onnx's node test cases (all, or those of the given op types), in onnx's order."""
+    import warnings
+
+    import onnx.backend.test.case.node as node_cases
+
+    wanted = frozenset(ops) if ops else None
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        with np.errstate(all="ignore"):
+            raw = node_cases.collect_testcases(_OpFilter(wanted) if wanted else None)
+    known = getattr(node_cases, "_existing_names", {})
+    cases = []
+    for tc in raw:
+        op, domain = _case_op(tc, known)
+        if wanted and op not in wanted:
+            continue
+        (inputs, outputs), = tc.data_sets[:1]
+        model = tc.model
+        case = Case(tc.name, op, domain, model.SerializeToString(), [_to_numpy(v) for v in inputs],
+                    [_to_numpy(v) for v in outputs], float(tc.rtol), float(tc.atol))
+        case.parameters = parameter_inputs(model)
+        cases.append(case)
+    # an expanded variant has its base case's graph inputs: freeze the same ones
+    by_name = {c.name: c for c in cases}
+    for case in cases:
+        base = by_name.get(_base_name(case.name))
+        if base is not None and base is not case and not case.parameters:
+            case.parameters = list(base.parameters)
+    return cases
+
+
+def _base_name(name: str) -> str:
+    return re.sub(r"_expanded(_ver\d+)?$", "", name)
+
+
+def _case_op(tc, known: dict) -> tuple[str, str]:
+    base = _base_name(tc.name)
+    node = known.get(tc.name) or known.get(base)
+    if node is not None:
+        return node.op_type, node.domain
+    nodes = tc.model.graph.node
+    if len(nodes) == 1:
+        return nodes[0].op_type, nodes[0].domain
+    return base.removeprefix("test_"), ""
+
+
+def parameter_inputs(model) -> list[str]:
+    """Graph inputs that feed a compile-time parameter position (`PARAMETER_INPUTS`)."""
+    graph_inputs = {i.name for i in model.graph.input} - {t.name for t in model.graph.initializer}
+    found: list[str] = []
+    for node in model.graph.node:
+        for pos in PARAMETER_INPUTS.get(node.op_type, ()):
+            if pos < len(node.input) and node.input[pos] in graph_inputs and node.input[pos] not in found:
+                found.append(node.input[pos])
+    return found
+
+
+def _graph_input_names(model) -> list[str]:
+    inits = {t.name for t in model.graph.initializer}
+    return [i.name for i in model.graph.input if i.name not in inits]
+
+
+def freeze_inputs(model_bytes: bytes, values: dict[str, Any]) -> bytes:
+    """The model with the named graph inputs turned into initializers holding `values`."""
+    import onnx
+    from onnx import numpy_helper
+
+    model = onnx.ModelProto()
+    model.ParseFromString(model_bytes)
+    keep = [i for i in model.graph.input if i.name not in values]
+    del model.graph.input[:]
+    model.graph.input.extend(keep)
+    for name, data in values.items():
+        model.graph.initializer.append(numpy_helper.from_array(np.asarray(data), name))
+    return model.SerializeToString()
+
+
+# ----- one attempt (in a worker) ------------------------------------------------------------
+@dataclass
+class Attempt:
+    """What a worker runs: one case, one frontend, frozen parameters or not."""
+
+    case: Case
+    frontend: str
+    frozen: bool = False
+
+
+@dataclass
+class Result:
+    passed: bool
+    category: str = ""  # for failures: see CATEGORIES
+    message: str = ""
+    seconds: float = 0.0
+    frozen: bool = False  # the passing or last attempt ran with frozen parameters
+
+
+CATEGORIES = ("unsupported op", "compile error", "run error", "wrong result", "crash", "timeout")
+
+
+class _Failure(Exception):
+    def __init__(self, category: str, message: str):
+        super().__init__(message)
+        self.category = category
+
+
+def _first_line(exc: BaseException) -> str:
+    text = str(exc).strip()
+    for line in text.splitlines():
+        line = line.strip()
+        if line and not line.startswith(("Traceback", "File ", "File\"")):
+            return f"{type(exc).__name__}: {line}"[:300]
+    return type(exc).__name__
+
+
+def _prepare(attempt: Attempt):
+    """(model bytes, feeds by name) for an attempt."""
+    case = attempt.case
+    names = _graph_input_names_from_bytes(case.model)
+    feeds = dict(zip(names, case.inputs))
+    model = case.model
+    if attempt.frozen and case.parameters:
+        frozen = {n: feeds.pop(n) for n in case.parameters if n in feeds and isinstance(feeds[n], np.ndarray)}
+        model = freeze_inputs(model, frozen)
+    return model, feeds
+
+
+def _graph_input_names_from_bytes(model_bytes: bytes) -> list[str]:
+    import onnx
+
+    model = onnx.ModelProto()
+    model.ParseFromString(model_bytes)
+    return _graph_input_names(model)
+
+
+def _concrete_shapes(model, feeds: dict[str, Any]) -> dict[str, list[int]]:
+    """Shapes of the inputs whose declared shape is missing or symbolic, from the case's data."""
+    shapes = {}
+    for inp in model.graph.input:
+        data = feeds.get(inp.name)
+        if not isinstance(data, np.ndarray) or not inp.type.HasField("tensor_type"):
+            continue
+        tt = inp.type.tensor_type
+        static = tt.HasField("shape") and all(d.HasField("dim_value") for d in tt.shape.dim)
+        if not static:
+            shapes[inp.name] = list(data.shape)
+    return shapes
+
+
+def _run_edgecc(model, feeds: dict[str, Any]) -> list[Any]:
+    import edgecc
+    from edgecc.errors import UnsupportedOpError
+
+    for name, data in feeds.items():
+        if not isinstance(data, np.ndarray):
+            raise _Failure("unsupported op", f"input '{name}' is a {type(data).__name__}, not a tensor")
+    try:
+        compiled = edgecc.compile(model, "host", input_shapes=_concrete_shapes(model, feeds) or None)
+        module = compiled.load()
+    except UnsupportedOpError as exc:
+        raise _Failure("unsupported op", _first_line(exc)) from None
+    except Exception as exc:  # noqa: BLE001 - every failure is a result here
+        raise _Failure("compile error", _first_line(exc)) from None
+    try:
+        outputs = module.run(feeds)
+    except Exception as exc:  # noqa: BLE001
+        raise _Failure("run error", _first_line(exc)) from None
+    return list(outputs.values())
+
+
+def _tvm_to_numpy(value):
+    import tvm
+
+    if isinstance(value, tvm.runtime.Tensor):
+        return value.numpy()
+    if isinstance(value, tvm.runtime.ShapeTuple):
+        return np.array(list(value), dtype=np.int64)
+    if isinstance(value, (list, tuple)) or type(value).__name__ in ("Array", "List"):
+        return [_tvm_to_numpy(v) for v in value]
+    if isinstance(value, (bool, int, float, np.generic)):
+        return np.asarray(value)
+    return value
+
+
+def _run_tvm(model, feeds: dict[str, Any]) -> list[Any]:
+    import tvm
+    from tvm import relax
+    from tvm.relax.frontend.onnx import from_onnx
+
+    names = _graph_input_names(model)
+    for name in names:
+        if not isinstance(feeds.get(name), np.ndarray):
+            raise _Failure("unsupported op", f"input '{name}' is a {type(feeds.get(name)).__name__}, not a tensor")
+    try:
+        mod = from_onnx(model, shape_dict=_concrete_shapes(model, feeds) or None, keep_params_in_input=False)
+    except tvm.error.OpNotImplemented as exc:
+        raise _Failure("unsupported op", _first_line(exc)) from None
+    except Exception as exc:  # noqa: BLE001
+        raise _Failure("compile error", _first_line(exc)) from None
+    try:
+        target = tvm.target.Target({"kind": "llvm"})
+        executable = tvm.compile(mod, target=target)
+        vm = relax.VirtualMachine(executable, tvm.cpu())
+    except Exception as exc:  # noqa: BLE001
+        raise _Failure("compile error", _first_line(exc)) from None
+    try:
+        out = vm["main"](*[tvm.runtime.tensor(np.require(feeds[n], requirements="C")) for n in names])
+        result = _tvm_to_numpy(out)
+    except Exception as exc:  # noqa: BLE001
+        raise _Failure("run error", _first_line(exc)) from None
+    if len(model.graph.output) == 1:
+        return [result]
+    return result if isinstance(result, list) else [result]
+
+
+def compare_outputs(got: Sequence[Any], expected: Sequence[Any], rtol: float, atol: float) -> str | None:
+    """None when `got` matches `expected` as onnx's backend runner checks it, else what differs."""
+    if len(got) != len(expected):
+        return f"{len(got)} outputs, expected {len(expected)}"
+    for i, (g, e) in enumerate(zip(got, expected)):
+        if isinstance(e, list):
+            if not isinstance(g, list):
+                return f"output {i}: a {type(g).__name__}, expected a sequence"
+            problem = compare_outputs(g, e, rtol, atol)
+            if problem:
+                return f"output {i}: {problem}"
+            continue
+        if e is None or g is None:
+            if (e is None) != (g is None):
+                return f"output {i}: {'no value' if g is None else 'a value'}, expected {'none' if e is None else 'one'}"
+            continue
+        g = np.asarray(g)
+        if g.shape != e.shape:
+            return f"output {i}: shape {g.shape}, expected {e.shape}"
+        if e.dtype == object:
+            if not np.array_equal(g, e):
+                return f"output {i}: strings differ"
+            continue
+        if g.dtype != e.dtype:
+            return f"output {i}: dtype {g.dtype}, expected {e.dtype}"
+        if e.dtype == np.bool_ or np.issubdtype(e.dtype, np.integer):
+            if not np.array_equal(g, e):
+                bad = int(np.sum(g != e))
+                return f"output {i}: {bad} of {e.size} elements differ"
+            continue
+        tol = rtol
+        if e.dtype.name == "bfloat16":
+            tol = max(rtol, 2**-6)  # two bfloat16 ulps, as onnx's runner
+        if not np.issubdtype(e.dtype, np.floating) and not np.issubdtype(e.dtype, np.complexfloating):
+            g, e = g.astype(np.float32), e.astype(np.float32)  # ml_dtypes types numpy cannot promote
+        try:
+            np.testing.assert_allclose(g, e, rtol=tol, atol=atol)
+        except AssertionError:
+            return f"output {i}: " + _worst_mismatch(g, e, tol, atol)
+    return None
+
+
+def _worst_mismatch(got: np.ndarray, expected: np.ndarray, rtol: float, atol: float) -> str:
+    """The element furthest outside the tolerance, and how many are outside it."""
+    g, e = got.astype(np.float64), expected.astype(np.float64)
+    with np.errstate(all="ignore"):
+        excess = np.abs(g - e) - (atol + rtol * np.abs(e))
+        excess = np.where(np.isnan(g) != np.isnan(e), np.inf, np.nan_to_num(excess, nan=-1.0, posinf=np.inf))
+        excess = np.where((g == e), -1.0, excess)  # equal infinities
+    bad = int(np.sum(excess > 0))
+    index = np.unravel_index(int(np.argmax(excess)), e.shape) if e.ndim else ()
+    where = f" at {tuple(int(i) for i in index)}" if e.ndim else ""
+    return (f"{bad} of {e.size} elements differ; worst{where}: got {g[index]:.6g}, expected {e[index]:.6g} "
+            f"(rtol {rtol:g}, atol {atol:g})")
+
+
+def run_attempt(attempt: Attempt) -> Result:
+    """Compile, run and check one attempt in this process."""
+    import onnx
+
+    start = time.perf_counter()
+    case = attempt.case
+    try:
+        model_bytes, feeds = _prepare(attempt)
+        model = onnx.ModelProto()
+        model.ParseFromString(model_bytes)
+        runner = _run_edgecc if attempt.frontend == "edgecc" else _run_tvm
+        with np.errstate(all="ignore"):
+            got = runner(model, feeds)
+        problem = compare_outputs(got, case.outputs, case.rtol, case.atol)
+        if problem:
+            raise _Failure("wrong result", problem)
+    except _Failure as exc:
+        return Result(False, exc.category, str(exc), time.perf_counter() - start, attempt.frozen)
+    except Exception as exc:  # noqa: BLE001
+        return Result(False, "compile error", _first_line(exc), time.perf_counter() - start, attempt.frozen)
+    return Result(True, seconds=time.perf_counter() - start, frozen=attempt.frozen)
+
+
+def should_retry(case: Case, attempt: Attempt, result: Result) -> bool:
+    """A failed first attempt of a case with parameter inputs is tried again with them frozen."""
+    return not result.passed and not attempt.frozen and bool(case.parameters)
+
+
+def run_case(case: Case, frontend: str) -> Result:
+    """Both attempts of a case in this process (no isolation, no timeout)."""
+    attempt = Attempt(case, frontend)
+    result = run_attempt(attempt)
+    if should_retry(case, attempt, result):
+        result = run_attempt(Attempt(case, frontend, frozen=True))
+    return result
+
+
+# ----- worker processes ---------------------------------------------------------------------
+def _worker_main(conn, quiet: bool) -> None:
+    os.environ["TVM_NUM_THREADS"] = "1"
+    if quiet:
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, 1)
+        os.dup2(devnull, 2)
+    import warnings
+
+    warnings.simplefilter("ignore")
+    import onnx  # noqa: F401
+    import tvm  # noqa: F401
+    import tvm.relax.frontend.onnx  # noqa: F401
+
+    import edgecc.driver  # noqa: F401
+
+    conn.send("ready")
+    while True:
+        try:
+            msg = conn.recv()
+        except (EOFError, OSError):
+            return
+        if msg is None:
+            return
+        key, attempt = msg
+        conn.send((key, run_attempt(attempt)))
+
+
+class _Worker:
+    def __init__(self, mp, quiet: bool):
+        self.conn, child = mp.Pipe()
+        self.proc = mp.Process(target=_worker_main, args=(child, quiet), daemon=True)
+        self.proc.start()
+        child.close()
+        self.ready = False
+        self.task = None  # (key, Attempt)
+        self.started = 0.0
+        self.done = 0
+
+    def assign(self, key, attempt: Attempt) -> None:
+        self.task = (key, attempt)
+        self.started = time.monotonic()
+        self.conn.send((key, attempt))
+
+    def stop(self, kill: bool = False) -> None:
+        if kill:
+            self.proc.kill()
+        else:
+            try:
+                self.conn.send(None)
+            except (OSError, BrokenPipeError):
+                self.proc.kill()
+        self.proc.join(5)
+        if self.proc.is_alive():
+            self.proc.kill()
+            self.proc.join()
+        self.conn.close()
+
+
+def _death_message(exitcode: int | None) -> str:
+    if exitcode is not None and exitcode < 0:
+        try:
+            return f"worker killed by {signal.Signals(-exitcode).name}"
+        except ValueError:
+            pass
+    return f"worker exited with status {exitcode}"
+
+
+Key = tuple[str, str]  # (case name, frontend)
+
+
+def run_cases(cases: Sequence[Case], frontends: Sequence[str] = FRONTENDS, jobs: int = 2,
+              timeout: float = DEFAULT_TIMEOUT, progress: Callable[[int, int, dict], None] | None = None,
+              quiet: bool = True) -> dict[Key, Result]:
+    """Run every case with every frontend in `jobs` worker processes; (case, frontend) -> Result.
+
+    A failed first attempt of a case with parameter inputs is retried with them frozen.
+    """
+    import multiprocessing
+    from multiprocessing.connection import wait
+
+    mp = multiprocessing.get_context("spawn")
+    by_name = {c.name: c for c in cases}
+    pending = collections.deque(((c.name, f), Attempt(c, f)) for c in cases for f in frontends)
+    total = len(pending)
+    results: dict[Key, Result] = {}
+    workers = [_Worker(mp, quiet) for _ in range(max(1, jobs))]
+
+    def finish(key: Key, attempt: Attempt, result: Result) -> None:
+        case = by_name[key[0]]
+        if should_retry(case, attempt, result):
+            pending.appendleft((key, Attempt(case, key[1], frozen=True)))
+            return
+        results[key] = result
+        if progress is not None:
+            progress(len(results), total, results)
+
+    try:
+        while pending or any(w.task is not None for w in workers):
+            for i, w in enumerate(workers):
+                if w.ready and w.task is None and pending:
+                    if w.done >= TASKS_PER_WORKER:
+                        w.stop()
+                        workers[i] = w = _Worker(mp, quiet)
+                        continue
+                    w.assign(*pending.popleft())
+            waitables = [w.conn for w in workers] + [w.proc.sentinel for w in workers]
+            wait(waitables, timeout=1.0)
+            now = time.monotonic()
+            for i, w in enumerate(workers):
+                message = None
+                try:
+                    if w.conn.poll():
+                        message = w.conn.recv()
+                except (EOFError, OSError):
+                    message = None
+                if message == "ready":
+                    w.ready = True
+                elif message is not None:
+                    key, result = message
+                    _, attempt = w.task
+                    w.task = None
+                    w.done += 1
+                    finish(key, attempt, result)
+                    continue
+                if w.proc.is_alive() and not (w.task is not None and now - w.started > timeout):
+                    continue
+                if w.task is not None:
+                    key, attempt = w.task
+                    if w.proc.is_alive():
+                        w.stop(kill=True)
+                        result = Result(False, "timeout", f"no result within {timeout:g} s",
+                                        now - w.started, attempt.frozen)
+                    else:
+                        w.proc.join()
+                        result = Result(False, "crash", _death_message(w.proc.exitcode),
+                                        now - w.started, attempt.frozen)
+                    w.task = None
+                    finish(key, attempt, result)
+                elif not w.proc.is_alive() and not w.ready:
+                    raise RuntimeError(f"a conformance worker failed to start ({_death_message(w.proc.exitcode)})")
+                workers[i] = _Worker(mp, quiet)
+    finally:
+        for w in workers:
+            w.stop(kill=w.task is not None)
+    return results
+
+
+# ----- report -------------------------------------------------------------------------------
+_NOISE = [
+    (re.compile(r" at (node '[^']*'|an unnamed node), opset \d+"), ""),
+    (re.compile(r"node '[^']*' \((\w+)\)"), r"\1"),
+    (re.compile(r" \(node [^)]*\)"), ""),
+    (re.compile(r"%[\w.:-]+"), "%v"),
+    (re.compile(r"\s+"), " "),
+]
+
+
+def failure_reason(result: Result) -> str:
+    """A failure's message without node and value names, for grouping."""
+    text = result.message
+    for pattern, repl in _NOISE:
+        text = pattern.sub(repl, text)
+    if result.category == "wrong result":
+        text = re.sub(r"\d+ of \d+ elements differ.*", "values differ", text)
+    return text.strip()[:160]
+
+
+def summarize(cases: Sequence[Case], results: dict[Key, Result], frontends: Sequence[str]):
+    """Per-op rows and per-frontend totals."""
+    per_op: dict[str, dict[str, int]] = {}
+    totals = {f: collections.Counter() for f in frontends}
+    for case in cases:
+        row = per_op.setdefault(case.op_label, {"cases": 0, **{f: 0 for f in frontends}})
+        row["cases"] += 1
+        for f in frontends:
+            r = results.get((case.name, f))
+            if r is None:
+                continue
+            totals[f]["cases"] += 1
+            if r.passed:
+                row[f] += 1
+                totals[f]["passed"] += 1
+                if r.frozen:
+                    totals[f]["passed with frozen parameters"] += 1
+            else:
+                totals[f][r.category] += 1
+    return dict(sorted(per_op.items(), key=lambda kv: kv[0].lower())), totals
+
+
+def render_report(cases: Sequence[Case], results: dict[Key, Result], frontends: Sequence[str], *,
+                  command: str, seconds: float, jobs: int, timeout: float, max_reasons: int = 60) -> str:
+    import importlib.metadata
+
+    import onnx
+
+    import edgecc
+
+    per_op, totals = summarize(cases, results, frontends)
+    try:
+        tvm_version = importlib.metadata.version("apache-tvm")
+    except importlib.metadata.PackageNotFoundError:
+        tvm_version = "unknown"
+    names = {"edgecc": "edgecc", "tvm": "TVM Relax frontend"}
+    lines = [
+        "# ONNX node conformance",
+        "",
+        "Generated by `tools/conformance.py`; do not edit by hand.",
+        "",
+        f"- command: `{command}`",
+        f"- date: {datetime.date.today().isoformat()}",
+        f"- versions: edgecc {edgecc.__version__}, onnx {onnx.__version__}, apache-tvm {tvm_version}, "
+        f"numpy {np.__version__}",
+        f"- {len(cases)} node test cases (`onnx.backend.test.case.node.collect_testcases`), "
+        f"{len(per_op)} ops; {jobs} worker processes, {timeout:g} s per attempt; "
+        f"the sweep took {seconds / 60:.1f} min",
+        "",
+        "Each case is compiled for the host CPU by edgecc (`edgecc.compile(model, \"host\")`) and by TVM's "
+        "Relax ONNX frontend (`from_onnx(model, keep_params_in_input=False)`, `tvm.compile` with the default "
+        "pipeline, `relax.VirtualMachine`), run, and compared with the expected outputs as onnx's backend "
+        "runner does (`assert_allclose` with the case's rtol/atol; exact for integers, booleans and strings).",
+        "",
+        "Inputs that fix an output shape or stand in for an attribute (Reshape's shape, Slice's starts, "
+        "Pad's pads, TopK's k, Resize's scales, ...; `PARAMETER_INPUTS` in the script) are graph inputs in "
+        "many cases. When a first attempt fails, a case with such inputs is tried again with them turned "
+        "into initializers holding the case's data. Both frontends get the same two attempts; passes that "
+        "needed the second one are counted below.",
+        "",
+        "## Totals",
+        "",
+        "| | " + " | ".join(names.get(f, f) for f in frontends) + " |",
+        "|---|" + "---:|" * len(frontends),
+    ]
+    rows = ["cases", "passed", "passed with frozen parameters", *CATEGORIES]
+    for key in rows:
+        label = key if key in ("cases", "passed", "passed with frozen parameters") else f"failed: {key}"
+        lines.append(f"| {label} | " + " | ".join(str(totals[f][key]) for f in frontends) + " |")
+    lines += [
+        "",
+        "## Per op",
+        "",
+        "| op | cases | " + " | ".join(f"{names.get(f, f)} passed" for f in frontends) + " |",
+        "|---|---:|" + "---:|" * len(frontends),
+    ]
+    for op, row in per_op.items():
+        lines.append(f"| {op} | {row['cases']} | " + " | ".join(str(row[f]) for f in frontends) + " |")
+    if "edgecc" in frontends:
+        groups: dict[tuple[str, str], list[Case]] = collections.defaultdict(list)
+        for case in cases:
+            r = results.get((case.name, "edgecc"))
+            if r is not None and not r.passed:
+                groups[(r.category, failure_reason(r))].append(case)
+        ordered = sorted(groups.items(), key=lambda kv: (-len(kv[1]), kv[0]))
+        lines += [
+            "",
+            "## edgecc failures, grouped",
+            "",
+            "| kind | reason | cases | ops |",
+            "|---|---|---:|---|",
+        ]
+        for (category, reason), group in ordered[:max_reasons]:
+            ops = sorted({c.op_label for c in group}, key=str.lower)
+            shown = ", ".join(ops[:8]) + (f" and {len(ops) - 8} more" if len(ops) > 8 else "")
+            lines.append(f"| {category} | {reason.replace('|', '/')} | {len(group)} | {shown} |")
+        if len(ordered) > max_reasons:
+            rest = sum(len(g) for _, g in ordered[max_reasons:])
+            lines.append(f"| | {len(ordered) - max_reasons} more reasons | {rest} | |")
+    return "\n".join(lines) + "\n"
+
+
+# ----- command line -------------------------------------------------------------------------
+def write_text(path: str, text: str) -> None:
+    """Write a file atomically (temporary file, then rename); a device or pipe is written directly."""
+    import tempfile
+
+    if os.path.exists(path) and not os.path.isfile(path):
+        with open(path, "w") as fh:
+            fh.write(text)
+        return
+    directory = os.path.dirname(os.path.abspath(path))
+    os.makedirs(directory, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=".tmp-", dir=directory)
+    try:
+        with os.fdopen(fd, "w") as fh:
+            fh.write(text)
+        os.chmod(tmp, 0o644)
+        os.replace(tmp, path)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+        raise
+
+
+
+def _progress_printer(stream=sys.stdout):
+    start = time.monotonic()
+    last = [0.0]
+
+    def show(done: int, total: int, results: dict[Key, Result]) -> None:
+        now = time.monotonic()
+        if done != total and now - last[0] < 10:
+            return
+        last[0] = now
+        passed = collections.Counter(f for (_, f), r in results.items() if r.passed)
+        counts = ", ".join(f"{f} {passed[f]} passed" for f in FRONTENDS if any(k[1] == f for k in results))
+        print(f"[{done}/{total}] {now - start:6.0f} s  {counts}", file=stream, flush=True)
+
+    return show
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--ops", help="comma-separated op types (default: every op)")
+    parser.add_argument("--cases", help="comma-separated case names (default: every case of the ops)")
+    parser.add_argument("--frontends", default=",".join(FRONTENDS), help="edgecc,tvm (default: both)")
+    parser.add_argument("--jobs", type=int, default=2, help="worker processes (default: 2)")
+    parser.add_argument("--timeout", type=float, default=DEFAULT_TIMEOUT,
+                        help=f"seconds per attempt (default: {DEFAULT_TIMEOUT:g})")
+    parser.add_argument("--output", default="docs/conformance.md", help="report path ('-' for stdout)")
+    parser.add_argument("--json", help="also write every case's result to this JSON file")
+    parser.add_argument("--verbose", action="store_true", help="keep the workers' own output")
+    args = parser.parse_args(argv)
+
+    frontends = [f.strip() for f in args.frontends.split(",") if f.strip()]
+    unknown = set(frontends) - set(FRONTENDS)
+    if unknown:
+        parser.error(f"unknown frontend {', '.join(sorted(unknown))}")
+    ops = [o.strip() for o in args.ops.split(",")] if args.ops else None
+    start = time.monotonic()
+    print("collecting onnx node test cases ...", flush=True)
+    cases = collect_cases(ops)
+    if args.cases:
+        names = {n.strip() for n in args.cases.split(",")}
+        cases = [c for c in cases if c.name in names]
+    if not cases:
+        print("no test cases match", file=sys.stderr)
+        return 2
+    print(f"{len(cases)} cases, {len({c.op_label for c in cases})} ops, frontends {', '.join(frontends)}, "
+          f"{args.jobs} workers", flush=True)
+    results = run_cases(cases, frontends, jobs=args.jobs, timeout=args.timeout,
+                        progress=_progress_printer(), quiet=not args.verbose)
+    seconds = time.monotonic() - start
+    command = "python tools/conformance.py " + " ".join(argv if argv is not None else sys.argv[1:])
+    report = render_report(cases, results, frontends, command=command.strip(), seconds=seconds,
+                           jobs=args.jobs, timeout=args.timeout)
+    if args.output == "-":
+        sys.stdout.write(report)
+    else:
+        write_text(args.output, report)
+        print(f"wrote {args.output}")
+    if args.json:
+        import json
+
+        op_of = {c.name: c.op_label for c in cases}
+        data = {f"{name}/{frontend}": {"op": op_of[name],
+                                       "passed": r.passed, "category": r.category, "message": r.message,
+                                       "frozen": r.frozen, "seconds": round(r.seconds, 3)}
+                for (name, frontend), r in sorted(results.items())}
+        write_text(args.json, json.dumps(data, indent=1) + "\n")
+    _, totals = summarize(cases, results, frontends)
+    print("  ".join(f"{f}: {totals[f]['passed']}/{totals[f]['cases']} passed" for f in frontends))
+    print(f"took {seconds / 60:.1f} min")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
