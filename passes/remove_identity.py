@@ -16,7 +16,7 @@ def _is_noop(node: Node) -> bool:
     op = node.op
     if op in ("identity", "dropout"):
         return True
-    if len(node.outputs) != 1 or node.inputs[0] is None:
+    if len(node.outputs) != 1 or not node.inputs or node.inputs[0] is None:
         return False
     src, dst = node.inputs[0].type, node.output.type
     if src.shape != dst.shape or src.dtype != dst.dtype or src.layout != dst.layout:

@@ -83,3 +83,8 @@ class CpuTarget(Target):
     def preferred_layout(self) -> str | None:
         return "NCHWc"
 
+    def passes(self, opt_level: int) -> list[str]:
+        if opt_level < 2:
+            return []
+        return ["convert-layout", "fold-constants", "eliminate-dead-code", "fuse"]
+

@@ -60,20 +60,13 @@ KNOWN_FAILING: list[tuple[str, str]] = [
                                           "(lower/relax_module.py lowers whole-tensor reshapes to R.reshape)"),
 ]
 
-#: IR ops whose TE lowering is still to be written (edgecc/lower/te_ops/{nn,tensor,reduce,misc}.py);
-#: a case that fails only for one of them is expected to fail until it lands
-PENDING_LOWERINGS = {
-    "conv", "max_pool", "avg_pool", "global_avg_pool", "batch_norm", "matmul", "softmax", "reduce_max",
-    "reduce_mean", "reduce_sum", "transpose", "concat", "split", "slice", "pad", "gather", "expand",
-}
-
 
 def _known_reason(name: str) -> str | None:
     return next((reason for pattern, reason in KNOWN_FAILING if re.fullmatch(pattern, name)), None)
 
 
 @pytest.fixture(scope="module")
-def core_cases() -> dict[str, list[conformance.Case]]:
+def cases_by_op() -> dict[str, list[conformance.Case]]:
     by_op: dict[str, list[conformance.Case]] = {op: [] for op in CORE_OPS + EXTENDED_OPS}
     for case in conformance.collect_cases(CORE_OPS + EXTENDED_OPS):
         by_op[case.op].append(case)
@@ -82,26 +75,20 @@ def core_cases() -> dict[str, list[conformance.Case]]:
 
 @pytest.mark.conformance
 @pytest.mark.parametrize("op", CORE_OPS + EXTENDED_OPS)
-def test_node_cases(op, core_cases):
-    cases = core_cases[op]
+def test_node_cases(op, cases_by_op):
+    cases = cases_by_op[op]
     assert cases, f"onnx has no node test case for {op}"
-    failures, pending = [], set()
+    failures = []
     for case in cases:
         result = conformance.run_case(case, "edgecc")
-        if result.passed or _known_reason(case.name):
-            continue
-        missing = re.search(r"op '(\w+)' \(node [^)]*\) has no lowering", result.message)
-        if missing and missing.group(1) in PENDING_LOWERINGS:
-            pending.add(missing.group(1))
-            continue
-        failures.append(f"{case.name}: {result.category}: {result.message}")
+        if not result.passed and not _known_reason(case.name):
+            failures.append(f"{case.name}: {result.category}: {result.message}")
     assert not failures, f"{len(failures)} of {len(cases)} {op} cases fail:\n" + "\n".join(failures)
-    if pending:
-        pytest.xfail(f"waits for the lowering of {', '.join(sorted(pending))}")
 
 
-def test_known_failures_name_cases(core_cases):
-    names = [c.name for cases in core_cases.values() for c in cases]
+@pytest.mark.conformance
+def test_known_failures_name_cases(cases_by_op):
+    names = [c.name for cases in cases_by_op.values() for c in cases]
     unused = [p for p, _ in KNOWN_FAILING if not any(re.fullmatch(p, n) for n in names)]
     assert not unused, f"KNOWN_FAILING patterns that match no case: {unused}"
 

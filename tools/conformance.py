@@ -68,8 +68,7 @@ class Case:
     op: str  # the op the case tests (its expanded variants count for the same op)
     domain: str
     model: bytes  # serialized ModelProto
-    inputs: list[Any]
-    outputs: list[Any]
+    data_sets: list[tuple[list[Any], list[Any]]]  # (inputs, expected outputs)
     rtol: float
     atol: float
     parameters: list[str] = field(default_factory=list)  # graph inputs frozen on the retry
@@ -110,13 +109,26 @@ def _to_numpy(value):
     return np.asarray(value)
 
 
+_UNCOLLECTED = object()
+_collected_for: object = _UNCOLLECTED  # the op set of this process's collection (None: every op)
+
+
 def collect_cases(ops: Iterable[str] | None = None) -> list[Case]:
-    """onnx's node test cases (all, or those of the given op types), in onnx's order."""
+    """onnx's node test cases (all, or those of the given op types), in onnx's order.
+
+    onnx builds its cases once per process, for the op types of the first call; a later call may
+    ask for those op types (or fewer) only.
+    """
     import warnings
 
     import onnx.backend.test.case.node as node_cases
 
+    global _collected_for
     wanted = frozenset(ops) if ops else None
+    if _collected_for is _UNCOLLECTED:
+        _collected_for = wanted
+    elif _collected_for is not None and (wanted is None or not wanted <= _collected_for):
+        raise RuntimeError("onnx's node test cases were already collected for other op types in this process")
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         with np.errstate(all="ignore"):
@@ -127,10 +139,10 @@ def collect_cases(ops: Iterable[str] | None = None) -> list[Case]:
         op, domain = _case_op(tc, known)
         if wanted and op not in wanted:
             continue
-        (inputs, outputs), = tc.data_sets[:1]
         model = tc.model
-        case = Case(tc.name, op, domain, model.SerializeToString(), [_to_numpy(v) for v in inputs],
-                    [_to_numpy(v) for v in outputs], float(tc.rtol), float(tc.atol))
+        data_sets = [([_to_numpy(v) for v in inputs], [_to_numpy(v) for v in outputs])
+                     for inputs, outputs in tc.data_sets]
+        case = Case(tc.name, op, domain, model.SerializeToString(), data_sets, float(tc.rtol), float(tc.atol))
         case.parameters = parameter_inputs(model)
         cases.append(case)
     # an expanded variant has its base case's graph inputs: freeze the same ones
@@ -225,11 +237,11 @@ def _first_line(exc: BaseException) -> str:
     return type(exc).__name__
 
 
-def _prepare(attempt: Attempt):
-    """(model bytes, feeds by name) for an attempt."""
+def _prepare(attempt: Attempt, data_set: int = 0):
+    """(model bytes, feeds by name) for an attempt on one of the case's data sets."""
     case = attempt.case
     names = _graph_input_names_from_bytes(case.model)
-    feeds = dict(zip(names, case.inputs))
+    feeds = dict(zip(names, case.data_sets[data_set][0]))
     model = case.model
     if attempt.frozen and case.parameters:
         frozen = {n: feeds.pop(n) for n in case.parameters if n in feeds and isinstance(feeds[n], np.ndarray)}
@@ -259,13 +271,12 @@ def _concrete_shapes(model, feeds: dict[str, Any]) -> dict[str, list[int]]:
     return shapes
 
 
-def _run_edgecc(model, feeds: dict[str, Any]) -> list[Any]:
+def _compile_edgecc(model, feeds: dict[str, Any]) -> Callable[[dict[str, Any]], list[Any]]:
+    """edgecc's build of the model; returns a function from feeds to outputs."""
     import edgecc
     from edgecc.errors import UnsupportedOpError
 
-    for name, data in feeds.items():
-        if not isinstance(data, np.ndarray):
-            raise _Failure("unsupported op", f"input '{name}' is a {type(data).__name__}, not a tensor")
+    _check_tensors(feeds)
     try:
         compiled = edgecc.compile(model, "host", input_shapes=_concrete_shapes(model, feeds) or None)
         module = compiled.load()
@@ -273,11 +284,20 @@ def _run_edgecc(model, feeds: dict[str, Any]) -> list[Any]:
         raise _Failure("unsupported op", _first_line(exc)) from None
     except Exception as exc:  # noqa: BLE001 - every failure is a result here
         raise _Failure("compile error", _first_line(exc)) from None
-    try:
-        outputs = module.run(feeds)
-    except Exception as exc:  # noqa: BLE001
-        raise _Failure("run error", _first_line(exc)) from None
-    return list(outputs.values())
+
+    def run(data: dict[str, Any]) -> list[Any]:
+        try:
+            return list(module.run(data).values())
+        except Exception as exc:  # noqa: BLE001
+            raise _Failure("run error", _first_line(exc)) from None
+
+    return run
+
+
+def _check_tensors(feeds: dict[str, Any]) -> None:
+    for name, data in feeds.items():
+        if not isinstance(data, np.ndarray):
+            raise _Failure("unsupported op", f"input '{name}' is a {type(data).__name__}, not a tensor")
 
 
 def _tvm_to_numpy(value):
@@ -294,15 +314,14 @@ def _tvm_to_numpy(value):
     return value
 
 
-def _run_tvm(model, feeds: dict[str, Any]) -> list[Any]:
+def _compile_tvm(model, feeds: dict[str, Any]) -> Callable[[dict[str, Any]], list[Any]]:
+    """TVM's Relax ONNX frontend and default pipeline; returns a function from feeds to outputs."""
     import tvm
     from tvm import relax
     from tvm.relax.frontend.onnx import from_onnx
 
     names = _graph_input_names(model)
-    for name in names:
-        if not isinstance(feeds.get(name), np.ndarray):
-            raise _Failure("unsupported op", f"input '{name}' is a {type(feeds.get(name)).__name__}, not a tensor")
+    _check_tensors({n: feeds.get(n) for n in names})
     try:
         mod = from_onnx(model, shape_dict=_concrete_shapes(model, feeds) or None, keep_params_in_input=False)
     except tvm.error.OpNotImplemented as exc:
@@ -310,19 +329,22 @@ def _run_tvm(model, feeds: dict[str, Any]) -> list[Any]:
     except Exception as exc:  # noqa: BLE001
         raise _Failure("compile error", _first_line(exc)) from None
     try:
-        target = tvm.target.Target({"kind": "llvm"})
-        executable = tvm.compile(mod, target=target)
+        executable = tvm.compile(mod, target=tvm.target.Target({"kind": "llvm"}))
         vm = relax.VirtualMachine(executable, tvm.cpu())
     except Exception as exc:  # noqa: BLE001
         raise _Failure("compile error", _first_line(exc)) from None
-    try:
-        out = vm["main"](*[tvm.runtime.tensor(np.require(feeds[n], requirements="C")) for n in names])
-        result = _tvm_to_numpy(out)
-    except Exception as exc:  # noqa: BLE001
-        raise _Failure("run error", _first_line(exc)) from None
-    if len(model.graph.output) == 1:
-        return [result]
-    return result if isinstance(result, list) else [result]
+
+    def run(data: dict[str, Any]) -> list[Any]:
+        try:
+            out = vm["main"](*[tvm.runtime.tensor(np.require(data[n], requirements="C")) for n in names])
+            result = _tvm_to_numpy(out)
+        except Exception as exc:  # noqa: BLE001
+            raise _Failure("run error", _first_line(exc)) from None
+        if len(model.graph.output) == 1:
+            return [result]
+        return result if isinstance(result, list) else [result]
+
+    return run
 
 
 def compare_outputs(got: Sequence[Any], expected: Sequence[Any], rtol: float, atol: float) -> str | None:
@@ -382,21 +404,27 @@ def _worst_mismatch(got: np.ndarray, expected: np.ndarray, rtol: float, atol: fl
 
 
 def run_attempt(attempt: Attempt) -> Result:
-    """Compile, run and check one attempt in this process."""
+    """Compile, run and check one attempt (every data set of the case) in this process."""
     import onnx
 
     start = time.perf_counter()
     case = attempt.case
+    build = _compile_edgecc if attempt.frontend == "edgecc" else _compile_tvm
     try:
-        model_bytes, feeds = _prepare(attempt)
-        model = onnx.ModelProto()
-        model.ParseFromString(model_bytes)
-        runner = _run_edgecc if attempt.frontend == "edgecc" else _run_tvm
-        with np.errstate(all="ignore"):
-            got = runner(model, feeds)
-        problem = compare_outputs(got, case.outputs, case.rtol, case.atol)
-        if problem:
-            raise _Failure("wrong result", problem)
+        run = None
+        for index, (_, expected) in enumerate(case.data_sets):
+            model_bytes, feeds = _prepare(attempt, index)
+            if run is None or attempt.frozen:  # frozen parameters come from each data set
+                model = onnx.ModelProto()
+                model.ParseFromString(model_bytes)
+                with np.errstate(all="ignore"):
+                    run = build(model, feeds)
+            with np.errstate(all="ignore"):
+                got = run(feeds)
+            problem = compare_outputs(got, expected, case.rtol, case.atol)
+            if problem:
+                where = f"data set {index}: " if len(case.data_sets) > 1 else ""
+                raise _Failure("wrong result", where + problem)
     except _Failure as exc:
         return Result(False, exc.category, str(exc), time.perf_counter() - start, attempt.frozen)
     except Exception as exc:  # noqa: BLE001
@@ -740,6 +768,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--json", help="also write every case's result to this JSON file")
     parser.add_argument("--verbose", action="store_true", help="keep the workers' own output")
     args = parser.parse_args(argv)
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(128 + signal.SIGTERM))  # stop the workers too
 
     frontends = [f.strip() for f in args.frontends.split(",") if f.strip()]
     unknown = set(frontends) - set(FRONTENDS)

@@ -45,9 +45,8 @@ def _extent(sch, loop) -> int:
 
 
 def _is_output(sch, block) -> bool:
-    func = sch.mod["main"]
-    outputs = {func.buffer_map[p].data for p in func.params}
-    return any(w.buffer.data in outputs for w in sch.get(block).writes)
+    params = sch.mod["main"].params
+    return any(w.source.same_as(p) for w in sch.get(block).writes for p in params)
 
 
 def inline_all_but(sch, keep) -> None:

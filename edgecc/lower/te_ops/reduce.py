@@ -203,5 +203,34 @@ def _lower_topk(node, ins):
         shape = tuple(node.outputs[0].type.shape)
         return [te.compute(shape, lambda *i: tirx.const(0, str(x.dtype)), name="topk_values"),
                 te.compute(shape, lambda *i: tirx.const(0, "int64"), name="topk_indices")]
-    values, indices = topi.topk(x, k, axis, "both", is_ascend=not node.attrs["largest"], dtype="int64")
-    return [values, indices]
+    ascending = not node.attrs["largest"]
+    key = _sort_key(x)
+    if key is x:
+        return list(topi.topk(x, k, axis, "both", is_ascend=ascending, dtype="int64"))
+    indices = topi.topk(key, k, axis, "indices", is_ascend=ascending, dtype="int64")
+    return [_take_along(x, indices, axis), indices]
+
+
+#: element types the runtime's sort lacks, and wider ones that order the same
+_WIDER_KEY = {"int16": "int32", "uint16": "int32", "uint32": "int64"}
+
+
+def _sort_key(x):
+    """x itself, or a tensor of a type the runtime sorts that orders as x does."""
+    dtype = str(x.dtype)
+    if dtype == "uint64":  # flipping the top bit maps the unsigned order onto the signed one
+        top = tirx.shift_left(tirx.const(1, "uint64"), tirx.const(63, "uint64"))
+        return te.compute(x.shape, lambda *i: tirx.reinterpret("int64", tirx.bitwise_xor(x(*i), top)),
+                          name="topk_key")
+    if dtype in _WIDER_KEY:
+        return te.compute(x.shape, lambda *i: x(*i).astype(_WIDER_KEY[dtype]), name="topk_key")
+    return x
+
+
+def _take_along(x, indices, axis: int):
+    def body(*idx):
+        src = list(idx)
+        src[axis] = indices(*idx)
+        return x(*src)
+
+    return te.compute(indices.shape, body, name="topk_values")
