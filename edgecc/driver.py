@@ -12,7 +12,7 @@ from typing import Any, TextIO
 from edgecc.errors import EdgeccError
 from edgecc.ir import Graph
 
-__all__ = ["CompileOptions", "CompiledModel", "compile", "load_model", "optimize"]
+__all__ = ["CompileOptions", "CompiledModel", "compile", "load_model", "optimize", "prepare"]
 
 
 @dataclass
@@ -99,6 +99,20 @@ def _scheduler(target, options: CompileOptions):
     from edgecc.lower.schedules import make_scheduler
 
     return make_scheduler(target, options.tuning_logs)
+
+
+def prepare(model, target: Any = "host", **kwargs):
+    """Frontend and passes only: returns (optimized Graph, Target, CompileOptions, warnings)."""
+    from edgecc.targets import get_target
+
+    options = CompileOptions(target=target, **kwargs)
+    target_obj = get_target(options.target, **options.target_options)
+    warnings: list[str] = []
+    graph = load_model(model, options.input_shapes, warnings)
+    if isinstance(model, Graph):
+        graph = graph.clone()
+    optimize(graph, target_obj, options)
+    return graph, target_obj, options, warnings
 
 
 def compile(model, target: Any = "host", **kwargs) -> CompiledModel:  # noqa: A001 - the verb users expect

@@ -57,7 +57,7 @@ def kernel_key(node: Node) -> str:
             h.update(b"|" + (env.get(id(v), "?") if v is not None else "_").encode())
             if v is not None and id(v) not in env:
                 h.update(format_type(v.type).encode())
-                if v.const is not None and v.const.size <= INLINE_CONST_ELEMENTS:
+                if v.const is not None and 0 < v.const.size <= INLINE_CONST_ELEMENTS:
                     h.update(v.const.tobytes())
         for i, o in enumerate(n.outputs):
             env[id(o)] = f"{n.name}:{i}"
@@ -107,7 +107,7 @@ def build_kernel(node: Node, name: str) -> Kernel:
             continue
         if id(inner) in env:
             continue
-        if outer.const is not None and outer.const.size <= INLINE_CONST_ELEMENTS:
+        if outer.const is not None and 0 < outer.const.size <= INLINE_CONST_ELEMENTS:
             env[id(inner)] = _inline_const(outer)
             continue
         ph = te.placeholder(outer.type.shape, outer.type.dtype, name=f"p{len(params)}")
@@ -116,7 +116,7 @@ def build_kernel(node: Node, name: str) -> Kernel:
         args.append(outer)
     if body is not None:
         for c in body.constants.values():
-            if c.const.size <= INLINE_CONST_ELEMENTS:
+            if 0 < c.const.size <= INLINE_CONST_ELEMENTS:
                 env[id(c)] = _inline_const(c)
             else:
                 raise LoweringError(f"fused group {node.name}: constant %{c.name} must be a group input")
@@ -166,3 +166,22 @@ def _single_kind(node: Node) -> str:
 
 def constant_digest(data: np.ndarray) -> str:
     return hashlib.sha1(data.tobytes()).hexdigest()
+
+
+def collect_kernels(graph: Graph) -> list[tuple[Kernel, int]]:
+    """The distinct kernels a graph lowers to (as `build_relax_module` builds them), with call counts.
+
+    This is what tuning measures: exactly the unscheduled kernels compile would schedule.
+    """
+    from .relax_module import _is_view, _kernel_name
+
+    found: dict[str, list] = {}
+    for node in graph.nodes:
+        if _is_view(node):
+            continue
+        key = kernel_key(node)
+        if key in found:
+            found[key][1] += 1
+        else:
+            found[key] = [build_kernel(node, _kernel_name(node, len(found))), 1]
+    return [(k, n) for k, n in found.values()]

@@ -142,7 +142,7 @@ class _ModuleBuilder:
 
 def _is_view(node: Node) -> bool:
     """A reshape of a computed tensor: lowered to a Relax reshape (a view), not a kernel."""
-    return node.op == "reshape" and node.inputs[0].const is None
+    return node.op == "reshape" and node.inputs[0].const is None and 0 not in node.output.type.shape
 
 
 def _kernel_name(node: Node, index: int) -> str:

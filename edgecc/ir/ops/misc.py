@@ -79,9 +79,10 @@ def parse_einsum(equation: str, shapes) -> tuple[list[str], str, dict[str, int]]
         if len(term) != len(shape):
             raise IRError(f"einsum: term {term!r} does not fit shape {tuple(shape)}")
         for c, d in zip(term, shape):
-            if sizes.get(c, d) != d and d != 1 and sizes[c] != 1:
-                raise IRError(f"einsum: index {c} has sizes {sizes[c]} and {d}")
-            sizes[c] = max(sizes.get(c, 1), d)
+            prev = sizes.get(c, 1)
+            if prev != d and d != 1 and prev != 1:
+                raise IRError(f"einsum: index {c} has sizes {prev} and {d}")
+            sizes[c] = d if prev == 1 else prev  # 1 broadcasts (also against 0)
         expanded.append(term)
     if "->" in eq:
         out = rhs.replace("...", ell)

@@ -320,7 +320,8 @@ def _clamp_index(i, n: int):
     return tirx.max(tirx.min(i, n - 1), 0)
 
 
-def _nearest_tap(coord, n: int, mode: str):
+def _nearest(coord, n: int, mode: str):
+    """The input index nearest to coord, ties broken as `mode` says."""
     half = _f32(0.5)
     rounded = {
         "round_prefer_floor": lambda: tirx.ceil(coord - half),
@@ -328,39 +329,39 @@ def _nearest_tap(coord, n: int, mode: str):
         "floor": lambda: tirx.floor(coord),
         "ceil": lambda: tirx.ceil(coord),
     }[mode]()
-    return [(_clamp_index(rounded.astype("int32"), n), None)]
+    return _clamp_index(rounded.astype("int32"), n)
 
 
-def _linear_taps(coord, n: int):
+def _linear_tap(coord, n: int, t):
+    """(index, weight) of tap t in {0, 1}; coordinates outside the input clamp to its edge."""
     clamped = tirx.max(tirx.min(coord, _f32(n - 1)), _f32(0))
-    i0 = tirx.floor(clamped).astype("int32")
-    w1 = clamped - i0.astype(F32)
-    return [(i0, _f32(1) - w1), (tirx.min(i0 + 1, n - 1), w1)]
+    first = tirx.floor(clamped).astype("int32")
+    w1 = clamped - first.astype(F32)
+    return tirx.min(first + t, n - 1), tirx.Select(t == 0, _f32(1) - w1, w1)
 
 
 def _cubic_coeffs(s, a: float):
-    """ONNX cubic convolution weights of the taps at distances 1+s, s, 1-s, 2-s."""
+    """Cubic convolution weights (coefficient a) of the taps at distances 1 + s, s, 1 - s, 2 - s."""
     a_, one, two = _f32(a), _f32(1), _f32(2)
 
-    def outer(d):  # 1 <= |d| < 2
+    def far(d):  # 1 <= d < 2
         return ((a_ * d - _f32(5 * a)) * d + _f32(8 * a)) * d - _f32(4 * a)
 
-    def inner(d):  # |d| < 1
+    def near(d):  # d < 1
         return ((a_ + two) * d - (a_ + _f32(3))) * d * d + one
 
-    return [outer(s + one), inner(s), inner(one - s), outer(two - s)]
+    return [far(s + one), near(s), near(one - s), far(two - s)]
 
 
-def _cubic_taps(coord, n: int, a: float, exclude_outside: bool):
+def _cubic_tap(coord, n: int, t, a: float, exclude_outside: bool):
+    """(index, weight) of tap t in {0, 1, 2, 3} at floor(coord) - 1 + t; with exclude_outside the
+    taps outside the input weigh 0 (the caller renormalizes)."""
     base = tirx.floor(coord)
-    coeffs = _cubic_coeffs(coord - base, a)
-    first = base.astype("int32") - 1
-    idx = [first + k for k in range(4)]
+    pos = base.astype("int32") - 1 + t
+    weight = _pick(t, _cubic_coeffs(coord - base, a))
     if exclude_outside:
-        coeffs = [tirx.Select(tirx.And(i >= 0, i < n), c, _f32(0)) for i, c in zip(idx, coeffs)]
-        total = coeffs[0] + coeffs[1] + coeffs[2] + coeffs[3]
-        coeffs = [c / total for c in coeffs]
-    return [(_clamp_index(i, n), c) for i, c in zip(idx, coeffs)]
+        weight = tirx.Select(tirx.And(pos >= 0, pos < n), weight, _f32(0))
+    return _clamp_index(pos, n), weight
 
 
 def _is_unchanged(attrs, axis: int, n_in: int, n_out: int, rank: int) -> bool:
@@ -369,40 +370,47 @@ def _is_unchanged(attrs, axis: int, n_in: int, n_out: int, rank: int) -> bool:
     return n_in == n_out and scale == 1 and (not tf_crop or _roi(attrs, axis, rank) == (0.0, 1.0))
 
 
-def _axis_taps(o, attrs, axis: int, n_in: int, n_out: int, rank: int):
-    """(taps, inside) of output position o: the input positions with their weights (None for
-    nearest), and whether the coordinate lies inside the input (None unless tf_crop_and_resize)."""
-    ctm = attrs["coordinate_transformation_mode"]
-    coord = _source_coord(o, ctm, n_in, n_out, _axis_scale(attrs, axis, n_in, n_out), _roi(attrs, axis, rank))
-    inside = None
-    if ctm == "tf_crop_and_resize":
-        inside = tirx.And(coord >= _f32(0), coord <= _f32(n_in - 1))
-    mode = attrs["mode"]
-    if mode == "nearest":
-        return _nearest_tap(coord, n_in, attrs["nearest_mode"]), inside
-    if mode == "linear":
-        return _linear_taps(coord, n_in), inside
-    return _cubic_taps(coord, n_in, attrs["cubic_coeff_a"], bool(attrs["exclude_outside"])), inside
-
-
 def _axis_tables(attrs, axis: int, n_in: int, n_out: int, rank: int):
     """Per-axis tables over (output position, tap): input index, weight (None for nearest), and
     whether the position lies inside the input (None unless tf_crop_and_resize)."""
-    n_taps = {"nearest": 1, "linear": 2, "cubic": 4}[attrs["mode"]]
+    ctm, mode = attrs["coordinate_transformation_mode"], attrs["mode"]
+    scale, roi = _axis_scale(attrs, axis, n_in, n_out), _roi(attrs, axis, rank)
 
-    def taps(o):
-        return _axis_taps(o, attrs, axis, n_in, n_out, rank)
+    def coord(o):
+        return _source_coord(o, ctm, n_in, n_out, scale, roi)
 
-    index = te.compute((n_out, n_taps), lambda o, t: _pick(t, [i for i, _ in taps(o)[0]]),
-                       name=f"resize_index{axis}")
+    def tap(o, t):
+        if mode == "nearest":
+            return _nearest(coord(o), n_in, attrs["nearest_mode"]), None
+        if mode == "linear":
+            return _linear_tap(coord(o), n_in, t)
+        return _cubic_tap(coord(o), n_in, t, attrs["cubic_coeff_a"], bool(attrs["exclude_outside"]))
+
+    n_taps = {"nearest": 1, "linear": 2, "cubic": 4}[mode]
+    shape = (n_out, n_taps)
+    index = te.compute(shape, lambda o, t: tap(o, t)[0], name=f"resize_index{axis}")
     weight = None
-    if attrs["mode"] != "nearest":
-        weight = te.compute((n_out, n_taps), lambda o, t: _pick(t, [w for _, w in taps(o)[0]]),
-                            name=f"resize_weight{axis}")
+    if mode != "nearest":
+        weight = te.compute(shape, lambda o, t: tap(o, t)[1], name=f"resize_weight{axis}")
+    if mode == "cubic" and attrs["exclude_outside"]:
+        weight = _normalized(weight, axis)
     inside = None
-    if attrs["coordinate_transformation_mode"] == "tf_crop_and_resize":
-        inside = te.compute((n_out,), lambda o: taps(o)[1], name=f"resize_inside{axis}")
+    if ctm == "tf_crop_and_resize":
+        inside = te.compute((n_out,), lambda o: tirx.And(coord(o) >= _f32(0), coord(o) <= _f32(n_in - 1)),
+                            name=f"resize_inside{axis}")
     return index, weight, inside
+
+
+def _normalized(weight, axis: int):
+    """Weights divided by their sum over the taps."""
+    n_out, n_taps = (int(d) for d in weight.shape)
+
+    def sum_taps(o):
+        k = te.reduce_axis((0, n_taps), name="k")
+        return te.sum(weight[o, k], axis=k)
+
+    total = te.compute((n_out,), sum_taps, name=f"resize_weight{axis}_sum")
+    return te.compute(weight.shape, lambda o, t: weight[o, t] / total[o], name=f"resize_weight{axis}_normalized")
 
 
 def _resize_value(x, o, tables, dtype: str):
