@@ -60,7 +60,7 @@ def kernel_key(node: Node) -> str:
                 if v.const is not None and 0 < v.const.size <= INLINE_CONST_ELEMENTS:
                     h.update(v.const.tobytes())
         for i, o in enumerate(n.outputs):
-            env[id(o)] = f"{n.name}:{i}"
+            env[id(o)] = f"n{len(env)}:{i}"  # position, not name: equal layers share a key
             h.update(format_type(o.type).encode())
 
     body, nodes = _body_of(node)

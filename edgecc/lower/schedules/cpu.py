@@ -156,34 +156,50 @@ def schedule_depthwise_conv(kernel, target):
     return sch.mod["main"]
 
 
-# ----- dense with packed weights ----------------------------------------------------------------------
+# ----- dense (packed weights) and batch matmul --------------------------------------------------
 @register_rule("dense")
 def schedule_dense(kernel, target):
-    sch = _schedule(kernel)
-    dense = _find(sch, ("dense_pack",))
-    if dense is None:
-        return _generic(kernel, target, sch)
-    inline_all_but(sch, [dense])
-    out, dense = output_block(sch, dense)
-    loops = sch.get_loops(out)
-    rows = sch.fuse(*loops[:-1]) if len(loops) > 2 else loops[0]
-    cols = loops[-1]
     block = int(kernel.args[1].type.shape[2]) if len(kernel.args) > 1 and kernel.args[1].type.rank == 3 else 16
+    return _schedule_gemm(kernel, target, "dense_pack", block)
+
+
+@register_rule("matmul")
+def schedule_matmul(kernel, target):
+    lanes = target.lanes(_out_dtype(kernel))
+    n = kernel.outputs[0].type.shape[-1] if kernel.outputs and kernel.outputs[0].type.rank else 1
+    block = _divisor_tile(n, (2 * lanes, lanes))
+    if block == 1:
+        raise ValueError(f"matmul with {n} columns does not fit the vector width")
+    return _schedule_gemm(kernel, target, "matmul", block)
+
+
+def _schedule_gemm(kernel, target, anchor_name: str, n_block: int):
+    """Output rows x columns tiled (4 x n_block); accumulators in registers; rows in parallel."""
+    sch = _schedule(kernel)
+    anchor = _find(sch, (anchor_name,))
+    if anchor is None:
+        raise ValueError(f"no {anchor_name} block")
+    inline_all_but(sch, [anchor])
+    out, anchor = output_block(sch, anchor)
+    loops = sch.get_loops(out)
+    if len(loops) < 2:
+        raise ValueError("gemm rule needs rows and columns")
+    batch, rows, cols = loops[:-2], loops[-2], loops[-1]
     mi = _divisor_tile(_extent(sch, rows), (4, 2))
     m_o, m_i = sch.split(rows, [None, mi])
-    n_o, n_i = sch.split(cols, [None, block])
-    sch.reorder(m_o, n_o, m_i, n_i)
-    par = sch.fuse(m_o, n_o)
+    n_o, n_i = sch.split(cols, [None, n_block])
+    sch.reorder(*batch, m_o, n_o, m_i, n_i)
+    par = sch.fuse(*batch, m_o, n_o)  # split first, then fuse: bindings stay quasi-affine
     sch.parallel(par)
     sch.vectorize(n_i)
-    sch.compute_at(dense, par)
-    inner = sch.get_loops(dense)[1:]
+    sch.compute_at(anchor, par)
+    inner = sch.get_loops(anchor)[1:]
     spatial, reduction = inner[:-1], inner[-1:]
     sch.reorder(*reduction, *spatial)
     for loop in spatial[:-1]:
         sch.unroll(loop)
     sch.vectorize(spatial[-1])
-    sch.decompose_reduction(dense, reduction[0])
+    sch.decompose_reduction(anchor, reduction[0])
     return sch.mod["main"]
 
 
