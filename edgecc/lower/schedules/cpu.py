@@ -106,22 +106,53 @@ def _parallel_and_vectorize_flat(sch, block, lanes: int) -> None:
 
 
 # ----- conv2d in NCHW{b}c ---------------------------------------------------------------------------
+#: vector registers a conv's accumulator tile may take (of 16 on AVX2/NEON, leaving room for
+#: the weight vectors and the broadcast input)
+ACCUMULATOR_REGISTERS = 12
+
+
+def conv_tiling(out_width: int, out_block: int, lanes: int) -> tuple[int, int]:
+    """(output columns per tile, channel vectors per tile) for a register-resident accumulator."""
+    vectors = max(out_block // lanes, 1)
+    widest = ACCUMULATOR_REGISTERS // vectors
+    tiles = [t for t in range(widest, 0, -1) if out_width % t == 0]
+    if tiles and tiles[0] >= 4:
+        return tiles[0], vectors
+    if out_width > widest:  # no good divisor: the last tile of each row is partial
+        return min(range(4, widest + 1), key=lambda t: (-(-out_width // t) * t - out_width, -t)), vectors
+    return out_width, vectors
+
+
 @register_rule("conv")
 def schedule_conv(kernel, target):
     sch = _schedule(kernel)
     conv = _find(sch, ("conv2d_NCHWc",))
     if conv is None:
         return _generic(kernel, target, sch)
-    inline_all_but(sch, [conv])
+    pad = _find(sch, ("pad",))
+    inline_all_but(sch, [conv] + ([pad] if pad is not None else []))
     out, conv = output_block(sch, conv)
+    lanes = target.lanes(_out_dtype(kernel))
+    if pad is not None:  # padded copy first: no bounds checks in the inner loop
+        _parallel_and_vectorize_flat(sch, _find(sch, ("pad",)), lanes)
     n, oc, oh, ow, ob = sch.get_loops(out)
-    tile = _divisor_tile(_extent(sch, ow), (4, 7, 8, 6, 5, 3, 2))
-    ow_o, ow_i = sch.split(ow, [None, tile])
-    sch.reorder(n, oc, oh, ow_o, ow_i, ob)
-    sch.parallel(sch.fuse(n, oc, oh))
-    sch.vectorize(ob)
-    sch.compute_at(conv, ow_o)
-    inner = sch.get_loops(conv)[2:]
+    width, height = _extent(sch, ow), _extent(sch, oh)
+    tile, vectors = conv_tiling(width, _extent(sch, ob), lanes)
+    ob_o, ob_i = sch.split(ob, [None, vectors * lanes])
+    if width % tile and (width * height) % tile == 0:
+        # small images: tile the flattened rows x columns so no tile is partial
+        sch.reorder(n, oc, ob_o, oh, ow, ob_i)
+        pix_o, pix_i = sch.split(sch.fuse(oh, ow), [None, tile])
+        sch.parallel(sch.fuse(n, oc, ob_o, pix_o))
+        anchor_at, depth = pix_i, 1
+    else:
+        ow_o, ow_i = sch.split(ow, [None, tile])
+        sch.reorder(n, oc, oh, ob_o, ow_o, ow_i, ob_i)
+        sch.parallel(sch.fuse(n, oc, oh))
+        anchor_at, depth = ow_i, 3
+    sch.vectorize(ob_i)
+    sch.compute_at(conv, sch.get_loops(out)[depth - 1])
+    inner = sch.get_loops(conv)[depth:]
     spatial, reduction = inner[:2], inner[2:]
     sch.reorder(*reduction, *spatial)
     sch.unroll(spatial[0])
@@ -136,8 +167,11 @@ def schedule_depthwise_conv(kernel, target):
     conv = _find(sch, ("depthwise_conv2d_NCHWc",))
     if conv is None:
         return _generic(kernel, target, sch)
-    inline_all_but(sch, [conv])
+    pad = _find(sch, ("pad",))
+    inline_all_but(sch, [conv] + ([pad] if pad is not None else []))
     out, conv = output_block(sch, conv)
+    if pad is not None:
+        _parallel_and_vectorize_flat(sch, _find(sch, ("pad",)), target.lanes(_out_dtype(kernel)))
     n, c, oh, ow, b = sch.get_loops(out)
     tile = _divisor_tile(_extent(sch, ow), (4, 7, 8, 6, 5, 3, 2))
     ow_o, ow_i = sch.split(ow, [None, tile])
