@@ -600,6 +600,10 @@ _NOISE = [
     (re.compile(r"node '[^']*' \((\w+)\)"), r"\1"),
     (re.compile(r" \(node [^)]*\)"), ""),
     (re.compile(r"%[\w.:-]+"), "%v"),
+    (re.compile(r"<model>: "), ""),
+    (re.compile(r"input '[^']*'"), "an input"),
+    (re.compile(r"element type (FLOAT8\w*|FLOAT4\w*|U?INT[24]\b|float8\w*|float4\w*|u?int[24]\b)"),
+     "element type float8/float4/int4/int2"),
     (re.compile(r"\s+"), " "),
 ]
 

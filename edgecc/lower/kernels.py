@@ -54,11 +54,10 @@ def kernel_key(node: Node) -> str:
         for k in sorted(n.attrs):
             h.update(f"{k}={format_attr_value(n.attrs[k])};".encode())
         for v in n.inputs:
-            h.update(b"|" + (env.get(id(v), "?") if v is not None else "_").encode())
-            if v is not None and id(v) not in env:
-                h.update(format_type(v.type).encode())
-                if v.const is not None and 0 < v.const.size <= INLINE_CONST_ELEMENTS:
-                    h.update(v.const.tobytes())
+            if v is not None and id(v) not in env:  # an argument: identity, type, inlined value
+                env[id(v)] = f"arg{len(env)}"
+                h.update(format_type(v.type).encode() + _inlined_bytes(v))
+            h.update(b"|" + (env[id(v)] if v is not None else "_").encode())
         for i, o in enumerate(n.outputs):
             env[id(o)] = f"n{len(env)}:{i}"  # position, not name: equal layers share a key
             h.update(format_type(o.type).encode())
@@ -66,9 +65,9 @@ def kernel_key(node: Node) -> str:
     body, nodes = _body_of(node)
     env: dict[int, str] = {}
     if body is not None:
-        for i, v in enumerate(body.inputs):
-            env[id(v)] = f"in{i}"
-            h.update(format_type(v.type).encode())
+        for i, (v, outer) in enumerate(zip(body.inputs, node.inputs)):
+            env[id(v)] = env.setdefault(id(outer), f"in{i}")  # repeated outer values share a name
+            h.update(format_type(v.type).encode() + _inlined_bytes(outer))
         for c in body.constants.values():
             env[id(c)] = "c" + hashlib.sha1(c.const.tobytes()).hexdigest()
             h.update(format_type(c.type).encode())
@@ -79,6 +78,13 @@ def kernel_key(node: Node) -> str:
     else:
         add_node(node, env)
     return h.hexdigest()[:16]
+
+
+def _inlined_bytes(value: Value | None) -> bytes:
+    """The data of a constant the kernel bakes in (it is part of the kernel's identity)."""
+    if value is not None and value.const is not None and 0 < value.const.size <= INLINE_CONST_ELEMENTS:
+        return value.const.tobytes()
+    return b""
 
 
 def _inline_const(value: Value):

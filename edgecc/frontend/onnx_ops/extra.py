@@ -618,7 +618,7 @@ def _reverse_sequence(ctx, inputs, attrs):
 
 
 # ----- signal processing --------------------------------------------------------------------
-def _dft_matrices(n_in: int, length: int, bins: int, inverse: bool):
+def _dft_matrices(n_in: int, length: int, bins: int):
     """cos and sin of the DFT kernel as (n_in, bins) float64 matrices; inputs past `length` drop."""
     n = np.arange(n_in).reshape(-1, 1)
     k = np.arange(bins).reshape(1, -1)
@@ -674,7 +674,7 @@ def _dft(ctx, x, axis: int, length: int | None, inverse: bool, onesided: bool):
         outs = [out]
     else:
         bins = length // 2 + 1 if onesided else length
-        cos, sin = _dft_matrices(n_in, length, bins, inverse)
+        cos, sin = _dft_matrices(n_in, length, bins)
         sign = 1.0 if inverse else -1.0
         scale = 1.0 / length if inverse else 1.0
         cos, sin = cos * scale, sin * scale * sign

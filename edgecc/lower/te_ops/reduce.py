@@ -89,6 +89,13 @@ def _empty_reduction(node, dtype: str):
     return te.compute(tuple(node.output.type.shape), lambda *i: const, name=node.op)
 
 
+def _float_extremum(op: str):
+    """max/min whose identity is -inf/+inf (te.max starts at the lowest finite float)."""
+    if op == "reduce_max":
+        return te.comm_reducer(lambda a, b: tirx.max(a, b), lambda t: tirx.const(float("-inf"), t), name="fmax")
+    return te.comm_reducer(lambda a, b: tirx.min(a, b), lambda t: tirx.const(float("inf"), t), name="fmin")
+
+
 def _bool_reducer(op: str):
     """max and min of booleans: any and all."""
     if op == "reduce_max":
@@ -108,6 +115,8 @@ def _lower_reduce(node, ins):
     reducer, element, finish = _REDUCERS[node.op]
     if dtype == "bool" and node.op in ("reduce_max", "reduce_min"):
         reducer = _bool_reducer(node.op)
+    elif acc.startswith(("float", "bfloat")) and node.op in ("reduce_max", "reduce_min"):
+        reducer = _float_extremum(node.op)
     reducer = reducer or _product()
     count = 1
     for a in axes:
