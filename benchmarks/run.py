@@ -6,9 +6,9 @@
 For each model (exported from PyTorch with seeded weights by benchmarks/model_zoo.py; needs
 torch) it compiles the variants in a child process (so compile time and peak memory are the
 compile's own), then times every variant and ONNX Runtime in this process on the same inputs with
-the same thread count: rounds that alternate between the variants (each gets a few untimed calls,
-then a block of timed ones) so machine noise hits all of them alike; the median is reported.
-ONNX Runtime's idle threads are told not to spin, so they do not steal the CPU from the others. Variants:
+the same thread count. Each variant runs in its own worker process, as deployed; the workers take
+turns (a few untimed calls, then a block of timed ones) so machine noise hits all of them alike,
+and the median is reported. Variants:
 
   edgecc            default pipeline (-O2), untuned
   edgecc-nofuse     the `fuse` pass disabled
@@ -99,52 +99,80 @@ def compile_tvm_default(model: str, out: str) -> tuple[float, float, str]:
 
 
 # ----- timing ---------------------------------------------------------------------------------------
-class Runner:
-    def __init__(self, label: str, call):
-        self.label, self.call, self.times = label, call, []
-
-
-def edgecc_runner(label: str, lib: str, inputs: dict):
-    import edgecc
-
-    module = edgecc.runtime.load(lib)
-    arrays = module._arrays(inputs)
-    return Runner(label, lambda: module._call(arrays)), module.run(inputs)
-
-
-def tvm_default_runner(lib: str, inputs: dict, names: list[str]):
+# Each variant runs in its own worker process (as it would be deployed), so one runtime's thread
+# pool never competes with another's. The main process sends the workers turns in rotation; a
+# worker waiting for its turn is blocked on a pipe and uses no CPU.
+WORKER = r"""
+import json, sys, time
+import numpy as np
+spec = json.loads(sys.argv[1])
+inputs = dict(np.load(spec["inputs"]))
+if spec["kind"] == "onnxruntime":
+    import onnxruntime as ort
+    opts = ort.SessionOptions()
+    opts.intra_op_num_threads = spec["threads"]
+    opts.inter_op_num_threads = 1
+    sess = ort.InferenceSession(spec["path"], opts, providers=["CPUExecutionProvider"])
+    call = lambda: sess.run(None, inputs)
+    outputs = call()
+else:
     import tvm
     from tvm import relax
+    vm = relax.VirtualMachine(tvm.runtime.load_module(spec["path"]), tvm.cpu())
+    args = [tvm.runtime.tensor(inputs[n]) for n in spec["names"]]
+    call = lambda: vm["main"](*args)
+    out = call()
+    outputs = [out.numpy()] if hasattr(out, "numpy") else [o.numpy() for o in out]
+np.save(spec["first_output"], outputs[0])
+print("ready", flush=True)
+for line in sys.stdin:
+    cmd = json.loads(line)
+    for _ in range(cmd["warmup"]):
+        call()
+    times = []
+    for _ in range(cmd["n"]):
+        t = time.perf_counter()
+        call()
+        times.append(time.perf_counter() - t)
+    print(json.dumps(times), flush=True)
+"""
 
-    vm = relax.VirtualMachine(tvm.runtime.load_module(lib), tvm.cpu())
-    args = [tvm.runtime.tensor(inputs[n]) for n in names]
-    out = vm["main"](*args)
-    first = out[0] if not hasattr(out, "numpy") else out
-    return Runner("tvm-default", lambda: vm["main"](*args)), first.numpy()
+
+class Worker:
+    def __init__(self, label: str, kind: str, path: str, inputs_file: str, names: list[str], threads: int,
+                 folder: str):
+        import subprocess
+
+        self.label = label
+        self.times: list[float] = []
+        self.first_output = os.path.join(folder, f"{label}.out.npy")
+        spec = {"kind": kind, "path": path, "inputs": inputs_file, "names": names, "threads": threads,
+                "first_output": self.first_output}
+        env = dict(os.environ, TVM_NUM_THREADS=str(threads))
+        self.proc = subprocess.Popen([sys.executable, "-c", WORKER, json.dumps(spec)], stdin=subprocess.PIPE,
+                                     stdout=subprocess.PIPE, text=True, env=env)
+        if self.proc.stdout.readline().strip() != "ready":
+            raise RuntimeError(f"{label}: the benchmark worker failed to start")
+
+    def output(self) -> np.ndarray:
+        return np.load(self.first_output)
+
+    def turn(self, n: int, warmup: int) -> None:
+        self.proc.stdin.write(json.dumps({"n": n, "warmup": warmup}) + "\n")
+        self.proc.stdin.flush()
+        self.times += json.loads(self.proc.stdout.readline())
+
+    def close(self) -> None:
+        self.proc.stdin.close()
+        self.proc.wait()
 
 
-def ort_runner(model: str, inputs: dict, threads: int):
-    import onnxruntime as ort
-
-    opts = ort.SessionOptions()
-    opts.intra_op_num_threads = threads
-    opts.inter_op_num_threads = 1
-    opts.add_session_config_entry("session.intra_op.allow_spinning", "0")  # idle threads yield the CPU
-    sess = ort.InferenceSession(model, opts, providers=["CPUExecutionProvider"])
-    return Runner("onnxruntime", lambda: sess.run(None, inputs)), sess.run(None, inputs)
-
-
-def time_round_robin(runners: list[Runner], repeat: int, warmup: int = 3, block: int = 5) -> None:
-    """Rounds over the runners; in each, a runner gets `warmup` untimed calls (its thread pool
-    wakes up) and then `block` timed ones, until each has `repeat` timings."""
-    while any(len(r.times) < repeat for r in runners):
-        for r in runners:
-            for _ in range(warmup):
-                r.call()
-            for _ in range(min(block, repeat - len(r.times))):
-                start = time.perf_counter()
-                r.call()
-                r.times.append(time.perf_counter() - start)
+def time_round_robin(workers: list[Worker], repeat: int, warmup: int = 3, block: int = 5) -> None:
+    """Turns in rotation: `warmup` untimed calls, then up to `block` timed ones, until `repeat`."""
+    while any(len(w.times) < repeat for w in workers):
+        for w in workers:
+            if len(w.times) < repeat:
+                w.turn(min(block, repeat - len(w.times)), warmup)
 
 
 # ----- one model ------------------------------------------------------------------------------------
@@ -171,10 +199,12 @@ def model_inputs(model_path: str) -> tuple[dict, list[str]]:
 def bench_model(name: str, folder: str, args) -> dict:
     model = export_model(name, folder)
     inputs, shapes = model_inputs(model)
+    inputs_file = os.path.join(folder, f"{name}.inputs.npz")
+    np.savez(inputs_file, **inputs)
+    names = list(inputs)
     result = {"model": name, "variants": {}}
-    runners = []
-    ort, expected = ort_runner(model, inputs, args.threads)
-    runners.append(ort)
+    workers = [Worker("onnxruntime", "onnxruntime", model, inputs_file, names, args.threads, folder)]
+    expected = workers[0].output()
     for label, flags in VARIANTS.items():
         out = os.path.join(folder, f"{name}.{label}.so")
         log(f"{name}: compiling {label}")
@@ -182,28 +212,24 @@ def bench_model(name: str, folder: str, args) -> dict:
         if label == "edgecc-tuned" and " tuned" not in stdout:
             log(f"{name}: no tuning record applies; skipping {label}")
             continue
-        runner, got = edgecc_runner(label, out, inputs)
-        err = max(float(np.max(np.abs(g - e))) for g, e in zip(got.values(), expected))
-        result["variants"][label] = {"compile_s": seconds, "compile_rss_mb": rss, "max_abs_err": err,
-                                     "summary": stdout.strip()}
-        runners.append(runner)
+        workers.append(Worker(label, "tvm", out, inputs_file, names, args.threads, folder))
+        result["variants"][label] = {"compile_s": seconds, "compile_rss_mb": rss, "summary": stdout.strip()}
     if args.tvm_default:
         out = os.path.join(folder, f"{name}.tvm-default.so")
         log(f"{name}: compiling with TVM's default pipeline")
         seconds, rss, _ = compile_tvm_default(model, out)
-        runner, got = tvm_default_runner(out, inputs, list(inputs))
-        result["variants"]["tvm-default"] = {"compile_s": seconds, "compile_rss_mb": rss,
-                                             "max_abs_err": float(np.max(np.abs(got - expected[0])))}
-        runners.append(runner)
-    log(f"{name}: timing {', '.join(r.label for r in runners)}")
-    fast = [r for r in runners if r.label != "tvm-default"]
-    time_round_robin(fast, args.repeat)
-    slow = [r for r in runners if r.label == "tvm-default"]
-    time_round_robin(slow, max(3, args.repeat // 10), warmup=1, block=1)
-    for r in runners:
-        entry = result["variants"].setdefault(r.label, {})
-        entry["median_ms"] = statistics.median(r.times) * 1e3
-        entry["runs"] = len(r.times)
+        workers.append(Worker("tvm-default", "tvm", out, inputs_file, names, args.threads, folder))
+        result["variants"]["tvm-default"] = {"compile_s": seconds, "compile_rss_mb": rss}
+    for w in workers[1:]:
+        result["variants"][w.label]["max_abs_err"] = float(np.max(np.abs(w.output() - expected)))
+    log(f"{name}: timing {', '.join(w.label for w in workers)}")
+    time_round_robin([w for w in workers if w.label != "tvm-default"], args.repeat)
+    time_round_robin([w for w in workers if w.label == "tvm-default"], max(3, args.repeat // 10), 1, 1)
+    for w in workers:
+        w.close()
+        entry = result["variants"].setdefault(w.label, {})
+        entry["median_ms"] = statistics.median(w.times) * 1e3
+        entry["runs"] = len(w.times)
     base = result["variants"]["onnxruntime"]["median_ms"]
     for entry in result["variants"].values():
         entry["ratio"] = entry["median_ms"] / base
