@@ -7,7 +7,7 @@ import math
 import numpy as np
 from tvm import te, tirx
 
-from . import lowering
+from . import fastmath, lowering
 
 
 def dtype_of(x) -> str:
@@ -48,11 +48,11 @@ def _log1p(x):
 
 
 def _softplus(x):
-    return tirx.Select(x > _c(0, dtype_of(x)), x + _log1p(tirx.exp(-x)), _log1p(tirx.exp(x)))
+    return tirx.Select(x > _c(0, dtype_of(x)), x + _log1p(fastmath.exp(-x)), _log1p(fastmath.exp(x)))
 
 
 def _sigmoid(x):
-    return _c(1, dtype_of(x)) / (_c(1, dtype_of(x)) + tirx.exp(-x))
+    return _c(1, dtype_of(x)) / (_c(1, dtype_of(x)) + fastmath.exp(-x))
 
 
 UNARY = {
@@ -63,10 +63,10 @@ UNARY = {
                                      tirx.Select(x < _c(0, dtype_of(x)), _c(-1, dtype_of(x)), _c(0, dtype_of(x)))),
     "identity": lambda x, a: x,
     "dropout": lambda x, a: x,
-    "exp": lambda x, a: tirx.exp(x),
+    "exp": lambda x, a: fastmath.exp(x),
     "log": lambda x, a: tirx.log(x),
     "sqrt": lambda x, a: tirx.sqrt(x),
-    "erf": lambda x, a: tirx.erf(x),
+    "erf": lambda x, a: fastmath.erf(x),
     "sin": lambda x, a: tirx.sin(x),
     "cos": lambda x, a: tirx.cos(x),
     "tan": lambda x, a: tirx.tan(x),
@@ -83,18 +83,18 @@ UNARY = {
     "round": lambda x, a: tirx.nearbyint(x),
     "reciprocal": lambda x, a: _c(1, dtype_of(x)) / x,
     "sigmoid": lambda x, a: _sigmoid(x),
-    "tanh": lambda x, a: tirx.tanh(x),
+    "tanh": lambda x, a: fastmath.tanh(x),
     "softplus": lambda x, a: _softplus(x),
     "softsign": lambda x, a: x / (_c(1, dtype_of(x)) + tirx.abs(x)),
-    "mish": lambda x, a: x * tirx.tanh(_softplus(x)),
+    "mish": lambda x, a: x * fastmath.tanh(_softplus(x)),
     "hard_swish": lambda x, a: x * tirx.max(_c(0, dtype_of(x)), tirx.min(_c(1, dtype_of(x)), x / _c(6, dtype_of(x)) + _c(0.5, dtype_of(x)))),
     "hard_sigmoid": lambda x, a: tirx.max(_c(0, dtype_of(x)), tirx.min(_c(1, dtype_of(x)), _c(a["alpha"], dtype_of(x)) * x + _c(a["beta"], dtype_of(x)))),
     "leaky_relu": lambda x, a: tirx.Select(x >= _c(0, dtype_of(x)), x, x * _c(a["alpha"], dtype_of(x))),
-    "elu": lambda x, a: tirx.Select(x > _c(0, dtype_of(x)), x, _c(a["alpha"], dtype_of(x)) * (tirx.exp(x) - _c(1, dtype_of(x)))),
+    "elu": lambda x, a: tirx.Select(x > _c(0, dtype_of(x)), x, _c(a["alpha"], dtype_of(x)) * (fastmath.exp(x) - _c(1, dtype_of(x)))),
     "celu": lambda x, a: tirx.max(_c(0, dtype_of(x)), x) + tirx.min(
-        _c(0, dtype_of(x)), _c(a["alpha"], dtype_of(x)) * (tirx.exp(x / _c(a["alpha"], dtype_of(x))) - _c(1, dtype_of(x)))),
+        _c(0, dtype_of(x)), _c(a["alpha"], dtype_of(x)) * (fastmath.exp(x / _c(a["alpha"], dtype_of(x))) - _c(1, dtype_of(x)))),
     "selu": lambda x, a: _c(a["gamma"], dtype_of(x)) * tirx.Select(
-        x > _c(0, dtype_of(x)), x, _c(a["alpha"], dtype_of(x)) * (tirx.exp(x) - _c(1, dtype_of(x)))),
+        x > _c(0, dtype_of(x)), x, _c(a["alpha"], dtype_of(x)) * (fastmath.exp(x) - _c(1, dtype_of(x)))),
     "thresholded_relu": lambda x, a: tirx.Select(x > _c(a["alpha"], dtype_of(x)), x, _c(0, dtype_of(x))),
     "shrink": lambda x, a: tirx.Select(
         x < _c(-a["lambd"], dtype_of(x)), x + _c(a["bias"], dtype_of(x)),
@@ -112,8 +112,8 @@ def _gelu(x, approximate):
     half, one = _c(0.5, dtype_of(x)), _c(1, dtype_of(x))
     if approximate == "tanh":
         k = _c(math.sqrt(2 / math.pi), dtype_of(x))
-        return half * x * (one + tirx.tanh(k * (x + _c(0.044715, dtype_of(x)) * x * x * x)))
-    return half * x * (one + tirx.erf(x * _c(1 / math.sqrt(2), dtype_of(x))))
+        return half * x * (one + fastmath.tanh(k * (x + _c(0.044715, dtype_of(x)) * x * x * x)))
+    return half * x * (one + fastmath.erf(x * _c(1 / math.sqrt(2), dtype_of(x))))
 
 
 def _isinf(x, a):

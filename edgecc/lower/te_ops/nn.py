@@ -13,7 +13,7 @@ from edgecc.ir.ops._util import norm_axis
 from edgecc.ir.ops.nn import conv_geometry, plain_layout, pool_geometry
 
 from ..kernels import LoweringError
-from . import lowering
+from . import fastmath, lowering
 from .elementwise import dtype_of
 from .packed import lower_blocked_conv, lower_layout_transform
 
@@ -448,14 +448,14 @@ def lower_softmax(node, ins):
     drop, put = _along(axis)
     mx = _axis_max(x, axis, acc, f"{node.op}_max")
     r = te.reduce_axis((0, shape[axis]), name="rs")
-    total = te.compute(mx.shape, lambda *i: te.sum(tirx.exp(x(*put(i, r)).astype(acc) - mx(*i)), axis=r),
+    total = te.compute(mx.shape, lambda *i: te.sum(fastmath.exp(x(*put(i, r)).astype(acc) - mx(*i)), axis=r),
                        name=f"{node.op}_sum")
 
     def body(*idx):
         shifted = x(*idx).astype(acc) - mx(*drop(idx))
         if node.op == "log_softmax":
             return (shifted - tirx.log(total(*drop(idx)))).astype(dtype)
-        return (tirx.exp(shifted) / total(*drop(idx))).astype(dtype)
+        return (fastmath.exp(shifted) / total(*drop(idx))).astype(dtype)
 
     return [te.compute(x.shape, body, name=node.op)]
 

@@ -8,7 +8,7 @@ from tvm import te, tirx, topi
 
 from edgecc.ir.ops.reduce import reduce_axes
 
-from . import lowering
+from . import fastmath, lowering
 from .elementwise import dtype_of
 
 HALF_TYPES = ("float16", "bfloat16")
@@ -141,7 +141,7 @@ def _lower_log_sum_exp(node, ins):
         return tirx.Select(tirx.isinf(m), tirx.const(0, acc), m)
 
     def shifted_exp(*idx):
-        return tirx.exp(x(*idx).astype(acc) - shift(*(0 if i in axes else v for i, v in enumerate(idx))))
+        return fastmath.exp(x(*idx).astype(acc) - shift(*(0 if i in axes else v for i, v in enumerate(idx))))
 
     exps = te.compute(tuple(x.shape), shifted_exp, name="lse_exp")
     total = _reduce(exps, axes, True, te.sum, lambda v: v, "lse_sum")
