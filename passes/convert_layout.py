@@ -56,10 +56,15 @@ class _Converter:
 
     def publish(self, old: Node, new: Value, layout: str) -> None:
         """Make `new` (blocked) the result of `old`; readers get a plain twin of it."""
+        name = old.output.name
         plain = self.graph.create_node("layout_transform", [new], {"src": layout, "dst": "NCHW"},
-                                       name=f"{old.output.name}.plain", after=new.producer).output
+                                       name=f"{name}.plain", after=new.producer).output
+        output = old.output.is_graph_output
         self.graph.replace_value(old.output, plain)
         self.graph.erase_node(old)
+        if not output:  # the blocked value carries the original name; its plain twin is `.plain`
+            self.graph.rename_value(plain, f"{name}.plain")
+            self.graph.rename_value(new, name)
         self.blocked[id(plain)] = {layout: new}
 
     def layout_of_value(self, value: Value) -> str | None:
