@@ -89,20 +89,25 @@ def _divisor_tile(extent: int, preferred: tuple[int, ...]) -> int:
 
 
 def _parallel_and_vectorize_flat(sch, block, lanes: int) -> None:
-    """Fuse all loops of a block, vectorize `lanes` innermost, parallelize the rest."""
+    """Outer loops fused and parallel; the innermost loop vectorized when it holds whole vectors.
+
+    The loop nest keeps its shape (no flattening): indexing a flattened loop needs a division
+    and a remainder per axis, which stops LLVM from vectorizing the loads.
+    """
     loops = sch.get_loops(block)
     if not loops:
         return
-    fused = sch.fuse(*loops) if len(loops) > 1 else loops[0]
-    total = _extent(sch, fused)
-    vec = _divisor_tile(total, (lanes * 4, lanes * 2, lanes))
+    total = int(np.prod([_extent(sch, lp) for lp in loops]))
+    inner = loops[-1]
+    vec = _divisor_tile(_extent(sch, inner), (lanes * 4, lanes * 2, lanes))
     if vec > 1:
-        outer, inner = sch.split(fused, [None, vec])
-        sch.vectorize(inner)
-    else:
-        outer = fused
-    if total >= PARALLEL_MIN_ELEMENTS:
-        sch.parallel(outer)
+        _, inner_vec = sch.split(inner, [None, vec])
+        sch.vectorize(inner_vec)
+    outer = loops[:-1]
+    if outer and total >= PARALLEL_MIN_ELEMENTS:
+        sch.parallel(sch.fuse(*outer) if len(outer) > 1 else outer[0])
+    elif not outer and vec > 1 and total >= PARALLEL_MIN_ELEMENTS:
+        sch.parallel(sch.get_loops(block)[0])
 
 
 # ----- conv2d in NCHW{b}c ---------------------------------------------------------------------------
@@ -123,10 +128,27 @@ def conv_tiling(out_width: int, out_block: int, lanes: int) -> tuple[int, int]:
     return out_width, vectors
 
 
+def _schedule_blocked_copy(sch, block) -> None:
+    """An (n, c, h, w, b) copy: rows in parallel, the channel block vectorized."""
+    n, c, h, w, b = sch.get_loops(block)
+    sch.parallel(sch.fuse(n, c, h))
+    sch.vectorize(b)
+
+
 @register_rule("conv")
 def schedule_conv(kernel, target):
+    return _schedule_nchwc_conv(kernel, target, "conv2d_NCHWc", unroll_window=False)
+
+
+@register_rule("depthwise_conv")
+def schedule_depthwise_conv(kernel, target):
+    return _schedule_nchwc_conv(kernel, target, "depthwise_conv2d_NCHWc", unroll_window=True)
+
+
+def _schedule_nchwc_conv(kernel, target, anchor_name: str, unroll_window: bool):
+    """Register-tiled NCHW{b}c convolution; output (n, c, h, w, b) computed tile by tile."""
     sch = _schedule(kernel)
-    conv = _find(sch, ("conv2d_NCHWc",))
+    conv = _find(sch, (anchor_name,))
     if conv is None:
         return _generic(kernel, target, sch)
     pad = _find(sch, ("pad",))
@@ -134,7 +156,7 @@ def schedule_conv(kernel, target):
     out, conv = output_block(sch, conv)
     lanes = target.lanes(_out_dtype(kernel))
     if pad is not None:  # padded copy first: no bounds checks in the inner loop
-        _parallel_and_vectorize_flat(sch, _find(sch, ("pad",)), lanes)
+        _schedule_blocked_copy(sch, _find(sch, ("pad",)))
     n, oc, oh, ow, ob = sch.get_loops(out)
     width, height = _extent(sch, ow), _extent(sch, oh)
     tile, vectors = conv_tiling(width, _extent(sch, ob), lanes)
@@ -142,48 +164,22 @@ def schedule_conv(kernel, target):
     if width % tile and (width * height) % tile == 0:
         # small images: tile the flattened rows x columns so no tile is partial
         sch.reorder(n, oc, ob_o, oh, ow, ob_i)
-        pix_o, pix_i = sch.split(sch.fuse(oh, ow), [None, tile])
+        pix_o, _ = sch.split(sch.fuse(oh, ow), [None, tile])
         sch.parallel(sch.fuse(n, oc, ob_o, pix_o))
-        anchor_at, depth = pix_i, 1
+        depth = 1
     else:
         ow_o, ow_i = sch.split(ow, [None, tile])
         sch.reorder(n, oc, oh, ob_o, ow_o, ow_i, ob_i)
         sch.parallel(sch.fuse(n, oc, oh))
-        anchor_at, depth = ow_i, 3
+        depth = 3
     sch.vectorize(ob_i)
     sch.compute_at(conv, sch.get_loops(out)[depth - 1])
     inner = sch.get_loops(conv)[depth:]
     spatial, reduction = inner[:2], inner[2:]
     sch.reorder(*reduction, *spatial)
-    sch.unroll(spatial[0])
-    sch.vectorize(spatial[1])
-    sch.decompose_reduction(conv, reduction[0])
-    return sch.mod["main"]
-
-
-@register_rule("depthwise_conv")
-def schedule_depthwise_conv(kernel, target):
-    sch = _schedule(kernel)
-    conv = _find(sch, ("depthwise_conv2d_NCHWc",))
-    if conv is None:
-        return _generic(kernel, target, sch)
-    pad = _find(sch, ("pad",))
-    inline_all_but(sch, [conv] + ([pad] if pad is not None else []))
-    out, conv = output_block(sch, conv)
-    if pad is not None:
-        _parallel_and_vectorize_flat(sch, _find(sch, ("pad",)), target.lanes(_out_dtype(kernel)))
-    n, c, oh, ow, b = sch.get_loops(out)
-    tile = _divisor_tile(_extent(sch, ow), (4, 7, 8, 6, 5, 3, 2))
-    ow_o, ow_i = sch.split(ow, [None, tile])
-    sch.reorder(n, c, oh, ow_o, ow_i, b)
-    sch.parallel(sch.fuse(n, c, oh))
-    sch.vectorize(b)
-    sch.compute_at(conv, ow_o)
-    inner = sch.get_loops(conv)[2:]
-    spatial, reduction = inner[:2], inner[2:]
-    sch.reorder(*reduction, *spatial)
-    for loop in reduction:
-        sch.unroll(loop)
+    if unroll_window:
+        for loop in reduction:
+            sch.unroll(loop)
     sch.unroll(spatial[0])
     sch.vectorize(spatial[1])
     sch.decompose_reduction(conv, reduction[0])
