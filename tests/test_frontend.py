@@ -10,12 +10,10 @@ import edgecc
 from edgecc.errors import FrontendError, UnsupportedOpError
 from edgecc.frontend.onnx import load_onnx
 
-RNG = np.random.default_rng(0)
-
-
 def _conv_model(opset=13, initializers_as_inputs=False):
-    x = RNG.standard_normal((1, 3, 8, 8)).astype(np.float32)
-    w = RNG.standard_normal((4, 3, 3, 3)).astype(np.float32)
+    rng = np.random.default_rng(0)
+    x = rng.standard_normal((1, 3, 8, 8)).astype(np.float32)
+    w = rng.standard_normal((4, 3, 3, 3)).astype(np.float32)
     nodes = [helper.make_node("Conv", ["x", "w"], ["c"], pads=[1, 1, 1, 1]),
              helper.make_node("Relu", ["c"], ["y"])]
     model = make_model(nodes, {"x": x}, ["y"], {"w": w}, opset=opset)
