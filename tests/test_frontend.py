@@ -104,3 +104,12 @@ def test_impossible_shape_is_a_frontend_error():
     model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
     with pytest.raises(FrontendError, match="node 'bad_add' \\(Add\\).*do not broadcast"):
         edgecc.load_model(model)
+
+
+@pytest.mark.parametrize("mode", ["nearest", "linear"])
+def test_opset_9_upsample_keeps_its_meaning(mode):
+    x = np.random.default_rng(1).standard_normal((1, 2, 3, 4)).astype(np.float32)
+    scales = np.array([1, 1, 2.5, 1.5], np.float32)
+    model = make_model([helper.make_node("Upsample", ["x", "s"], ["y"], mode=mode)], {"x": x}, ["y"],
+                       {"s": scales}, opset=9)
+    assert_matches_ort(model, {"x": x})

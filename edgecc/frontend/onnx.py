@@ -67,10 +67,27 @@ def _upgrade(model, source: str):
     from onnx import version_converter
 
     try:
-        return version_converter.convert_version(model, MIN_OPSET)
+        upgraded = version_converter.convert_version(model, MIN_OPSET)
     except Exception as exc:  # noqa: BLE001
         raise FrontendError(f"{source}: opset {_opset_of(model)} model could not be converted to opset "
                             f"{MIN_OPSET} ({_first_line(exc)})") from None
+    _keep_legacy_resize(upgraded)
+    return upgraded
+
+
+def _keep_legacy_resize(model) -> None:
+    """Resize/Upsample before opset 11 meant asymmetric coordinates and floor rounding; the
+    converter leaves the attributes out, which opset 11 reads as half_pixel."""
+    from onnx import helper
+
+    for node in model.graph.node:
+        if node.op_type != "Resize":
+            continue
+        present = {a.name for a in node.attribute}
+        if "coordinate_transformation_mode" not in present:
+            node.attribute.append(helper.make_attribute("coordinate_transformation_mode", "asymmetric"))
+        if "nearest_mode" not in present:
+            node.attribute.append(helper.make_attribute("nearest_mode", "floor"))
 
 
 def from_onnx(model, input_shapes: Mapping[str, Sequence[int]] | None = None, *,
