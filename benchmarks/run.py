@@ -230,6 +230,8 @@ def bench_model(name: str, folder: str, args) -> dict:
         entry = result["variants"].setdefault(w.label, {})
         entry["median_ms"] = statistics.median(w.times) * 1e3
         entry["runs"] = len(w.times)
+        q1, _, q3 = statistics.quantiles(w.times, n=4) if len(w.times) > 1 else (w.times[0],) * 3
+        entry["spread"] = (q3 - q1) / statistics.median(w.times)
     base = result["variants"]["onnxruntime"]["median_ms"]
     for entry in result["variants"].values():
         entry["ratio"] = entry["median_ms"] / base
@@ -275,14 +277,16 @@ def write_report(results: list[dict], info: dict, command: str, path: str) -> No
         "Median of alternating rounds after warm-up; ratio = latency / ONNX Runtime latency",
         "(below 1 is faster than ONNX Runtime). Compile time and peak memory are measured on the",
         "compile's own process. `nofuse` and `nolayout` turn one pass off to show what it contributes.",
+        "Spread is the interquartile range of the runs over their median: this 2-core machine is shared",
+        "and noisy, so compare ratios from one run, not absolute times across runs.",
         "",
         f"- date: {info['date']}",
         f"- machine: {info['cpu']} ({info['cores']} cores), LLVM CPU `{info['llvm_cpu']}`, {info['threads']} threads",
         f"- versions: edgecc {info['edgecc']}, TVM {info['tvm']}, ONNX Runtime {info['onnxruntime']}, Python {info['python']}",
         f"- command: `{command}`",
         "",
-        "| model | variant | latency (ms) | ratio to ORT | compile (s) | compile peak RSS (MB) | max abs err |",
-        "|---|---|---:|---:|---:|---:|---:|",
+        "| model | variant | latency (ms) | spread | ratio to ORT | compile (s) | compile peak RSS (MB) | max abs err |",
+        "|---|---|---:|---:|---:|---:|---:|---:|",
     ]
     for res in results:
         for label in order:
@@ -292,7 +296,9 @@ def write_report(results: list[dict], info: dict, command: str, path: str) -> No
             compile_s = f"{v['compile_s']:.1f}" if "compile_s" in v else "-"
             rss = f"{v['compile_rss_mb']:.0f}" if "compile_rss_mb" in v else "-"
             err = f"{v['max_abs_err']:.1e}" if "max_abs_err" in v else "-"
-            lines.append(f"| {res['model']} | {label} | {v['median_ms']:.2f} | {v['ratio']:.2f} | {compile_s} | {rss} | {err} |")
+            spread = f"{v['spread']:.0%}" if "spread" in v else "-"
+            lines.append(f"| {res['model']} | {label} | {v['median_ms']:.2f} | {spread} | {v['ratio']:.2f} | "
+                         f"{compile_s} | {rss} | {err} |")
     lines += ["", "![ratio to ONNX Runtime](benchmarks.png)", ""]
     lines += _contributions(results)
     with open(path + ".tmp", "w") as fh:
