@@ -62,6 +62,64 @@ def _add_target_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--cpu", help="CPU model for CPU targets (e.g. cortex-a72, znver3)")
 
 
+def _add_quantize_options(p: argparse.ArgumentParser) -> None:
+    g = p.add_argument_group("quantization (post-training, see docs/quantization.md)")
+    g.add_argument("--quantize", choices=["int8"], help="quantize weights and activations to int8 (integer kernels)")
+    g.add_argument("--calibration", metavar="DATA", help="calibration samples: an .npz file or a folder of .npy/.npz files")
+    g.add_argument("--calibration-method", choices=["minmax", "percentile", "entropy"], default="minmax",
+                   help="how activation ranges are chosen (default minmax)")
+    g.add_argument("--percentile", type=float, default=99.99, help="percentile of the percentile method (default 99.99)")
+    g.add_argument("--calibration-samples", type=int, metavar="N", help="use at most N calibration samples")
+    g.add_argument("--activation-dtype", choices=["int8", "uint8"], default="int8", help="activation type (default int8)")
+    g.add_argument("--symmetric", action="store_true", help="symmetric activation ranges (default asymmetric)")
+    g.add_argument("--per-tensor-weights", action="store_true", help="one weight scale per layer (default per channel)")
+    g.add_argument("--keep-fp32", type=int, default=0, metavar="N", help="keep the N most sensitive layers in float32")
+    g.add_argument("--keep-fp32-layer", action="append", default=[], metavar="NAME",
+                   help="keep this layer (IR node name) in float32 (repeatable)")
+    g.add_argument("--accuracy-budget", type=float, metavar="X",
+                   help="keep the most sensitive layers in float32 until the error against float32 is at most X")
+    g.add_argument("--budget-metric", choices=["error", "top1"], default="error",
+                   help="error: relative L2 error of the outputs; top1: fraction of changed top-1 classes")
+    g.add_argument("--sensitivity", action="store_true", help="print each layer's sensitivity to quantization")
+
+
+def _quantize_options(args):
+    """QuantizeOptions from the command line (None without --quantize)."""
+    given = args.calibration or args.keep_fp32 or args.accuracy_budget is not None or args.sensitivity
+    if not args.quantize:
+        if given:
+            raise CliError("--calibration, --keep-fp32, --accuracy-budget and --sensitivity need --quantize int8")
+        return None
+    if not args.calibration:
+        raise CliError("--quantize int8 needs --calibration DATA (an .npz file or a folder of .npy/.npz files)")
+    from edgecc.quant import QuantizeOptions
+
+    return QuantizeOptions(
+        calibration=args.calibration, dtype=args.quantize, method=args.calibration_method,
+        percentile=args.percentile, activation_dtype=args.activation_dtype, symmetric=args.symmetric,
+        per_channel=not args.per_tensor_weights, skip=tuple(args.keep_fp32_layer), keep_fp32=args.keep_fp32,
+        accuracy_budget=args.accuracy_budget, budget_metric=args.budget_metric, sensitivity=args.sensitivity,
+        max_samples=args.calibration_samples)
+
+
+def _quantization_report(report: dict) -> str:
+    lines = []
+    if report.get("sensitivity"):
+        lines.append(f"{'layer':<32}{'op':<8}{'error':>10}{'top-1 agree':>13}   (only this layer in int8)")
+        for e in sorted(report["sensitivity"], key=lambda e: -e["error"]):
+            agree = "-" if e["top1_agreement"] is None else f"{e['top1_agreement']:.1%}"
+            lines.append(f"{e['layer']:<32}{e['op']:<8}{e['error']:>10.4g}{agree:>13}")
+    done = len(report["quantized"])
+    lines.append(f"quantized {done} of {len(report['layers'])} layers to int8 ({report['method']} calibration on "
+                 f"{report['samples']} samples, {report['activation_dtype']} activations)"
+                 + (f"; float32: {', '.join(report['kept_fp32'])}" if report["kept_fp32"] else ""))
+    if report.get("evaluation"):
+        e = report["evaluation"]
+        agree = "" if e["top1_agreement"] is None else f", top-1 agreement {e['top1_agreement']:.1%}"
+        lines.append(f"error against float32 on {e['samples']} calibration samples: {e['error']:.4g}{agree}")
+    return "\n".join(lines)
+
+
 def build_parser() -> argparse.ArgumentParser:
     from edgecc import __version__
 
@@ -79,6 +137,7 @@ def build_parser() -> argparse.ArgumentParser:
     c.add_argument("--no-default-schedules", action="store_true",
                    help="leave kernels without tuning records unscheduled (for measurements)")
     c.add_argument("-q", "--quiet", action="store_true", help="print nothing on success")
+    _add_quantize_options(c)
     c.set_defaults(func=cmd_compile)
 
     r = sub.add_parser("run", help="run a compiled library")
@@ -136,12 +195,15 @@ def cmd_compile(args) -> int:
     kwargs["tuning_logs"] = args.tuning_logs
     if args.no_default_schedules:
         kwargs["schedules"] = "none"
+    kwargs["quantize"] = _quantize_options(args)
     compiled = edgecc.compile(args.model, args.target, progress=log if not args.quiet else None, **kwargs)
     for w in compiled.warnings:
         print(f"edgecc: warning: {w}", file=sys.stderr)
     if compiled.pass_report:
         sys.stderr.write(compiled.pass_report)
     compiled.export(out)
+    if "quantization" in compiled.graph.meta and (not args.quiet or args.sensitivity):
+        print(_quantization_report(compiled.graph.meta["quantization"]))
     if not args.quiet:
         s = compiled.stats
         how = ", ".join(f"{n} {k}" for k, n in sorted(s.scheduled_by.items()))

@@ -30,6 +30,7 @@ class CompileOptions:
     print_ir_after: Sequence[str] = ()
     tuning_logs: str | None = None  # folder of tuning logs ("" disables them)
     schedules: str = "default"  # "default" rule-based schedules, or "none"
+    quantize: Any = None  # edgecc.quant.QuantizeOptions: post-training int8 quantization
     log: TextIO | None = None
     progress: Callable[[str], None] | None = None
 
@@ -111,8 +112,18 @@ def prepare(model, target: Any = "host", **kwargs):
     graph = load_model(model, options.input_shapes, warnings)
     if isinstance(model, Graph):
         graph = graph.clone()
+    _quantize(graph, options)
     optimize(graph, target_obj, options)
     return graph, target_obj, options, warnings
+
+
+def _quantize(graph: Graph, options: CompileOptions) -> None:
+    """Post-training quantization (calibration, quantize/dequantize pairs) when asked for."""
+    if options.quantize is None:
+        return
+    from edgecc.quant.flow import quantize_graph
+
+    quantize_graph(graph, options.quantize, options.opt_level, options.disabled_passes, options.progress)
 
 
 def compile(model, target: Any = "host", **kwargs) -> CompiledModel:  # noqa: A001 - the verb users expect
@@ -130,6 +141,10 @@ def compile(model, target: Any = "host", **kwargs) -> CompiledModel:  # noqa: A0
     if isinstance(model, Graph):
         graph = graph.clone()
     timings["frontend"] = time.perf_counter() - start
+    if options.quantize is not None:
+        start = time.perf_counter()
+        _quantize(graph, options)
+        timings["quantize"] = time.perf_counter() - start
     start = time.perf_counter()
     report = optimize(graph, target_obj, options)
     timings["passes"] = time.perf_counter() - start

@@ -3,6 +3,10 @@
     conv(x: NCHW, w: OIHW)          -> conv(x': NCHW{b}c, w': OIHW{b}i{b'}o) : NCHW{b'}c
     matmul(x, W: const [K, N])      -> dense(x, W': (N/b, K, b))
 
+The integer kernels get the same treatment: qconv (int8/uint8 data) goes blocked with its bias and
+multiplier in [1, C/b, 1, 1, b], qdense gets the packed weight; per-tensor quantize, dequantize and
+requantize follow the blocked layout.
+
 b is chosen from the channel count alone (16 or 8 when they divide it, for SIMD width 8), so a
 producer's output block always equals its consumer's input block. Weights are rearranged at
 compile time. Ops that work in the blocked layout follow it (elementwise ops, per-channel
@@ -22,6 +26,8 @@ from .base import Pass, PassContext, register_pass
 from .eliminate_dead_code import erase_dead_nodes
 
 _POOLS = ("max_pool", "avg_pool", "global_avg_pool", "global_max_pool")
+#: quantization ops that run unchanged in a blocked layout when their parameters are per tensor
+_PER_TENSOR_QUANT = ("quantize", "dequantize", "requantize")
 
 
 def choose_block(channels: int, lanes: int) -> int:
@@ -74,10 +80,14 @@ class _Converter:
     # ----- rules per op -----------------------------------------------------------------
     def convert(self, node: Node) -> None:
         op = node.op
-        if op == "conv" and self._conv_convertible(node):
+        if op in ("conv", "qconv") and self._conv_convertible(node):
             self.conv(node)
         elif op == "matmul":
             self.matmul(node)
+        elif op == "qdense":
+            self.qdense(node)
+        elif op in _PER_TENSOR_QUANT and node.attrs["axis"] is None:
+            self.follow_unary(node)
         elif op in _POOLS and node.inputs[0].type.rank == 4 and node.attrs.get("layout") is None:
             self.follow_unary(node, layout_attr=True)
         elif node.opdef.has(Trait.LAYOUT_AGNOSTIC) and len(node.outputs) == 1:
@@ -90,7 +100,8 @@ class _Converter:
     @staticmethod
     def _conv_convertible(node: Node) -> bool:
         x, w = node.inputs[0].type, node.inputs[1].type
-        if x.rank != 4 or x.dtype != "float32" or node.inputs[1].const is None:
+        dtypes = ("float32",) if node.op == "conv" else ("int8", "uint8", "int16")
+        if x.rank != 4 or x.dtype not in dtypes or node.inputs[1].const is None:
             return False
         if node.attrs["layout"] or node.attrs["kernel_layout"]:
             return False
@@ -98,7 +109,7 @@ class _Converter:
         return groups == 1 or (groups == x.shape[1] == w.shape[0] and w.shape[1] == 1)
 
     def conv(self, node: Node) -> None:
-        x, w, b = node.inputs
+        x, w, b = node.inputs[:3]
         cin, cout = x.type.shape[1], w.type.shape[0]
         depthwise = node.attrs["group"] > 1
         ib = choose_block(cin, self.lanes)
@@ -111,8 +122,14 @@ class _Converter:
         bb = None
         if b is not None:
             bb = self._per_channel(b, cout, out_layout, node)
+        inputs = [xb, wb, bb]
+        if node.op == "qconv":  # the requantization multiplier is per channel like the bias
+            mult = node.inputs[3]
+            if mult is not None and mult.type.size > 1:
+                mult = self._per_channel(mult, cout, out_layout, node)
+            inputs.append(mult)
         attrs = dict(node.attrs, layout=data_layout, kernel_layout=kernel_layout, out_layout=out_layout)
-        new = self.graph.create_node("conv", [xb, wb, bb], attrs, name=node.name, before=node).output
+        new = self.graph.create_node(node.op, inputs, attrs, name=node.name, before=node).output
         self.publish(node, new, out_layout)
 
     def _per_channel(self, value: Value, channels: int, layout: str, before: Node) -> Value:
@@ -192,6 +209,22 @@ class _Converter:
         packed = np.ascontiguousarray(w.const.reshape(k, n // block, block).transpose(1, 0, 2))
         wp = self.graph.add_constant(packed, f"{w.name}.packed{block}")
         new = self.graph.create_node("dense", [a, wp], name=node.name, before=node).output
+        self.graph.replace_value(node.output, new)
+        self.graph.erase_node(node)
+
+    def qdense(self, node: Node) -> None:
+        """qdense with a constant [K, N] weight: the same (N/b, K, b) packing as dense."""
+        a, w = node.inputs[:2]
+        if w.const is None or w.type.rank != 2:
+            return
+        k, n = w.type.shape
+        block = next((b for b in (2 * self.lanes, self.lanes) if n % b == 0), None)
+        if block is None:
+            return
+        packed = np.ascontiguousarray(w.const.reshape(k, n // block, block).transpose(1, 0, 2))
+        wp = self.graph.add_constant(packed, f"{w.name}.packed{block}")
+        new = self.graph.create_node("qdense", [a, wp, *node.inputs[2:]], dict(node.attrs), name=node.name,
+                                     before=node).output
         self.graph.replace_value(node.output, new)
         self.graph.erase_node(node)
 

@@ -23,7 +23,8 @@ SIMPLIFY = [
 OPT_LEVELS: dict[int, list[str]] = {
     0: [],
     1: SIMPLIFY,
-    2: ["fold-batch-norm", "simplify-arithmetic", "fold-constants", "eliminate-dead-code"],
+    2: ["fold-batch-norm", "simplify-arithmetic", "prune-zero-channels", "lower-qdq", "fold-constants",
+        "eliminate-dead-code"],
     3: [],
 }
 

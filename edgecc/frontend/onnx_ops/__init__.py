@@ -67,4 +67,4 @@ def _load() -> None:
     global _LOADED
     if not _LOADED:
         _LOADED = True
-        from . import elementwise, nn, tensor, reduce, misc, extra  # noqa: F401  (registration)
+        from . import elementwise, nn, tensor, reduce, misc, extra, quant  # noqa: F401  (registration)

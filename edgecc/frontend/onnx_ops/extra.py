@@ -1,7 +1,7 @@
 """Converters for the ONNX ops beyond the core set.
 
 Most build the op out of other IR ops: attention, normalizations (RMS, Lp, group, mean-variance),
-the losses, Swish/SwiGLU, rotary embeddings, the quantization ops, signal processing (DFT, STFT,
+the losses, Swish/SwiGLU, rotary embeddings, signal processing (DFT, STFT,
 windows, mel weights), recurrent layers (RNN, GRU, LSTM, unrolled over the static sequence),
 control flow (If inlined or selected, Scan and Loop unrolled), optimizer steps and a few ai.onnx.ml
 ops. CumProd, BitCast, GridSample, Col2Im, RoiAlign and DeformConv have IR ops of their own
@@ -439,125 +439,6 @@ def _window(kind: str):
 converter("HannWindow", since=17)(_window("hann"))
 converter("HammingWindow", since=17)(_window("hamming"))
 converter("BlackmanWindow", since=17)(_window("blackman"))
-
-
-# ----- quantization -------------------------------------------------------------------------
-_INT_RANGE = {"int8": (-128, 127), "uint8": (0, 255), "int16": (-32768, 32767), "uint16": (0, 65535),
-              "int32": (-2**31, 2**31 - 1)}
-
-
-def _per_axis(ctx, param, x, axis: int, block_size: int = 0):
-    """A scale or zero point shaped to broadcast against x: per tensor, per slice along `axis`, or
-    per block of `block_size` elements along `axis` (a parameter of x's rank)."""
-    rank = x.type.rank
-    axis %= max(rank, 1)
-    if block_size:
-        if param.type.rank != rank:
-            raise ctx.fail("blocked quantization parameters must have the input's rank")
-        shape = list(param.shape)
-        blocks = shape[axis]
-        split = shape[:axis + 1] + [1] + shape[axis + 1:]
-        value = ctx.emit("reshape", param, shape=tuple(split))
-        split[axis + 1] = block_size
-        value = ctx.emit("expand", value, shape=tuple(split))
-        shape[axis] = blocks * block_size
-        value = ctx.emit("reshape", value, shape=tuple(shape))
-        if shape[axis] != x.shape[axis]:
-            value = ctx.emit("slice", value, starts=(0,), ends=(x.shape[axis],), axes=(axis,))
-        return value
-    if param.type.rank == 0 or param.type.size == 1:
-        return param if param.type.rank == 0 else ctx.emit("reshape", param, shape=())
-    if param.type.rank != 1:
-        raise ctx.fail("a per-axis quantization parameter must be 1-D")
-    shape = [1] * rank
-    shape[axis] = param.shape[0]
-    return ctx.emit("reshape", param, shape=tuple(shape))
-
-
-@converter("DequantizeLinear", since=10)
-def _dequantize_linear(ctx, inputs, attrs):
-    x, scale, zero_point = inputs[0], inputs[1], _opt(inputs, 2)
-    axis, block = attrs.get("axis", 1), attrs.get("block_size", 0)
-    out_dtype = onnx_dtype(attrs["output_dtype"]) if attrs.get("output_dtype") else scale.dtype
-    if not _is_float(out_dtype) or x.dtype not in _INT_RANGE:
-        raise ctx.unsupported(f"dequantizing {x.dtype} to {out_dtype}")
-    value = _cast(ctx, x, "int32")
-    if zero_point is not None:
-        value = ctx.emit("sub", value, _cast(ctx, _per_axis(ctx, zero_point, x, axis, block), "int32"))
-    value = ctx.emit("cast", value, to="float32")
-    scale = _cast(ctx, _per_axis(ctx, scale, x, axis, block), "float32")
-    return _cast(ctx, ctx.emit("mul", value, scale), out_dtype)
-
-
-def _quantize(ctx, x, scale, zero_point, dtype: str):
-    """saturate(round_half_even(x / scale) + zero_point), in float32."""
-    lo, hi = _INT_RANGE[dtype]
-    value = ctx.emit("round", ctx.emit("div", _cast(ctx, x, "float32"), _cast(ctx, scale, "float32")))
-    if zero_point is not None:
-        value = ctx.emit("add", value, _cast(ctx, zero_point, "float32"))
-    return ctx.emit("cast", ctx.emit("clip", value, min=lo, max=hi), to=dtype)
-
-
-@converter("QuantizeLinear", since=10)
-def _quantize_linear(ctx, inputs, attrs):
-    x, scale, zero_point = inputs[0], inputs[1], _opt(inputs, 2)
-    if attrs.get("precision", 0):
-        raise ctx.unsupported("the precision attribute")
-    axis, block = attrs.get("axis", 1), attrs.get("block_size", 0)
-    if zero_point is not None:
-        dtype = zero_point.dtype
-    else:
-        dtype = onnx_dtype(attrs["output_dtype"]) if attrs.get("output_dtype") else "uint8"
-    if dtype not in _INT_RANGE:
-        raise ctx.unsupported(f"quantizing to {dtype}")
-    zp = None if zero_point is None else _per_axis(ctx, zero_point, x, axis, block)
-    return _quantize(ctx, x, _per_axis(ctx, scale, x, axis, block), zp, dtype)
-
-
-@converter("DynamicQuantizeLinear", since=11)
-def _dynamic_quantize_linear(ctx, inputs, attrs):
-    x = inputs[0]
-    zero = _scalar(ctx, 0, "float32", "zero")
-    lo = ctx.emit("minimum", ctx.emit("reduce_min", x, keepdims=0), zero)
-    hi = ctx.emit("maximum", ctx.emit("reduce_max", x, keepdims=0), zero)
-    span = ctx.emit("where", ctx.emit("equal", hi, lo), _scalar(ctx, 1, "float32", "one"), ctx.emit("sub", hi, lo))
-    scale = ctx.emit("div", span, _scalar(ctx, 255, "float32", "qrange"))
-    zero_point = ctx.emit("clip", ctx.emit("sub", zero, ctx.emit("div", lo, scale)), min=0, max=255)
-    zero_point = ctx.emit("cast", ctx.emit("round", zero_point), to="uint8")
-    y = _quantize(ctx, x, scale, zero_point, "uint8")
-    return [y, scale, zero_point]
-
-
-def _integer_operand(ctx, x, zero_point):
-    value = ctx.emit("cast", x, to="int32")
-    if zero_point is not None:
-        value = ctx.emit("sub", value, ctx.emit("cast", zero_point, to="int32"))
-    return value
-
-
-@converter("MatMulInteger", since=10)
-def _matmul_integer(ctx, inputs, attrs):
-    a, b, a_zero, b_zero = inputs[0], inputs[1], _opt(inputs, 2), _opt(inputs, 3)
-    if a_zero is not None and a_zero.type.size > 1:  # per-row zero points of A
-        a_zero = ctx.emit("reshape", a_zero, shape=(a_zero.type.size, 1))
-    return ctx.emit("matmul", _integer_operand(ctx, a, a_zero), _integer_operand(ctx, b, b_zero))
-
-
-@converter("QLinearMatMul", since=10)
-def _qlinear_matmul(ctx, inputs, attrs):
-    a, a_scale, a_zero, b, b_scale, b_zero, y_scale, y_zero = inputs[:8]
-    if a_scale.type.size > 1 or b_scale.type.size > 1 or y_scale.type.size > 1:
-        raise ctx.unsupported("per-row or per-column scales")
-    if y_zero is not None and y_zero.dtype not in _INT_RANGE:
-        raise ctx.unsupported(f"quantizing to {y_zero.dtype}")
-    product = ctx.emit("matmul", _integer_operand(ctx, a, a_zero), _integer_operand(ctx, b, b_zero))
-    factor = ctx.emit("div", ctx.emit("mul", a_scale, b_scale), y_scale)
-    value = ctx.emit("mul", ctx.emit("cast", product, to="float64"), _cast(ctx, factor, "float64"))
-    if y_zero is not None:
-        value = ctx.emit("add", value, _cast(ctx, y_zero, "float64"))
-    dtype = y_zero.dtype if y_zero is not None else a.dtype
-    lo, hi = _INT_RANGE[dtype]
-    return ctx.emit("cast", ctx.emit("clip", ctx.emit("round", value), min=lo, max=hi), to=dtype)
 
 
 # ----- shape-static data movement -----------------------------------------------------------
@@ -1262,55 +1143,6 @@ def _stft(ctx, inputs, attrs):
     if window is not None:
         framed = ctx.emit("mul", framed, ctx.emit("reshape", window, shape=(length, 1)))
     return _dft(ctx, framed, 2, length, False, bool(attrs.get("onesided", 1)))
-
-
-def _conv_through_float(ctx, x, w, attrs):
-    """ONNX Conv of integer operands, run in float32 (exact while sums stay below 2**24)."""
-    from . import find_converter
-
-    conv, _ = find_converter("Conv", "", ctx.opset)
-    names = ("auto_pad", "dilations", "group", "kernel_shape", "pads", "strides")
-    keep = {k: v for k, v in attrs.items() if k in names}
-    result = conv(ctx, [ctx.emit("cast", x, to="float32"), ctx.emit("cast", w, to="float32")], keep)
-    return result[0] if isinstance(result, list) else result
-
-
-def _weight_offset(ctx, w, zero_point):
-    value = ctx.emit("cast", w, to="int32")
-    if zero_point is None:
-        return value
-    zp = ctx.emit("cast", zero_point, to="int32")
-    if zero_point.type.rank == 1 and zero_point.shape[0] > 1:
-        zp = ctx.emit("reshape", zp, shape=(zero_point.shape[0],) + (1,) * (w.type.rank - 1))
-    return ctx.emit("sub", value, zp)
-
-
-@converter("ConvInteger", since=10)
-def _conv_integer(ctx, inputs, attrs):
-    x, w, x_zero, w_zero = inputs[0], inputs[1], _opt(inputs, 2), _opt(inputs, 3)
-    y = _conv_through_float(ctx, _integer_operand(ctx, x, x_zero), _weight_offset(ctx, w, w_zero), attrs)
-    return ctx.emit("cast", ctx.emit("round", y), to="int32")
-
-
-@converter("QLinearConv", since=10)
-def _qlinear_conv(ctx, inputs, attrs):
-    x, x_scale, x_zero, w, w_scale, w_zero, y_scale, y_zero = inputs[:8]
-    bias = _opt(inputs, 8)
-    acc = _conv_through_float(ctx, _integer_operand(ctx, x, x_zero), _weight_offset(ctx, w, w_zero), attrs)
-    acc = ctx.emit("round", acc)
-    if bias is not None:
-        acc = ctx.emit("add", acc, ctx.emit("reshape", ctx.emit("cast", bias, to="float32"),
-                                            shape=(bias.shape[0],) + (1,) * (x.type.rank - 2)))
-    scale = _cast(ctx, w_scale, "float64")
-    if w_scale.type.size > 1:
-        scale = ctx.emit("reshape", scale, shape=(w_scale.type.size,) + (1,) * (x.type.rank - 2))
-    factor = ctx.emit("div", ctx.emit("mul", _cast(ctx, x_scale, "float64"), scale), _cast(ctx, y_scale, "float64"))
-    value = ctx.emit("mul", ctx.emit("cast", acc, to="float64"), factor)
-    dtype = y_zero.dtype if y_zero is not None else x.dtype
-    if y_zero is not None:
-        value = ctx.emit("add", value, _cast(ctx, y_zero, "float64"))
-    lo, hi = _INT_RANGE[dtype]
-    return ctx.emit("cast", ctx.emit("round", ctx.emit("clip", value, min=lo, max=hi)), to=dtype)
 
 
 # ----- optional tensors (a present optional is its tensor) -------------------------------------

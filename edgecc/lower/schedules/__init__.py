@@ -24,7 +24,7 @@ def register_rule(*kinds: str):
 
 
 def _load_rules() -> None:
-    from . import cpu  # noqa: F401  (registration)
+    from . import cpu, quant  # noqa: F401  (registration)
 
 
 def _debug(message: str) -> None:

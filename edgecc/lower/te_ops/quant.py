@@ -1,0 +1,263 @@
+"""Lowerings of the quantized ops: integer multiply-accumulate in int32, requantizing epilogues.
+
+qconv and qdense multiply sign- or zero-extended 8-bit (or 16-bit) integers and sum them in int32
+(`qconv`, `qconv2d_NCHWc`, `qdepthwise_conv2d_NCHWc`, `qdense`, `qdense_pack` blocks, which the
+schedules in `edgecc.lower.schedules.quant` look for). The epilogue (`qepilogue`) adds the int32
+bias and, when there is a multiplier, scales the accumulator in float32 and rounds half to even
+back to the output integer type, clamped to [out_min, out_max]; a float32 output stops after the
+scaling. quantize/dequantize/requantize/qadd are elementwise.
+"""
+
+from __future__ import annotations
+
+from tvm import te, tirx, topi
+
+from edgecc.ir import layout_of
+from edgecc.ir.ops.nn import conv_geometry
+from edgecc.ir.ops.quant import INT_RANGE
+
+from ..kernels import LoweringError
+from . import lowering
+from .elementwise import broadcast_compute
+from .nn import pad_window, per_channel
+
+ACC = "int32"
+
+
+def _shape(t) -> tuple[int, ...]:
+    return tuple(int(d) for d in t.shape)
+
+
+def _param(p, idx, axis: int | None):
+    """A quantization parameter at output index `idx`: the single value, or the one of idx[axis]."""
+    if p is None:
+        return None
+    rank = len(p.shape)
+    if axis is None or _size(p) == 1:
+        return p(*([0] * rank))
+    return p(idx[axis]) if rank == 1 else per_channel(p, idx[axis])
+
+
+def _size(t) -> int:
+    n = 1
+    for d in t.shape:
+        n *= int(d)
+    return n
+
+
+def _bounds(node):
+    lo, hi = INT_RANGE[node.attrs["dtype"]]
+    a = node.attrs
+    if a.get("out_min") is not None:
+        lo = max(lo, a["out_min"])
+    if a.get("out_max") is not None:
+        hi = min(hi, a["out_max"])
+    return lo, hi
+
+
+def _saturate(v, node, zero_point: int = 0):
+    """round_half_even(v) + zero_point (float32 v), clamped to the node's output range, cast to its dtype."""
+    lo, hi = _bounds(node)
+    v = tirx.nearbyint(v)
+    if zero_point:
+        v = v + tirx.const(float(zero_point), "float32")
+    v = tirx.max(tirx.min(v, tirx.const(float(hi), "float32")), tirx.const(float(lo), "float32"))
+    return v.astype(node.attrs["dtype"])
+
+
+# ----- quantize / dequantize / requantize ---------------------------------------------------------
+@lowering("quantize")
+def lower_quantize(node, ins):
+    x, scale, zp = ins[0], ins[1], ins[2] if len(ins) > 2 else None
+    axis = node.attrs["axis"]
+    axis = None if axis is None else axis % len(x.shape)
+
+    def body(*idx):
+        v = x(*idx).astype("float32") / _param(scale, idx, axis).astype("float32")
+        v = tirx.nearbyint(v)
+        if zp is not None:
+            v = v + _param(zp, idx, axis).astype("float32")
+        lo, hi = INT_RANGE[node.attrs["dtype"]]
+        v = tirx.max(tirx.min(v, tirx.const(float(hi), "float32")), tirx.const(float(lo), "float32"))
+        return v.astype(node.attrs["dtype"])
+
+    return [te.compute(x.shape, body, name="quantize")]
+
+
+@lowering("dequantize")
+def lower_dequantize(node, ins):
+    x, scale, zp = ins[0], ins[1], ins[2] if len(ins) > 2 else None
+    axis = node.attrs["axis"]
+    axis = None if axis is None else axis % len(x.shape)
+
+    def body(*idx):
+        v = x(*idx).astype(ACC)
+        if zp is not None:
+            v = v - _param(zp, idx, axis).astype(ACC)
+        return v.astype("float32") * _param(scale, idx, axis).astype("float32")
+
+    return [te.compute(x.shape, body, name="dequantize")]
+
+
+@lowering("requantize")
+def lower_requantize(node, ins):
+    x, mult = ins
+    a = node.attrs
+    axis = None if a["axis"] is None else a["axis"] % len(x.shape)
+
+    def body(*idx):
+        v = x(*idx).astype(ACC) - tirx.const(a["in_zero_point"], ACC)
+        return _saturate(v.astype("float32") * _param(mult, idx, axis), node, a["out_zero_point"])
+
+    return [te.compute(x.shape, body, name="requantize")]
+
+
+@lowering("qadd")
+def lower_qadd(node, ins):
+    a = node.attrs
+    f = lambda v: tirx.const(float(v), "float32")  # noqa: E731
+
+    def fn(x, y):
+        rx = (x.astype(ACC) - tirx.const(a["a_zero_point"], ACC)).astype("float32") * f(a["a_scale"])
+        ry = (y.astype(ACC) - tirx.const(a["b_zero_point"], ACC)).astype("float32") * f(a["b_scale"])
+        return _saturate((rx + ry) / f(a["scale"]), node, a["out_zero_point"])
+
+    return [broadcast_compute(ins, node.output.type.shape, fn, "qadd")]
+
+
+# ----- the epilogue shared by qconv and qdense ----------------------------------------------------
+def _epilogue(node, acc, bias_at, mult_at):
+    """bias add and requantization as one stage after the int32 reduction."""
+    dtype = node.attrs["dtype"]
+
+    def body(*idx):
+        v = acc(*idx)
+        if bias_at is not None:
+            v = v + bias_at(idx)
+        if dtype == "int32":
+            return v
+        v = v.astype("float32") * mult_at(idx)
+        if dtype == "float32":
+            return v
+        return _saturate(v, node, node.attrs["out_zero_point"])
+
+    return te.compute(acc.shape, body, name="qepilogue")
+
+
+def _mult_at(mult, channel):
+    """idx -> the multiplier of the output channel `channel(idx)`."""
+    if mult is None:
+        return None
+    if _size(mult) == 1:
+        return lambda idx: mult(*([0] * len(mult.shape)))
+    return lambda idx: per_channel(mult, channel(idx))
+
+
+# ----- qconv ----------------------------------------------------------------------------------------
+@lowering("qconv")
+def lower_qconv(node, ins):
+    data, weight = ins[0], ins[1]
+    bias = ins[2] if len(ins) > 2 else None
+    mult = ins[3] if len(ins) > 3 else None
+    layout = node.attrs["layout"]
+    if layout is not None and layout_of(layout).is_blocked:
+        return _lower_blocked_qconv(node, data, weight, bias, mult)
+    if layout is not None or node.attrs["kernel_layout"] is not None or node.attrs["out_layout"] is not None:
+        raise LoweringError(f"qconv {node.name}: layout {layout} is not supported (plain NC... or NCHW{{b}}c)")
+    g = conv_geometry(node)
+    nsp = len(g["kernel"])
+    zp = tirx.const(node.attrs["data_zero_point"], str(data.dtype))
+    padded = pad_window(data, [0, 0, *g["pads"][:nsp]], [0, 0, *g["pads"][nsp:]], zp)
+    cin_g, cout_g = g["C"] // g["group"], g["O"] // g["group"]
+    rc = te.reduce_axis((0, cin_g), name="rc")
+    rk = [te.reduce_axis((0, k), name=f"rk{i}") for i, k in enumerate(g["kernel"])]
+    grouped = g["group"] > 1
+    out_shape = node.output.type.shape
+
+    def body(n, o, *ys):
+        c = tirx.floordiv(o, cout_g) * cin_g + rc if grouped else rc
+        pos = [y * s + r * d for y, r, s, d in zip(ys, rk, g["strides"], g["dilations"])]
+        return te.sum(padded(n, c, *pos).astype(ACC) * weight(o, rc, *rk).astype(ACC), axis=[rc, *rk])
+
+    acc = te.compute(tuple(out_shape), body, name="qconv")
+    bias_at = None if bias is None else (lambda idx: per_channel(bias, idx[1]))
+    return [_epilogue(node, acc, bias_at, _mult_at(mult, lambda idx: idx[1]))]
+
+
+def _lower_blocked_qconv(node, data, weight, bias, mult):
+    """qconv in NCHW{b}c with weights OIHW{ib}i{ob}o (depthwise: OIHW1i{b}o)."""
+    a = node.attrs
+    n, icc, h, w, ib = _shape(data)
+    occ, _, kh, kw, wib, ob = _shape(weight)
+    sh, sw = a["strides"] or (1, 1)
+    dh, dw = a["dilations"] or (1, 1)
+    top, left, bottom, right = a["pads"] or (0, 0, 0, 0)
+    oh = (h + top + bottom - dh * (kh - 1) - 1) // sh + 1
+    ow = (w + left + right - dw * (kw - 1) - 1) // sw + 1
+    zp = tirx.const(a["data_zero_point"], str(data.dtype))
+    padded = data
+    if top or left or bottom or right:
+        padded = topi.nn.pad(data, (0, 0, top, left, 0), (0, 0, bottom, right, 0), pad_value=zp, name="pad")
+    ry = te.reduce_axis((0, kh), name="ry")
+    rx = te.reduce_axis((0, kw), name="rx")
+    if a["group"] > 1:
+        if wib != 1 or a["group"] != icc * ib:
+            raise LoweringError(f"qconv {node.name}: blocked grouped convolutions must be depthwise")
+        acc = te.compute(
+            (n, occ, oh, ow, ob),
+            lambda b, c, y, x, j: te.sum(
+                padded[b, c, y * sh + ry * dh, x * sw + rx * dw, j].astype(ACC)
+                * weight[c, 0, ry, rx, 0, j].astype(ACC), axis=[ry, rx]),
+            name="qdepthwise_conv2d_NCHWc",
+        )
+    else:
+        rc = te.reduce_axis((0, icc), name="rc")
+        ri = te.reduce_axis((0, ib), name="ri")
+        acc = te.compute(
+            (n, occ, oh, ow, ob),
+            lambda b, oc, y, x, o: te.sum(
+                padded[b, rc, y * sh + ry * dh, x * sw + rx * dw, ri].astype(ACC)
+                * weight[oc, rc, ry, rx, ri, o].astype(ACC), axis=[rc, ry, rx, ri]),
+            name="qconv2d_NCHWc",
+        )
+    channel = lambda idx: idx[1] * ob + idx[4]  # noqa: E731
+
+    def blocked(p):
+        if p is None:
+            return None
+        if len(p.shape) == 5:
+            return lambda idx: p[0, idx[1], 0, 0, idx[4]]
+        return lambda idx: per_channel(p, channel(idx))
+
+    mult_at = None
+    if mult is not None:
+        mult_at = (lambda idx: mult(*([0] * len(mult.shape)))) if _size(mult) == 1 else blocked(mult)
+    return [_epilogue(node, acc, blocked(bias), mult_at)]
+
+
+# ----- qdense ---------------------------------------------------------------------------------------
+@lowering("qdense")
+def lower_qdense(node, ins):
+    data, weight = ins[0], ins[1]
+    bias = ins[2] if len(ins) > 2 else None
+    mult = ins[3] if len(ins) > 3 else None
+    out_shape = tuple(node.output.type.shape)
+    if len(weight.shape) == 3:
+        nb, k, b = _shape(weight)
+        rk = te.reduce_axis((0, k), name="rk")
+        acc = te.compute(
+            out_shape,
+            lambda *idx: te.sum(data[(*idx[:-1], rk)].astype(ACC)
+                                * weight[idx[-1] // b, rk, idx[-1] % b].astype(ACC), axis=rk),
+            name="qdense_pack",
+        )
+    else:
+        k = int(weight.shape[0])
+        rk = te.reduce_axis((0, k), name="rk")
+        acc = te.compute(
+            out_shape,
+            lambda *idx: te.sum(data[(*idx[:-1], rk)].astype(ACC) * weight[rk, idx[-1]].astype(ACC), axis=rk),
+            name="qdense",
+        )
+    bias_at = None if bias is None else (lambda idx: per_channel(bias, idx[-1]))
+    return [_epilogue(node, acc, bias_at, _mult_at(mult, lambda idx: idx[-1]))]

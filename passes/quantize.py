@@ -1,0 +1,166 @@
+"""quantize: insert quantize/dequantize pairs around the layers chosen for integer execution.
+
+    conv(x, W)        -> conv(dequantize(quantize(x)), dequantize(W_int8))
+    matmul(x, W)      -> matmul(dequantize(quantize(x)), dequantize(W_int8))
+    add(a, b)         -> add(dequantize(quantize(a)), dequantize(quantize(b)))
+
+Activation parameters come from the graph: calibration (`edgecc.quant.annotate`) puts them on the
+float values as `type.quant` (a float value carrying QuantParams is one whose range is known). A
+layer is quantized when its activation inputs have them, unless `skip` names it (or `only` leaves
+it out). Weights (constants) are quantized here: symmetric int8, per output channel unless
+`per-channel=false`. Ops that only move data (max_pool, reshape, transpose, ...) between such a
+value and its producer take its producer's parameters, so they run on the integers too.
+Biases stay float; `lower-qdq` quantizes them with the kernels it forms.
+Run after fold-batch-norm and fold-constants (weights must be constants), before lower-qdq.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from edgecc.ir import Graph, Node, QuantParams, Value
+from edgecc.ir.ops.quant import INT_RANGE
+from edgecc.quant.kernels import symmetric_weight
+
+from .base import Pass, PassContext, register_pass
+
+__all__ = ["Quantize", "quantizable_nodes", "activation_inputs", "calibration_values", "CHAIN_OPS"]
+
+#: ops between a quantized producer and a quantized consumer that take the producer's parameters
+CHAIN_OPS = ("max_pool", "global_max_pool", "reshape", "transpose", "squeeze", "unsqueeze", "slice", "identity")
+
+
+def _float_activation(v: Value | None) -> bool:
+    return v is not None and v.const is None and v.dtype == "float32"
+
+
+def activation_inputs(node: Node) -> list[int]:
+    """Input positions of a quantizable node that carry activations (not weights)."""
+    return [0, 1] if node.op == "add" else [0]
+
+
+def _candidate(node: Node) -> bool:
+    ins = node.inputs
+    if node.op == "conv":
+        return (_float_activation(ins[0]) and ins[1].const is not None and ins[1].dtype == "float32"
+                and not any(node.attrs[k] for k in ("layout", "kernel_layout", "out_layout")))
+    if node.op == "matmul":
+        return (_float_activation(ins[0]) and ins[1].const is not None and ins[1].dtype == "float32"
+                and ins[1].type.rank == 2)
+    if node.op == "add":
+        return _float_activation(ins[0]) and _float_activation(ins[1])
+    return False
+
+
+def quantizable_nodes(graph: Graph) -> list[Node]:
+    """The layers the quantize pass can turn into integer kernels, in graph order."""
+    return [n for n in graph.nodes if _candidate(n)]
+
+
+def _chain(value: Value) -> list[Value]:
+    """`value` and, through CHAIN_OPS producers, the values it is moved from (source last)."""
+    out = [value]
+    while value.producer is not None and value.producer.op in CHAIN_OPS and _float_activation(value.producer.inputs[0]):
+        value = value.producer.inputs[0]
+        out.append(value)
+    return out
+
+
+def calibration_values(graph: Graph, nodes: list[Node] | None = None) -> list[Value]:
+    """The float values whose ranges quantizing `nodes` (default: every candidate) can use."""
+    seen: dict[int, Value] = {}
+    for node in quantizable_nodes(graph) if nodes is None else nodes:
+        for idx in activation_inputs(node):
+            for v in _chain(node.inputs[idx]):
+                seen.setdefault(id(v), v)
+    return list(seen.values())
+
+
+def _source_params(value: Value) -> QuantParams | None:
+    """Parameters for `value`: those of the farthest value it is moved from that has some."""
+    params = None
+    for v in _chain(value):
+        if v.type.quant is not None:
+            params = v.type.quant
+    return params
+
+
+@dataclass
+class _Plan:
+    value: Value
+    params: QuantParams
+    uses: list  # (node, input index) to redirect to the dequantized value
+
+
+@register_pass
+class Quantize(Pass):
+    """Quantize/dequantize pairs around layers whose activations carry calibrated parameters."""
+
+    name = "quantize"
+    dtype: str = "int8"  # activations: int8 | uint8
+    per_channel: bool = True  # weights per output channel (else per tensor)
+    skip: tuple = ()  # node names kept in float
+    only: tuple = ()  # if given, quantize only these node names
+
+    def run(self, graph: Graph, ctx: PassContext) -> bool:
+        if self.dtype not in ("int8", "uint8"):
+            raise ValueError(f"activation type {self.dtype!r} is not int8 or uint8")
+        plans: dict[int, _Plan] = {}
+        chosen = []
+        for node in quantizable_nodes(graph):
+            if node.name in self.skip or (self.only and node.name not in self.only):
+                continue
+            wanted = []
+            for idx in activation_inputs(node):
+                value = node.inputs[idx]
+                params = _source_params(value)
+                if params is None or params.per_channel:
+                    break
+                chain = _chain(value)
+                uses = [(node, idx)] + [(v.producer, 0) for v in chain[:-1]]
+                wanted.append((chain, uses, params))
+            else:
+                chosen.append(node)
+                for chain, uses, params in wanted:
+                    self._check_params(params, node)
+                    for v, use in zip(chain, uses):
+                        plan = plans.setdefault(id(v), _Plan(v, params, []))
+                        if use not in plan.uses:
+                            plan.uses.append(use)
+        for plan in plans.values():
+            self._insert_pair(graph, plan)
+        for node in chosen:
+            if node.op in ("conv", "matmul"):
+                self._quantize_weight(graph, node)
+        return bool(chosen)
+
+    def _check_params(self, params: QuantParams, node: Node) -> None:
+        lo, hi = INT_RANGE[self.dtype]
+        zp = params.zero_point[0]
+        if not lo <= zp <= hi:
+            raise ValueError(f"{node.name}: zero point {zp} of its input is outside {self.dtype}")
+
+    def _insert_pair(self, graph: Graph, plan: _Plan) -> None:
+        value, params = plan.value, plan.params
+        first = min((graph.nodes.index(n) for n, _ in plan.uses))
+        before = graph.nodes[first]
+        scale = graph.add_constant(np.array(params.scale[0], np.float32), f"{value.name}.scale")
+        zp = graph.add_constant(np.array(params.zero_point[0], self.dtype), f"{value.name}.zp")
+        q = graph.create_node("quantize", [value, scale, zp], {"dtype": self.dtype}, name=f"{value.name}.q",
+                              before=before)
+        dq = graph.create_node("dequantize", [q.output, scale, zp], name=f"{value.name}.dq", before=before)
+        for node, idx in plan.uses:
+            node.set_input(idx, dq.output)
+
+    def _quantize_weight(self, graph: Graph, node: Node) -> None:
+        w = node.inputs[1]
+        axis = (0 if node.op == "conv" else 1) if self.per_channel else None
+        data, scale = symmetric_weight(w.const, axis)
+        wq = graph.add_constant(data, f"{w.name}.int8")
+        shape = scale.shape if axis is not None else ()
+        s = graph.add_constant(scale.reshape(shape), f"{w.name}.scale")
+        zp = graph.add_constant(np.zeros(shape, np.int8), f"{w.name}.zp")
+        dq = graph.create_node("dequantize", [wq, s, zp], {"axis": axis}, name=f"{w.name}.dq", before=node)
+        node.set_input(1, dq.output)
