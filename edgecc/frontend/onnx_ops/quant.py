@@ -409,6 +409,16 @@ def _through_float(ctx, operands, y_scale, y_zero, op_name: str, **op_attrs):
     return _requantized(ctx, result, y_scale, y_zero, dtype)
 
 
+def _as_float_node(node, onnx_op: str):
+    """A copy of a contrib QLinear node that reads as the float op it wraps."""
+    import onnx
+
+    proxy = onnx.NodeProto()
+    proxy.CopyFrom(node)
+    proxy.op_type, proxy.domain = onnx_op, ""
+    return proxy
+
+
 def _float_op(onnx_op: str):
     """The float converter of an ONNX op, called on dequantized operands."""
     def run(ctx, floats, attrs):
@@ -417,7 +427,12 @@ def _float_op(onnx_op: str):
         fn, _ = find_converter(onnx_op, "", ctx.opset)
         if fn is None:
             raise ctx.unsupported(f"{onnx_op} has no float converter")
-        out = fn(ctx, floats, attrs)
+        node = ctx.node
+        ctx.node = _as_float_node(node, onnx_op)  # float converters may read the node's op type
+        try:
+            out = fn(ctx, floats, attrs)
+        finally:
+            ctx.node = node
         return out[0] if isinstance(out, list) else out
 
     return run
