@@ -163,6 +163,13 @@ def build_parser() -> argparse.ArgumentParser:
     i.add_argument("--full", action="store_true", help="print constants in full")
     i.set_defaults(func=cmd_inspect)
 
+    d = sub.add_parser("runner", help="build the deploy runner for a board and collect what to copy to it")
+    _add_target_options(d)
+    d.add_argument("-o", "--output", required=True, metavar="DIR",
+                   help="folder to fill with edgecc-runner and the TVM runtime libraries")
+    d.add_argument("--model", metavar="MODEL.so", help="also copy this library into DIR")
+    d.set_defaults(func=cmd_runner)
+
     t = sub.add_parser("targets", help="list targets and presets")
     t.set_defaults(func=cmd_targets)
 
@@ -260,6 +267,10 @@ def cmd_run(args) -> int:
     from edgecc.runtime import load_any
 
     module = load_any(args.library)
+    if getattr(module, "emulated", False):
+        if args.benchmark:
+            module.benchmark({}, repeat=args.benchmark)  # refuses: emulated timings mean nothing
+        print(f"edgecc: running the {module.arch} library under qemu-user emulation", file=sys.stderr)
     inputs = _read_inputs(args, module)
     outputs = module.run(inputs)
     if args.output:
@@ -374,10 +385,32 @@ def _fusion_report(graph) -> str:
     return "\n".join(lines)
 
 
+def cmd_runner(args) -> int:
+    from edgecc.runtime.deploy import deploy_folder
+    from edgecc.runtime.module import library_arch
+    from edgecc.targets import ArmCpuTarget, get_target
+
+    target = get_target(args.target, cpu=args.cpu)
+    if not isinstance(target, ArmCpuTarget):
+        raise CliError(f"the deploy runner is built for ARM targets, not '{args.target}' "
+                       f"(on this machine, `edgecc run` runs a library directly)")
+    if args.model:
+        arch = library_arch(args.model)
+        if arch != {"aarch64": "aarch64", "armv7": "arm"}[target.arch]:
+            raise CliError(f"{args.model}: built for {arch or 'no known CPU'}, not {target.arch}")
+    out = deploy_folder(target.arch, args.output, args.model)
+    print(f"wrote {out}: " + ", ".join(sorted(p.name for p in out.iterdir())))
+    print("copy it to the board and run: ./edgecc-runner model.so --input NAME=FILE.npy --output-dir . --repeat 20")
+    return 0
+
+
 def cmd_targets(args) -> int:
-    from edgecc.targets import list_targets
+    from edgecc.targets import list_presets, list_targets
 
     for name, desc in list_targets().items():
+        print(f"{name:<16} {desc}")
+    print("\npresets (boards):")
+    for name, desc in list_presets().items():
         print(f"{name:<16} {desc}")
     return 0
 

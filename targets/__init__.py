@@ -1,6 +1,7 @@
 """edgecc.targets: target families, presets, and lookup by name.
 
 `get_target("host")`, `get_target("arm-cpu", cpu="cortex-a72")`, `get_target("rpi4")`.
+`list_targets()` names families and aliases, `list_presets()` the boards.
 """
 
 from __future__ import annotations
@@ -9,17 +10,31 @@ from collections.abc import Callable
 
 from edgecc.errors import TargetError
 
+from .arm import BOARDS, ArmCpuTarget, arm_preset
 from .base import CpuTarget, Target
 from .host import HostTarget
 
-__all__ = ["Target", "CpuTarget", "HostTarget", "get_target", "list_targets", "register_target"]
+__all__ = [
+    "ArmCpuTarget",
+    "CpuTarget",
+    "HostTarget",
+    "Target",
+    "get_target",
+    "list_presets",
+    "list_targets",
+    "register_target",
+]
 
 #: name -> (factory(**options), one-line description)
 _TARGETS: dict[str, tuple[Callable[..., Target], str]] = {}
+#: names registered as presets (boards) rather than families
+_PRESETS: set[str] = set()
 
 
-def register_target(name: str, factory: Callable[..., Target], description: str) -> None:
+def register_target(name: str, factory: Callable[..., Target], description: str, preset: bool = False) -> None:
     _TARGETS[name] = (factory, description)
+    if preset:
+        _PRESETS.add(name)
 
 
 def get_target(name: str, **options) -> Target:
@@ -38,8 +53,19 @@ def get_target(name: str, **options) -> Target:
 
 
 def list_targets() -> dict[str, str]:
-    return {name: desc for name, (_, desc) in sorted(_TARGETS.items())}
+    """Families and aliases (not presets): name -> description."""
+    return {name: desc for name, (_, desc) in sorted(_TARGETS.items()) if name not in _PRESETS}
+
+
+def list_presets() -> dict[str, str]:
+    """Presets (boards): name -> description."""
+    return {name: desc for name, (_, desc) in sorted(_TARGETS.items()) if name in _PRESETS}
 
 
 register_target("host", HostTarget, "this machine's x86-64 CPU (LLVM)")
 register_target("x86", HostTarget, "alias of host")
+register_target("arm-cpu", ArmCpuTarget, "ARM CPU, AArch64 or ARMv7-A (--cpu cortex-a72, cortex-a7, ...), cross-compiled")
+register_target("armv7", lambda **kw: ArmCpuTarget(arch="armv7", **kw),
+                "ARMv7-A hard-float with NEON (default --cpu cortex-a7), cross-compiled")
+for _board in BOARDS.values():
+    register_target(_board.name, arm_preset(_board.name), _board.description, preset=True)

@@ -1,13 +1,103 @@
-"""Run a library built for another CPU on this machine, under an emulator."""
+"""Run a library built for another CPU on this machine, under qemu-user with the deploy runner.
+
+`EmulatedModule(path, "aarch64")` has the interface of `Module` (`run(dict) -> dict`, input and
+output specs from the library's metadata) but runs each call as a process: the AArch64 deploy
+runner under `qemu-aarch64 -L /usr/aarch64-linux-gnu`, inputs and outputs passed as .npy files in
+a temporary folder. It checks what a cross build computes; it says nothing about speed, so
+`benchmark` refuses: emulated timings must never be taken for the board's.
+"""
 
 from __future__ import annotations
 
-from edgecc.errors import ToolchainError
+import json
+import os
+import shutil
+import subprocess
+import tempfile
+from collections.abc import Mapping
+from pathlib import Path
+
+import numpy as np
+
+from edgecc.errors import EdgeccError, ToolchainError
+
+from .module import check_inputs, random_inputs
+
+__all__ = ["EMULATORS", "EmulatedModule", "Emulator"]
+
+#: arch -> (qemu-user binary, sysroot of the cross toolchain's C library, Debian packages)
+EMULATORS = {
+    "aarch64": ("qemu-aarch64", "/usr/aarch64-linux-gnu", "qemu-user g++-aarch64-linux-gnu"),
+    "arm": ("qemu-arm", "/usr/arm-linux-gnueabihf", "qemu-user g++-arm-linux-gnueabihf"),
+}
+_RUNTIME_ARCH = {"aarch64": "aarch64", "arm": "armv7"}  # ELF machine -> deploy runtime name
+
+
+class Emulator:
+    """The deploy runner of one architecture under qemu-user."""
+
+    def __init__(self, arch: str):
+        if arch not in EMULATORS:
+            raise ToolchainError(f"no emulator for {arch} libraries (emulated: {', '.join(EMULATORS)})")
+        qemu, self.sysroot, packages = EMULATORS[arch]
+        self.qemu = shutil.which(qemu) or shutil.which(f"{qemu}-static")
+        if self.qemu is None:
+            raise ToolchainError(f"{qemu} not found on PATH; install user-mode emulation: apt-get install qemu-user")
+        if not os.path.isdir(os.path.join(self.sysroot, "lib")):
+            raise ToolchainError(f"no {arch} C library in {self.sysroot}; apt-get install {packages}")
+        from .deploy import build_runner
+
+        self.runner = build_runner(_RUNTIME_ARCH[arch], download=False)
+
+    def command(self, *args: str) -> list[str]:
+        return [self.qemu, "-L", self.sysroot, str(self.runner), *args]
+
+    def run(self, *args: str, what: str) -> str:
+        env = dict(os.environ, LD_LIBRARY_PATH=str(self.runner.parent))
+        done = subprocess.run(self.command(*args), capture_output=True, text=True, env=env, check=False)
+        if done.returncode != 0:
+            detail = (done.stderr.strip().splitlines() or [f"exit status {done.returncode}"])[-1]
+            raise EdgeccError(f"{what}: the emulated runner failed: {detail}")
+        return done.stdout
 
 
 class EmulatedModule:
     """A library for `arch`, run through the deploy runner under qemu-user."""
 
+    emulated = True
+
     def __init__(self, path: str, arch: str):
-        raise ToolchainError(f"{path}: built for {arch}; running it here needs the {arch} deploy runner "
-                             f"and qemu-user, which this target does not provide yet")
+        self.path = os.fspath(path)
+        self.arch = arch
+        self.emulator = Emulator(arch)
+        self.metadata = json.loads(self.emulator.run(os.path.abspath(self.path), "--info", what=self.path))
+        self.inputs = self.metadata["inputs"]
+        self.outputs = self.metadata["outputs"]
+
+    @property
+    def input_names(self) -> list[str]:
+        return [i["name"] for i in self.inputs]
+
+    @property
+    def output_names(self) -> list[str]:
+        return [o["name"] for o in self.outputs]
+
+    def run(self, inputs: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
+        """Run once under the emulator; returns output name -> numpy array."""
+        arrays = check_inputs(self.path, self.inputs, inputs)
+        with tempfile.TemporaryDirectory(prefix="edgecc-emulated-") as tmp:
+            args = [os.path.abspath(self.path), "--output-dir", tmp]
+            for k, (spec, data) in enumerate(zip(self.inputs, arrays)):
+                file = Path(tmp) / f"input{k}.npy"
+                np.save(file, data)
+                args += ["--input", f"{spec['name']}={file}"]
+            self.emulator.run(*args, what=self.path)
+            return {spec["name"]: np.load(Path(tmp) / f"output{k}.npy") for k, spec in enumerate(self.outputs)}
+
+    def benchmark(self, inputs, repeat: int = 20, warmup: int = 3):
+        raise EdgeccError(f"{self.path}: not timing a library run under qemu-user emulation; emulated timings say "
+                          f"nothing about the {self.arch} board. Time it on the board: "
+                          f"`./edgecc-runner model.so --repeat {repeat}`")
+
+    def random_inputs(self, seed: int = 0) -> dict[str, np.ndarray]:
+        return random_inputs(self.inputs, seed)

@@ -13,7 +13,7 @@ import numpy as np
 
 from edgecc.errors import InputError
 
-__all__ = ["Module", "load", "TimingResult"]
+__all__ = ["Module", "TimingResult", "check_inputs", "library_arch", "load", "load_any", "random_inputs"]
 
 
 @dataclass
@@ -68,28 +68,7 @@ class Module:
     def _arrays(self, inputs: Mapping[str, np.ndarray]):
         import tvm
 
-        missing = [i["name"] for i in self.inputs if i["name"] not in inputs]
-        extra = sorted(set(inputs) - set(self.input_names))
-        if missing or extra:
-            parts = []
-            if missing:
-                parts.append("missing input " + ", ".join(f"'{m}'" for m in missing))
-            if extra:
-                parts.append("unknown input " + ", ".join(f"'{e}'" for e in extra))
-            raise InputError(f"{self.path}: {'; '.join(parts)} (the model takes {', '.join(self.input_names)})")
-        arrays = []
-        for spec in self.inputs:
-            data = np.asarray(inputs[spec["name"]])
-            if tuple(data.shape) != tuple(spec["shape"]):
-                raise InputError(f"input '{spec['name']}' has shape {tuple(data.shape)}, "
-                                 f"the model expects {tuple(spec['shape'])}")
-            if str(data.dtype) != spec["dtype"]:
-                if np.can_cast(data.dtype, spec["dtype"], casting="same_kind"):
-                    data = data.astype(spec["dtype"])
-                else:
-                    raise InputError(f"input '{spec['name']}' has dtype {data.dtype}, the model expects {spec['dtype']}")
-            arrays.append(tvm.runtime.tensor(np.require(data, requirements="C")))
-        return arrays
+        return [tvm.runtime.tensor(data) for data in check_inputs(self.path, self.inputs, inputs)]
 
     def _call(self, arrays):
         out = self._main(*arrays)
@@ -116,6 +95,34 @@ class Module:
 
     def random_inputs(self, seed: int = 0) -> dict[str, np.ndarray]:
         return random_inputs(self.inputs, seed)
+
+
+def check_inputs(path: str, specs, inputs: Mapping[str, np.ndarray]) -> list[np.ndarray]:
+    """The inputs in the model's order, as C-contiguous arrays of its dtypes; InputError for
+    missing or unknown names, wrong shapes and dtypes that do not cast safely."""
+    names = [spec["name"] for spec in specs]
+    missing = [n for n in names if n not in inputs]
+    extra = sorted(set(inputs) - set(names))
+    if missing or extra:
+        parts = []
+        if missing:
+            parts.append("missing input " + ", ".join(f"'{m}'" for m in missing))
+        if extra:
+            parts.append("unknown input " + ", ".join(f"'{e}'" for e in extra))
+        raise InputError(f"{path}: {'; '.join(parts)} (the model takes {', '.join(names)})")
+    arrays = []
+    for spec in specs:
+        data = np.asarray(inputs[spec["name"]])
+        if tuple(data.shape) != tuple(spec["shape"]):
+            raise InputError(f"input '{spec['name']}' has shape {tuple(data.shape)}, "
+                             f"the model expects {tuple(spec['shape'])}")
+        if str(data.dtype) != spec["dtype"]:
+            if np.can_cast(data.dtype, spec["dtype"], casting="same_kind"):
+                data = data.astype(spec["dtype"])
+            else:
+                raise InputError(f"input '{spec['name']}' has dtype {data.dtype}, the model expects {spec['dtype']}")
+        arrays.append(np.require(data, requirements="C"))
+    return arrays
 
 
 def random_inputs(specs, seed: int = 0) -> dict[str, np.ndarray]:
@@ -174,7 +181,7 @@ def load_any(path: str | os.PathLike):
     arch = library_arch(path)
     if arch is None:
         raise InputError(f"{path}: not a shared library (no ELF header)")
-    if arch == platform.machine():
+    if arch == platform.machine() or (arch == "arm" and platform.machine().startswith("armv7")):
         return load(path)
     from .emulated import EmulatedModule
 

@@ -111,15 +111,23 @@ def _parallel_and_vectorize_flat(sch, block, lanes: int) -> None:
 
 
 # ----- conv2d in NCHW{b}c ---------------------------------------------------------------------------
-#: vector registers a conv's accumulator tile may take (of 16 on AVX2/NEON, leaving room for
-#: the weight vectors and the broadcast input)
+#: vector registers a conv's accumulator tile may take (of 16 on AVX2 and ARMv7 NEON, leaving
+#: room for the weight vectors and the broadcast input)
 ACCUMULATOR_REGISTERS = 12
 
 
-def conv_tiling(out_width: int, out_block: int, lanes: int) -> tuple[int, int]:
-    """(output columns per tile, channel vectors per tile) for a register-resident accumulator."""
+def accumulator_registers(target) -> int:
+    """Accumulator budget for `target`: 12 of 16 SIMD registers, 24 of 32 (AArch64 NEON)."""
+    registers = getattr(target, "vector_registers", 16)
+    return ACCUMULATOR_REGISTERS if registers <= 16 else registers * 3 // 4
+
+
+def conv_tiling(out_width: int, out_block: int, lanes: int,
+                registers: int = ACCUMULATOR_REGISTERS) -> tuple[int, int]:
+    """(output columns per tile, channel vectors per tile) for a register-resident accumulator
+    of at most `registers` vectors."""
     vectors = max(out_block // lanes, 1)
-    widest = ACCUMULATOR_REGISTERS // vectors
+    widest = max(registers // vectors, 1)
     tiles = [t for t in range(widest, 0, -1) if out_width % t == 0]
     if tiles and tiles[0] >= 4:
         return tiles[0], vectors
@@ -159,7 +167,7 @@ def _schedule_nchwc_conv(kernel, target, anchor_name: str, unroll_window: bool):
         _schedule_blocked_copy(sch, _find(sch, ("pad",)))
     n, oc, oh, ow, ob = sch.get_loops(out)
     width, height = _extent(sch, ow), _extent(sch, oh)
-    tile, vectors = conv_tiling(width, _extent(sch, ob), lanes)
+    tile, vectors = conv_tiling(width, _extent(sch, ob), lanes, accumulator_registers(target))
     ob_o, ob_i = sch.split(ob, [None, vectors * lanes])
     if width % tile and (width * height) % tile == 0:
         # small images: tile the flattened rows x columns so no tile is partial

@@ -1,0 +1,171 @@
+"""The deploy runner: a small C++ program that runs an edgecc library on a board.
+
+`runner.cc` (beside this file) loads a library with TVM's C++ runtime, reads inputs from .npy
+files, writes outputs to .npy files, and can time runs. This module cross-compiles it and
+assembles a deploy folder (the runner, `libtvm_runtime.so`, `libtvm_ffi.so`) that a user copies to
+the board beside `model.so`; the runner finds the libraries next to itself.
+
+The TVM runtime for the board comes from the apache-tvm and apache-tvm-ffi wheels for its
+platform on PyPI, at the versions installed here (the library format must match). They exist for
+AArch64 (manylinux_2_28_aarch64); there are none for ARMv7 (armv7l). The runtime is kept in a cache
+folder, `$EDGECC_CACHE/runtime/<arch>-<tvm version>/` (default `~/.cache/edgecc`), which is also the
+deploy folder used to run libraries under qemu-user on this machine. A runtime built from source
+for a platform without a wheel can be placed there by hand: `libtvm_runtime.so`,
+`libtvm_ffi.so` and `include/` (tvm_ffi's headers, with dlpack).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+import zipfile
+from importlib import metadata
+from pathlib import Path
+
+from edgecc.errors import ToolchainError
+
+__all__ = [
+    "RUNNER_NAME",
+    "RUNTIME_LIBS",
+    "WHEEL_PLATFORMS",
+    "build_runner",
+    "deploy_folder",
+    "fetch_runtime",
+    "pip_download_command",
+    "runner_source",
+    "runtime_dir",
+]
+
+RUNNER_NAME = "edgecc-runner"
+RUNTIME_LIBS = ("libtvm_runtime.so", "libtvm_ffi.so")
+#: pip platform tag of the TVM wheels per architecture (None: PyPI has no wheel for it)
+WHEEL_PLATFORMS = {"aarch64": "manylinux_2_28_aarch64", "armv7": None}
+_GNU_TRIPLES = {"aarch64": "aarch64-linux-gnu", "armv7": "arm-linux-gnueabihf"}
+
+
+def runner_source() -> Path:
+    return Path(__file__).with_name("runner.cc")
+
+
+def _versions() -> tuple[str, str]:
+    return metadata.version("apache-tvm"), metadata.version("apache-tvm-ffi")
+
+
+def cache_root() -> Path:
+    return Path(os.environ.get("EDGECC_CACHE") or Path.home() / ".cache" / "edgecc")
+
+
+def runtime_dir(arch: str) -> Path:
+    """The cache folder of `arch`'s TVM runtime (and of the runner built against it)."""
+    return cache_root() / "runtime" / f"{arch}-{_versions()[0]}"
+
+
+def pip_download_command(arch: str, dest: str = "DIR") -> list[str]:
+    tvm_version, ffi_version = _versions()
+    return [sys.executable, "-m", "pip", "download", f"apache-tvm=={tvm_version}", f"apache-tvm-ffi=={ffi_version}",
+            "--no-deps", "--only-binary=:all:", "--platform", WHEEL_PLATFORMS[arch] or f"<{arch} platform>",
+            "-d", dest]
+
+
+def _has_runtime(folder: Path) -> bool:
+    return all((folder / lib).is_file() for lib in RUNTIME_LIBS) and (folder / "include" / "tvm" / "ffi").is_dir()
+
+
+def fetch_runtime(arch: str, download: bool = True) -> Path:
+    """The runtime folder of `arch`, downloading the wheels with pip when missing and allowed."""
+    folder = runtime_dir(arch)
+    if _has_runtime(folder):
+        return folder
+    if WHEEL_PLATFORMS.get(arch) is None:
+        raise ToolchainError(f"no TVM runtime for {arch}: PyPI has no apache-tvm wheel for it; build "
+                             f"libtvm_runtime.so and libtvm_ffi.so for {arch} from source and put them, with "
+                             f"tvm_ffi's include/ folder, in {folder}")
+    if not download:
+        raise ToolchainError(f"no {arch} TVM runtime in {folder}; fetch it with `edgecc runner --target arm-cpu "
+                             f"-o DIR` (pip downloads the apache-tvm wheels for {WHEEL_PLATFORMS[arch]})")
+    with tempfile.TemporaryDirectory(prefix="edgecc-wheels-") as tmp:
+        cmd = pip_download_command(arch, tmp)
+        done = subprocess.run(cmd, capture_output=True, text=True, check=False)
+        if done.returncode != 0:
+            last = (done.stderr.strip().splitlines() or ["pip failed"])[-1]
+            raise ToolchainError(f"cannot download the {arch} TVM runtime ({last}); run: {' '.join(cmd[2:])}")
+        _unpack_runtime(Path(tmp), folder)
+    return folder
+
+
+def _unpack_runtime(wheels: Path, folder: Path) -> None:
+    """Take the runtime libraries and tvm_ffi's headers out of the wheels, into `folder` atomically."""
+    folder.parent.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(prefix=f".{folder.name}-", dir=folder.parent))
+    try:
+        for wheel in wheels.glob("*.whl"):
+            with zipfile.ZipFile(wheel) as zf:
+                for name in zf.namelist():
+                    if name in ("tvm/lib/libtvm_runtime.so", "tvm_ffi/lib/libtvm_ffi.so"):
+                        (staging / Path(name).name).write_bytes(zf.read(name))
+                    elif name.startswith("tvm_ffi/include/") and not name.endswith("/"):
+                        dest = staging / "include" / name[len("tvm_ffi/include/"):]
+                        dest.parent.mkdir(parents=True, exist_ok=True)
+                        dest.write_bytes(zf.read(name))
+        if not _has_runtime(staging):
+            raise ToolchainError(f"the downloaded wheels in {wheels} lack the TVM runtime libraries")
+        try:
+            staging.chmod(0o755)
+            staging.rename(folder)
+        except OSError:  # another process got there first
+            if not _has_runtime(folder):
+                raise
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+
+
+def cross_gxx(arch: str) -> str:
+    """The cross C++ compiler for `arch`, or a ToolchainError naming its Debian package."""
+    from edgecc.targets.arm import require_tool
+
+    triple = _GNU_TRIPLES[arch]
+    return require_tool(f"{triple}-g++", f"g++-{triple}")
+
+
+def build_runner(arch: str, download: bool = True) -> Path:
+    """The runner for `arch` in its runtime folder, compiled with the cross g++ when out of date."""
+    folder = fetch_runtime(arch, download)
+    source = runner_source()
+    digest = hashlib.sha256(source.read_bytes()).hexdigest()[:16]
+    runner, stamp = folder / RUNNER_NAME, folder / f".{RUNNER_NAME}.sha256"
+    if runner.is_file() and stamp.is_file() and stamp.read_text() == digest:
+        return runner
+    fd, tmp = tempfile.mkstemp(prefix=f".{RUNNER_NAME}-", dir=folder)
+    os.close(fd)
+    cmd = [cross_gxx(arch), "-std=c++17", "-O2", "-o", tmp, str(source), f"-I{folder / 'include'}",
+           f"-L{folder}", "-ltvm_runtime", "-ltvm_ffi", "-Wl,-rpath,$ORIGIN"]
+    try:
+        done = subprocess.run(cmd, capture_output=True, text=True, check=False)
+        if done.returncode != 0:
+            raise ToolchainError(f"building the {arch} runner failed: {_first_error(done.stderr)}")
+        os.chmod(tmp, 0o755)
+        os.replace(tmp, runner)
+        stamp.write_text(digest)
+    finally:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+    return runner
+
+
+def _first_error(stderr: str) -> str:
+    lines = stderr.strip().splitlines()
+    return next((ln for ln in lines if "error" in ln), lines[0] if lines else "no output")
+
+
+def deploy_folder(arch: str, out: str | os.PathLike, model: str | None = None, download: bool = True) -> Path:
+    """Copy the runner and the runtime libraries (and `model`) into `out`, ready to copy to a board."""
+    runner = build_runner(arch, download)
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    for path in [runner] + [runner.parent / lib for lib in RUNTIME_LIBS] + ([Path(model)] if model else []):
+        shutil.copy2(path, out / path.name)
+    return out

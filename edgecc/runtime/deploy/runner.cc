@@ -1,0 +1,332 @@
+// edgecc-runner: run a library built by `edgecc compile` on a board, with TVM's C++ runtime only.
+//
+//   edgecc-runner MODEL.so --info
+//       print the model's metadata (input and output names, shapes, dtypes) as JSON
+//   edgecc-runner MODEL.so [--input NAME=FILE.npy]... [--output-dir DIR] [--repeat N] [--warmup N]
+//       read inputs from .npy files (an input not given is zeros), run once, write each output
+//       to DIR/output<i>.npy (in the metadata's output order); with --repeat, also time N runs
+//       after N warm-up runs and print the per-run latencies and their median
+//
+// Threads: TVM_NUM_THREADS sets how many the runtime's thread pool uses (default: all cores).
+// Exit codes: 0 success, 2 bad arguments or inputs, 1 any other failure.
+
+#include <tvm/ffi/container/array.h>
+#include <tvm/ffi/container/map.h>
+#include <tvm/ffi/container/tensor.h>
+#include <tvm/ffi/dtype.h>
+#include <tvm/ffi/extra/json.h>
+#include <tvm/ffi/extra/module.h>
+#include <tvm/ffi/function.h>
+
+#include <algorithm>
+#include <chrono>
+#include <cstdint>
+#include <cstdio>
+#include <cstdlib>
+#include <cstring>
+#include <fstream>
+#include <iostream>
+#include <map>
+#include <sstream>
+#include <stdexcept>
+#include <string>
+#include <vector>
+
+namespace ffi = tvm::ffi;
+using ffi::Tensor;
+
+namespace {
+
+// 64-byte aligned host memory for input tensors (what TVM's kernels assume)
+struct AlignedCpuAlloc {
+  void AllocData(DLTensor* t) {
+    void* ptr = nullptr;
+    if (posix_memalign(&ptr, 64, std::max<size_t>(ffi::GetDataSize(*t), 1)) != 0) throw std::bad_alloc();
+    t->data = ptr;
+  }
+  void FreeData(DLTensor* t) { std::free(t->data); }
+};
+
+size_t NumBytes(const Tensor& t) { return ffi::GetDataSize(t); }
+const char* Bytes(const Tensor& t) { return static_cast<const char*>(t.data_ptr()) + t.byte_offset(); }
+
+struct UsageError : std::runtime_error {
+  using std::runtime_error::runtime_error;
+};
+
+// ----- .npy files (format versions 1-3, C order, little-endian) ----------------------------------
+struct NpyArray {
+  std::string descr;  // e.g. "<f4"
+  std::vector<int64_t> shape;
+  std::vector<char> data;
+};
+
+// numpy's dtype code for a TVM dtype
+std::string NpyDescr(DLDataType t) {
+  if (t.code == kDLBool || (t.code == kDLUInt && t.bits == 1)) return "|b1";
+  char kind = t.code == kDLFloat ? 'f' : t.code == kDLInt ? 'i' : t.code == kDLUInt ? 'u' : '?';
+  if (kind == '?') throw std::runtime_error("dtype " + std::string(ffi::DLDataTypeToString(t)) + " has no .npy form");
+  int bytes = t.bits / 8;
+  return std::string(bytes == 1 ? "|" : "<") + kind + std::to_string(bytes);
+}
+
+std::string HeaderField(const std::string& header, const std::string& key) {
+  size_t at = header.find("'" + key + "'");
+  if (at == std::string::npos) throw UsageError("npy header without '" + key + "'");
+  at = header.find(':', at) + 1;
+  while (header[at] == ' ') ++at;
+  size_t end = header[at] == '(' ? header.find(')', at) + 1
+               : header[at] == '\'' ? header.find('\'', at + 1) + 1
+                                    : header.find_first_of(",}", at);
+  return header.substr(at, end - at);
+}
+
+NpyArray ReadNpy(const std::string& path) {
+  std::ifstream in(path, std::ios::binary);
+  if (!in) throw UsageError(path + ": cannot open");
+  char magic[8];
+  in.read(magic, 8);
+  if (!in || std::memcmp(magic, "\x93NUMPY", 6) != 0) throw UsageError(path + ": not an .npy file");
+  uint32_t header_len = 0;
+  if (magic[6] == 1) {
+    unsigned char b[2];
+    in.read(reinterpret_cast<char*>(b), 2);
+    header_len = b[0] | (b[1] << 8);
+  } else {
+    unsigned char b[4];
+    in.read(reinterpret_cast<char*>(b), 4);
+    header_len = b[0] | (b[1] << 8) | (b[2] << 16) | (static_cast<uint32_t>(b[3]) << 24);
+  }
+  std::string header(header_len, '\0');
+  in.read(&header[0], header_len);
+  NpyArray arr;
+  std::string descr = HeaderField(header, "descr");
+  arr.descr = descr.substr(1, descr.size() - 2);
+  if (HeaderField(header, "fortran_order") != "False") throw UsageError(path + ": Fortran-ordered arrays are not supported");
+  std::string dims = HeaderField(header, "shape");
+  std::stringstream ss(dims.substr(1, dims.size() - 2));
+  for (std::string item; std::getline(ss, item, ',');) {
+    if (item.find_first_not_of(' ') != std::string::npos) arr.shape.push_back(std::stoll(item));
+  }
+  std::streampos start = in.tellg();
+  in.seekg(0, std::ios::end);
+  arr.data.resize(static_cast<size_t>(in.tellg() - start));
+  in.seekg(start);
+  in.read(arr.data.data(), arr.data.size());
+  return arr;
+}
+
+void WriteNpy(const std::string& path, const Tensor& t) {
+  std::ostringstream header;
+  header << "{'descr': '" << NpyDescr(t.dtype()) << "', 'fortran_order': False, 'shape': (";
+  for (int64_t d : t.shape()) header << d << ", ";
+  header << "), }";
+  std::string text = header.str();
+  text.append(63 - (10 + text.size()) % 64, ' ');  // pad so the data starts 64-byte aligned
+  text.push_back('\n');
+  if (!t.IsContiguous()) throw std::runtime_error(path + ": output is not contiguous");
+  std::ofstream out(path, std::ios::binary);
+  uint16_t len = static_cast<uint16_t>(text.size());
+  out.write("\x93NUMPY\x01\x00", 8);
+  out.put(static_cast<char>(len & 0xff));
+  out.put(static_cast<char>(len >> 8));
+  out << text;
+  out.write(Bytes(t), static_cast<std::streamsize>(NumBytes(t)));
+  if (!out) throw std::runtime_error(path + ": cannot write");
+}
+
+// ----- the model's metadata --------------------------------------------------------------------
+struct TensorSpec {
+  std::string name;
+  std::vector<int64_t> shape;
+  DLDataType dtype;
+};
+
+std::vector<TensorSpec> Specs(const ffi::json::Object& meta, const char* key) {
+  std::vector<TensorSpec> specs;
+  for (const ffi::Any& item : meta.at(ffi::String(key)).cast<ffi::json::Array>()) {
+    auto entry = item.cast<ffi::json::Object>();
+    TensorSpec spec;
+    spec.name = entry.at(ffi::String("name")).cast<ffi::String>();
+    for (const ffi::Any& d : entry.at(ffi::String("shape")).cast<ffi::json::Array>()) spec.shape.push_back(d.cast<int64_t>());
+    spec.dtype = ffi::StringToDLDataType(entry.at(ffi::String("dtype")).cast<ffi::String>());
+    specs.push_back(spec);
+  }
+  return specs;
+}
+
+// ----- the Relax virtual machine ---------------------------------------------------------------
+struct Model {
+  ffi::Module vm;
+  ffi::Function main;
+  std::string metadata_json;
+  std::vector<TensorSpec> inputs, outputs;
+
+  explicit Model(const std::string& path) : vm(Load(path)) {
+    DLDevice cpu{kDLCPU, 0};
+    const int kPooledAllocator = 2;
+    Get("vm_initialization")(static_cast<int>(cpu.device_type), cpu.device_id, kPooledAllocator);
+    main = Get("main");
+    metadata_json = Get("edgecc_metadata")().cast<ffi::String>();
+    auto meta = ffi::json::Parse(metadata_json).cast<ffi::json::Object>();
+    inputs = Specs(meta, "inputs");
+    outputs = Specs(meta, "outputs");
+  }
+
+  static ffi::Module Load(const std::string& path) {
+    // dlopen searches the library path for bare names: a file in this folder needs "./"
+    ffi::Module lib = ffi::Module::LoadFromFile(path.find('/') == std::string::npos ? "./" + path : path);
+    ffi::Optional<ffi::Function> load = lib->GetFunction("vm_load_executable");
+    if (!load) throw UsageError(path + ": not a Relax VM library");
+    return (*load)().cast<ffi::Module>();
+  }
+
+  ffi::Function Get(const char* name) {
+    ffi::Optional<ffi::Function> f = vm->GetFunction(name);
+    if (!f) throw UsageError(std::string("the library has no function '") + name + "' (not built by edgecc)");
+    return *f;
+  }
+
+  std::vector<Tensor> Run(const std::vector<Tensor>& args) {
+    std::vector<ffi::AnyView> views(args.begin(), args.end());
+    ffi::Any result;
+    main.CallPacked(views.data(), static_cast<int32_t>(views.size()), &result);
+    if (auto one = result.as<Tensor>()) return {*one};
+    std::vector<Tensor> out;
+    for (const ffi::Any& item : result.cast<ffi::Array<ffi::Any>>()) out.push_back(item.cast<Tensor>());
+    return out;
+  }
+};
+
+Tensor MakeInput(const TensorSpec& spec, const std::string* path) {
+  ffi::Shape shape(spec.shape.begin(), spec.shape.end());
+  Tensor t = Tensor::FromNDAlloc(AlignedCpuAlloc(), shape, spec.dtype, DLDevice{kDLCPU, 0});
+  size_t nbytes = NumBytes(t);
+  char* dst = static_cast<char*>(t.data_ptr());
+  if (path == nullptr) {
+    std::memset(dst, 0, nbytes);
+    return t;
+  }
+  NpyArray arr = ReadNpy(*path);
+  if (arr.shape != spec.shape) throw UsageError(*path + ": shape does not match input '" + spec.name + "'");
+  if (arr.descr != NpyDescr(spec.dtype) && !(arr.descr == "=" + NpyDescr(spec.dtype).substr(1)))
+    throw UsageError(*path + ": dtype " + arr.descr + " does not match input '" + spec.name + "' (" +
+                     NpyDescr(spec.dtype) + ")");
+  if (arr.data.size() < nbytes) throw UsageError(*path + ": truncated");
+  std::memcpy(dst, arr.data.data(), nbytes);
+  return t;
+}
+
+// ----- command line ----------------------------------------------------------------------------
+struct Options {
+  std::string library, output_dir;
+  std::map<std::string, std::string> input_files;
+  std::vector<std::string> positional_inputs;
+  bool info = false;
+  int repeat = 0, warmup = 3;
+};
+
+Options ParseArgs(int argc, char** argv) {
+  Options opt;
+  for (int i = 1; i < argc; ++i) {
+    std::string arg = argv[i];
+    auto value = [&]() -> std::string {
+      if (i + 1 >= argc) throw UsageError(arg + " needs a value");
+      return argv[++i];
+    };
+    if (arg == "--info") {
+      opt.info = true;
+    } else if (arg == "--input" || arg == "-i") {
+      std::string v = value();
+      size_t eq = v.rfind('=');
+      if (eq == std::string::npos) opt.positional_inputs.push_back(v);
+      else opt.input_files[v.substr(0, eq)] = v.substr(eq + 1);
+    } else if (arg == "--output-dir" || arg == "-o") {
+      opt.output_dir = value();
+    } else if (arg == "--repeat") {
+      opt.repeat = std::stoi(value());
+    } else if (arg == "--warmup") {
+      opt.warmup = std::stoi(value());
+    } else if (arg == "-h" || arg == "--help") {
+      throw UsageError("usage: edgecc-runner MODEL.so [--info] [--input NAME=FILE.npy]... [--output-dir DIR] "
+                       "[--repeat N] [--warmup N]");
+    } else if (opt.library.empty() && arg[0] != '-') {
+      opt.library = arg;
+    } else {
+      throw UsageError("unknown argument " + arg);
+    }
+  }
+  if (opt.library.empty()) throw UsageError("no library given (edgecc-runner MODEL.so ...)");
+  return opt;
+}
+
+std::vector<Tensor> ReadInputs(const Model& model, const Options& opt) {
+  std::vector<Tensor> args;
+  for (size_t k = 0; k < model.inputs.size(); ++k) {
+    const TensorSpec& spec = model.inputs[k];
+    auto named = opt.input_files.find(spec.name);
+    const std::string* path = named != opt.input_files.end() ? &named->second
+                              : k < opt.positional_inputs.size() ? &opt.positional_inputs[k]
+                                                                 : nullptr;
+    if (path == nullptr) std::cerr << "edgecc-runner: input '" << spec.name << "' not given, using zeros\n";
+    args.push_back(MakeInput(spec, path));
+  }
+  for (const auto& kv : opt.input_files) {
+    bool known = std::any_of(model.inputs.begin(), model.inputs.end(), [&](const TensorSpec& s) { return s.name == kv.first; });
+    if (!known) throw UsageError("the model has no input '" + kv.first + "'");
+  }
+  return args;
+}
+
+void Time(Model& model, const std::vector<Tensor>& args, int warmup, int repeat) {
+  for (int i = 0; i < warmup; ++i) model.Run(args);
+  std::vector<double> ms;
+  for (int i = 0; i < repeat; ++i) {
+    auto start = std::chrono::steady_clock::now();
+    model.Run(args);
+    ms.push_back(std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - start).count());
+    std::printf("run %d: %.3f ms\n", i, ms.back());
+  }
+  std::sort(ms.begin(), ms.end());
+  double median = ms.size() % 2 ? ms[ms.size() / 2] : (ms[ms.size() / 2 - 1] + ms[ms.size() / 2]) / 2;
+  std::printf("median %.3f ms, min %.3f ms, max %.3f ms over %d runs\n", median, ms.front(), ms.back(), repeat);
+}
+
+int Main(int argc, char** argv) {
+  Options opt = ParseArgs(argc, argv);
+  Model model(opt.library);
+  if (opt.info) {
+    std::printf("%s\n", model.metadata_json.c_str());
+    return 0;
+  }
+  std::vector<Tensor> args = ReadInputs(model, opt);
+  std::vector<Tensor> results = model.Run(args);
+  for (size_t k = 0; k < results.size(); ++k) {
+    std::string name = k < model.outputs.size() ? model.outputs[k].name : "?";
+    if (!opt.output_dir.empty()) {
+      std::string path = opt.output_dir + "/output" + std::to_string(k) + ".npy";
+      WriteNpy(path, results[k]);
+      std::printf("output %zu '%s' -> %s\n", k, name.c_str(), path.c_str());
+    } else {
+      std::printf("output %zu '%s': %s[", k, name.c_str(), std::string(ffi::DLDataTypeToString(results[k].dtype())).c_str());
+      for (int64_t d : results[k].shape()) std::printf(" %lld", static_cast<long long>(d));
+      std::printf(" ]\n");
+    }
+  }
+  if (opt.repeat > 0) Time(model, args, opt.warmup, opt.repeat);
+  return 0;
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  try {
+    return Main(argc, argv);
+  } catch (const UsageError& e) {
+    std::fprintf(stderr, "edgecc-runner: error: %s\n", e.what());
+    return 2;
+  } catch (const std::exception& e) {
+    std::fprintf(stderr, "edgecc-runner: error: %s\n", e.what());
+    return 1;
+  }
+}
