@@ -1,0 +1,256 @@
+"""The ARM CPU target: presets and features, cross builds, and AArch64 libraries run under
+qemu-user with the deploy runner, compared with ONNX Runtime on this machine.
+
+The cross-build tests need the Debian cross toolchains (g++-aarch64-linux-gnu,
+g++-arm-linux-gnueabihf) and qemu-user; the AArch64 TVM runtime is fetched from PyPI into the
+edgecc cache the first time (`edgecc runner` does the same).
+"""
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+
+import numpy as np
+import onnx
+import pytest
+from ort_compare import run_ort
+
+import edgecc
+from edgecc.errors import TargetError, ToolchainError
+from edgecc.lower.schedules.cpu import accumulator_registers, conv_tiling
+from edgecc.passes.convert_layout import choose_block
+from edgecc.runtime import library_arch, load_any
+from edgecc.targets import get_target, list_presets
+from edgecc.targets.arm import BOARDS
+
+DATA = os.path.join(os.path.dirname(__file__), "data")
+MODELS = ["resnet_tiny", "mobilenetv2_tiny", "transformer_tiny"]
+
+HAVE_AARCH64_GCC = shutil.which("aarch64-linux-gnu-gcc") is not None
+HAVE_AARCH64_GXX = shutil.which("aarch64-linux-gnu-g++") is not None
+HAVE_ARMHF_GCC = shutil.which("arm-linux-gnueabihf-gcc") is not None
+HAVE_QEMU_AARCH64 = shutil.which("qemu-aarch64") is not None or shutil.which("qemu-aarch64-static") is not None
+
+needs_aarch64_gcc = pytest.mark.skipif(not HAVE_AARCH64_GCC, reason="aarch64-linux-gnu-gcc not installed "
+                                       "(apt-get install gcc-aarch64-linux-gnu)")
+needs_armhf_gcc = pytest.mark.skipif(not HAVE_ARMHF_GCC, reason="arm-linux-gnueabihf-gcc not installed "
+                                     "(apt-get install gcc-arm-linux-gnueabihf)")
+
+
+def edgecc_cli(*args, env=None):
+    proc = subprocess.run([sys.executable, "-m", "edgecc", *map(str, args)], capture_output=True, text=True,
+                          env=env)
+    return proc.returncode, proc.stdout, proc.stderr
+
+
+def one_error_line(err: str) -> str:
+    lines = [ln for ln in err.splitlines() if ln.strip() and not ln.startswith("edgecc: kernel")]
+    assert len(lines) == 1, err
+    assert lines[0].startswith("edgecc: error: "), err
+    return lines[0]
+
+
+# ----- targets, presets, features --------------------------------------------------------------
+@pytest.mark.parametrize("board, cpu, attrs, cores", [
+    ("rpi4", "cortex-a72", ["+neon"], 4),
+    ("rpi5", "cortex-a76", ["+neon", "+dotprod", "+fullfp16"], 4),
+    ("rk3588", "cortex-a76", ["+neon", "+dotprod", "+fullfp16"], 4),
+    ("jetson-orin", "cortex-a78ae", ["+neon", "+dotprod", "+fullfp16"], 8),
+    ("imx93", "cortex-a55", ["+neon", "+dotprod", "+fullfp16"], 2),
+])
+def test_board_presets_map_to_cpus_and_llvm_attributes(board, cpu, attrs, cores):
+    target = get_target(board)
+    assert target.tvm_target_dict() == {"kind": "llvm", "mtriple": "aarch64-linux-gnu", "mcpu": cpu,
+                                        "mattr": attrs, "num-cores": cores}
+    assert target.tag == board and target.arch == "aarch64"
+    tvm_target = target.tvm_target()  # TVM accepts it and sees an ARM CPU
+    assert "arm_cpu" in tvm_target.keys
+    assert bool(tvm_target.attrs["feature.has_dotprod"]) == ("+dotprod" in attrs)
+
+
+def test_every_preset_is_listed_by_edgecc_targets():
+    rc, out, err = edgecc_cli("targets")
+    assert rc == 0, err
+    listed = {line.split()[0] for line in out.splitlines() if line.strip() and not line.endswith(":")}
+    assert set(BOARDS) <= listed and {"arm-cpu", "armv7", "host"} <= listed
+    assert set(list_presets()) == set(BOARDS)
+
+
+def test_arm_cpu_takes_the_architecture_from_the_cpu():
+    a72 = get_target("arm-cpu", cpu="cortex-a72")
+    assert (a72.arch, a72.tag, a72.features) == ("aarch64", "aarch64-cortex-a72", ("neon",))
+    a7 = get_target("arm-cpu", cpu="cortex-a7")
+    assert a7.arch == "armv7"
+    d = a7.tvm_target_dict()
+    assert d["mtriple"] == "armv7a-linux-gnueabihf" and d["mfloat-abi"] == "hard"
+    assert d["mattr"] == ["+vfp4", "+neon", "+fp16"]
+    # a 32-bit OS on an ARMv8 core: AArch32 code tuned for it
+    assert get_target("armv7", cpu="cortex-a72").tvm_target_dict()["mtriple"] == "armv7a-linux-gnueabihf"
+
+
+def test_features_override_and_errors():
+    t = get_target("arm-cpu", cpu="cortex-a76", features="neon,dotprod")
+    assert t.tvm_target_dict()["mattr"] == ["+neon", "+dotprod"]
+    assert get_target("rk3588", cpu="cortex-a55").tag == "rk3588-cortex-a55"
+    with pytest.raises(TargetError, match="unknown cpu 'cortex-x9'"):
+        get_target("arm-cpu", cpu="cortex-x9")
+    with pytest.raises(TargetError, match="unknown armv7 feature"):
+        get_target("armv7", features="neon,dotprod")
+    with pytest.raises(TargetError, match="not an armv7 CPU"):
+        get_target("armv7", cpu="generic")
+
+
+def test_neon_vector_width_drives_layout_and_conv_register_tiles():
+    aarch64, armv7, host = get_target("rpi4"), get_target("armv7"), get_target("host")
+    assert aarch64.lanes("float32") == armv7.lanes("float32") == 4
+    assert aarch64.lanes("float16") == 8
+    assert aarch64.preferred_layout == "NCHWc"
+    assert choose_block(32, 4) == 8 and choose_block(12, 4) == 4  # NCHW8c / NCHW4c
+    assert accumulator_registers(aarch64) == 24 and accumulator_registers(armv7) == 12
+    assert accumulator_registers(host) == 12  # x86 keeps its 16-register budget
+    for target, registers in ((aarch64, 32), (armv7, 16)):
+        budget = accumulator_registers(target)
+        for width in (1, 3, 7, 14, 28, 32, 56, 112):
+            for block in (4, 8):
+                tile, vectors = conv_tiling(width, block, 4, budget)
+                # accumulators + one weight vector per channel vector + the broadcast input
+                assert tile * vectors + vectors + 1 <= registers, (width, block, tile, vectors)
+
+
+def test_missing_cross_compiler_is_one_error_naming_the_package(tmp_path):
+    env = dict(os.environ, PATH=str(tmp_path))  # nothing on PATH: no cross toolchain
+    rc, _, err = edgecc_cli("compile", os.path.join(DATA, "resnet_tiny.onnx"), "--target", "rpi4",
+                            "-o", tmp_path / "m.so", env=env)
+    assert rc == 2
+    assert "apt-get install gcc-aarch64-linux-gnu" in one_error_line(err)
+    rc, _, err = edgecc_cli("compile", os.path.join(DATA, "resnet_tiny.onnx"), "--target", "armv7",
+                            "-o", tmp_path / "m.so", env=env)
+    assert rc == 2 and "apt-get install gcc-arm-linux-gnueabihf" in one_error_line(err)
+    assert not (tmp_path / "m.so").exists()
+
+
+def test_missing_cross_gxx_for_the_runner_names_the_package(monkeypatch, tmp_path):
+    from edgecc.runtime.deploy import cross_gxx
+
+    monkeypatch.setenv("PATH", str(tmp_path))
+    with pytest.raises(ToolchainError, match="apt-get install g\\+\\+-aarch64-linux-gnu"):
+        cross_gxx("aarch64")
+
+
+def test_no_armv7_runtime_wheel_is_a_clear_error(monkeypatch, tmp_path):
+    from edgecc.runtime.deploy import fetch_runtime
+
+    monkeypatch.setenv("EDGECC_CACHE", str(tmp_path))
+    with pytest.raises(ToolchainError, match="PyPI has no apache-tvm wheel"):
+        fetch_runtime("armv7")
+
+
+def test_runner_command_refuses_non_arm_targets(tmp_path):
+    rc, _, err = edgecc_cli("runner", "--target", "host", "-o", tmp_path)
+    assert rc == 2 and "ARM targets" in one_error_line(err)
+
+
+# ----- cross builds ----------------------------------------------------------------------------
+def compile_for(target: str, model: str, path) -> str:
+    compiled = edgecc.compile(os.path.join(DATA, f"{model}.onnx"), target)
+    compiled.export(path)
+    return str(path)
+
+
+@needs_armhf_gcc
+@pytest.mark.slow
+def test_armv7_cross_build_is_a_hard_float_arm_library(tmp_path):
+    lib = compile_for("armv7", "resnet_tiny", tmp_path / "resnet_armv7.so")
+    assert library_arch(lib) == "arm"
+    with open(lib, "rb") as fh:
+        header = fh.read(40)
+    assert header[4] == 1  # ELFCLASS32
+    assert int.from_bytes(header[36:40], "little") & 0x400  # EF_ARM_ABI_FLOAT_HARD
+    # PyPI has no ARMv7 TVM runtime; unless one was built and put in the cache, running is refused clearly
+    try:
+        module = load_any(lib)
+    except ToolchainError as exc:
+        assert "armv7" in str(exc)
+        return
+    x = module.random_inputs(0)
+    expected = run_ort(onnx.load(os.path.join(DATA, "resnet_tiny.onnx")), x)[0]
+    np.testing.assert_allclose(module.run(x)["output"], expected, rtol=1e-4, atol=1e-4)
+
+
+@pytest.fixture(scope="session")
+def aarch64_runner():
+    """The AArch64 deploy runner, built with the cross g++ against the runtime from PyPI."""
+    missing = [what for what, ok in (("aarch64-linux-gnu-gcc", HAVE_AARCH64_GCC),
+                                     ("aarch64-linux-gnu-g++", HAVE_AARCH64_GXX),
+                                     ("qemu-aarch64", HAVE_QEMU_AARCH64)) if not ok]
+    if missing:
+        pytest.skip(f"{', '.join(missing)} not installed (apt-get install g++-aarch64-linux-gnu qemu-user)")
+    from edgecc.runtime.deploy import build_runner
+
+    return build_runner("aarch64", download=True)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("model, target", [("resnet_tiny", "rpi4"), ("mobilenetv2_tiny", "rpi5"),
+                                           ("transformer_tiny", "rpi4")])
+def test_aarch64_library_runs_under_qemu_like_onnxruntime(aarch64_runner, tmp_path, model, target):
+    lib = compile_for(target, model, tmp_path / f"{model}.so")
+    assert library_arch(lib) == "aarch64"
+    module = load_any(lib)
+    assert module.emulated and module.metadata["target"] == target
+    inputs = module.random_inputs(seed=3)
+    expected = run_ort(onnx.load(os.path.join(DATA, f"{model}.onnx")), inputs)
+    outputs = module.run(inputs)
+    assert list(outputs) == module.output_names
+    for got, ref in zip(outputs.values(), expected):
+        assert got.shape == ref.shape and got.dtype == ref.dtype
+        np.testing.assert_allclose(got, ref, rtol=1e-4, atol=1e-4)
+
+
+@pytest.fixture(scope="module")
+def rpi4_library(aarch64_runner, tmp_path_factory):
+    return compile_for("rpi4", "transformer_tiny", tmp_path_factory.mktemp("rpi4") / "model.so")
+
+
+@pytest.mark.slow
+def test_edgecc_run_compares_an_emulated_library_and_refuses_to_time_it(rpi4_library):
+    model = os.path.join(DATA, "transformer_tiny.onnx")
+    rc, out, err = edgecc_cli("run", rpi4_library, "--compare-onnxruntime", model)
+    assert rc == 0, err
+    assert "qemu-user" in err and out.splitlines()[1].split()[-1] == "yes"
+    rc, out, err = edgecc_cli("run", rpi4_library, "--benchmark", "5")
+    assert rc == 2 and "emulat" in one_error_line(err) and "latency" not in out
+
+
+@pytest.mark.slow
+def test_missing_qemu_is_one_error_naming_the_package(rpi4_library, tmp_path):
+    rc, _, err = edgecc_cli("run", rpi4_library, env=dict(os.environ, PATH=str(tmp_path)))
+    assert rc == 2 and "apt-get install qemu-user" in one_error_line(err)
+
+
+@pytest.mark.slow
+def test_deploy_folder_runs_like_on_a_board(rpi4_library, tmp_path):
+    """What a user copies to the board: the runner beside the runtime libraries and the model."""
+    deploy = tmp_path / "deploy"
+    rc, out, err = edgecc_cli("runner", "--target", "rpi4", "-o", deploy, "--model", rpi4_library)
+    assert rc == 0, err
+    assert sorted(p.name for p in deploy.iterdir()) == ["edgecc-runner", "libtvm_ffi.so", "libtvm_runtime.so",
+                                                       "model.so"]
+    qemu = [shutil.which("qemu-aarch64") or shutil.which("qemu-aarch64-static"), "-L", "/usr/aarch64-linux-gnu"]
+    info = subprocess.run([*qemu, "./edgecc-runner", "model.so", "--info"], cwd=deploy, capture_output=True,
+                          text=True, check=True)
+    spec = json.loads(info.stdout)["inputs"][0]
+    x = np.random.default_rng(1).standard_normal(spec["shape"]).astype(spec["dtype"])
+    np.save(deploy / "x.npy", x)
+    run = subprocess.run([*qemu, "./edgecc-runner", "model.so", "--input", f"{spec['name']}=x.npy",
+                          "--output-dir", ".", "--repeat", "2", "--warmup", "1"],
+                         cwd=deploy, capture_output=True, text=True)
+    assert run.returncode == 0, run.stderr
+    assert "median" in run.stdout  # timing lines are printed (their values under qemu mean nothing)
+    expected = run_ort(onnx.load(os.path.join(DATA, "transformer_tiny.onnx")), {spec["name"]: x})[0]
+    np.testing.assert_allclose(np.load(deploy / "output0.npy"), expected, rtol=1e-4, atol=1e-4)
+    bad = subprocess.run([*qemu, "./edgecc-runner", "model.so", "--input", "nope=x.npy"], cwd=deploy,
+                         capture_output=True, text=True)
+    assert bad.returncode == 2 and "no input 'nope'" in bad.stderr
