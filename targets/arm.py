@@ -183,11 +183,15 @@ class ArmCpuTarget(CpuTarget):
     def check_toolchain(self) -> None:
         require_tool(self.isa.gcc, self.isa.package("gcc"))
 
-    def export_library(self, executable, path: str) -> None:
+    def fcompile(self):
+        """TVM's link function for this target (for `export_library`, also in tuning builders)."""
         from tvm.support import cc
 
+        return cc.cross_compiler(self.isa.gcc, options=[])
+
+    def export_library(self, executable, path: str) -> None:
         self.check_toolchain()
-        executable.export_library(path, fcompile=cc.cross_compiler(self.isa.gcc, options=[]))
+        executable.export_library(path, fcompile=self.fcompile())
 
     @property
     def runs_here(self) -> bool:

@@ -15,15 +15,15 @@ import sys
 import numpy as np
 import onnx
 import pytest
+from edgecc.passes.convert_layout import choose_block
+from edgecc.targets import get_target, list_presets
+from edgecc.targets.arm import BOARDS
 from ort_compare import run_ort
 
 import edgecc
 from edgecc.errors import TargetError, ToolchainError
 from edgecc.lower.schedules.cpu import accumulator_registers, conv_tiling
-from edgecc.passes.convert_layout import choose_block
 from edgecc.runtime import library_arch, load_any
-from edgecc.targets import get_target, list_presets
-from edgecc.targets.arm import BOARDS
 
 DATA = os.path.join(os.path.dirname(__file__), "data")
 MODELS = ["resnet_tiny", "mobilenetv2_tiny", "transformer_tiny"]
@@ -40,7 +40,7 @@ needs_armhf_gcc = pytest.mark.skipif(not HAVE_ARMHF_GCC, reason="arm-linux-gnuea
 
 
 def edgecc_cli(*args, env=None):
-    proc = subprocess.run([sys.executable, "-m", "edgecc", *map(str, args)], capture_output=True, text=True,
+    proc = subprocess.run([sys.executable, "-m", "edgecc", *map(str, args)], capture_output=True, text=True, check=False,
                           env=env)
     return proc.returncode, proc.stdout, proc.stderr
 
@@ -234,7 +234,7 @@ def test_missing_qemu_is_one_error_naming_the_package(rpi4_library, tmp_path):
 def test_deploy_folder_runs_like_on_a_board(rpi4_library, tmp_path):
     """What a user copies to the board: the runner beside the runtime libraries and the model."""
     deploy = tmp_path / "deploy"
-    rc, out, err = edgecc_cli("runner", "--target", "rpi4", "-o", deploy, "--model", rpi4_library)
+    rc, _, err = edgecc_cli("runner", "--target", "rpi4", "-o", deploy, "--model", rpi4_library)
     assert rc == 0, err
     assert sorted(p.name for p in deploy.iterdir()) == ["edgecc-runner", "libtvm_ffi.so", "libtvm_runtime.so",
                                                        "model.so"]
@@ -246,11 +246,11 @@ def test_deploy_folder_runs_like_on_a_board(rpi4_library, tmp_path):
     np.save(deploy / "x.npy", x)
     run = subprocess.run([*qemu, "./edgecc-runner", "model.so", "--input", f"{spec['name']}=x.npy",
                           "--output-dir", ".", "--repeat", "2", "--warmup", "1"],
-                         cwd=deploy, capture_output=True, text=True)
+                         cwd=deploy, capture_output=True, text=True, check=False)
     assert run.returncode == 0, run.stderr
     assert "median" in run.stdout  # timing lines are printed (their values under qemu mean nothing)
     expected = run_ort(onnx.load(os.path.join(DATA, "transformer_tiny.onnx")), {spec["name"]: x})[0]
     np.testing.assert_allclose(np.load(deploy / "output0.npy"), expected, rtol=1e-4, atol=1e-4)
     bad = subprocess.run([*qemu, "./edgecc-runner", "model.so", "--input", "nope=x.npy"], cwd=deploy,
-                         capture_output=True, text=True)
+                         capture_output=True, text=True, check=False)
     assert bad.returncode == 2 and "no input 'nope'" in bad.stderr
