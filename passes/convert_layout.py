@@ -200,31 +200,32 @@ class _Converter:
 
     def matmul(self, node: Node) -> None:
         a, w = node.inputs
-        if w.const is None or w.type.rank != 2 or a.type.rank < 1 or w.type.dtype != "float32":
+        if a.type.rank < 1 or w.type.dtype != "float32":
             return
-        k, n = w.type.shape
-        block = next((b for b in (2 * self.lanes, self.lanes) if n % b == 0), None)
-        if block is None:
-            return
-        packed = np.ascontiguousarray(w.const.reshape(k, n // block, block).transpose(1, 0, 2))
-        wp = self.graph.add_constant(packed, f"{w.name}.packed{block}")
-        new = self.graph.create_node("dense", [a, wp], name=node.name, before=node).output
-        self.graph.replace_value(node.output, new)
-        self.graph.erase_node(node)
+        wp = self._packed_weight(w)
+        if wp is not None:
+            self._replace(node, self.graph.create_node("dense", [a, wp], name=node.name, before=node).output)
 
     def qdense(self, node: Node) -> None:
         """qdense with a constant [K, N] weight: the same (N/b, K, b) packing as dense."""
-        a, w = node.inputs[:2]
+        wp = self._packed_weight(node.inputs[1])
+        if wp is not None:
+            inputs = [node.inputs[0], wp, *node.inputs[2:]]
+            self._replace(node, self.graph.create_node("qdense", inputs, dict(node.attrs), name=node.name,
+                                                       before=node).output)
+
+    def _packed_weight(self, w: Value) -> Value | None:
+        """A constant [K, N] weight as (N/b, K, b), b two or one SIMD widths; None when it does not fit."""
         if w.const is None or w.type.rank != 2:
-            return
+            return None
         k, n = w.type.shape
         block = next((b for b in (2 * self.lanes, self.lanes) if n % b == 0), None)
         if block is None:
-            return
+            return None
         packed = np.ascontiguousarray(w.const.reshape(k, n // block, block).transpose(1, 0, 2))
-        wp = self.graph.add_constant(packed, f"{w.name}.packed{block}")
-        new = self.graph.create_node("qdense", [a, wp, *node.inputs[2:]], dict(node.attrs), name=node.name,
-                                     before=node).output
+        return self.graph.add_constant(packed, f"{w.name}.packed{block}")
+
+    def _replace(self, node: Node, new: Value) -> None:
         self.graph.replace_value(node.output, new)
         self.graph.erase_node(node)
 

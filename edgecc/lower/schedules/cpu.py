@@ -136,50 +136,67 @@ def conv_tiling(out_width: int, out_block: int, lanes: int,
     return out_width, vectors
 
 
-def _schedule_blocked_copy(sch, block) -> None:
+def _schedule_blocked_copy(sch, block, parallel: bool = True) -> None:
     """An (n, c, h, w, b) copy: rows in parallel, the channel block vectorized."""
     n, c, h, w, b = sch.get_loops(block)
-    sch.parallel(sch.fuse(n, c, h))
+    rows = sch.fuse(n, c, h)
+    if parallel:
+        sch.parallel(rows)
     sch.vectorize(b)
 
 
 @register_rule("conv")
 def schedule_conv(kernel, target):
-    return _schedule_nchwc_conv(kernel, target, "conv2d_NCHWc", unroll_window=False)
+    return schedule_nchwc_conv(kernel, target, ("conv2d_NCHWc",))
 
 
 @register_rule("depthwise_conv")
 def schedule_depthwise_conv(kernel, target):
-    return _schedule_nchwc_conv(kernel, target, "depthwise_conv2d_NCHWc", unroll_window=True)
+    return schedule_nchwc_conv(kernel, target, ("depthwise_conv2d_NCHWc",))
 
 
-def _schedule_nchwc_conv(kernel, target, anchor_name: str, unroll_window: bool):
-    """Register-tiled NCHW{b}c convolution; output (n, c, h, w, b) computed tile by tile."""
+def _work(sch, block) -> int:
+    """Iterations of a block's loop nest (multiply-adds for a reduction)."""
+    n = 1
+    for loop in sch.get_loops(block):
+        n *= _extent(sch, loop)
+    return n
+
+
+def schedule_nchwc_conv(kernel, target, anchor_names, acc_dtype: str | None = None, min_parallel_work: int = 0):
+    """Register-tiled NCHW{b}c convolution; output (n, c, h, w, b) computed tile by tile.
+
+    The accumulator tile (output columns x channel vectors of `acc_dtype` lanes) stays in
+    registers while the reduction loops run outside it; depthwise anchors (names containing
+    "depthwise") unroll their window. Kernels with fewer than `min_parallel_work` multiply-adds
+    stay on one core."""
     sch = _schedule(kernel)
-    conv = _find(sch, (anchor_name,))
+    conv = _find(sch, tuple(anchor_names))
     if conv is None:
         return _generic(kernel, target, sch)
+    unroll_window = "depthwise" in sch.get(conv).name_hint
     pad = _find(sch, ("pad",))
     inline_all_but(sch, [conv] + ([pad] if pad is not None else []))
     out, conv = output_block(sch, conv)
-    lanes = target.lanes(_out_dtype(kernel))
+    parallel = _work(sch, conv) >= min_parallel_work
     if pad is not None:  # padded copy first: no bounds checks in the inner loop
-        _schedule_blocked_copy(sch, _find(sch, ("pad",)))
+        _schedule_blocked_copy(sch, _find(sch, ("pad",)), parallel)
     n, oc, oh, ow, ob = sch.get_loops(out)
     width, height = _extent(sch, ow), _extent(sch, oh)
+    lanes = min(target.lanes(acc_dtype or _out_dtype(kernel)), _extent(sch, ob))
     tile, vectors = conv_tiling(width, _extent(sch, ob), lanes, accumulator_registers(target))
     ob_o, ob_i = sch.split(ob, [None, vectors * lanes])
     if width % tile and (width * height) % tile == 0:
         # small images: tile the flattened rows x columns so no tile is partial
         sch.reorder(n, oc, ob_o, oh, ow, ob_i)
         pix_o, _ = sch.split(sch.fuse(oh, ow), [None, tile])
-        sch.parallel(sch.fuse(n, oc, ob_o, pix_o))
-        depth = 1
+        rows, depth = sch.fuse(n, oc, ob_o, pix_o), 1
     else:
         ow_o, ow_i = sch.split(ow, [None, tile])
         sch.reorder(n, oc, oh, ob_o, ow_o, ow_i, ob_i)
-        sch.parallel(sch.fuse(n, oc, oh))
-        depth = 3
+        rows, depth = sch.fuse(n, oc, oh), 3
+    if parallel:
+        sch.parallel(rows)
     sch.vectorize(ob_i)
     sch.compute_at(conv, sch.get_loops(out)[depth - 1])
     inner = sch.get_loops(conv)[depth:]

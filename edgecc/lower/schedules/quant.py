@@ -15,9 +15,10 @@ from .cpu import (
     _find,
     _generic,
     _schedule,
-    conv_tiling,
+    _work,
     inline_all_but,
     output_block,
+    schedule_nchwc_conv,
 )
 
 ACC = "int32"
@@ -26,69 +27,14 @@ ACC = "int32"
 PARALLEL_MIN_MACS = 1 << 20
 
 
-def _macs(sch, block) -> int:
-    n = 1
-    for loop in sch.get_loops(block):
-        n *= _extent(sch, loop)
-    return n
-
-
 def _parallel(sch, loop, work: int) -> None:
     if work >= PARALLEL_MIN_MACS:
         sch.parallel(loop)
 
 
-def _schedule_blocked_copy(sch, block, parallel: bool) -> None:
-    """An (n, c, h, w, b) copy: rows in parallel (for large kernels), the channel block vectorized."""
-    n, c, h, w, b = sch.get_loops(block)
-    rows = sch.fuse(n, c, h)
-    if parallel:
-        sch.parallel(rows)
-    sch.vectorize(b)
-
-
 @register_rule("qconv")
 def schedule_qconv(kernel, target):
-    sch = _schedule(kernel)
-    conv = _find(sch, ("qconv2d_NCHWc", "qdepthwise_conv2d_NCHWc"))
-    if conv is None:
-        return _generic(kernel, target, sch)
-    depthwise = sch.get(conv).name_hint.startswith("qdepthwise")
-    pad = _find(sch, ("pad",))
-    inline_all_but(sch, [conv] + ([pad] if pad is not None else []))
-    out, conv = output_block(sch, conv)
-    lanes = target.lanes(ACC)
-    work = _macs(sch, conv)
-    if pad is not None:  # padded copy first: no bounds checks in the inner loop
-        _schedule_blocked_copy(sch, _find(sch, ("pad",)), work >= PARALLEL_MIN_MACS)
-    n, oc, oh, ow, ob = sch.get_loops(out)
-    width, height = _extent(sch, ow), _extent(sch, oh)
-    block = _extent(sch, ob)
-    vec = min(lanes, block)
-    tile, vectors = conv_tiling(width, block, vec)
-    ob_o, ob_i = sch.split(ob, [None, vectors * vec])
-    if width % tile and (width * height) % tile == 0:
-        sch.reorder(n, oc, ob_o, oh, ow, ob_i)
-        pix_o, _ = sch.split(sch.fuse(oh, ow), [None, tile])
-        _parallel(sch, sch.fuse(n, oc, ob_o, pix_o), work)
-        depth = 1
-    else:
-        ow_o, ow_i = sch.split(ow, [None, tile])
-        sch.reorder(n, oc, oh, ob_o, ow_o, ow_i, ob_i)
-        _parallel(sch, sch.fuse(n, oc, oh), work)
-        depth = 3
-    sch.vectorize(ob_i)
-    sch.compute_at(conv, sch.get_loops(out)[depth - 1])
-    inner = sch.get_loops(conv)[depth:]
-    spatial, reduction = inner[:2], inner[2:]
-    sch.reorder(*reduction, *spatial)
-    if depthwise:
-        for loop in reduction:
-            sch.unroll(loop)
-    sch.unroll(spatial[0])
-    sch.vectorize(spatial[1])
-    sch.decompose_reduction(conv, reduction[0])
-    return sch.mod["main"]
+    return schedule_nchwc_conv(kernel, target, ("qconv2d_NCHWc", "qdepthwise_conv2d_NCHWc"), ACC, PARALLEL_MIN_MACS)
 
 
 @register_rule("qdense")
@@ -110,7 +56,7 @@ def _schedule_qgemm(kernel, anchor_name: str, n_block: int):
     anchor = _find(sch, (anchor_name,))
     if anchor is None:
         raise ValueError(f"no {anchor_name} block")
-    work = _macs(sch, anchor)
+    work = _work(sch, anchor)
     inline_all_but(sch, [anchor])
     out, anchor = output_block(sch, anchor)
     loops = sch.get_loops(out)
