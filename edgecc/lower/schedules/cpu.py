@@ -228,12 +228,14 @@ def schedule_matmul(kernel, target):
     return _schedule_gemm(kernel, target, "matmul", block)
 
 
-def _schedule_gemm(kernel, target, anchor_name: str, n_block: int):
-    """Output rows x columns tiled (4 x n_block); accumulators in registers; rows in parallel."""
+def _schedule_gemm(kernel, target, anchor_name: str, n_block: int, min_parallel_work: int = 0):
+    """Output rows x columns tiled (4 x n_block); accumulators in registers; rows in parallel
+    unless the kernel has fewer than `min_parallel_work` multiply-adds."""
     sch = _schedule(kernel)
     anchor = _find(sch, (anchor_name,))
     if anchor is None:
         raise ValueError(f"no {anchor_name} block")
+    parallel = _work(sch, anchor) >= min_parallel_work
     inline_all_but(sch, [anchor])
     out, anchor = output_block(sch, anchor)
     loops = sch.get_loops(out)
@@ -245,7 +247,8 @@ def _schedule_gemm(kernel, target, anchor_name: str, n_block: int):
     n_o, n_i = sch.split(cols, [None, n_block])
     sch.reorder(*batch, m_o, n_o, m_i, n_i)
     par = sch.fuse(*batch, m_o, n_o)  # split first, then fuse: bindings stay quasi-affine
-    sch.parallel(par)
+    if parallel:
+        sch.parallel(par)
     sch.vectorize(n_i)
     sch.compute_at(anchor, par)
     inner = sch.get_loops(anchor)[1:]
