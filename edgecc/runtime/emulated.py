@@ -87,10 +87,10 @@ class EmulatedModule:
         arrays = check_inputs(self.path, self.inputs, inputs)
         with tempfile.TemporaryDirectory(prefix="edgecc-emulated-") as tmp:
             args = [os.path.abspath(self.path), "--output-dir", tmp]
-            for k, (spec, data) in enumerate(zip(self.inputs, arrays)):
+            for k, data in enumerate(arrays):  # in the model's order: names may hold any character
                 file = Path(tmp) / f"input{k}.npy"
                 np.save(file, data)
-                args += ["--input", f"{spec['name']}={file}"]
+                args += ["--input", str(file)]
             self.emulator.run(*args, what=self.path)
             return {spec["name"]: np.load(Path(tmp) / f"output{k}.npy") for k, spec in enumerate(self.outputs)}
 

@@ -238,8 +238,9 @@ Options ParseArgs(int argc, char** argv) {
       opt.info = true;
     } else if (arg == "--input" || arg == "-i") {
       std::string v = value();
-      size_t eq = v.rfind('=');
-      if (eq == std::string::npos) opt.positional_inputs.push_back(v);
+      size_t eq = v.find('=');
+      // NAME=FILE.npy, or a bare file (which may itself contain '=') for the next input in order
+      if (eq == std::string::npos || std::ifstream(v).good()) opt.positional_inputs.push_back(v);
       else opt.input_files[v.substr(0, eq)] = v.substr(eq + 1);
     } else if (arg == "--output-dir" || arg == "-o") {
       opt.output_dir = value();
