@@ -254,3 +254,25 @@ def test_deploy_folder_runs_like_on_a_board(rpi4_library, tmp_path):
     bad = subprocess.run([*qemu, "./edgecc-runner", "model.so", "--input", "nope=x.npy"], cwd=deploy,
                          capture_output=True, text=True, check=False)
     assert bad.returncode == 2 and "no input 'nope'" in bad.stderr
+
+
+@pytest.mark.slow
+def test_emulated_library_with_several_inputs_outputs_and_dtypes(aarch64_runner, tmp_path):
+    """Outputs come back as a tuple from the VM: each keeps its name, shape and dtype."""
+    from onnx import helper
+    from ort_compare import make_model
+
+    rng = np.random.default_rng(0)
+    inputs = {"a": rng.standard_normal((2, 8)).astype(np.float32), "b": rng.standard_normal((2, 8)).astype(np.float32)}
+    nodes = [helper.make_node("Add", ["a", "b"], ["sum"]),
+             helper.make_node("ArgMax", ["sum"], ["index"], axis=1, keepdims=0),
+             helper.make_node("Greater", ["a", "b"], ["greater"])]
+    model = make_model(nodes, inputs, ["sum", "index", "greater"])
+    compiled = edgecc.compile(model, "rpi4")
+    compiled.export(tmp_path / "m.so")
+    module = load_any(tmp_path / "m.so")
+    outputs = module.run(inputs)
+    assert list(outputs) == ["sum", "index", "greater"]
+    for got, ref in zip(outputs.values(), run_ort(model, inputs)):
+        assert got.dtype == ref.dtype and got.shape == ref.shape
+        np.testing.assert_allclose(got, ref, rtol=1e-5, atol=1e-6)
