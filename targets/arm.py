@@ -108,7 +108,8 @@ BOARDS = {b.name: b for b in [
     Board("rk3588", "cortex-a76", 4,
           "Rockchip RK3588: 4x Cortex-A76 + 4x Cortex-A55 (threads on the A76 cores), AArch64, NEON + dotprod + fp16"),
     Board("jetson-orin", "cortex-a78ae", 8,
-          "NVIDIA Jetson AGX Orin CPU: 8-12x Cortex-A78AE, AArch64, NEON + dotprod + fp16"),
+          "NVIDIA Jetson Orin CPU: Cortex-A78AE (Nano 6, NX 8, AGX 12 cores; planned for 8), AArch64, "
+          "NEON + dotprod + fp16"),
     Board("imx93", "cortex-a55", 2, "NXP i.MX 93: 2x Cortex-A55, AArch64, NEON + dotprod + fp16"),
 ]}
 
