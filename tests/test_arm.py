@@ -276,3 +276,21 @@ def test_emulated_library_with_several_inputs_outputs_and_dtypes(aarch64_runner,
     for got, ref in zip(outputs.values(), run_ort(model, inputs)):
         assert got.dtype == ref.dtype and got.shape == ref.shape
         np.testing.assert_allclose(got, ref, rtol=1e-5, atol=1e-6)
+
+
+@pytest.mark.slow
+def test_int8_model_runs_on_integer_kernels_under_qemu_like_onnxruntime(aarch64_runner, tmp_path):
+    """A CNN quantized by ONNX Runtime (operator form) built for AArch64: the integer kernels give
+    ONNX Runtime's results exactly."""
+    from test_quant import all_ops, image_feeds, ort_quantize_static
+
+    path = ort_quantize_static(os.path.join(DATA, "resnet_tiny.onnx"), str(tmp_path / "q.onnx"), image_feeds(8),
+                               "QOperator", "uint8")
+    compiled = edgecc.compile(path, "rpi5")
+    assert "qconv" in all_ops(compiled.graph)
+    compiled.export(str(tmp_path / "q.so"))
+    module = load_any(str(tmp_path / "q.so"))
+    assert module.emulated
+    feed = image_feeds(1, seed=5)[0]
+    got = list(module.run(feed).values())[0]
+    np.testing.assert_allclose(got, run_ort(onnx.load(path), feed)[0], rtol=0, atol=1e-6)
