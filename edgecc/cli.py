@@ -216,8 +216,7 @@ def cmd_compile(args) -> int:
         how = ", ".join(f"{n} {k}" for k, n in sorted(s.scheduled_by.items()))
         t = compiled.timings
         print(f"wrote {out} ({os.path.getsize(out) / 1e6:.1f} MB): {s.kernels} kernels ({how}), {s.calls} calls, "
-              f"target {compiled.target.tag}; frontend {t['frontend']:.1f}s, passes {t['passes']:.1f}s, "
-              f"build {t['build']:.1f}s")
+              f"target {compiled.target.tag}; " + ", ".join(f"{stage} {secs:.1f}s" for stage, secs in t.items()))
     return 0
 
 
