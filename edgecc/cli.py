@@ -81,10 +81,12 @@ def _add_quantize_options(p: argparse.ArgumentParser) -> None:
     g.add_argument("--budget-metric", choices=["error", "top1"], default="error",
                    help="error: relative L2 error of the outputs; top1: fraction of changed top-1 classes")
     g.add_argument("--sensitivity", action="store_true", help="print each layer's sensitivity to quantization")
+    g.add_argument("--sensitivity-plot", metavar="PNG", help="also plot each layer's sensitivity to this PNG file")
 
 
 def _quantize_options(args):
     """QuantizeOptions from the command line (None without --quantize)."""
+    args.sensitivity = args.sensitivity or bool(args.sensitivity_plot)
     given = args.calibration or args.keep_fp32 or args.accuracy_budget is not None or args.sensitivity
     if not args.quantize:
         if given:
@@ -100,6 +102,16 @@ def _quantize_options(args):
         per_channel=not args.per_tensor_weights, skip=tuple(args.keep_fp32_layer), keep_fp32=args.keep_fp32,
         accuracy_budget=args.accuracy_budget, budget_metric=args.budget_metric, sensitivity=args.sensitivity,
         max_samples=args.calibration_samples)
+
+
+def _report_quantization(report: dict, args) -> None:
+    """The quantization summary (and sensitivity table) on stdout, the sensitivity plot to PNG."""
+    if not args.quiet or args.sensitivity:
+        print(_quantization_report(report))
+    if args.sensitivity_plot and report.get("sensitivity"):
+        from edgecc.quant.sensitivity import plot_sensitivity
+
+        plot_sensitivity(report["sensitivity"], args.sensitivity_plot, report["kept_fp32"])
 
 
 def _quantization_report(report: dict) -> str:
@@ -170,6 +182,8 @@ def build_parser() -> argparse.ArgumentParser:
     d.add_argument("--model", metavar="MODEL.so", help="also copy this library into DIR")
     d.set_defaults(func=cmd_runner)
 
+    _add_tune_parsers(sub)
+
     t = sub.add_parser("targets", help="list targets and presets")
     t.set_defaults(func=cmd_targets)
 
@@ -177,6 +191,39 @@ def build_parser() -> argparse.ArgumentParser:
     ps.set_defaults(func=cmd_passes)
 
     return parser
+
+
+def _kinds_arg(text: str) -> tuple[str, ...]:
+    return tuple(k.strip() for k in text.split(",") if k.strip())
+
+
+def _add_tune_parsers(sub) -> None:
+    tu = sub.add_parser("tune", help="auto-tune a model's kernels with MetaSchedule (see docs/tuning.md)")
+    tu.add_argument("model", help="ONNX model file")
+    _add_target_options(tu)
+    _add_model_options(tu)
+    tu.add_argument("--trials", type=int, default=64, metavar="N", help="measured candidates per kernel (default 64)")
+    tu.add_argument("--logs", metavar="DIR",
+                    help="tuning log folder; records go to DIR/<target tag>/ (default: the committed tuning_logs/)")
+    tu.add_argument("--top", type=int, metavar="N", help="tune only the N kernels with most work per inference")
+    tu.add_argument("--kinds", type=_kinds_arg, default=(), metavar="K1,K2",
+                    help="tune only kernels of these kinds (conv, depthwise, dense, injective, reduction, ...)")
+    tu.add_argument("--skip-kinds", type=_kinds_arg, default=(), metavar="K1,K2",
+                    help="do not tune kernels of these kinds")
+    tu.add_argument("--time-budget", type=float, metavar="SECONDS", help="start no new kernel after this time")
+    tu.add_argument("--trials-per-iter", type=int, default=16, metavar="N", help="candidates per search round")
+    tu.add_argument("--population", type=int, default=256, metavar="N", help="evolutionary search population")
+    tu.add_argument("--seed", type=int, default=0, help="seed of the search")
+    tu.add_argument("--rpc-tracker", metavar="HOST:PORT", help="time candidates on boards behind this TVM RPC tracker")
+    tu.add_argument("--rpc-key", metavar="KEY", help="the key the boards registered with the tracker")
+    tu.set_defaults(func=cmd_tune)
+
+    rp = sub.add_parser("report", help="report tuning logs: per-kernel results, tuning curves, two targets")
+    rp.add_argument("logs", nargs="+", metavar="DIR",
+                    help="a target's tuning log folder (tuning_logs/<tag>); two to compare")
+    rp.add_argument("--plot", metavar="FILE.png", help="plot best-so-far latency against trials")
+    rp.add_argument("--peak-gflops", type=float, metavar="X", help="the target's peak (default: from the log)")
+    rp.set_defaults(func=cmd_report)
 
 
 # ----- commands ---------------------------------------------------------------------------------
@@ -209,14 +256,35 @@ def cmd_compile(args) -> int:
     if compiled.pass_report:
         sys.stderr.write(compiled.pass_report)
     compiled.export(out)
-    if "quantization" in compiled.graph.meta and (not args.quiet or args.sensitivity):
-        print(_quantization_report(compiled.graph.meta["quantization"]))
+    if "quantization" in compiled.graph.meta:
+        _report_quantization(compiled.graph.meta["quantization"], args)
     if not args.quiet:
         s = compiled.stats
         how = ", ".join(f"{n} {k}" for k, n in sorted(s.scheduled_by.items()))
         t = compiled.timings
         print(f"wrote {out} ({os.path.getsize(out) / 1e6:.1f} MB): {s.kernels} kernels ({how}), {s.calls} calls, "
               f"target {compiled.target.tag}; " + ", ".join(f"{stage} {secs:.1f}s" for stage, secs in t.items()))
+        print(f"{s.scheduled_by.get('tuned', 0)} of {s.kernels} kernels from tuning records")
+    return 0
+
+
+def cmd_tune(args) -> int:
+    from edgecc.tune.tuner import TuneOptions, format_summary, tune_model
+
+    options = TuneOptions(trials=args.trials, top=args.top, kinds=args.kinds, skip_kinds=args.skip_kinds,
+                          time_budget=args.time_budget,
+                          trials_per_iter=args.trials_per_iter, population=args.population, seed=args.seed,
+                          rpc_tracker=args.rpc_tracker, rpc_key=args.rpc_key)
+    kwargs = _compile_kwargs(args)
+    summary = tune_model(args.model, args.target, args.logs, options, **kwargs)
+    print(format_summary(summary))
+    return 0
+
+
+def cmd_report(args) -> int:
+    from edgecc.tune.report import report_logs
+
+    print(report_logs(args.logs, plot=args.plot, peak_gflops=args.peak_gflops))
     return 0
 
 

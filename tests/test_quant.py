@@ -195,10 +195,13 @@ def test_cli_quantize_with_calibration_folder(digits, tmp_path):
         np.save(folder / f"{i:03d}.npy", sample[None])
     out = tmp_path / "digits_int8.so"
     proc = subprocess.run([sys.executable, "-m", "edgecc", "compile", digits["model"], "--input-shape", "x=1,1,8,8",
-                           "--quantize", "int8", "--calibration", str(folder), "--sensitivity", "-o", str(out)],
+                           "--quantize", "int8", "--calibration", str(folder), "--sensitivity-plot",
+                           str(tmp_path / "sensitivity.png"), "--keep-fp32", "1", "-o", str(out)],
                           capture_output=True, text=True)
     assert proc.returncode == 0, proc.stderr
-    assert "quantized 5 of 5 layers to int8" in proc.stdout and "top-1 agree" in proc.stdout
+    assert "quantized 4 of 5 layers to int8" in proc.stdout and "top-1 agree" in proc.stdout
+    assert (tmp_path / "sensitivity.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["calibration", "digits_int8.so", "sensitivity.png"]
     module = edgecc.runtime.load(str(out))
     got = module.run({"x": digits["x"][:1]})["logits"]
     assert got.shape == (1, 10) and got.dtype == np.float32

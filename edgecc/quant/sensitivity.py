@@ -13,7 +13,7 @@ from collections.abc import Callable, Sequence
 
 import numpy as np
 
-__all__ = ["evaluate", "layer_sensitivity", "choose_fp32_layers", "compare_outputs"]
+__all__ = ["evaluate", "layer_sensitivity", "choose_fp32_layers", "compare_outputs", "plot_sensitivity"]
 
 
 def compare_outputs(outputs: Sequence[dict], references: Sequence[dict]) -> dict:
@@ -88,3 +88,33 @@ def choose_fp32_layers(sensitivity: list[dict], *, keep: int = 0, budget: float 
                 break
             kept.append(ranked[len(kept)])
     return kept, result
+
+
+def plot_sensitivity(sensitivity: list[dict], path: str, kept_fp32: Sequence[str] = ()) -> None:
+    """A bar chart of each layer's error with only that layer in int8, most sensitive on top,
+    layers kept in float32 marked; written to PNG atomically."""
+    import os
+    import tempfile
+
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    ranked = sorted(sensitivity, key=lambda e: e["error"])
+    fig, ax = plt.subplots(figsize=(9, 0.3 * len(ranked) + 1.6))
+    colors = ["#d8553b" if e["layer"] in kept_fp32 else "#3b7dd8" for e in ranked]
+    ax.barh([f"{e['layer']} ({e['op']})" for e in ranked], [e["error"] for e in ranked], color=colors)
+    ax.set_xlabel("relative L2 error of the outputs, only this layer in int8")
+    ax.set_title("quantization sensitivity per layer" + (" (red: kept in float32)" if kept_fp32 else ""))
+    fig.tight_layout()
+    folder = os.path.dirname(os.path.abspath(path))
+    fd, tmp = tempfile.mkstemp(prefix=".edgecc-", suffix=".png", dir=folder)
+    os.close(fd)
+    try:
+        fig.savefig(tmp, dpi=110, format="png")
+        os.replace(tmp, path)
+    finally:
+        plt.close(fig)
+        if os.path.exists(tmp):
+            os.unlink(tmp)
