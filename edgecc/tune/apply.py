@@ -1,17 +1,78 @@
-"""Apply tuning records at compile time."""
+"""Apply tuning records at compile time.
+
+For each kernel, `TunedSchedules.lookup` finds its workload in the target's tuning log (structural
+hash, then structural equality), takes the fastest measured record, and replays that record's
+trace onto the kernel with `tvm.s_tir.Schedule`. A record is used only if it beat edgecc's default
+schedule of the same kernel as measured during tuning; otherwise, and for kernels without records,
+the default schedules apply. Only records of the compile's own target are considered
+(`TuningLog` checks the target of the log and of every record).
+"""
 
 from __future__ import annotations
+
+import os
+import sys
+from pathlib import Path
+
+from edgecc.errors import TuningLogError
+
+from .database import TuningLog, default_logs_root
+from .tasks import workload_module
+
+__all__ = ["TunedSchedules"]
 
 
 class TunedSchedules:
     """Best tuning record per workload for one target."""
 
-    def __init__(self, database=None):
-        self.database = database
+    def __init__(self, log: TuningLog):
+        self.log = log
+        self.applied = 0  # kernels scheduled from a record
+        self.kept_default = 0  # kernels whose best record did not beat the default schedule
 
     @classmethod
-    def for_target(cls, target, folder: str | None):
-        return None
+    def for_target(cls, target, folder: str | None) -> TunedSchedules | None:
+        """The target's records under `folder` (None: the committed tuning_logs/); None if there are none.
+
+        A folder given explicitly must exist; the default folder may be missing.
+        """
+        if folder is not None and not Path(folder).is_dir():
+            raise TuningLogError(f"{folder}: no such tuning log folder")
+        root = Path(folder) if folder is not None else default_logs_root()
+        if not root.is_dir():
+            return None
+        log = TuningLog.for_target(target, root)
+        if not log.records:
+            return None
+        return cls(log)
 
     def lookup(self, kernel):
-        return None
+        """The kernel's PrimFunc scheduled by its best record, or None to use the defaults."""
+        mod = workload_module(kernel.func)
+        index = self.log.find_workload(mod)
+        if index is None:
+            return None
+        best = self.log.best(index)
+        if best is None:
+            return None
+        default = self.log.task(index).get("default_secs")
+        if default is not None and best.seconds >= default:
+            self.kept_default += 1
+            return None
+        func = self._replay(index, best)
+        if func is not None:
+            self.applied += 1
+        return func
+
+    def _replay(self, index: int, record):
+        from tvm.s_tir import Schedule
+
+        trace = self.log.trace_of(record)
+        sch = Schedule(self.log.workload_module(index))
+        try:
+            trace.apply_to_schedule(sch, remove_postproc=False)
+        except Exception as exc:  # noqa: BLE001 - a record that does not replay: use the defaults
+            if os.environ.get("EDGECC_DEBUG"):
+                print(f"edgecc: debug: tuning record of workload {index} did not replay: {exc}", file=sys.stderr)
+            return None
+        return sch.mod["main"]

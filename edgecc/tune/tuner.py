@@ -1,0 +1,348 @@
+"""Tune a model's kernels with MetaSchedule (evolutionary search, XGBoost cost model).
+
+For each task, heaviest first, the tuner:
+
+1. measures edgecc's default schedule of the kernel once and stores its time in the log, so
+   compile can prefer the default where tuning did not beat it;
+2. seeds MetaSchedule's in-memory database with the task's records already in the log (the
+   search starts from the best known candidates);
+3. runs the search for the trials still missing; each measured candidate is appended to the log
+   as soon as its batch is measured. Candidates measured before (in this run or an earlier one)
+   are recognised at build time and not measured again.
+
+Candidates are built by `build_candidate`, which skips MetaSchedule's default builder's import of
+`tvm.s_tir.tensor_intrin` (tens of seconds per build worker; only tensorized schedules need it, and
+edgecc's CPU targets use none), and timed by a LocalRunner or, with an RPC tracker, on a board.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+import tempfile
+import time
+from dataclasses import dataclass, field
+
+from edgecc.errors import EdgeccError
+
+from .database import FAILED, TuningLog
+from .tasks import TuningTask, extract_tasks, select_tasks, workload_module
+
+__all__ = ["TaskResult", "TuneOptions", "build_candidate", "tune_model"]
+
+#: builder error of a candidate that was measured before (not built, not measured, not logged)
+ALREADY_MEASURED = "edgecc: already measured"
+
+
+@dataclass
+class TuneOptions:
+    """How much to tune and where to measure."""
+
+    trials: int = 64  # per task
+    top: int | None = None  # tune only the N tasks with most work
+    kinds: tuple[str, ...] = ()  # only kernels of these kinds (conv, dense, depthwise, ...)
+    skip_kinds: tuple[str, ...] = ()  # not kernels of these kinds
+    time_budget: float | None = None  # seconds; no new task starts after it
+    trials_per_iter: int = 16
+    rpc_tracker: str | None = None  # HOST:PORT
+    rpc_key: str | None = None
+    seed: int = 0
+    repeat: int = 3  # timed repeats of each candidate
+    population: int = 256  # evolutionary search population (smaller: faster search, less explored)
+
+
+@dataclass
+class TaskResult:
+    name: str
+    kind: str
+    trials: int  # records in the log after this run
+    measured: int  # candidates measured in this run
+    best: float | None  # seconds
+    default: float | None  # seconds of edgecc's default schedule
+    skipped: str = ""  # why the task was not tuned in this run
+
+
+@dataclass
+class TuneSummary:
+    folder: str
+    tasks: list[TaskResult] = field(default_factory=list)
+    seconds: float = 0.0
+
+
+# ----- building and measuring candidates ----------------------------------------------------------
+def build_candidate(mod, target, _params=None):
+    """MetaSchedule f_build: MetaSchedule's default build without the tensor-intrinsic import."""
+    from tvm.driver import build as tvm_build
+    from tvm.s_tir.transform import RemoveWeightLayoutRewriteBlock
+
+    mod = RemoveWeightLayoutRewriteBlock(skip_tensor_rewrite=True)(mod)
+    return tvm_build(mod, target=target)
+
+
+def _make_builder(measured: set):
+    """A builder that builds in worker processes and refuses candidates already in `measured`."""
+    import tvm_ffi
+    from tvm.ir.utils import derived_object
+    from tvm.s_tir.meta_schedule.builder import BuilderResult, LocalBuilder, PyBuilder
+
+    inner = LocalBuilder(max_workers=max(1, min(2, os.cpu_count() or 1)), f_build=build_candidate)
+
+    @derived_object
+    class DedupBuilder(PyBuilder):
+        def build(self, build_inputs):
+            results, todo = [None] * len(build_inputs), []
+            for i, item in enumerate(build_inputs):
+                key = tvm_ffi.structural_hash(item.mod)
+                if key in measured:
+                    results[i] = BuilderResult(None, ALREADY_MEASURED)
+                else:
+                    measured.add(key)
+                    todo.append(i)
+            for i, result in zip(todo, inner.build([build_inputs[i] for i in todo]) if todo else []):
+                results[i] = result
+            return results
+
+    return DedupBuilder(), inner
+
+
+def _make_runner(options: TuneOptions):
+    from tvm.s_tir.meta_schedule.runner import (
+        EvaluatorConfig,
+        LocalRunner,
+        RPCConfig,
+        RPCRunner,
+    )
+
+    config = EvaluatorConfig(number=1, repeat=options.repeat, min_repeat_ms=40, enable_cpu_cache_flush=False)
+    if not options.rpc_tracker:
+        return LocalRunner(timeout_sec=30, evaluator_config=config)
+    from .rpc import parse_tracker
+
+    host, port = parse_tracker(options.rpc_tracker)
+    if not options.rpc_key:
+        raise EdgeccError("--rpc-tracker needs --rpc-key (the key the board's RPC server registered)")
+    rpc = RPCConfig(tracker_host=host, tracker_port=port, tracker_key=options.rpc_key, session_timeout_sec=60)
+    return RPCRunner(rpc_config=rpc, evaluator_config=config, max_workers=1)
+
+
+def _measure_default(task: TuningTask, target, builder, runner) -> float | None:
+    """Seconds of edgecc's default schedule of the task's kernel, timed like the candidates."""
+    from tvm.s_tir.meta_schedule.arg_info import ArgInfo
+    from tvm.s_tir.meta_schedule.builder import BuilderInput
+    from tvm.s_tir.meta_schedule.runner import RunnerInput
+
+    from edgecc.lower.schedules import make_scheduler
+
+    func, _ = make_scheduler(target, "")(task.kernel)
+    mod = workload_module(func)
+    tvm_target = target.tvm_target()
+    built = builder.build([BuilderInput(mod, tvm_target)])[0]
+    if built.error_msg:
+        return None
+    device = "cpu" if tvm_target.kind.name in ("llvm", "c") else tvm_target.kind.name
+    future = runner.run([RunnerInput(built.artifact_path, device,
+                                     ArgInfo.from_prim_func(mod["main"]))])[0]
+    result = future.result()
+    if result.error_msg or not result.run_secs:
+        return None
+    secs = [float(s) for s in result.run_secs]
+    return sum(secs) / len(secs)
+
+
+# ----- MetaSchedule glue ------------------------------------------------------------------------
+def _context(mod, tvm_target, name: str, seed: int, population: int):
+    """A TuneContext built like `TuneContext(...)` minus its import of all tensor intrinsics."""
+    from tvm.s_tir.meta_schedule import _ffi_api
+    from tvm.s_tir.meta_schedule.logging import get_logger, get_logging_func
+    from tvm.s_tir.meta_schedule.search_strategy import EvolutionarySearch
+    from tvm.s_tir.meta_schedule.space_generator import SpaceGenerator
+    from tvm.s_tir.meta_schedule.tune_context import TuneContext
+
+    ctx = TuneContext.__new__(TuneContext)
+    ctx.__init_handle_by_constructor__(
+        _ffi_api.TuneContext, mod, tvm_target, SpaceGenerator.create("post-order-apply"),
+        EvolutionarySearch(population_size=population, init_min_unmeasured=min(50, population // 2)), name,
+        max(1, os.cpu_count() or 1), seed,
+        get_logging_func(get_logger("edgecc.tune")))
+    _ffi_api.TuneContextInitialize(ctx)
+    return ctx
+
+
+def _seeded_database(log: TuningLog, workload: int, mod):
+    """A MetaSchedule MemoryDatabase holding the log's valid records of one workload."""
+    from tvm.s_tir.meta_schedule.database import MemoryDatabase, TuningRecord
+
+    db = MemoryDatabase()
+    token = db.commit_workload(mod)
+    for record in log.records_of(workload):
+        if record.valid:
+            db.commit_tuning_record(TuningRecord.from_json(record.raw, token))
+    return db
+
+
+def _measured_hashes(log: TuningLog, workload: int, mod) -> set:
+    """Structural hashes of the scheduled modules of the records already in the log."""
+    import tvm_ffi
+    from tvm.s_tir import Schedule
+
+    hashes = set()
+    for record in log.records_of(workload):
+        sch = Schedule(mod)
+        try:
+            log.trace_of(record).apply_to_schedule(sch, remove_postproc=False)
+        except Exception:  # noqa: BLE001 - a trace that no longer replays is simply not deduplicated
+            continue
+        hashes.add(tvm_ffi.structural_hash(sch.mod))
+    return hashes
+
+
+def _record_writer(log: TuningLog, workload: int, tvm_target, on_batch):
+    """A measure callback that appends each measured candidate to the log, then reports progress."""
+    from tvm.ir.utils import derived_object
+    from tvm.s_tir.meta_schedule.database import TuningRecord, Workload
+    from tvm.s_tir.meta_schedule.measure_callback import PyMeasureCallback
+
+    token = Workload(log.workload_module(workload))
+
+    @derived_object
+    class RecordWriter(PyMeasureCallback):
+        def apply(self, task_scheduler, task_id, candidates, builder_results, runner_results):
+            measured = 0
+            for cand, built, ran in zip(candidates, builder_results, runner_results):
+                if built.error_msg == ALREADY_MEASURED:
+                    continue
+                ok = not built.error_msg and not ran.error_msg and ran.run_secs
+                secs = [float(s) for s in ran.run_secs] if ok else [FAILED]
+                record = TuningRecord(cand.sch.trace, token, secs, tvm_target, cand.args_info)
+                log.add_record(workload, record.as_json())
+                measured += 1
+            on_batch(measured)
+
+    return RecordWriter()
+
+
+def _peak(target) -> dict:
+    """The target's FP32 peak for reports, where it can be worked out here (the host CPU)."""
+    if not target.runs_here:
+        return {}
+    try:
+        with open("/proc/cpuinfo") as fh:
+            mhz = max(float(line.split(":")[1]) for line in fh if line.startswith("cpu MHz"))
+    except (OSError, ValueError):
+        return {}
+    # cores x GHz x SIMD lanes x 2 (fused multiply-add) x 2 (FMA units per core)
+    return {"peak_gflops": round(target.num_cores * mhz / 1e3 * target.lanes() * 2 * 2, 1)}
+
+
+# ----- the tuning loop ---------------------------------------------------------------------------
+class _Progress:
+    """Progress lines: task, trials done, best so far, time left."""
+
+    def __init__(self, out, options: TuneOptions, total_trials: int):
+        self.out, self.options = out, options
+        self.start = time.perf_counter()
+        self.total, self.done = total_trials, 0
+
+    def elapsed(self) -> float:
+        return time.perf_counter() - self.start
+
+    def time_left(self) -> str:
+        if self.options.time_budget:
+            return f"{max(0.0, self.options.time_budget - self.elapsed()):.0f} s left of the budget"
+        if not self.done:
+            return "time left unknown"
+        return f"about {self.elapsed() / self.done * max(0, self.total - self.done):.0f} s left"
+
+    def line(self, text: str) -> None:
+        if self.out is not None:
+            print(f"edgecc: tune: {text}", file=self.out, flush=True)
+
+
+def _ms(seconds: float | None) -> str:
+    return "-" if seconds is None or seconds >= FAILED else f"{seconds * 1e3:.4f} ms"
+
+
+def _tune_task(task: TuningTask, index: int, count: int, log: TuningLog, target, options: TuneOptions,
+               progress: _Progress, runner) -> TaskResult:
+    import tvm.s_tir.meta_schedule as ms
+
+    workload = log.add_workload(task.mod)
+    meta = log.task(workload)
+    if "name" not in meta:
+        log.update_task(workload, name=task.name, kind=task.kind, flops=task.flops, calls=task.calls)
+    measured = _measured_hashes(log, workload, task.mod)
+    builder, plain_builder = _make_builder(measured)
+    if "default_secs" not in log.task(workload):
+        default = _measure_default(task, target, plain_builder, runner)
+        log.update_task(workload, default_secs=default)
+    default = log.task(workload).get("default_secs")
+    done = len(log.records_of(workload))
+    label = f"task {index}/{count} {task.name} ({task.kind})"
+    remaining = options.trials - done
+    if remaining <= 0 or meta.get("exhausted_at", -1) == done:
+        best = log.best(workload)
+        progress.line(f"{label}: {done} trials in the log, best {_ms(best and best.seconds)} "
+                      f"(default {_ms(default)}); nothing to do"
+                      + (" (search space exhausted)" if remaining > 0 else ""))
+        return TaskResult(task.name, task.kind, done, 0, best and best.seconds, default, "complete")
+    state = {"measured": 0}
+
+    def on_batch(new: int) -> None:
+        state["measured"] += new
+        progress.done += new
+        best = log.best(workload)
+        progress.line(f"{label}: {len(log.records_of(workload))}/{options.trials} trials, best "
+                      f"{_ms(best and best.seconds)} (default {_ms(default)}), {progress.time_left()}")
+
+    progress.line(f"{label}: {done} trials in the log, tuning {remaining} more")
+    tvm_target = target.tvm_target()
+    with tempfile.TemporaryDirectory(prefix="edgecc-tune-") as work_dir:
+        ms.tune_tasks(
+            tasks=[_context(task.mod, tvm_target, task.name, options.seed + done, options.population)],
+            task_weights=[1.0], work_dir=work_dir, max_trials_global=remaining,
+            num_trials_per_iter=min(options.trials_per_iter, remaining), builder=builder, runner=runner,
+            database=_seeded_database(log, workload, task.mod),
+            cost_model=ms.cost_model.XGBModel(num_tuning_cores=max(1, os.cpu_count() or 1)),
+            measure_callbacks=[*ms.measure_callback.MeasureCallback.create("default"),
+                               _record_writer(log, workload, tvm_target, on_batch)],
+            task_scheduler="round-robin")
+    if state["measured"] < remaining:  # the search found no new candidates: do not search again
+        log.update_task(workload, exhausted_at=len(log.records_of(workload)))
+    best = log.best(workload)
+    return TaskResult(task.name, task.kind, len(log.records_of(workload)), state["measured"],
+                      best and best.seconds, default)
+
+
+def tune_model(model, target="host", logs=None, options: TuneOptions | None = None, out=sys.stderr,
+               **compile_options) -> TuneSummary:
+    """Tune the kernels of `model` for `target`; records go to `<logs>/<target tag>/`."""
+    options = options or TuneOptions()
+    if options.trials < 1:
+        raise EdgeccError(f"--trials must be at least 1, not {options.trials}")
+    runner = _make_runner(options)  # bad RPC settings fail before any work
+    tasks, target_obj = extract_tasks(model, target, **compile_options)
+    tasks = select_tasks(tasks, options.top, options.kinds, options.skip_kinds)
+    log = TuningLog.for_target(target_obj, logs, create=True, header_extra=_peak(target_obj))
+    summary = TuneSummary(str(log.folder))
+    progress = _Progress(out, options, options.trials * len(tasks))
+    progress.line(f"{len(tasks)} tasks for target {target_obj.tag}, {options.trials} trials each; log {log.folder}")
+    for i, task in enumerate(tasks, start=1):
+        if options.time_budget and progress.elapsed() >= options.time_budget:
+            summary.tasks.append(TaskResult(task.name, task.kind, 0, 0, None, None, "time budget spent"))
+            continue
+        summary.tasks.append(_tune_task(task, i, len(tasks), log, target_obj, options, progress, runner))
+    summary.seconds = progress.elapsed()
+    return summary
+
+
+def format_summary(summary: TuneSummary) -> str:
+    """A table of the tuned tasks: trials, best time against the default schedule."""
+    lines = [f"{'kernel':<24}{'kind':<14}{'trials':>7}{'new':>5}{'default ms':>12}{'best ms':>10}{'speed-up':>9}"]
+    for t in summary.tasks:
+        gain = f"{t.default / t.best:.2f}x" if t.best and t.default else "-"
+        lines.append(f"{t.name:<24}{t.kind:<14}{t.trials:>7}{t.measured:>5}"
+                     f"{_ms(t.default).replace(' ms', ''):>12}{_ms(t.best).replace(' ms', ''):>10}{gain:>9}"
+                     + (f"  ({t.skipped})" if t.skipped else ""))
+    lines.append(f"tuned {sum(t.measured for t in summary.tasks)} new candidates in {summary.seconds:.0f} s; "
+                 f"log {summary.folder}")
+    return "\n".join(lines)

@@ -1,0 +1,297 @@
+"""Auto-tuning: records from real MetaSchedule runs, resume after a kill, log errors, target
+checks, reports, and measurement through a TVM RPC tracker and server on loopback."""
+
+import json
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
+
+import numpy as np
+import onnx
+import pytest
+from onnx import TensorProto, helper, numpy_helper
+from ort_compare import run_ort
+
+from edgecc.tune.database import RECORDS, TASKS, WORKLOADS, TuningLog
+
+#: small searches: a few candidates per round, a small population
+SMALL = ["--trials-per-iter", "4", "--population", "32"]
+TAG = "x86_64-znver3"  # tuning and compiling with --cpu znver3 pins the tag on any x86 machine
+
+
+def edgecc(*args, timeout=600):
+    proc = subprocess.run([sys.executable, "-m", "edgecc", *map(str, args)], capture_output=True, text=True,
+                          timeout=timeout)
+    return proc.returncode, proc.stdout, proc.stderr
+
+
+def assert_one_line_error(rc, err, *patterns):
+    assert rc == 2, err
+    lines = [line for line in err.splitlines() if line.strip()]
+    assert len(lines) == 1 and lines[0].startswith("edgecc: error: "), err
+    for pattern in patterns:
+        assert pattern in lines[0], lines[0]
+
+
+def dense_model(path, n=8, k=32, m=64):
+    """Gemm + Relu: one dense kernel."""
+    rng = np.random.default_rng(0)
+    w = numpy_helper.from_array(rng.standard_normal((m, k)).astype(np.float32), "W")
+    b = numpy_helper.from_array(rng.standard_normal((m,)).astype(np.float32), "B")
+    nodes = [helper.make_node("Gemm", ["x", "W", "B"], ["y"], transB=1), helper.make_node("Relu", ["y"], ["z"])]
+    graph = helper.make_graph(nodes, "dense", [helper.make_tensor_value_info("x", TensorProto.FLOAT, [n, k])],
+                              [helper.make_tensor_value_info("z", TensorProto.FLOAT, [n, m])], [w, b])
+    onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)]), path)
+    return path
+
+
+def record_lines(folder):
+    return (folder / TAG / RECORDS).read_text().splitlines()
+
+
+@pytest.fixture(scope="module")
+def tuned(tmp_path_factory):
+    """A dense model tuned for 8 trials: (model path, log root)."""
+    root = tmp_path_factory.mktemp("tuned")
+    model = dense_model(root / "dense.onnx")
+    rc, _, err = edgecc("tune", model, "--cpu", "znver3", "--trials", "8", "--logs", root / "logs", *SMALL)
+    assert rc == 0, err
+    assert "trials" in err and "best" in err  # progress lines
+    return model, root / "logs"
+
+
+def copy_logs(tuned, tmp_path):
+    shutil.copytree(tuned[1], tmp_path / "logs")
+    return tmp_path / "logs"
+
+
+def test_tuning_produces_records_and_the_default_schedule_time(tuned):
+    _, logs = tuned
+    log = TuningLog.open(logs / TAG)
+    assert len(log.workloads) == 1
+    assert len(log.records) == 8
+    assert sum(r.valid for r in log.records) >= 1
+    task = log.task(0)
+    assert task["name"] == "k0_dense" and task["kind"] == "dense" and task["flops"] == 2 * 8 * 32 * 64
+    assert task["default_secs"] > 0
+    header = json.loads((logs / TAG / TASKS).read_text().splitlines()[0])
+    assert header["tag"] == TAG and header["target"]["mcpu"] == "znver3"
+
+
+def test_compile_applies_the_best_record_when_it_beats_the_default(tuned, tmp_path):
+    model, logs = tuned
+    log = TuningLog.open(logs / TAG)
+    expect_tuned = log.best(0).seconds < log.task(0)["default_secs"]
+    out = tmp_path / "dense.so"
+    rc, stdout, err = edgecc("compile", model, "-o", out, "--cpu", "znver3", "--tuning-logs", logs)
+    assert rc == 0, err
+    assert f"{int(expect_tuned)} of 1 kernels from tuning records" in stdout
+    from edgecc.runtime import load
+
+    x = np.random.default_rng(1).standard_normal((8, 32)).astype(np.float32)
+    got = load(str(out)).run({"x": x})["z"]
+    np.testing.assert_allclose(got, run_ort(onnx.load(model), {"x": x})[0], rtol=1e-4, atol=1e-4)
+
+
+def test_a_record_slower_than_the_default_is_not_applied(tuned, tmp_path):
+    model, _ = tuned
+    logs = copy_logs(tuned, tmp_path)
+    log = TuningLog.open(logs / TAG)
+    log.update_task(0, default_secs=log.best(0).seconds / 2)  # the default now "measured" faster
+    rc, stdout, err = edgecc("compile", model, "-o", tmp_path / "d.so", "--cpu", "znver3", "--tuning-logs", logs)
+    assert rc == 0, err
+    assert "0 of 1 kernels from tuning records" in stdout
+
+
+def test_records_of_another_target_are_not_applied(tuned, tmp_path):
+    model, _ = tuned
+    logs = copy_logs(tuned, tmp_path)
+    # another CPU: its own folder (absent), so nothing applies
+    rc, stdout, err = edgecc("compile", model, "-o", tmp_path / "a.so", "--cpu", "skylake", "--tuning-logs", logs)
+    assert rc == 0, err
+    assert "target x86_64-skylake" in stdout and "0 of 1 kernels from tuning records" in stdout
+    # a znver3 folder handed to a skylake compile is refused, naming the file and both targets
+    rc, _, err = edgecc("compile", model, "-o", tmp_path / "b.so", "--cpu", "skylake", "--tuning-logs", logs / TAG)
+    assert_one_line_error(rc, err, TASKS, "x86_64-znver3", "x86_64-skylake")
+    # records inside the right folder whose own target is another CPU are skipped
+    path = logs / TAG / RECORDS
+    lines = [json.loads(line) for line in path.read_text().splitlines()]
+    for entry in lines:
+        entry[1][2]["mcpu"] = "skylake"
+    path.write_text("".join(json.dumps(e) + "\n" for e in lines))
+    rc, stdout, err = edgecc("compile", model, "-o", tmp_path / "c.so", "--cpu", "znver3", "--tuning-logs", logs)
+    assert rc == 0, err
+    assert "0 of 1 kernels from tuning records" in stdout
+    assert TuningLog.open(logs / TAG).foreign == len(lines)
+
+
+@pytest.mark.parametrize("damage, message", [
+    ("truncate", "truncated last line"),
+    ("garbage", ":3: corrupt JSON"),
+    ("shape", ":2: not a tuning record"),
+    ("foreign", ":1: not an edgecc tuning log"),
+    ("workload", "not a workload entry"),
+])
+def test_a_damaged_log_is_a_clear_error_naming_the_file(tuned, tmp_path, damage, message):
+    model, _ = tuned
+    logs = copy_logs(tuned, tmp_path)
+    folder = logs / TAG
+    records = (folder / RECORDS).read_text().splitlines(keepends=True)
+    if damage == "truncate":  # a write cut short
+        (folder / RECORDS).write_text("".join(records)[:-40])
+        name = RECORDS
+    elif damage == "garbage":
+        records[2] = '[0, [[["GetSBlock"'  + "\n"
+        (folder / RECORDS).write_text("".join(records))
+        name = RECORDS
+    elif damage == "shape":
+        records[1] = '{"not": "a record"}\n'
+        (folder / RECORDS).write_text("".join(records))
+        name = RECORDS
+    elif damage == "foreign":  # some other JSON-lines file in place of the task file
+        (folder / TASKS).write_text('{"format": "something-else"}\n')
+        name = TASKS
+    else:
+        (folder / WORKLOADS).write_text('{"x": 1}\n')
+        name = WORKLOADS
+    rc, _, err = edgecc("compile", model, "-o", tmp_path / "x.so", "--cpu", "znver3", "--tuning-logs", logs)
+    assert_one_line_error(rc, err, str(folder / name), message)
+    rc, _, err = edgecc("report", folder)
+    assert_one_line_error(rc, err, name)
+
+
+def test_a_missing_log_folder_is_an_error(tuned, tmp_path):
+    rc, _, err = edgecc("compile", tuned[0], "-o", tmp_path / "x.so", "--tuning-logs", tmp_path / "nowhere")
+    assert_one_line_error(rc, err, "nowhere", "no such tuning log folder")
+
+
+def test_report_table_curves_and_comparison(tuned, tmp_path):
+    _, logs = tuned
+    png = tmp_path / "curves.png"
+    rc, out, err = edgecc("report", logs / TAG, "--plot", png, "--peak-gflops", "100")
+    assert rc == 0, err
+    row = next(line for line in out.splitlines() if line.startswith("k0_dense"))
+    fields = row.split()
+    assert fields[1] == "dense" and fields[3] == "8"  # kind, trials
+    best_ms = TuningLog.open(logs / TAG).best(0).seconds * 1e3
+    assert float(fields[4]) == pytest.approx(best_ms, rel=1e-3)
+    assert float(fields[7]) == pytest.approx(2 * 8 * 32 * 64 / (best_ms / 1e3) / 1e9, rel=1e-2)
+    assert png.stat().st_size > 5000 and png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    rc, out, err = edgecc("report", logs / TAG, logs / TAG)
+    assert rc == 0, err
+    assert "ratio" in out and "1.00" in out
+
+
+@pytest.mark.slow
+def test_a_killed_run_resumes_without_losing_or_remeasuring_records(tmp_path):
+    model = dense_model(tmp_path / "dense.onnx", n=16, k=64, m=64)
+    logs = tmp_path / "logs"
+    args = [sys.executable, "-m", "edgecc", "tune", str(model), "--cpu", "znver3", "--trials", "16",
+            "--logs", str(logs), *SMALL]
+    proc = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+    try:
+        deadline = time.monotonic() + 300
+        while time.monotonic() < deadline and proc.poll() is None:
+            if (logs / TAG / RECORDS).exists() and len(record_lines(logs)) >= 1:
+                break
+            time.sleep(0.2)
+        assert proc.poll() is None, "tuning ended before it could be killed"
+        os.killpg(proc.pid, signal.SIGKILL)  # the tuner and its build/measure workers
+    finally:
+        proc.wait()
+    before = record_lines(logs)
+    assert 1 <= len(before) < 16
+    assert len(TuningLog.open(logs / TAG).records) == len(before)  # every line parses
+    rc, out, err = edgecc("tune", model, "--cpu", "znver3", "--trials", "16", "--logs", logs, *SMALL)
+    assert rc == 0, err
+    assert f"{len(before)} trials in the log, tuning {16 - len(before)} more" in err
+    after = record_lines(logs)
+    assert after[:len(before)] == before  # nothing lost, nothing rewritten
+    new = int(next(line for line in out.splitlines() if line.startswith("k0_dense")).split()[3])
+    assert len(after) == len(before) + new and new <= 16 - len(before)
+    # no candidate was measured twice: all scheduled modules differ
+    from edgecc.tune.tuner import _measured_hashes
+
+    log = TuningLog.open(logs / TAG)
+    assert len(_measured_hashes(log, 0, log.workload_module(0))) == len(after)
+    # a third run has nothing left to do once the count is reached, or continues where it stopped
+    rc, out, err = edgecc("tune", model, "--cpu", "znver3", "--trials", str(len(after)), "--logs", logs, *SMALL)
+    assert rc == 0, err
+    assert "nothing to do" in err and record_lines(logs) == after
+
+
+def _free_port():
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture
+def rpc_tracker():
+    """A TVM RPC tracker and one server registered under a key, on loopback."""
+    port, key = _free_port(), "edgecc-test-board"
+    env = {**os.environ, "TVM_NUM_THREADS": "2"}
+    procs = [subprocess.Popen([sys.executable, "-m", "tvm.exec.rpc_tracker", "--host", "127.0.0.1",
+                               "--port", str(port), "--port-end", str(port + 1)],
+                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=env)]
+    try:
+        _wait_for_port(port)
+        procs.append(subprocess.Popen([sys.executable, "-m", "tvm.exec.rpc_server", "--host", "127.0.0.1",
+                                       "--tracker", f"127.0.0.1:{port}", "--key", key],
+                                      stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=env))
+        _wait_for_key(port, key)
+        yield f"127.0.0.1:{port}", key
+    finally:
+        for proc in reversed(procs):
+            proc.terminate()
+            try:
+                proc.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait()
+
+
+def _wait_for_port(port, timeout=60):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        with socket.socket() as s:
+            if s.connect_ex(("127.0.0.1", port)) == 0:
+                return
+        time.sleep(0.2)
+    raise TimeoutError(f"nothing listens on port {port}")
+
+
+def _wait_for_key(port, key, timeout=60):
+    from tvm import rpc
+
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        summary = rpc.connect_tracker("127.0.0.1", port).summary()
+        if any(key in str(s.get("key", "")) for s in summary.get("server_info", [])):
+            return
+        time.sleep(0.3)
+    raise TimeoutError(f"no RPC server registered as {key}")
+
+
+@pytest.mark.slow
+def test_tuning_through_an_rpc_tracker_on_loopback(rpc_tracker, tmp_path):
+    tracker, key = rpc_tracker
+    model = dense_model(tmp_path / "dense.onnx")
+    rc, _, err = edgecc("tune", model, "--cpu", "znver3", "--trials", "4", "--logs", tmp_path / "logs",
+                          "--rpc-tracker", tracker, "--rpc-key", key, *SMALL)
+    assert rc == 0, err
+    log = TuningLog.open(tmp_path / "logs" / TAG)
+    assert len(log.records) == 4
+    assert all(r.valid for r in log.records), [r.raw[1] for r in log.records]
+    assert log.task(0)["default_secs"] > 0
+
+
+def test_bad_rpc_tracker_address_is_a_user_error(tmp_path):
+    model = dense_model(tmp_path / "dense.onnx")
+    rc, _, err = edgecc("tune", model, "--trials", "1", "--logs", tmp_path / "logs",
+                        "--rpc-tracker", "localhost", "--rpc-key", "k")
+    assert_one_line_error(rc, err, "HOST:PORT")
