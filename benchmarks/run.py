@@ -13,7 +13,7 @@ and the median is reported. Variants:
   edgecc            default pipeline (-O2), untuned
   edgecc-nofuse     the `fuse` pass disabled
   edgecc-nolayout   the `convert-layout` pass disabled
-  edgecc-tuned      with the committed tuning logs (when any record applies)
+  edgecc-tuned      with the committed tuning logs, tuning_logs/<target tag>/ (when any record applies)
   tvm-default       tvm.relax.frontend.onnx + tvm.compile's default pipeline, no tuning
 
 Results go to a Markdown table (with machine, versions, date and command) and a PNG plot.
@@ -26,6 +26,7 @@ import datetime
 import json
 import os
 import platform
+import re
 import statistics
 import subprocess
 import sys
@@ -96,6 +97,23 @@ ex.export_library(sys.argv[2])
 
 def compile_tvm_default(model: str, out: str) -> tuple[float, float, str]:
     return _child_peak_rss([sys.executable, "-c", TVM_DEFAULT_BUILD, model, out])
+
+
+def tuning_info(model: str, shapes: list[str]) -> dict:
+    """What the committed logs hold for a model: kernels with records, trials, tuning time."""
+    from edgecc.targets import get_target
+    from edgecc.tune.database import TuningLog
+    from edgecc.tune.tasks import extract_tasks
+
+    input_shapes = {s.split("=")[0]: [int(d) for d in s.split("=")[1].split(",")] for s in shapes}
+    tasks, target = extract_tasks(model, "host", input_shapes=input_shapes or None)
+    log = TuningLog.for_target(get_target("host"), None)
+    workloads = [w for w in (log.find_workload(t.mod) for t in tasks) if w is not None]
+    runs = [r for r in log.runs if r.get("model") == os.path.basename(model)]
+    return {"target": target.tag, "kernels": len(tasks), "tuned": sum(1 for w in workloads if log.records_of(w)),
+            "trials": sum(len(log.records_of(w)) for w in workloads),
+            "seconds": sum(r.get("seconds", 0.0) for r in runs),
+            "budget": sorted({r.get("trials") for r in runs if r.get("trials")})}
 
 
 # ----- timing ---------------------------------------------------------------------------------------
@@ -209,11 +227,15 @@ def bench_model(name: str, folder: str, args) -> dict:
         out = os.path.join(folder, f"{name}.{label}.so")
         log(f"{name}: compiling {label}")
         seconds, rss, stdout = compile_edgecc(model, out, flags, shapes)
-        if label == "edgecc-tuned" and " tuned" not in stdout:
+        tuned = re.search(r"(\d+) of (\d+) kernels from tuning records", stdout)
+        if label == "edgecc-tuned" and (not tuned or tuned.group(1) == "0"):
             log(f"{name}: no tuning record applies; skipping {label}")
             continue
         workers.append(Worker(label, "tvm", out, inputs_file, names, args.threads, folder))
         result["variants"][label] = {"compile_s": seconds, "compile_rss_mb": rss, "summary": stdout.strip()}
+        if label == "edgecc-tuned":
+            result["variants"][label]["tuned_kernels"] = f"{tuned.group(1)}/{tuned.group(2)}"
+            result["tuning"] = tuning_info(model, shapes)
     if args.tvm_default:
         out = os.path.join(folder, f"{name}.tvm-default.so")
         log(f"{name}: compiling with TVM's default pipeline")
@@ -285,8 +307,8 @@ def write_report(results: list[dict], info: dict, command: str, path: str) -> No
         f"- versions: edgecc {info['edgecc']}, TVM {info['tvm']}, ONNX Runtime {info['onnxruntime']}, Python {info['python']}",
         f"- command: `{command}`",
         "",
-        "| model | variant | latency (ms) | spread | ratio to ORT | compile (s) | compile peak RSS (MB) | max abs err |",
-        "|---|---|---:|---:|---:|---:|---:|---:|",
+        "| model | variant | latency (ms) | spread | ratio to ORT | tuned | compile (s) | compile peak RSS (MB) | max abs err |",
+        "|---|---|---:|---:|---:|---:|---:|---:|---:|",
     ]
     for res in results:
         for label in order:
@@ -297,13 +319,35 @@ def write_report(results: list[dict], info: dict, command: str, path: str) -> No
             rss = f"{v['compile_rss_mb']:.0f}" if "compile_rss_mb" in v else "-"
             err = f"{v['max_abs_err']:.1e}" if "max_abs_err" in v else "-"
             spread = f"{v['spread']:.0%}" if "spread" in v else "-"
+            tuned = v.get("tuned_kernels", "-")
             lines.append(f"| {res['model']} | {label} | {v['median_ms']:.2f} | {spread} | {v['ratio']:.2f} | "
-                         f"{compile_s} | {rss} | {err} |")
+                         f"{tuned} | {compile_s} | {rss} | {err} |")
     lines += ["", "![ratio to ONNX Runtime](benchmarks.png)", ""]
+    lines += _tuning_section(results)
     lines += _contributions(results)
     with open(path + ".tmp", "w") as fh:
         fh.write("\n".join(lines) + "\n")
     os.replace(path + ".tmp", path)
+
+
+def _tuning_section(results: list[dict]) -> list[str]:
+    tuned = [r for r in results if r.get("tuning")]
+    if not tuned:
+        return []
+    lines = ["## Tuning", "",
+             "`edgecc-tuned` compiles with the committed logs in `tuning_logs/<target tag>/` (see",
+             "[tuning.md](tuning.md)). `tuned` is the number of kernels scheduled from a tuning record out of",
+             "the model's kernels: a record is used only where it beat edgecc's default schedule of that kernel",
+             "when both were measured during tuning. Trials are the candidates measured for the model's kernels",
+             "(all runs together); tuning time is the wall time of the `edgecc tune` runs on this machine.", "",
+             "| model | target | kernels with records | trials | trials per kernel | tuning time (s) |",
+             "|---|---|---:|---:|---:|---:|"]
+    for res in tuned:
+        t = res["tuning"]
+        budget = ", ".join(str(b) for b in t["budget"]) or "-"
+        lines.append(f"| {res['model']} | {t['target']} | {t['tuned']} of {t['kernels']} | {t['trials']} | "
+                     f"{budget} | {t['seconds']:.0f} |")
+    return lines + [""]
 
 
 def _contributions(results: list[dict]) -> list[str]:

@@ -78,6 +78,7 @@ def test_tuning_produces_records_and_the_default_schedule_time(tuned):
     task = log.task(0)
     assert task["name"] == "k0_dense" and task["kind"] == "dense" and task["flops"] == 2 * 8 * 32 * 64
     assert task["default_secs"] > 0
+    assert log.runs[-1]["measured"] == 8 and log.runs[-1]["trials"] == 8 and log.runs[-1]["seconds"] > 0
     header = json.loads((logs / TAG / TASKS).read_text().splitlines()[0])
     assert header["tag"] == TAG and header["target"]["mcpu"] == "znver3"
 

@@ -6,7 +6,8 @@ A folder `tuning_logs/<tag>/` holds three files, each one JSON value per line:
 - `database_tuning_record.json`: MetaSchedule tuning records, `[workload line, [trace, run_secs,
   target, args_info]]` (the two files are the layout of MetaSchedule's `JSONDatabase`);
 - `edgecc_tasks.json`: a header `{"format", "tag", "target"}` on the first line, then one line per
-  task event: its name, kind, FLOPs, and the measured time of edgecc's default schedule.
+  task event (`{"workload": line, ...}`: its name, kind, FLOPs, the measured time of edgecc's
+  default schedule) and one per finished tuning run (`{"run": {model, trials, seconds, ...}}`).
 
 Every line is appended with one write, flushed and fsync'ed before tuning goes on, so a killed
 run loses nothing it finished. Reading checks every line: malformed JSON, a truncated last line,
@@ -80,6 +81,7 @@ class _Parsed:
     tasks: dict = field(default_factory=dict)
     header: dict | None = None
     foreign: int = 0  # records of another target, skipped
+    runs: list = field(default_factory=list)  # one entry per tuning run: model, options, seconds
 
 
 class TuningLog:
@@ -99,7 +101,7 @@ class TuningLog:
                 self._create(parsed.header)
         self.header = parsed.header
         self.workloads, self.records = parsed.workloads, parsed.records
-        self.tasks, self.foreign = parsed.tasks, parsed.foreign
+        self.tasks, self.foreign, self.runs = parsed.tasks, parsed.foreign, parsed.runs
         self._by_hash: dict[str, list[int]] = {}
         for i, (shash, _) in enumerate(self.workloads):
             self._by_hash.setdefault(shash, []).append(i)
@@ -168,6 +170,9 @@ class TuningLog:
 
     @staticmethod
     def _read_task(path: Path, lineno: int, entry, parsed: _Parsed) -> None:
+        if isinstance(entry, dict) and isinstance(entry.get("run"), dict):
+            parsed.runs.append(entry["run"])
+            return
         if not (isinstance(entry, dict) and isinstance(entry.get("workload"), int)):
             raise TuningLogError(f"{path}:{lineno}: not a task entry")
         parsed.tasks.setdefault(entry["workload"], {}).update(entry)
@@ -250,6 +255,11 @@ class TuningLog:
         record = Record(workload, len(self.records), raw)
         self.records.append(record)
         return record
+
+    def add_run(self, **data) -> None:
+        """Append a tuning run's summary (model, trial budget, new candidates, seconds)."""
+        _append(self.folder / TASKS, {"run": data})
+        self.runs.append(data)
 
     def update_task(self, workload: int, **data) -> None:
         """Append task data (name, kind, FLOPs, default-schedule time, ...) for a workload."""

@@ -61,6 +61,8 @@ def format_table(log: TuningLog, peak_gflops: float | None = None) -> str:
     rows = summarize(log)
     lines = [f"tuning log {log.folder}: target {log.tag}, {len(rows)} workloads, {len(log.records)} records"
              + (f", peak {peak:.1f} GFLOP/s" if peak else "")
+             + (f"; {len(log.runs)} tuning runs, {sum(r.get('seconds', 0) for r in log.runs):.0f} s"
+                if log.runs else "")
              + (f"; {log.foreign} records of other targets ignored" if log.foreign else ""),
              f"{'kernel':<22}{'kind':<13}{'calls':>6}{'trials':>7}{'best ms':>10}{'default ms':>11}"
              f"{'vs default':>11}{'GFLOP/s':>9}{'of peak':>8}"]

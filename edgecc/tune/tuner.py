@@ -332,6 +332,10 @@ def tune_model(model, target="host", logs=None, options: TuneOptions | None = No
             continue
         summary.tasks.append(_tune_task(task, i, len(tasks), log, target_obj, options, progress, runner))
     summary.seconds = progress.elapsed()
+    log.add_run(model=os.path.basename(str(model)), trials=options.trials, top=options.top,
+                tasks=[t.name for t in summary.tasks if not t.skipped],
+                measured=sum(t.measured for t in summary.tasks), seconds=round(summary.seconds, 1),
+                rpc=bool(options.rpc_tracker))
     return summary
 
 
