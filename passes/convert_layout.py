@@ -5,7 +5,8 @@
 
 The integer kernels get the same treatment: qconv (int8/uint8 data) goes blocked with its bias and
 multiplier in [1, C/b, 1, 1, b], qdense gets the packed weight; per-tensor quantize, dequantize and
-requantize follow the blocked layout.
+requantize follow the blocked layout. On targets whose int8 kernels multiply input channels in
+pairs (`target.int8_weight_pairs`, AVX2's vpmaddwd) qconv weights are OIHW{b/2}i{b'}o2i.
 
 b is chosen from the channel count alone (16 or 8 when they divide it, for SIMD width 8), so a
 producer's output block always equals its consumer's input block. Weights are rearranged at
@@ -39,9 +40,10 @@ def choose_block(channels: int, lanes: int) -> int:
 
 
 class _Converter:
-    def __init__(self, graph: Graph, lanes: int):
+    def __init__(self, graph: Graph, lanes: int, int8_pairs: bool = False):
         self.graph = graph
         self.lanes = lanes
+        self.int8_pairs = int8_pairs  # int8 qconv weights with input channels in pairs innermost
         self.blocked: dict[int, dict[str, Value]] = {}  # plain value -> layout -> blocked twin
 
     # ----- value bookkeeping ------------------------------------------------------------
@@ -116,6 +118,8 @@ class _Converter:
         ob = ib if depthwise else choose_block(cout, self.lanes)
         data_layout, out_layout = f"NCHW{ib}c", f"NCHW{ob}c"
         kernel_layout = f"OIHW1i{ob}o" if depthwise else f"OIHW{ib}i{ob}o"
+        if node.op == "qconv" and self.int8_pairs and not depthwise and ib % 2 == 0 and w.dtype == "int8":
+            kernel_layout = f"OIHW{ib // 2}i{ob}o2i"
         packed = layout_of(kernel_layout).from_plain(w.const, "OIHW")
         xb = self.blocked_twin(x, data_layout, node)
         wb = self.graph.add_constant(packed, f"{w.name}.{kernel_layout}")
@@ -254,7 +258,7 @@ class ConvertLayout(Pass):
         if layout != "NCHWc":
             raise ValueError(f"layout {layout!r} is not supported (use NCHWc or none)")
         lanes = self.lanes or (ctx.target.lanes("float32") if ctx.target is not None else 8)
-        converter = _Converter(graph, lanes)
+        converter = _Converter(graph, lanes, bool(getattr(ctx.target, "int8_weight_pairs", False)))
         before = len(graph.nodes)
         for node in list(graph.nodes):
             if node.graph is graph and node in graph.nodes:

@@ -59,6 +59,12 @@ class Target:
         """Target passes inserted at opt level 2 and up (layout, fusion, ...)."""
         return []
 
+    @property
+    def int8_weight_pairs(self) -> bool:
+        """Whether int8 convolutions multiply-add input channels in pairs (x86 vpmaddwd), which
+        wants their weights with channel pairs innermost (`OIHW{b/2}i{b'}o2i`)."""
+        return False
+
     # --- building and running ------------------------------------------------------------
     def check_toolchain(self) -> None:
         """Raise ToolchainError when something the target needs to link is missing."""

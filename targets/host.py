@@ -62,6 +62,10 @@ class HostTarget(CpuTarget):
     def num_cores(self) -> int:
         return self.threads or len(os.sched_getaffinity(0))
 
+    @property
+    def int8_weight_pairs(self) -> bool:
+        return "avx2" in host_cpu_features() or self.cpu is not None
+
     def tvm_target_dict(self):
         return {"kind": "llvm", "mcpu": self.mcpu, "num-cores": self.num_cores}
 

@@ -135,6 +135,20 @@ def test_blocked_layouts_convert_both_ways():
         layout_of("NCHW8")
 
 
+def test_an_axis_split_into_several_blocks():
+    """OIHW4i16o2i: input channel i = (i_outer * 4 + i_mid) * 2 + i_inner, pairs innermost."""
+    w = np.arange(32 * 16 * 3 * 3, dtype=np.int32).reshape(32, 16, 3, 3)
+    layout = layout_of("OIHW4i16o2i")
+    packed = layout.from_plain(w, "OIHW")
+    assert packed.shape == (2, 2, 3, 3, 4, 16, 2)
+    assert packed[1, 1, 2, 0, 3, 5, 1] == w[16 + 5, (1 * 4 + 3) * 2 + 1, 2, 0]
+    assert layout.logical_dims(packed.shape) == {"O": 32, "I": 16, "H": 3, "W": 3}
+    assert layout.block("i") == 8 and layout.blocks("i") == [4, 2]
+    np.testing.assert_array_equal(layout.to_plain(packed, "OIHW"), w)
+    np.testing.assert_array_equal(layout_of("OIHW8i16o").from_plain(w, "OIHW").reshape(2, 2, 3, 3, 4, 2, 16)
+                                  .transpose(0, 1, 2, 3, 4, 6, 5), packed)
+
+
 def test_static_value_follows_shape_chains():
     g = parse_graph("""graph @g(%x: f32[2,6]) {
       %i = const i64[1] dense<[1]>

@@ -115,6 +115,32 @@ def test_onnxruntime_quantized_transformer_matches_onnxruntime(mode, tmp_path):
         np.testing.assert_allclose(got, run_ort(onnx.load(out), {"input_ids": feed})[0], rtol=1e-5, atol=1e-5)
 
 
+def test_x86_int8_convolutions_multiply_channel_pairs_with_vpmaddwd(tmp_path):
+    """On AVX2 hosts qconv weights are laid out with input-channel pairs innermost and the kernel
+    is tensorized with vpmaddwd; the results stay those of ONNX Runtime."""
+    from edgecc.lower.kernels import collect_kernels
+    from edgecc.lower.schedules import make_scheduler
+    from edgecc.targets import get_target
+
+    if not get_target("host").int8_weight_pairs:
+        pytest.skip("the host CPU has no AVX2")
+    path = ort_quantize_static(os.path.join(DATA, "resnet_tiny.onnx"), str(tmp_path / "q.onnx"), image_feeds(8), "QDQ")
+    from edgecc.driver import prepare
+
+    graph, target, _, _ = prepare(path, "host")
+    convs = [n for n in all_nodes(graph) if n.op == "qconv"]
+    for conv in convs:  # pairs wherever the input-channel block is even (not the 3-channel stem)
+        paired = conv.inputs[0].type.shape[-1] % 2 == 0
+        assert conv.attrs["kernel_layout"].endswith("o2i") == paired, conv.attrs["kernel_layout"]
+    schedule = make_scheduler(target, "")
+    scheduled = [schedule(k) for k, _ in collect_kernels(graph) if k.kind == "qconv"]
+    assert all(how == "default" for _, how in scheduled)
+    assert sum("llvm.x86.avx2.pmadd.wd" in func.script() for func, _ in scheduled) == len(scheduled) - 1
+    feed = image_feeds(1, seed=2)[0]
+    got = list(edgecc.compile(path, "host").load().run(feed).values())[0]
+    np.testing.assert_array_equal(got, run_ort(onnx.load(path), feed)[0])
+
+
 # ----- edgecc's quantization of a trained model ----------------------------------------------------
 @pytest.fixture(scope="module")
 def digits(tmp_path_factory):
@@ -268,7 +294,9 @@ def test_zero_channels_are_pruned_with_outputs_unchanged():
     x = rng.standard_normal((1, 3, 16, 16)).astype(np.float32)
     model = make_model(nodes, {"x": x}, ["y"], {"w1": w1, "w2": w2, "b2": b2, "w3": w3})
     compiled = edgecc.compile(model, "host")
-    graph = edgecc.driver.load_model(model, {}, [])
+    from edgecc.driver import load_model
+
+    graph = load_model(model, {}, [])
     from edgecc.passes import PassContext, PassManager, parse_pipeline
 
     PassManager(parse_pipeline("prune-zero-channels,eliminate-dead-code"), verify_each=True).run(graph, PassContext())

@@ -1,7 +1,9 @@
 """Data layouts: `NCHW`, `NHWC`, and blocked forms such as `NCHW8c` or `OIHW8i16o`.
 
 An upper-case letter is a logical axis; a number followed by the same letter in lower case is an
-inner block of that axis (`NCHW8c`: channels split into C//8 outer and 8 inner).
+inner block of that axis (`NCHW8c`: channels split into C//8 outer and 8 inner). An axis may have
+several inner blocks, coarser first: `OIHW4i16o2i` splits I into I//8, 4 and 2 (input channels in
+pairs innermost, as integer dot-product instructions read them).
 """
 
 from __future__ import annotations
@@ -36,10 +38,24 @@ class Layout:
         return len(self.axes)
 
     def block(self, axis: str) -> int | None:
+        """The total inner block of `axis` (the product of its blocks), or None."""
+        blocks = self.blocks(axis)
+        return int(np.prod(blocks)) if blocks else None
+
+    def blocks(self, axis: str) -> list[int]:
+        """The inner blocks of `axis` in physical order (coarser first)."""
+        return [b for a, b in self.axes if a == axis.lower() and b is not None]
+
+    def _axis_names(self) -> list[str]:
+        """A distinct name per physical axis: `C` for an outer axis, `c0`, `c1`... for its blocks."""
+        names, seen = [], {}
         for a, b in self.axes:
-            if a == axis.lower() and b is not None:
-                return b
-        return None
+            if b is None:
+                names.append(a)
+            else:
+                names.append(f"{a}{seen.get(a, 0)}")
+                seen[a] = seen.get(a, 0) + 1
+        return names
 
     @property
     def is_blocked(self) -> bool:
@@ -122,17 +138,18 @@ def _convert(data: np.ndarray, src: Layout, dst: Layout) -> np.ndarray:
     return _block(plain, dst, dims)
 
 
+def _split_names(layout: Layout, axis: str) -> list[str]:
+    """Names of an axis's outer part and its blocks, coarsest first (see Layout._axis_names)."""
+    return [axis] + [f"{axis.lower()}{i}" for i in range(len(layout.blocks(axis)))]
+
+
 def _unblock(data: np.ndarray, layout: Layout) -> np.ndarray:
     if not layout.is_blocked:
         return data
     logical = layout.logical
     # move each inner block right after its outer axis, then merge
-    names = [a if b is None else a + "_in" for a, b in layout.axes]
-    target = []
-    for a in logical:
-        target.append(a)
-        if layout.block(a):
-            target.append(a.lower() + "_in")
+    names = layout._axis_names()
+    target = [n for a in logical for n in _split_names(layout, a)]
     data = data.transpose([names.index(n) for n in target])
     shape = [data.shape[target.index(a)] * (layout.block(a) or 1) for a in logical]
     return data.reshape(shape)
@@ -141,16 +158,9 @@ def _unblock(data: np.ndarray, layout: Layout) -> np.ndarray:
 def _block(plain: np.ndarray, layout: Layout, dims: dict[str, int]) -> np.ndarray:
     if not layout.is_blocked:
         return np.ascontiguousarray(plain)
-    logical = layout.logical
     split_shape, split_names = [], []
-    for a in logical:
-        blk = layout.block(a)
-        if blk:
-            split_shape += [dims[a] // blk, blk]
-            split_names += [a, a.lower() + "_in"]
-        else:
-            split_shape.append(dims[a])
-            split_names.append(a)
+    for a in layout.logical:
+        split_shape += [dims[a] // (layout.block(a) or 1), *layout.blocks(a)]
+        split_names += _split_names(layout, a)
     data = plain.reshape(split_shape)
-    names = [a if b is None else a + "_in" for a, b in layout.axes]
-    return np.ascontiguousarray(data.transpose([split_names.index(n) for n in names]))
+    return np.ascontiguousarray(data.transpose([split_names.index(n) for n in layout._axis_names()]))

@@ -39,15 +39,15 @@ def _random_array(shape, dtype, rng):
 
 def kernel_flops(kernel) -> float:
     """Multiply-adds x 2 of the conv/dense/matmul (float or integer) a kernel is built around (0 for others)."""
+    from edgecc.ir.ops.nn import conv_geometry
 
     node_list = _body_of_kernel(kernel)
     total = 0.0
     for node in node_list:
         out = node.outputs[0].type
         if node.op in ("conv", "qconv"):
-            w = node.inputs[1].type
-            per_out = np.prod(w.shape) // (w.shape[0] if len(w.shape) == 4 else w.shape[0] * w.shape[-1])
-            total += 2.0 * out.size * per_out
+            g = conv_geometry(node)
+            total += 2.0 * out.size * (g["C"] // g["group"]) * int(np.prod(g["kernel"]))
         elif node.op in ("dense", "matmul", "qdense"):
             k = node.inputs[0].type.shape[-1]
             total += 2.0 * out.size * k

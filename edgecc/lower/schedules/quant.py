@@ -9,7 +9,7 @@ enough to pay for waking the thread pool. Plain-layout integer convolutions get 
 from __future__ import annotations
 
 from . import register_rule
-from .cpu import _divisor_tile, _generic, _schedule, _schedule_gemm, schedule_nchwc_conv
+from .cpu import _divisor_tile, _find, _generic, _schedule, _schedule_gemm, schedule_nchwc_conv
 
 ACC = "int32"
 #: below this many multiply-accumulates a kernel runs on one core: waking the thread pool costs
@@ -19,7 +19,17 @@ PARALLEL_MIN_MACS = 1 << 20
 
 @register_rule("qconv")
 def schedule_qconv(kernel, target):
+    data = kernel.args[0].type.dtype if kernel.args else None
+    if _has_anchor(kernel, "qconv2d_NCHWc_pairs") and data in ("int8", "uint8"):
+        from .x86_int8 import pmaddwd_intrin
+
+        return schedule_nchwc_conv(kernel, target, ("qconv2d_NCHWc_pairs",), ACC, PARALLEL_MIN_MACS,
+                                   pair_intrin=pmaddwd_intrin(data))
     return schedule_nchwc_conv(kernel, target, ("qconv2d_NCHWc", "qdepthwise_conv2d_NCHWc"), ACC, PARALLEL_MIN_MACS)
+
+
+def _has_anchor(kernel, name: str) -> bool:
+    return _find(_schedule(kernel), (name,)) is not None
 
 
 @register_rule("qdense")

@@ -185,10 +185,12 @@ def lower_qconv(node, ins):
 
 
 def _lower_blocked_qconv(node, data, weight, bias, mult):
-    """qconv in NCHW{b}c with weights OIHW{ib}i{ob}o (depthwise: OIHW1i{b}o)."""
+    """qconv in NCHW{b}c with weights OIHW{ib}i{ob}o, OIHW{ib/2}i{ob}o2i (pairs for vpmaddwd) or
+    OIHW1i{b}o (depthwise)."""
     a = node.attrs
     n, icc, h, w, ib = _shape(data)
-    occ, _, kh, kw, wib, ob = _shape(weight)
+    pairs = len(weight.shape) == 7  # OIHW{ib/2}i{ob}o2i: input channels in pairs innermost
+    occ, _, kh, kw, wib, ob = _shape(weight)[:6]
     sh, sw = a["strides"] or (1, 1)
     dh, dw = a["dilations"] or (1, 1)
     top, left, bottom, right = a["pads"] or (0, 0, 0, 0)
@@ -209,6 +211,17 @@ def _lower_blocked_qconv(node, data, weight, bias, mult):
                 padded[b, c, y * sh + ry * dh, x * sw + rx * dw, j].astype(ACC)
                 * weight[c, 0, ry, rx, 0, j].astype(ACC), axis=[ry, rx]),
             name="qdepthwise_conv2d_NCHWc",
+        )
+    elif pairs:
+        rc = te.reduce_axis((0, icc), name="rc")
+        rp = te.reduce_axis((0, ib // 2), name="rp")
+        rj = te.reduce_axis((0, 2), name="rj")
+        acc = te.compute(
+            (n, occ, oh, ow, ob),
+            lambda b, oc, y, x, o: te.sum(
+                padded[b, rc, y * sh + ry * dh, x * sw + rx * dw, rp * 2 + rj].astype(ACC)
+                * weight[oc, rc, ry, rx, rp, o, rj].astype(ACC), axis=[rc, ry, rx, rp, rj]),
+            name="qconv2d_NCHWc_pairs",
         )
     else:
         rc = te.reduce_axis((0, icc), name="rc")
