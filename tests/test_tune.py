@@ -1,6 +1,7 @@
 """Auto-tuning: records from real MetaSchedule runs, resume after a kill, log errors, target
 checks, reports, and measurement through a TVM RPC tracker and server on loopback."""
 
+import contextlib
 import json
 import os
 import shutil
@@ -238,22 +239,26 @@ def rpc_tracker():
     env = {**os.environ, "TVM_NUM_THREADS": "2"}
     procs = [subprocess.Popen([sys.executable, "-m", "tvm.exec.rpc_tracker", "--host", "127.0.0.1",
                                "--port", str(port), "--port-end", str(port + 1)],
-                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=env)]
+                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=env,
+                              start_new_session=True)]
     try:
         _wait_for_port(port)
         procs.append(subprocess.Popen([sys.executable, "-m", "tvm.exec.rpc_server", "--host", "127.0.0.1",
                                        "--tracker", f"127.0.0.1:{port}", "--key", key],
-                                      stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=env))
+                                      stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=env,
+                                      start_new_session=True))
         _wait_for_key(port, key)
         yield f"127.0.0.1:{port}", key
     finally:
-        for proc in reversed(procs):
-            proc.terminate()
+        for proc in reversed(procs):  # each in its own session: its worker processes go with it
+            os.killpg(proc.pid, signal.SIGTERM)
             try:
                 proc.wait(timeout=10)
             except subprocess.TimeoutExpired:
-                proc.kill()
+                os.killpg(proc.pid, signal.SIGKILL)
                 proc.wait()
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(proc.pid, signal.SIGKILL)
 
 
 def _wait_for_port(port, timeout=60):
