@@ -301,3 +301,10 @@ def test_bad_rpc_tracker_address_is_a_user_error(tmp_path):
     rc, _, err = edgecc("tune", model, "--trials", "1", "--logs", tmp_path / "logs",
                         "--rpc-tracker", "localhost", "--rpc-key", "k")
     assert_one_line_error(rc, err, "HOST:PORT")
+
+
+def test_tuning_a_target_that_cannot_run_here_needs_rpc(tmp_path):
+    model = dense_model(tmp_path / "dense.onnx")
+    rc, _, err = edgecc("tune", model, "--target", "rpi4", "--trials", "1", "--logs", tmp_path / "logs")
+    assert_one_line_error(rc, err, "rpi4", "--rpc-tracker")
+    assert not (tmp_path / "logs").exists()

@@ -321,6 +321,9 @@ def tune_model(model, target="host", logs=None, options: TuneOptions | None = No
         raise EdgeccError(f"--trials must be at least 1, not {options.trials}")
     runner = _make_runner(options)  # bad RPC settings fail before any work
     tasks, target_obj = extract_tasks(model, target, **compile_options)
+    if not target_obj.runs_here and not options.rpc_tracker:
+        raise EdgeccError(f"code for target '{target_obj.tag}' cannot run on this machine: measure it on a board "
+                          f"with --rpc-tracker HOST:PORT --rpc-key KEY (see docs/tuning.md)")
     tasks = select_tasks(tasks, options.top, options.kinds, options.skip_kinds)
     log = TuningLog.for_target(target_obj, logs, create=True, header_extra=_peak(target_obj))
     summary = TuneSummary(str(log.folder))
