@@ -220,16 +220,10 @@ def time_variants(libraries: dict[str, tuple[str, str]], x: np.ndarray, repeat: 
 
 
 def machine() -> str:
-    cpu = platform.processor() or platform.machine()
-    try:
-        with open("/proc/cpuinfo") as fh:
-            for line in fh:
-                if line.startswith("model name"):
-                    cpu = line.split(":", 1)[1].strip()
-                    break
-    except OSError:
-        pass
-    return f"{cpu}, {len(os.sched_getaffinity(0))} cores, {platform.system()} {platform.release()}"
+    sys.path.insert(0, HERE)
+    from run import cpu_model
+
+    return f"{cpu_model()}, {len(os.sched_getaffinity(0))} cores, {platform.system()} {platform.release()}"
 
 
 def versions() -> str:

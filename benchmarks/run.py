@@ -261,24 +261,28 @@ def bench_model(name: str, folder: str, args) -> dict:
 
 
 # ----- report ---------------------------------------------------------------------------------------
+def cpu_model() -> str:
+    """The CPU's model name from /proc/cpuinfo (else what platform knows)."""
+    cpu = platform.processor() or platform.machine()
+    try:
+        with open("/proc/cpuinfo") as fh:
+            for line in fh:
+                if line.startswith("model name"):
+                    return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return cpu
+
+
 def machine_info(threads: int) -> dict:
     import onnxruntime
     import tvm
 
     import edgecc
 
-    cpu = platform.processor() or platform.machine()
-    try:
-        with open("/proc/cpuinfo") as fh:
-            for line in fh:
-                if line.startswith("model name"):
-                    cpu = line.split(":", 1)[1].strip()
-                    break
-    except OSError:
-        pass
     return {
         "date": datetime.date.today().isoformat(),
-        "cpu": cpu,
+        "cpu": cpu_model(),
         "cores": os.cpu_count(),
         "threads": threads,
         "llvm_cpu": tvm.target.codegen.llvm_get_system_cpu(),

@@ -21,7 +21,7 @@ import numpy as np
 
 from edgecc.errors import EdgeccError, ToolchainError
 
-from .module import check_inputs, random_inputs
+from .module import LibrarySpecs, check_inputs, random_inputs
 
 __all__ = ["EMULATORS", "EmulatedModule", "Emulator"]
 
@@ -61,7 +61,7 @@ class Emulator:
         return done.stdout
 
 
-class EmulatedModule:
+class EmulatedModule(LibrarySpecs):
     """A library for `arch`, run through the deploy runner under qemu-user."""
 
     emulated = True
@@ -73,14 +73,6 @@ class EmulatedModule:
         self.metadata = json.loads(self.emulator.run(os.path.abspath(self.path), "--info", what=self.path))
         self.inputs = self.metadata["inputs"]
         self.outputs = self.metadata["outputs"]
-
-    @property
-    def input_names(self) -> list[str]:
-        return [i["name"] for i in self.inputs]
-
-    @property
-    def output_names(self) -> list[str]:
-        return [o["name"] for o in self.outputs]
 
     def run(self, inputs: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
         """Run once under the emulator; returns output name -> numpy array."""

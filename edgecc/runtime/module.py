@@ -39,7 +39,22 @@ class TimingResult:
                 f"stdev {self.stdev * 1e3:.3f} ms over {len(self.times)} runs")
 
 
-class Module:
+class LibrarySpecs:
+    """Input and output names of a library, from its `inputs`/`outputs` metadata lists."""
+
+    inputs: list[dict]
+    outputs: list[dict]
+
+    @property
+    def input_names(self) -> list[str]:
+        return [i["name"] for i in self.inputs]
+
+    @property
+    def output_names(self) -> list[str]:
+        return [o["name"] for o in self.outputs]
+
+
+class Module(LibrarySpecs):
     """A loaded model: `run({"input": array}) -> {"output": array}`."""
 
     def __init__(self, lib, path: str = "<memory>"):
@@ -57,13 +72,6 @@ class Module:
         self.outputs = self.metadata["outputs"]
         self._main = self._vm["main"]
 
-    @property
-    def input_names(self) -> list[str]:
-        return [i["name"] for i in self.inputs]
-
-    @property
-    def output_names(self) -> list[str]:
-        return [o["name"] for o in self.outputs]
 
     def _arrays(self, inputs: Mapping[str, np.ndarray]):
         import tvm
