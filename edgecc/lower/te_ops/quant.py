@@ -61,25 +61,33 @@ def _saturate(v, node, zero_point: int = 0):
     v = tirx.nearbyint(v)
     if zero_point:
         v = v + tirx.const(float(zero_point), "float32")
+    return _clamp_cast(v, lo, hi, node.attrs["dtype"])
+
+
+def _clamp_cast(v, lo: int, hi: int, dtype: str):
+    """float32 v clamped to [lo, hi] and cast to the integer `dtype`."""
     v = tirx.max(tirx.min(v, tirx.const(float(hi), "float32")), tirx.const(float(lo), "float32"))
-    return v.astype(node.attrs["dtype"])
+    return v.astype(dtype)
+
+
+def _param_axis(node, x) -> int | None:
+    """The op's `axis` attribute as a non-negative axis of x (None: per-tensor parameters)."""
+    axis = node.attrs["axis"]
+    return None if axis is None else axis % len(x.shape)
 
 
 # ----- quantize / dequantize / requantize ---------------------------------------------------------
 @lowering("quantize")
 def lower_quantize(node, ins):
     x, scale, zp = ins[0], ins[1], ins[2] if len(ins) > 2 else None
-    axis = node.attrs["axis"]
-    axis = None if axis is None else axis % len(x.shape)
+    axis = _param_axis(node, x)
 
     def body(*idx):
         v = x(*idx).astype("float32") / _param(scale, idx, axis).astype("float32")
         v = tirx.nearbyint(v)
         if zp is not None:
             v = v + _param(zp, idx, axis).astype("float32")
-        lo, hi = INT_RANGE[node.attrs["dtype"]]
-        v = tirx.max(tirx.min(v, tirx.const(float(hi), "float32")), tirx.const(float(lo), "float32"))
-        return v.astype(node.attrs["dtype"])
+        return _clamp_cast(v, *INT_RANGE[node.attrs["dtype"]], node.attrs["dtype"])
 
     return [te.compute(x.shape, body, name="quantize")]
 
@@ -87,8 +95,7 @@ def lower_quantize(node, ins):
 @lowering("dequantize")
 def lower_dequantize(node, ins):
     x, scale, zp = ins[0], ins[1], ins[2] if len(ins) > 2 else None
-    axis = node.attrs["axis"]
-    axis = None if axis is None else axis % len(x.shape)
+    axis = _param_axis(node, x)
 
     def body(*idx):
         v = x(*idx).astype(ACC)
@@ -103,7 +110,7 @@ def lower_dequantize(node, ins):
 def lower_requantize(node, ins):
     x, mult = ins
     a = node.attrs
-    axis = None if a["axis"] is None else a["axis"] % len(x.shape)
+    axis = _param_axis(node, x)
 
     def body(*idx):
         v = x(*idx).astype(ACC) - tirx.const(a["in_zero_point"], ACC)
