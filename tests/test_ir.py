@@ -98,6 +98,57 @@ def test_verifier_catches_type_mismatch_and_order():
         verify_graph(g)
 
 
+def test_verifier_never_changes_the_graph():
+    g = parse_graph(TEXT)
+    before = print_graph(g)
+    attrs_before = [dict(n.attrs) for n in g.walk()]
+    verify_graph(g)
+    assert print_graph(g) == before
+    assert [dict(n.attrs) for n in g.walk()] == attrs_before
+
+
+@pytest.mark.parametrize("edit, message", [
+    (lambda attrs: attrs.pop("group"), "attribute 'group' is missing"),
+    (lambda attrs: attrs.update(pads=[1, 1, 1, 1]), "pads=\\[1, 1, 1, 1\\] is not a canonical ints"),
+    (lambda attrs: attrs.update(group=np.int64(1)), "group=.* is not a canonical int"),
+    (lambda attrs: attrs.update(colour="red"), "unknown attribute 'colour'"),
+])
+def test_attributes_normalization_would_change_fail_verification_unchanged(edit, message):
+    g = parse_graph("graph @g(%x: f32[1,1,4,4], %w: f32[1,1,3,3]) {\n"
+                    "  %y = conv(%x, %w) {pads=[1,1,1,1]} : f32[1,1,4,4]\n  return %y\n}")
+    conv = g.nodes[0]
+    edit(conv.attrs)
+    edited = dict(conv.attrs)
+    with pytest.raises(VerifyError, match=message):
+        verify_graph(g)
+    assert conv.attrs.keys() == edited.keys()
+    assert all(conv.attrs[k] is edited[k] for k in edited)
+
+
+def test_replace_value_keeps_types():
+    g = parse_graph("graph @g(%x: f32[2,3], %i: i32[2,3], %t: f32[3,2]) {\n"
+                    "  %a = relu(%x) : f32[2,3]\n  %b = neg(%a) : f32[2,3]\n  return %b\n}")
+    a, b = g.value("a"), g.value("b")
+    with pytest.raises(IRError, match="cannot replace %a: f32\\[2,3\\] by %i: i32\\[2,3\\]"):
+        g.replace_value(a, g.value("i"))
+    with pytest.raises(IRError, match="cannot replace %a: f32\\[2,3\\] by %t: f32\\[3,2\\]"):
+        a.replace_all_uses_with(g.value("t"))
+    blocked = g.create_node("layout_transform", [g.create_node("reshape", [a], {"shape": (1, 6, 1, 1)}).output],
+                            {"src": "NCHW", "dst": "NCHW2c"}).output
+    plain = g.create_node("reshape", [a], {"shape": (1, 3, 1, 1, 2)}).output
+    with pytest.raises(IRError, match="types differ"):
+        g.replace_value(plain, blocked)  # same shape and dtype, but blocked vs plain data
+    assert [n.op for n, _ in a.uses] == ["neg", "reshape", "reshape"]  # nothing moved
+    g.replace_value(a, g.value("x"))
+    assert b.producer.inputs[0] is g.value("x")
+
+
+def test_replace_value_retype_is_explicit():
+    g = parse_graph("graph @g(%x: f32[2], %i: i32[2]) {\n  %a = relu(%x) : f32[2]\n  return %a\n}")
+    g.replace_value(g.value("a"), g.value("i"), retype=True)
+    assert g.outputs[0].type.dtype == "int32" and g.outputs[0].producer.op == "identity"
+
+
 def test_inference_rejects_impossible_shapes():
     g = Graph()
     x = g.add_input("x", TensorType("float32", (1, 3, 8, 8)))

@@ -15,7 +15,7 @@ import numpy as np
 
 from .types import TensorType
 
-__all__ = ["Value", "Node", "Graph", "IRError"]
+__all__ = ["Value", "Node", "Graph", "IRError", "check_same_type"]
 
 
 class IRError(Exception):
@@ -69,16 +69,40 @@ class Value:
     def dtype(self) -> str:
         return self.type.dtype
 
-    def replace_all_uses_with(self, new: Value) -> None:
-        """Make every reader of this value (nodes and graph outputs) read `new` instead."""
+    def replace_all_uses_with(self, new: Value, *, retype: bool = False) -> None:
+        """Make every reader of this value (nodes and graph outputs) read `new` instead.
+
+        `new` must have the same type (see `check_same_type`) unless `retype` is set by a caller
+        that also changes every reader to accept the new type.
+        """
         if new is self:
             return
+        if not retype:
+            check_same_type(self, new)
         for node, idx in list(self.uses):
             node.set_input(idx, new)
         self.graph.outputs = [new if v is self else v for v in self.graph.outputs]
 
     def __repr__(self) -> str:
         return f"%{self.name}: {self.type}"
+
+
+def check_same_type(old: Value, new: Value) -> None:
+    """Raise IRError unless `new` can stand in for `old`: same dtype and shape, and the same
+    layout (None, the model's own order, matches any unblocked layout)."""
+    a, b = old.type, new.type
+    if a.dtype != b.dtype or a.shape != b.shape or not _same_layout(a.layout, b.layout):
+        raise IRError(f"cannot replace %{old.name}: {a} by %{new.name}: {b} (types differ)")
+
+
+def _same_layout(a: str | None, b: str | None) -> bool:
+    if a == b:
+        return True
+    if a is not None and b is not None:
+        return False
+    from .layout import layout_of
+
+    return not layout_of(a or b).is_blocked
 
 
 class Node:
@@ -272,22 +296,27 @@ class Graph:
             self._names.discard(out.name)
         self._node_names.discard(node.name)
 
-    def replace_value(self, old: Value, new: Value) -> None:
+    def replace_value(self, old: Value, new: Value, *, retype: bool = False) -> None:
         """Make all readers of `old` read `new`, keeping graph output names stable.
 
-        When `old` is a graph output, `new` takes over its name; if `new` cannot (it is a graph
-        input, a constant or already an output), an identity node is inserted to carry the name.
+        `new` must have `old`'s dtype and shape (and layout, where both name one); IRError
+        otherwise. `retype=True` allows a different type for the rare rewrite that changes the
+        readers too. When `old` is a graph output, `new` takes over its name; if `new` cannot (it
+        is a graph input, a constant or already an output), an identity node is inserted to carry
+        the name.
         """
         if old is new:
             return
+        if not retype:
+            check_same_type(old, new)
         if not old.is_graph_output:
-            old.replace_all_uses_with(new)
+            old.replace_all_uses_with(new, retype=retype)
             return
         if new.producer is None or new.is_graph_output:
             anchor = old.producer
             node = self.create_node("identity", [new], name=old.name, before=anchor)
             new = node.output
-        old.replace_all_uses_with(new)
+        old.replace_all_uses_with(new, retype=retype)
         name = old.name
         self.rename_value(old, name + ".replaced")
         self.rename_value(new, name)

@@ -77,6 +77,17 @@ class Attr:
         return value
 
 
+def _is_canonical(value: Any, canonical: Any) -> bool:
+    """Whether `value` already is its coerced form (same type, same content)."""
+    if isinstance(canonical, np.ndarray):
+        return value is canonical
+    if type(value) is not type(canonical):
+        return False
+    if isinstance(value, tuple):
+        return len(value) == len(canonical) and all(map(_is_canonical, value, canonical))
+    return value is canonical or repr(value) == repr(canonical)
+
+
 InferFn = Callable[[Node], Sequence[TensorType]]
 FoldFn = Callable[[Node, list], list]
 
@@ -127,6 +138,20 @@ class OpDef:
             else:
                 node.attrs[key] = spec.default
 
+    def check_attrs(self, node: Node) -> None:
+        """Raise IRError unless the attributes are exactly what `normalize_attrs` leaves: no
+        unknown or missing key, every value in its canonical form. Never changes the node."""
+        for key in node.attrs:
+            if key not in self.attrs:
+                raise IRError(f"{self.name}: unknown attribute '{key}'")
+        for key, spec in self.attrs.items():
+            if key not in node.attrs:
+                raise IRError(f"{self.name}: attribute '{key}' is missing (nodes are made by Graph.create_node)")
+            value = node.attrs[key]
+            if not _is_canonical(value, spec.coerce(value)):
+                raise IRError(f"{self.name}: attribute {key}={value!r} is not a canonical {spec.kind} "
+                              "(set attributes through Graph.create_node)")
+
     def check_arity(self, node: Node) -> None:
         n = len(node.inputs)
         hi = self.max_inputs
@@ -146,8 +171,8 @@ class OpDef:
         return types
 
     def verify(self, node: Node) -> None:
-        """Raise IRError if the node is not a well-formed instance of this op."""
-        self.normalize_attrs(node)
+        """Raise IRError if the node is not a well-formed instance of this op; read-only."""
+        self.check_attrs(node)
         expected = self.infer(node)
         if len(expected) != len(node.outputs):
             raise IRError(f"{self.name}: has {len(node.outputs)} outputs, expected {len(expected)}")
