@@ -11,12 +11,13 @@ import dataclasses
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
+from edgecc.errors import EdgeccError
 from edgecc.ir import Graph
 
 __all__ = ["Pass", "PassContext", "register_pass", "get_pass", "all_passes", "PassOptionError"]
 
 
-class PassOptionError(ValueError):
+class PassOptionError(EdgeccError, ValueError):
     """A pipeline string names an unknown pass or option, or gives a bad option value."""
 
 

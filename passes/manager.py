@@ -21,7 +21,11 @@ __all__ = ["PassManager", "PassError", "PassRecord"]
 
 
 class PassError(Exception):
-    """A pass raised, or left the graph broken. Names the pass and its predecessors."""
+    """A pass raised, or left the graph broken. Names the pass and its predecessors.
+
+    `cause` is the original exception: an `edgecc.errors.EdgeccError` there is the user's error
+    (a bad option value, an unsupported target setting), anything else is a compiler bug.
+    """
 
     def __init__(self, pass_name: str, before: Sequence[str], cause: BaseException):
         ran = ", ".join(before[-5:]) if before else "nothing"
