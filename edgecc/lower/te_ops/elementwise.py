@@ -190,6 +190,17 @@ def _lower_cast(node, ins):
     return [broadcast_compute(ins, ins[0].shape, lambda x: _cast(x, to), "cast")]
 
 
+@lowering("bitcast")
+def _lower_bitcast(node, ins):
+    x = ins[0]
+    to = node.attrs["to"]
+    if to == "bool":  # a byte holding 0 or 1
+        return [te.compute(tuple(x.shape), lambda *i: x(*i) != tirx.const(0, str(x.dtype)), name="bitcast")]
+    if str(x.dtype) == "bool":
+        return [te.compute(tuple(x.shape), lambda *i: x(*i).astype(to), name="bitcast")]
+    return [te.compute(tuple(x.shape), lambda *i: tirx.reinterpret(to, x(*i)), name="bitcast")]
+
+
 def _div(a, b):
     if _is_float(dtype_of(a)):
         return a / b

@@ -1,4 +1,4 @@
-"""Lowerings of reductions, arg-reductions, cumsum and topk."""
+"""Lowerings of reductions, arg-reductions, cumsum, cumprod and topk."""
 
 from __future__ import annotations
 
@@ -201,6 +201,30 @@ def _lower_cumsum(node, ins):
         x = topi.flip(x, axis)
     out = topi.cumsum(x, axis, str(ins[0].dtype), bool(node.attrs["exclusive"]))
     return [topi.flip(out, axis) if reverse else out]
+
+
+@lowering("cumprod")
+def _lower_cumprod(node, ins):
+    x = ins[0]
+    rank = len(x.shape)
+    axis = node.attrs["axis"] % rank
+    n = int(x.shape[axis])
+    exclusive, reverse = node.attrs["exclusive"], node.attrs["reverse"]
+    dtype = str(x.dtype)
+    product = te.comm_reducer(lambda a, b: a * b, lambda t: tirx.const(1, t), name="product")
+
+    def body(*idx):
+        k = te.reduce_axis((0, n), name="k")
+        i = idx[axis]
+        if reverse:
+            keep = k > i if exclusive else k >= i
+        else:
+            keep = k < i if exclusive else k <= i
+        src = list(idx)
+        src[axis] = k
+        return product(tirx.Select(keep, x(*src), tirx.const(1, dtype)), axis=k)
+
+    return [te.compute(tuple(x.shape), body, name="cumprod")]
 
 
 @lowering("topk")
