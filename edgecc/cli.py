@@ -513,25 +513,20 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def _user_error(exc: BaseException) -> BaseException | None:
+    """The user error behind `exc` (itself, or the cause a failing pass carries); None if internal."""
     from edgecc.errors import EdgeccError
+    from edgecc.passes import PassError
 
-    seen = set()
-    while exc is not None and id(exc) not in seen:
-        seen.add(id(exc))
-        if isinstance(exc, (EdgeccError, CliError)):
-            return exc
-        name = type(exc).__name__
-        if name in ("PassOptionError",):
-            return exc
-        exc = getattr(exc, "cause", None) or exc.__cause__
-    return None
+    while isinstance(exc, PassError):
+        exc = exc.cause
+    return exc if isinstance(exc, (EdgeccError, CliError)) else None
 
 
 def _report(exc: BaseException) -> int:
     user = _user_error(exc)
     if user is not None:
         msg = str(user).strip().splitlines()[0] if str(user).strip() else type(user).__name__
-        if type(exc).__name__ == "PassError" and user is not exc:
+        if user is not exc:
             msg = f"{msg} (in pass '{exc.pass_name}')"
         print(f"edgecc: error: {msg}", file=sys.stderr)
         return EXIT_USER_ERROR

@@ -11,6 +11,8 @@ from onnx import helper
 from ort_compare import make_model, run_ort
 
 from edgecc import cli
+from edgecc.errors import InputError, TargetError
+from edgecc.passes import PassError
 
 DATA = os.path.join(os.path.dirname(__file__), "data")
 MODEL = os.path.join(DATA, "mobilenetv2_tiny.onnx")
@@ -57,11 +59,39 @@ def test_compare_onnxruntime_reports_errors_per_output(library):
     assert abs_err < 1e-3
 
 
-def test_compare_fails_with_exit_3_when_outputs_differ(library):
-    rc, out, err = edgecc("run", library, "--compare-onnxruntime", MODEL, "--rtol", "0", "--atol", "0")
-    assert rc in (0, 3)
-    if rc == 3:
-        assert "differ" in err
+def offset_model(offset: float) -> onnx.ModelProto:
+    """y = x + offset: two such models give the same shapes and names but different outputs."""
+    x = np.zeros((2, 8), np.float32)
+    return make_model([helper.make_node("Add", ["x", "c"], ["y"])], {"x": x}, ["y"],
+                      initializers={"c": np.full((8,), offset, np.float32)})
+
+
+@pytest.fixture(scope="module")
+def offset_library(tmp_path_factory):
+    folder = tmp_path_factory.mktemp("offset")
+    for offset in (1.0, 1.5):
+        onnx.save(offset_model(offset), folder / f"plus_{offset}.onnx")
+    rc, _, err = edgecc("compile", folder / "plus_1.0.onnx", "-o", folder / "plus_1.0.so", "-q")
+    assert rc == 0, err
+    return folder
+
+
+def test_compare_exits_0_when_outputs_match(offset_library):
+    rc, out, err = edgecc("run", offset_library / "plus_1.0.so", "--compare-onnxruntime",
+                          offset_library / "plus_1.0.onnx", "--rtol", "0", "--atol", "0")
+    assert rc == 0, err
+    row = out.splitlines()[1].split()
+    assert row[0] == "y" and float(row[1]) == 0.0 and row[-1] == "yes"
+    assert err == ""
+
+
+def test_compare_exits_3_when_outputs_differ(offset_library):
+    rc, out, err = edgecc("run", offset_library / "plus_1.0.so", "--compare-onnxruntime",
+                          offset_library / "plus_1.5.onnx")
+    assert rc == 3, err
+    row = out.splitlines()[1].split()
+    assert row[0] == "y" and float(row[1]) == pytest.approx(0.5) and row[-1] == "NO"
+    assert err.strip() == "edgecc: outputs differ from ONNX Runtime beyond the tolerance"
 
 
 def test_inspect_prints_ir_counts_shapes_and_parameter_bytes():
@@ -142,8 +172,37 @@ def test_unknown_target_and_unknown_pass(tmp_path):
 def test_bad_command_line_exits_2():
     rc, _, err = edgecc("compile")
     assert rc == 2 and "usage:" in err
-    rc, _, err = edgecc("compile", MODEL, "--input-shape", "input=1,x,3")
-    assert rc == 2
+    rc, _, err = edgecc("compile", MODEL, "--input-shape", "input=1,a,3")
+    assert rc == 2 and "bad dimensions in 'input=1,a,3'" in err
+    rc, _, err = edgecc("compile", MODEL, "--input-shape", "input=1x3", "-o", "/nonexistent/m.so")
+    assert_one_line_error(rc, err, "--input-shape for 'input' has rank 2, the model's input has rank 4")
+
+
+def test_bad_pass_option_is_a_user_error(tmp_path):
+    rc, _, err = edgecc("compile", MODEL, "--passes", "fold-constants{no_such_option=1}", "-o", tmp_path / "m.so")
+    assert_one_line_error(rc, err, "no_such_option")
+    assert not (tmp_path / "m.so").exists()
+
+
+@pytest.mark.parametrize("error, code, line", [
+    (TargetError("unknown target 'x'"), 2, "edgecc: error: unknown target 'x'"),
+    (cli.CliError("--threads must be positive"), 2, "edgecc: error: --threads must be positive"),
+    (PassError("fuse", ["simplify"], InputError("input 'x' has no shape")), 2,
+     "edgecc: error: input 'x' has no shape (in pass 'fuse')"),
+    (PassError("fuse", ["simplify"], PassError("inner", [], TargetError("no layouts"))), 2,
+     "edgecc: error: no layouts (in pass 'fuse')"),
+    (PassError("fuse", ["simplify"], KeyError("boom")), 1, "edgecc: internal error: PassError: pass 'fuse' failed"),
+    (type("PassOptionError", (ValueError,), {})("a look-alike"), 1,
+     "edgecc: internal error: PassOptionError: a look-alike"),
+])
+def test_user_errors_are_decided_by_class(monkeypatch, capsys, error, code, line):
+    def fail(args):
+        raise error
+
+    monkeypatch.setattr(cli, "cmd_targets", fail)
+    assert cli.main(["targets"]) == code
+    err = capsys.readouterr().err
+    assert err.startswith(line) and len(err.splitlines()) == 1, err
 
 
 def test_internal_errors_exit_1(monkeypatch, capsys):
