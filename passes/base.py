@@ -8,6 +8,8 @@ it changed anything.
 from __future__ import annotations
 
 import dataclasses
+import types
+import typing
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
@@ -53,16 +55,25 @@ class Pass:
         return {f.name.replace("_", "-"): f for f in dataclasses.fields(cls)}
 
     @classmethod
+    def option_types(cls) -> dict[str, Any]:
+        """Option name (as written in pipelines) -> its resolved type annotation."""
+        hints = typing.get_type_hints(cls)
+        return {key: hints[f.name] for key, f in cls.options().items()}
+
+    @classmethod
     def from_options(cls, options: dict[str, str]) -> Pass:
         """Build the pass from `key=value` strings of a pipeline element."""
         known = cls.options()
+        annotations = cls.option_types()
         kwargs = {}
         for key, text in options.items():
             if key not in known:
                 names = ", ".join(known) or "none"
                 raise PassOptionError(f"pass '{cls.name}' has no option '{key}' (options: {names})")
-            f = known[key]
-            kwargs[f.name] = _parse_option(cls.name, key, text, f.type)
+            try:
+                kwargs[known[key].name] = parse_option(text, annotations[key])
+            except ValueError as exc:
+                raise PassOptionError(f"pass '{cls.name}': option {key}={text!r}: {exc}") from None
         return cls(**kwargs)
 
     def spec(self) -> str:
@@ -70,35 +81,84 @@ class Pass:
         parts = []
         for key, f in self.options().items():
             value = getattr(self, f.name)
-            default = f.default if f.default is not dataclasses.MISSING else None
-            if value != default:
-                parts.append(f"{key}={_format_option(value)}")
+            if value != _default(f):
+                parts.append(f"{key}={format_option(value)}")
         return self.name + ("{" + ",".join(parts) + "}" if parts else "")
 
 
-def _parse_option(pass_name: str, key: str, text: str, annotation) -> Any:
-    kind = annotation if isinstance(annotation, str) else getattr(annotation, "__name__", str(annotation))
-    try:
-        if "bool" in kind:
-            if text.lower() not in ("true", "false", "1", "0"):
-                raise ValueError(text)
-            return text.lower() in ("true", "1")
-        if kind.startswith("int"):
-            return int(text)
-        if kind.startswith("float"):
-            return float(text)
-        if "tuple" in kind or "list" in kind:
-            return tuple(s for s in text.split(":") if s)
+def _default(f: dataclasses.Field) -> Any:
+    if f.default_factory is not dataclasses.MISSING:
+        return f.default_factory()
+    return f.default
+
+
+# ----- option values: parsed by the field's annotation -------------------------------------------
+#: how a pipeline string writes None, booleans, and the separator of sequence items
+NONE_TEXT = "none"
+_TRUE, _FALSE = ("true", "1", "yes", "on"), ("false", "0", "no", "off")
+ITEM_SEPARATOR = ":"
+
+
+def parse_option(text: str, annotation: Any) -> Any:
+    """The value of `text` for an option annotated `annotation`; ValueError saying what was expected.
+
+    bool (true/false), int, float, str, Literal[...] (one of its values), X | None ("none"),
+    tuple[X, ...] / list[X] / tuple[X, Y] (items separated by ':', empty for none).
+    """
+    origin, args = typing.get_origin(annotation), typing.get_args(annotation)
+    if origin in (typing.Union, types.UnionType):
+        others = [a for a in args if a is not type(None)]
+        if len(others) != len(args) and text.strip().lower() == NONE_TEXT:
+            return None
+        if len(others) != 1:
+            raise TypeError(f"option type {annotation} is not supported (one type or None)")
+        return parse_option(text, others[0])
+    if origin is typing.Literal:
+        for choice in args:
+            if text == str(choice) or (isinstance(choice, str) and text.lower() == choice.lower()):
+                return choice
+        raise ValueError("expected one of " + ", ".join(str(a) for a in args))
+    if origin in (tuple, list) or annotation in (tuple, list):
+        return _parse_sequence(text, origin or annotation, args)
+    if annotation is bool:
+        if text.lower() in _TRUE:
+            return True
+        if text.lower() in _FALSE:
+            return False
+        raise ValueError("expected true or false")
+    if annotation in (int, float):
+        try:
+            return annotation(text)
+        except ValueError:
+            raise ValueError(f"expected {'an integer' if annotation is int else 'a number'}") from None
+    if annotation is str:
         return text
-    except ValueError:
-        raise PassOptionError(f"pass '{pass_name}': option {key}={text!r} is not a valid {kind}") from None
+    raise TypeError(f"option type {annotation} is not supported")
 
 
-def _format_option(value) -> str:
+def _parse_sequence(text: str, origin: type, args: tuple) -> tuple | list:
+    items = [t for t in text.split(ITEM_SEPARATOR)] if text.strip() else []
+    if origin is tuple and args and args[-1] is not Ellipsis:  # fixed length: tuple[int, int]
+        if len(items) != len(args):
+            raise ValueError(f"expected {len(args)} items separated by '{ITEM_SEPARATOR}'")
+        kinds = list(args)
+    else:
+        kinds = [args[0] if args else str] * len(items)
+    try:
+        values = [parse_option(t.strip(), kind) for t, kind in zip(items, kinds)]
+    except ValueError as exc:
+        raise ValueError(f"{exc} for each item separated by '{ITEM_SEPARATOR}'") from None
+    return tuple(values) if origin is tuple else values
+
+
+def format_option(value: Any) -> str:
+    """The text `parse_option` reads back as `value`."""
+    if value is None:
+        return NONE_TEXT
     if isinstance(value, bool):
         return "true" if value else "false"
     if isinstance(value, (tuple, list)):
-        return ":".join(str(v) for v in value)
+        return ITEM_SEPARATOR.join(format_option(v) for v in value)
     return str(value)
 
 
@@ -111,8 +171,35 @@ def register_pass(cls: type[Pass]) -> type[Pass]:
         raise ValueError(f"{cls.__name__} has no name")
     if cls.name in _PASSES and _PASSES[cls.name] is not cls:
         raise ValueError(f"pass name {cls.name} is taken")
-    _PASSES[cls.name] = cls if "__dataclass_fields__" in cls.__dict__ else dataclass(cls)
-    return _PASSES[cls.name]
+    cls = cls if "__dataclass_fields__" in cls.__dict__ else dataclass(cls)
+    _check_option_types(cls)
+    _PASSES[cls.name] = cls
+    return cls
+
+
+def _check_option_types(cls: type[Pass]) -> None:
+    """Every option's default must print and parse back to itself (so `spec()` round-trips)."""
+    for key, annotation in cls.option_types().items():
+        default = _default(cls.options()[key])
+        try:
+            if default is dataclasses.MISSING:  # a required option: its type must still be parsable
+                _try_parse(annotation)
+                continue
+            ok = parse_option(format_option(default), annotation) == default
+        except TypeError as exc:
+            raise TypeError(f"pass {cls.name}: option {key}: {exc}") from None
+        except ValueError:
+            ok = False
+        if not ok:
+            raise TypeError(f"pass {cls.name}: option {key}: default {default!r} does not round-trip")
+
+
+def _try_parse(annotation: Any) -> None:
+    """TypeError when no text can give a value of `annotation`."""
+    try:
+        parse_option("", annotation)
+    except ValueError:
+        pass
 
 
 def get_pass(name: str) -> type[Pass]:

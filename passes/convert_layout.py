@@ -13,13 +13,17 @@ producer's output block always equals its consumer's input block. Weights are re
 compile time. Ops that work in the blocked layout follow it (elementwise ops, per-channel
 broadcasts, pooling, channel concat); each converted value keeps a plain twin
 (`layout_transform` back to NCHW) that only survives where an op needs plain data, so the graph
-boundary pays and the rest cancels. `layout=NHWC|NCHWc|none` overrides the target's choice.
+boundary pays and the rest cancels. `layout=NCHWc|none` overrides the target's choice.
 Run after fold-batch-norm and before fuse.
 """
 
 from __future__ import annotations
 
+from typing import Literal
+
 import numpy as np
+
+from edgecc.errors import TargetError
 
 from edgecc.ir import Graph, Node, Trait, Value, layout_of
 
@@ -246,17 +250,17 @@ class ConvertLayout(Pass):
     """Blocked NCHW{b}c convolutions with packed weights; packed dense weights for matmul."""
 
     name = "convert-layout"
-    layout: str = "target"  # target | NCHWc | none
+    layout: Literal["target", "NCHWc", "none"] = "target"
     lanes: int = 0  # SIMD lanes for float32 (0: from the target)
 
     def run(self, graph: Graph, ctx: PassContext) -> bool:
         layout = self.layout
         if layout == "target":  # without a target: the generic CPU choice
             layout = ctx.target.preferred_layout or "none" if ctx.target is not None else "NCHWc"
-        if layout.lower() == "none":
+        if layout is None or layout.lower() == "none":
             return False
         if layout != "NCHWc":
-            raise ValueError(f"layout {layout!r} is not supported (use NCHWc or none)")
+            raise TargetError(f"target layout {layout!r} is not supported by convert-layout (NCHWc or none)")
         lanes = self.lanes or (ctx.target.lanes("float32") if ctx.target is not None else 8)
         converter = _Converter(graph, lanes, bool(getattr(ctx.target, "int8_weight_pairs", False)))
         before = len(graph.nodes)

@@ -17,6 +17,7 @@ Run after fold-batch-norm and fold-constants (weights must be constants), before
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Literal
 
 import numpy as np
 
@@ -99,10 +100,10 @@ class Quantize(Pass):
     """Quantize/dequantize pairs around layers whose activations carry calibrated parameters."""
 
     name = "quantize"
-    dtype: str = "int8"  # activations: int8 | uint8
+    dtype: Literal["int8", "uint8"] = "int8"  # activations
     per_channel: bool = True  # weights per output channel (else per tensor)
-    skip: tuple = ()  # node names kept in float
-    only: tuple = ()  # if given, quantize only these node names
+    skip: tuple[str, ...] = ()  # node names kept in float
+    only: tuple[str, ...] = ()  # if given, quantize only these node names
 
     def run(self, graph: Graph, ctx: PassContext) -> bool:
         if self.dtype not in ("int8", "uint8"):
