@@ -8,7 +8,6 @@ The whole sweep (every op, edgecc beside TVM's frontend) is `python tools/confor
 from __future__ import annotations
 
 import os
-import re
 import sys
 
 import pytest
@@ -19,7 +18,8 @@ sys.path.insert(0, os.path.join(REPO, "tools"))
 import conformance  # noqa: E402
 import gen_supported_ops  # noqa: E402
 
-#: the ops whose every node test case must pass (expanded function variants included)
+#: the ops whose every node test case must pass (expanded function variants included), except the cases on
+#: conformance.KNOWN_FAILURES, which must fail
 CORE_OPS = [
     # convolutional networks
     "Conv", "MaxPool", "AveragePool", "GlobalAveragePool", "BatchNormalization", "Relu", "LeakyRelu",
@@ -39,26 +39,6 @@ EXTENDED_OPS = [
     "LpNormalization", "GroupNormalization", "DynamicQuantizeLinear", "If", "Loop", "Scan", "RNN", "GRU", "LSTM",
 ]
 
-#: (case-name pattern, why those cases fail): they run, but their results do not fail the test
-KNOWN_FAILING: list[tuple[str, str]] = [
-    (r"test_cast_.*(FLOAT8|FLOAT4|INT4|INT2|e8m0).*",
-     "element types the IR does not have (float8, float4, int4, int2)"),
-    (r"test_batchnorm_.*_training_mode", "training-mode BatchNormalization (running statistics) is not converted"),
-    (r"test_maxpool_with_argmax_.*", "MaxPool's Indices output is not converted"),
-    (r"test_identity_(opt|sequence)", "sequence and optional-sequence values are not tensors"),
-    (r"test_(if|loop\d+)_(opt|seq|seq_none)", "sequence and optional values are not tensors"),
-    (r"test_scan_sum", "opset 8 Scan: upgrading the model to opset 11 drops the batch axis from its declared "
-                       "inputs, while the case's data keeps it"),
-    (r"test_tfidfvectorizer_.*", "fused kernels that differ only in a one-element constant group input share one "
-                                 "PrimFunc: kernel_key (lower/kernels.py) hashes a fused node's inputs by position "
-                                 "and type, while build_kernel bakes such constants into the kernel"),
-]
-
-
-def _known_reason(name: str) -> str | None:
-    return next((reason for pattern, reason in KNOWN_FAILING if re.fullmatch(pattern, name)), None)
-
-
 @pytest.fixture(scope="module")
 def cases_by_op() -> dict[str, list[conformance.Case]]:
     by_op: dict[str, list[conformance.Case]] = {op: [] for op in CORE_OPS + EXTENDED_OPS}
@@ -70,21 +50,29 @@ def cases_by_op() -> dict[str, list[conformance.Case]]:
 @pytest.mark.conformance
 @pytest.mark.parametrize("op", CORE_OPS + EXTENDED_OPS)
 def test_node_cases(op, cases_by_op):
+    """Every case passes, except those on conformance.KNOWN_FAILURES, which must fail."""
     cases = cases_by_op[op]
     assert cases, f"onnx has no node test case for {op}"
-    failures = []
-    for case in cases:
-        result = conformance.run_case(case, "edgecc")
-        if not result.passed and not _known_reason(case.name):
-            failures.append(f"{case.name}: {result.category}: {result.message}")
-    assert not failures, f"{len(failures)} of {len(cases)} {op} cases fail:\n" + "\n".join(failures)
+    problems = [p for p in (conformance.unexpected_result(c, conformance.run_case(c, "edgecc")) for c in cases) if p]
+    assert not problems, f"{len(problems)} of {len(cases)} {op} cases are not as expected:\n" + "\n".join(problems)
 
 
 @pytest.mark.conformance
 def test_known_failures_name_cases(cases_by_op):
     names = [c.name for cases in cases_by_op.values() for c in cases]
-    unused = [p for p, _ in KNOWN_FAILING if not any(re.fullmatch(p, n) for n in names)]
-    assert not unused, f"KNOWN_FAILING patterns that match no case: {unused}"
+    unused = conformance.unused_known_failures(names)
+    assert not unused, f"KNOWN_FAILURES patterns that match no case of the checked ops: {unused}"
+
+
+def test_a_listed_case_that_passes_is_reported():
+    case = conformance.Case("test_scan_sum", "Scan", "", b"", [], 0.0, 0.0)
+    assert conformance.known_failure("test_scan_sum")
+    assert "take it off the list" in conformance.unexpected_result(case, conformance.Result(True))
+    assert conformance.unexpected_result(case, conformance.Result(False, "wrong result", "differs")) is None
+    other = conformance.Case("test_relu", "Relu", "", b"", [], 0.0, 0.0)
+    assert conformance.unexpected_result(other, conformance.Result(True)) is None
+    assert conformance.unexpected_result(other, conformance.Result(False, "run error", "boom")) == \
+        "test_relu: run error: boom"
 
 
 def test_supported_ops_doc_is_current():
