@@ -73,24 +73,29 @@ def load_model(model, input_shapes=None, warnings: list[str] | None = None) -> G
     return from_onnx(model, input_shapes, warnings=warnings)
 
 
-def optimize(graph: Graph, target, options: CompileOptions) -> str:
-    """Run the pass pipeline in place; returns the timing report ('' unless asked for)."""
-    from edgecc.passes import PassContext, PassManager, opt_level_pipeline, parse_pipeline
+def optimize(graph: Graph, target, options: CompileOptions, remarks: list | None = None) -> str:
+    """Run the pass pipeline in place; returns the timing report ('' unless asked for).
+
+    What the passes said is appended to `remarks` when given: `edgecc.passes.Remark`s (pass, node,
+    message; `kind` is "note", or "rejection" for a rewrite rule that matched but declined).
+    """
+    from edgecc.passes import PassContext, PassManager, get_pass, opt_level_pipeline, parse_pipeline, without_passes
 
     if options.passes is not None:
         pipeline = parse_pipeline(options.passes)
     else:
         pipeline = opt_level_pipeline(options.opt_level, target.passes(options.opt_level))
-    disabled = set(options.disabled_passes)
-    if disabled:
-        from edgecc.passes import get_pass
-
-        for name in disabled:
-            get_pass(name)  # unknown names are an error, not a silent no-op
-        pipeline = [p for p in pipeline if p.name not in disabled]
+    for name in options.disabled_passes:
+        get_pass(name)  # unknown names are an error, not a silent no-op
+    pipeline = without_passes(pipeline, set(options.disabled_passes))
     manager = PassManager(pipeline, verify_each=options.verify_each, print_ir_after=set(options.print_ir_after),
                           out=options.log or sys.stderr)
-    manager.run(graph, PassContext(target=target, opt_level=options.opt_level))
+    ctx = PassContext(target=target, opt_level=options.opt_level)
+    try:
+        manager.run(graph, ctx)
+    finally:
+        if remarks is not None:
+            remarks.extend(ctx.remarks)
     return manager.timing_report() if options.time_passes else ""
 
 

@@ -4,10 +4,10 @@ Each pass lives in its own module and registers itself by name; importing this p
 them all available to `parse_pipeline` and the CLI's `--passes`.
 """
 
-from .base import Pass, PassContext, PassOptionError, all_passes, get_pass, register_pass
+from .base import NOTE, REJECTION, Pass, PassContext, PassOptionError, Remark, all_passes, get_pass, register_pass
 from .manager import PassError, PassManager
-from .pipeline import format_pipeline, opt_level_pipeline, parse_pipeline
-from .rewrite import Builder, Match, RewriteRule, any_, apply_rewrites, const, op
+from .pipeline import Fixpoint, format_pipeline, opt_level_pipeline, parse_pipeline, pipeline_names, without_passes
+from .rewrite import Builder, Match, MatchResult, RewriteRule, any_, apply_rewrites, const, op
 
 from . import (  # noqa: F401  (registration)
     convert_layout,
@@ -25,7 +25,8 @@ from . import (  # noqa: F401  (registration)
 )
 
 __all__ = [
-    "Builder", "Match", "Pass", "PassContext", "PassError", "PassManager", "PassOptionError",
-    "RewriteRule", "all_passes", "any_", "apply_rewrites", "const", "format_pipeline", "get_pass",
-    "op", "opt_level_pipeline", "parse_pipeline", "register_pass",
+    "Builder", "Fixpoint", "Match", "MatchResult", "NOTE", "Pass", "PassContext", "PassError", "PassManager",
+    "PassOptionError", "REJECTION", "Remark", "RewriteRule", "all_passes", "any_", "apply_rewrites", "const",
+    "format_pipeline", "get_pass", "op", "opt_level_pipeline", "parse_pipeline", "pipeline_names",
+    "register_pass", "without_passes",
 ]

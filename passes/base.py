@@ -1,14 +1,13 @@
 """The pass base class, pass context and pass registry.
 
 A pass is a dataclass with a class-level `name`; its fields are its options, settable from a
-pipeline string (`fuse{max-inputs=8}`). `run` transforms the graph in place and returns whether
+pipeline string (`fuse{max-group-size=8}`; see options.py for the value syntax). `run` transforms the graph in place and returns whether
 it changed anything.
 """
 
 from __future__ import annotations
 
 import dataclasses
-import types
 import typing
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
@@ -16,24 +15,63 @@ from typing import Any, ClassVar
 from edgecc.errors import EdgeccError
 from edgecc.ir import Graph
 
-__all__ = ["Pass", "PassContext", "register_pass", "get_pass", "all_passes", "PassOptionError"]
+from .options import format_option, parse_option
+
+__all__ = [
+    "Pass", "PassContext", "Remark", "register_pass", "get_pass", "all_passes", "PassOptionError", "NOTE",
+    "REJECTION",
+]
 
 
 class PassOptionError(EdgeccError, ValueError):
     """A pipeline string names an unknown pass or option, or gives a bad option value."""
 
 
+NOTE, REJECTION = "note", "rejection"
+
+
+@dataclass(frozen=True)
+class Remark:
+    """Something a pass tells its user: a note, or why a rewrite rule did not apply to a node."""
+
+    pass_name: str
+    message: str
+    node: str | None = None
+    kind: str = NOTE  # NOTE | REJECTION
+
+    def __str__(self) -> str:
+        where = f"{self.node}: " if self.node else ""
+        return f"{self.pass_name or '(no pass)'}: {where}{self.message}"
+
+
 @dataclass
 class PassContext:
-    """What passes may know besides the graph: the target, the opt level, free-form options."""
+    """What passes may know besides the graph (the target, the opt level, free-form options), and
+    where they leave remarks. The pass manager sets `pass_name` while a pass runs."""
 
     target: Any = None
     opt_level: int = 2
     options: dict[str, Any] = field(default_factory=dict)
-    diagnostics: list[str] = field(default_factory=list)
+    remarks: list[Remark] = field(default_factory=list)
+    pass_name: str = ""
+    _seen: set[Remark] = field(default_factory=set, repr=False)
 
-    def note(self, message: str) -> None:
-        self.diagnostics.append(message)
+    def note(self, message: str, node: Any = None) -> None:
+        """Tell the user something about this pass's work (on `node`, a Node or its name)."""
+        self._add(Remark(self.pass_name, message, _node_name(node), NOTE))
+
+    def reject(self, rule: str, node: Any, reason: str) -> None:
+        """Record that rewrite rule `rule` matched `node` but its check refused, and why."""
+        self._add(Remark(self.pass_name, f"{rule}: {reason}", _node_name(node), REJECTION))
+
+    def _add(self, remark: Remark) -> None:
+        if remark not in self._seen:  # passes repeated to a fixed point say the same things again
+            self._seen.add(remark)
+            self.remarks.append(remark)
+
+
+def _node_name(node: Any) -> str | None:
+    return node if node is None or isinstance(node, str) else node.name
 
 
 @dataclass
@@ -90,76 +128,6 @@ def _default(f: dataclasses.Field) -> Any:
     if f.default_factory is not dataclasses.MISSING:
         return f.default_factory()
     return f.default
-
-
-# ----- option values: parsed by the field's annotation -------------------------------------------
-#: how a pipeline string writes None, booleans, and the separator of sequence items
-NONE_TEXT = "none"
-_TRUE, _FALSE = ("true", "1", "yes", "on"), ("false", "0", "no", "off")
-ITEM_SEPARATOR = ":"
-
-
-def parse_option(text: str, annotation: Any) -> Any:
-    """The value of `text` for an option annotated `annotation`; ValueError saying what was expected.
-
-    bool (true/false), int, float, str, Literal[...] (one of its values), X | None ("none"),
-    tuple[X, ...] / list[X] / tuple[X, Y] (items separated by ':', empty for none).
-    """
-    origin, args = typing.get_origin(annotation), typing.get_args(annotation)
-    if origin in (typing.Union, types.UnionType):
-        others = [a for a in args if a is not type(None)]
-        if len(others) != len(args) and text.strip().lower() == NONE_TEXT:
-            return None
-        if len(others) != 1:
-            raise TypeError(f"option type {annotation} is not supported (one type or None)")
-        return parse_option(text, others[0])
-    if origin is typing.Literal:
-        for choice in args:
-            if text == str(choice) or (isinstance(choice, str) and text.lower() == choice.lower()):
-                return choice
-        raise ValueError("expected one of " + ", ".join(str(a) for a in args))
-    if origin in (tuple, list) or annotation in (tuple, list):
-        return _parse_sequence(text, origin or annotation, args)
-    if annotation is bool:
-        if text.lower() in _TRUE:
-            return True
-        if text.lower() in _FALSE:
-            return False
-        raise ValueError("expected true or false")
-    if annotation in (int, float):
-        try:
-            return annotation(text)
-        except ValueError:
-            raise ValueError(f"expected {'an integer' if annotation is int else 'a number'}") from None
-    if annotation is str:
-        return text
-    raise TypeError(f"option type {annotation} is not supported")
-
-
-def _parse_sequence(text: str, origin: type, args: tuple) -> tuple | list:
-    items = [t for t in text.split(ITEM_SEPARATOR)] if text.strip() else []
-    if origin is tuple and args and args[-1] is not Ellipsis:  # fixed length: tuple[int, int]
-        if len(items) != len(args):
-            raise ValueError(f"expected {len(args)} items separated by '{ITEM_SEPARATOR}'")
-        kinds = list(args)
-    else:
-        kinds = [args[0] if args else str] * len(items)
-    try:
-        values = [parse_option(t.strip(), kind) for t, kind in zip(items, kinds)]
-    except ValueError as exc:
-        raise ValueError(f"{exc} for each item separated by '{ITEM_SEPARATOR}'") from None
-    return tuple(values) if origin is tuple else values
-
-
-def format_option(value: Any) -> str:
-    """The text `parse_option` reads back as `value`."""
-    if value is None:
-        return NONE_TEXT
-    if isinstance(value, bool):
-        return "true" if value else "false"
-    if isinstance(value, (tuple, list)):
-        return ITEM_SEPARATOR.join(format_option(v) for v in value)
-    return str(value)
 
 
 _PASSES: dict[str, type[Pass]] = {}

@@ -16,7 +16,7 @@ import numpy as np
 from edgecc.ir import Graph
 
 from .base import Pass, PassContext, register_pass
-from .rewrite import Builder, Match, RewriteRule, any_, apply_rewrites, const, op
+from .rewrite import Builder, Match, MatchResult, RewriteRule, any_, apply_rewrites, const, op
 
 
 def _bn_scale_shift(m: Match, node):
@@ -36,12 +36,12 @@ class FoldIntoConv(RewriteRule):
     def check(self, m):
         conv, bn = m.node("conv"), m.node("bn")
         if conv.attrs["layout"] not in (None, "NCHW", "NCW", "NCDHW") or conv.attrs["kernel_layout"]:
-            return "conv is not in a plain channels-first layout"
+            return MatchResult.fail("conv is not in a plain channels-first layout")
         if bn.attrs["axis"] != 1:
-            return f"batch_norm normalizes axis {bn.attrs['axis']}, not the channel axis"
+            return MatchResult.fail(f"batch_norm normalizes axis {bn.attrs['axis']}, not the channel axis")
         if conv.inputs[1].const is None or (conv.inputs[2] is not None and conv.inputs[2].const is None):
-            return "conv weight or bias is not constant"
-        return None
+            return MatchResult.fail("conv weight or bias is not constant")
+        return MatchResult.ok()
 
     def rewrite(self, b: Builder, m):
         conv, bn = m.node("conv"), m.node("bn")
@@ -69,7 +69,7 @@ class FoldIntoMatMulAdd(RewriteRule):
                      name="add", single_use=True))
 
     def check(self, m):
-        return _matmul_rule_check(m, True)
+        return MatchResult(_matmul_rule_check(m, True))
 
     def rewrite(self, b: Builder, m):
         s, shift = _bn_scale_shift(m, m.node("bn"))
@@ -83,7 +83,7 @@ class FoldIntoMatMul(RewriteRule):
     pattern = _bn(op("matmul", any_("x"), const("w"), name="mm", single_use=True))
 
     def check(self, m):
-        return _matmul_rule_check(m, False)
+        return MatchResult(_matmul_rule_check(m, False))
 
     def rewrite(self, b: Builder, m):
         s, shift = _bn_scale_shift(m, m.node("bn"))
@@ -114,7 +114,7 @@ class FoldBatchNorm(Pass):
 
     def run(self, graph: Graph, ctx: PassContext) -> bool:
         rules = [FoldIntoConv(), FoldIntoMatMulAdd(), FoldIntoMatMul(), DecomposeBatchNorm()]
-        changed = apply_rewrites(graph, rules)
+        changed = apply_rewrites(graph, rules, ctx)
         if changed:
             graph.remove_unused_constants()
         return changed

@@ -26,7 +26,7 @@ from edgecc.quant import kernels as qk
 
 from .base import Pass, PassContext, register_pass
 from .fold_constants import replace_with_constants
-from .rewrite import Builder, Match, Pattern, RewriteRule, any_, apply_rewrites, op
+from .rewrite import Builder, Match, MatchResult, Pattern, RewriteRule, any_, apply_rewrites, op
 
 #: ops that move or select elements without computing new values: they run on the integers
 TRANSPARENT = ("max_pool", "global_max_pool", "reshape", "transpose", "squeeze", "unsqueeze", "slice",
@@ -148,32 +148,32 @@ class _Anchor(RewriteRule):
     def check(self, m):
         anchor = m.node("anchor")
         if self.kernel == "qconv" and any(anchor.attrs[k] for k in ("layout", "kernel_layout", "out_layout")):
-            return "convolution is already in a blocked layout"
+            return MatchResult.fail("convolution is already in a blocked layout")
         if self.kernel == "qdense" and (m.node("dq_w").inputs[0].type.rank != 2 or anchor.inputs[0].type.rank < 1):
-            return "matmul weight is not a [K, N] matrix"
+            return MatchResult.fail("matmul weight is not a [K, N] matrix")
         px, why = _data_params(m, "dq_x")
         if why:
-            return why
+            return MatchResult(why)
         w, w_scale, why = _weight(m, self.out_axis)
         if why:
-            return why
+            return MatchResult(why)
         bias_value = m.values.get("bias")
         if self.kernel == "qdense" and bias_value is not None and bias_value.type.size != w.shape[1]:
-            return "the added operand is not a per-column bias"
+            return MatchResult.fail("the added operand is not a per-column bias")
         bias, why = _bias(bias_value, px.scale, w_scale)
         if why:
-            return why
+            return MatchResult(why)
         try:
             bias = qk.integer_bias(w, self.out_axis, px.zero_point[0], bias)
         except ValueError as exc:
-            return str(exc)
+            return MatchResult.fail(str(exc))
         if self.requantized:
             py, why = _out_params(m)
             if why:
-                return why
+                return MatchResult(why)
             dtype = m.node("q").output.dtype
             if dtype not in ("int8", "uint8", "int16"):
-                return f"output type {dtype}"
+                return MatchResult.fail(f"output type {dtype}")
             lo, hi = _clamp(m.nodes.get("act"), py, dtype)
             mult = qk.multiplier(px.scale, w_scale, py.scale)
             epilogue = dict(dtype=dtype, out_zero_point=py.zero_point[0], out_min=lo, out_max=hi)
@@ -181,7 +181,7 @@ class _Anchor(RewriteRule):
             mult = qk.multiplier(px.scale, w_scale)
             epilogue = dict(dtype="float32")
         m["plan"] = (w, bias, mult, dict(data_zero_point=px.zero_point[0], **epilogue))
-        return None
+        return MatchResult.ok()
 
     def rewrite(self, b: Builder, m):
         w, bias, mult, attrs = m["plan"]
@@ -234,13 +234,13 @@ class QAdd(RewriteRule):
         pb, why_b = _data_params(m, "dq_b")
         py, why_y = _out_params(m)
         if why or why_b or why_y:
-            return why or why_b or why_y
+            return MatchResult(why or why_b or why_y)
         dtype = m.node("q").output.dtype
         lo, hi = _clamp(m.nodes.get("act"), py, dtype)
         m["attrs"] = dict(a_scale=pa.scale[0], a_zero_point=pa.zero_point[0], b_scale=pb.scale[0],
                           b_zero_point=pb.zero_point[0], scale=py.scale[0], out_zero_point=py.zero_point[0],
                           dtype=dtype, out_min=lo, out_max=hi)
-        return None
+        return MatchResult.ok()
 
     def rewrite(self, b, m):
         return b("qadd", m.node("dq_a").inputs[0], m.node("dq_b").inputs[0], name=m.node("add").name, **m["attrs"])
@@ -261,7 +261,7 @@ class Transparent(RewriteRule):
     def check(self, m):
         px, why = _data_params(m, "dq_x")
         py, why_y = _out_params(m)
-        return why or why_y
+        return MatchResult(why or why_y)
 
     def rewrite(self, b, m):
         t, dq, q = m.node("t"), m.node("dq_x"), m.node("q")
@@ -286,7 +286,7 @@ class QdqPair(RewriteRule):
     def check(self, m):
         px, why = _data_params(m, "dq_x")
         py, why_y = _out_params(m)
-        return why or why_y
+        return MatchResult(why or why_y)
 
     def rewrite(self, b, m):
         dq, q = m.node("dq_x"), m.node("q")
@@ -306,10 +306,10 @@ class MoveDequantize(RewriteRule):
         dq = m.node("dq")
         p = quant_params_of(dq)
         if static_value(dq.inputs[0]) is None or p is None:
-            return "not a constant with constant parameters"
+            return MatchResult.fail("not a constant with constant parameters")
         if p.per_channel and m.node("t").op == "reshape":
-            return "reshape of per-channel parameters"
-        return None
+            return MatchResult.fail("reshape of per-channel parameters")
+        return MatchResult.ok()
 
     def rewrite(self, b, m):
         dq, t = m.node("dq"), m.node("t")
@@ -355,9 +355,9 @@ class LowerQdq(Pass):
     def run(self, graph: Graph, ctx: PassContext) -> bool:
         if not any(n.op in ("quantize", "dequantize") for n in graph.nodes):
             return False
-        changed = apply_rewrites(graph, [MoveDequantize()])
-        changed |= apply_rewrites(graph, _anchor_rules() + [QAdd(True), QAdd(False), Transparent(), QdqPair()])
-        changed |= apply_rewrites(graph, _float_out_rules())
+        changed = apply_rewrites(graph, [MoveDequantize()], ctx)
+        changed |= apply_rewrites(graph, _anchor_rules() + [QAdd(True), QAdd(False), Transparent(), QdqPair()], ctx)
+        changed |= apply_rewrites(graph, _float_out_rules(), ctx)
         if self.fold_weights:
             changed |= fold_constant_dequantize(graph)
         if changed:

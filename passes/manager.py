@@ -15,7 +15,8 @@ from typing import TextIO
 from edgecc.ir import Graph, print_graph, verify_graph
 from edgecc.ir.verifier import VerifyError
 
-from .base import Pass, PassContext
+from .base import Pass, PassContext, Remark
+from .pipeline import Fixpoint
 
 __all__ = ["PassManager", "PassError", "PassRecord"]
 
@@ -46,7 +47,9 @@ class PassManager:
     """Run passes in order over a graph.
 
     verify_each: run the IR verifier before the first and after every pass.
-    print_ir_after: pass names after which the IR is printed to `out`.
+    print_ir_after: pass names after which the IR is printed to `out` ("all" for every pass).
+    Passes inside fixpoint groups are run, timed, verified and printed one by one. What passes
+    say (`ctx.note`, rewrite rejections) collects in `remarks` after `run`.
     """
 
     passes: list[Pass]
@@ -54,29 +57,37 @@ class PassManager:
     print_ir_after: set[str] = field(default_factory=set)
     out: TextIO = field(default=sys.stderr)
     records: list[PassRecord] = field(default_factory=list)
+    remarks: list[Remark] = field(default_factory=list)
 
     def run(self, graph: Graph, ctx: PassContext | None = None) -> bool:
         ctx = ctx or PassContext()
         if self.verify_each:
             self._verify(graph, "<input>", [])
         done: list[str] = []
-        changed_any = False
-        for p in self.passes:
-            start = time.perf_counter()
-            try:
-                changed = bool(p.run(graph, ctx))
-            except PassError:
-                raise
-            except Exception as exc:  # noqa: BLE001 - re-raised with the pass named
-                raise PassError(p.name, done, exc) from exc
-            self.records.append(PassRecord(p.name, time.perf_counter() - start, changed))
-            if self.verify_each:
-                self._verify(graph, p.name, done)
-            if p.name in self.print_ir_after or "all" in self.print_ir_after:
-                self.out.write(f"// IR after {p.spec()}\n{print_graph(graph, elide_constants=True)}")
-            done.append(p.name)
-            changed_any |= changed
-        return changed_any
+        try:
+            return any([self._run_one(p, graph, ctx, done) for p in self.passes])
+        finally:
+            ctx.pass_name = ""
+            self.remarks = ctx.remarks
+
+    def _run_one(self, p: Pass, graph: Graph, ctx: PassContext, done: list[str]) -> bool:
+        if isinstance(p, Fixpoint):
+            return p.run(graph, ctx, run_pass=lambda member: self._run_one(member, graph, ctx, done))
+        ctx.pass_name = p.name
+        start = time.perf_counter()
+        try:
+            changed = bool(p.run(graph, ctx))
+        except PassError:
+            raise
+        except Exception as exc:  # noqa: BLE001 - re-raised with the pass named
+            raise PassError(p.name, done, exc) from exc
+        self.records.append(PassRecord(p.name, time.perf_counter() - start, changed))
+        if self.verify_each:
+            self._verify(graph, p.name, done)
+        if p.name in self.print_ir_after or "all" in self.print_ir_after:
+            self.out.write(f"// IR after {p.spec()}\n{print_graph(graph, elide_constants=True)}")
+        done.append(p.name)
+        return changed
 
     @staticmethod
     def _verify(graph: Graph, name: str, done: list[str]) -> None:

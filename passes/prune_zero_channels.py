@@ -266,7 +266,7 @@ class PruneZeroChannels(Pass):
                 consts = _constant_values(plan)
                 why = _absorb_check(plan, consts)
             if why is not None:
-                ctx.note(f"prune-zero-channels: {node.name}: {len(zero)} zero channel(s) kept: {why}")
+                ctx.note(f"{len(zero)} zero channel(s) kept: {why}", node)
                 continue
             _rewrite(graph, plan, consts)
             changed = True

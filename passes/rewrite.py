@@ -4,11 +4,12 @@
         '''mul(x, 1) -> x'''
         pattern = op("mul", any_("x"), const("one"))
         def check(self, m):
-            return None if np.all(m["one"] == 1) else "constant is not 1"
+            return MatchResult.ok() if np.all(m["one"] == 1) else MatchResult.fail("constant is not 1")
         def rewrite(self, b, m):
             return m.value("x")
 
-`apply_rewrites(graph, rules)` applies rules greedily until none matches.
+`apply_rewrites(graph, rules, ctx)` applies rules greedily until none matches; each refusal of a
+check is recorded as a remark (rule, node, reason) on the pass context.
 """
 
 from __future__ import annotations
@@ -20,7 +21,9 @@ import numpy as np
 
 from edgecc.ir import Graph, Node, Trait, Value, get_op, static_value
 
-__all__ = ["Pattern", "any_", "const", "op", "Match", "RewriteRule", "Builder", "apply_rewrites"]
+from .base import PassContext
+
+__all__ = ["Pattern", "any_", "const", "op", "Match", "MatchResult", "RewriteRule", "Builder", "apply_rewrites"]
 
 
 class Match(dict):
@@ -36,6 +39,33 @@ class Match(dict):
 
     def node(self, name: str) -> Node:
         return self.nodes[name]
+
+
+class MatchResult:
+    """A rule's verdict on a match: success (truthy), or a failure carrying its reason (falsy).
+
+    `MatchResult.ok()`, `MatchResult.fail(reason)`, or `MatchResult(reason_or_none)` for a reason
+    computed by a helper (None: success).
+    """
+
+    __slots__ = ("reason",)
+
+    def __init__(self, reason: str | None = None):
+        self.reason = reason
+
+    @classmethod
+    def ok(cls) -> MatchResult:
+        return cls()
+
+    @classmethod
+    def fail(cls, reason: str) -> MatchResult:
+        return cls(reason)
+
+    def __bool__(self) -> bool:
+        return self.reason is None
+
+    def __repr__(self) -> str:
+        return "MatchResult.ok()" if self else f"MatchResult.fail({self.reason!r})"
 
 
 class Pattern:
@@ -157,7 +187,7 @@ class Builder:
 
 
 class RewriteRule:
-    """A rewrite: `pattern` matches the root node's output; `check` may reject with a reason."""
+    """A rewrite: `pattern` matches the root node's output; `check` may refuse with a reason."""
 
     pattern: Pattern
 
@@ -165,8 +195,8 @@ class RewriteRule:
     def name(self) -> str:
         return type(self).__name__
 
-    def check(self, m: Match) -> str | None:
-        return None
+    def check(self, m: Match) -> MatchResult:
+        return MatchResult.ok()
 
     def rewrite(self, b: Builder, m: Match) -> Value | None:  # pragma: no cover - interface
         raise NotImplementedError
@@ -177,41 +207,48 @@ def _root_ops(rule: RewriteRule) -> tuple[str, ...] | None:
     return pat.ops if isinstance(pat, _Op) else None
 
 
-def apply_rewrites(graph: Graph, rules: Sequence[RewriteRule], max_rounds: int = 20,
-                   rejections: list[str] | None = None) -> bool:
+def apply_rewrites(graph: Graph, rules: Sequence[RewriteRule], ctx: PassContext | None = None,
+                   max_rounds: int = 20) -> bool:
     """Apply rules to single-output nodes until nothing matches; returns whether anything changed.
 
-    Rejections (rule, node, reason) are appended to `rejections` when it is given.
+    A check's refusal becomes a rejection remark on `ctx` (rule, node, reason); rounds that still
+    change the graph after `max_rounds` end with a note there.
     """
+    ctx = ctx if ctx is not None else PassContext()
     changed = False
     for _ in range(max_rounds):
-        round_changed = False
-        for node in list(graph.nodes):
-            if node.graph is not graph or node not in graph.nodes or len(node.outputs) != 1:
-                continue
-            for rule in rules:
-                roots = _root_ops(rule)
-                if roots is not None and node.op not in roots:
-                    continue
-                m = Match()
-                if not rule.pattern.match(node.output, m):
-                    continue
-                reason = rule.check(m)
-                if reason is not None:
-                    if rejections is not None:
-                        rejections.append(f"{rule.name} on {node.name}: {reason}")
-                    continue
-                new = rule.rewrite(Builder(graph, node, node.name), m)
-                if new is None or new is node.output:
-                    continue
-                graph.replace_value(node.output, new)
-                _erase_dead_from(graph, node)
-                round_changed = True
-                break
+        round_changed = any([_rewrite_node(graph, node, rules, ctx) for node in list(graph.nodes)])
         changed |= round_changed
         if not round_changed:
-            break
+            return changed
+    ctx.note(f"rewrites still applied after {max_rounds} rounds; stopped there")
     return changed
+
+
+def _rewrite_node(graph: Graph, node: Node, rules: Sequence[RewriteRule], ctx: PassContext) -> bool:
+    """Apply the first rule that matches `node` and passes its check; returns whether one did."""
+    if node.graph is not graph or node not in graph.nodes or len(node.outputs) != 1:
+        return False
+    for rule in rules:
+        roots = _root_ops(rule)
+        if roots is not None and node.op not in roots:
+            continue
+        m = Match()
+        if not rule.pattern.match(node.output, m):
+            continue
+        verdict = rule.check(m)
+        if not isinstance(verdict, MatchResult):
+            raise TypeError(f"{rule.name}.check returned {verdict!r}, not a MatchResult")
+        if not verdict:
+            ctx.reject(rule.name, node, verdict.reason)
+            continue
+        new = rule.rewrite(Builder(graph, node, node.name), m)
+        if new is None or new is node.output:
+            continue
+        graph.replace_value(node.output, new)
+        _erase_dead_from(graph, node)
+        return True
+    return False
 
 
 def _erase_dead_from(graph: Graph, root: Node) -> None:

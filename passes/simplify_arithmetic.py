@@ -17,7 +17,7 @@ import numpy as np
 from edgecc.ir import Graph
 
 from .base import Pass, PassContext, register_pass
-from .rewrite import Builder, RewriteRule, any_, apply_rewrites, const, op
+from .rewrite import Builder, MatchResult, RewriteRule, any_, apply_rewrites, const, op
 
 
 def _keeps_shape(m) -> str | None:
@@ -32,7 +32,7 @@ def _identity_rule(op_name: str, neutral: float):
         pattern = op(op_name, any_("x"), const("c", lambda a: a.size > 0 and bool(np.all(a == neutral))), name="root")
 
         def check(self, m):
-            return _keeps_shape(m)
+            return MatchResult(_keeps_shape(m))
 
         def rewrite(self, b: Builder, m):
             return m.value("x")
@@ -47,8 +47,8 @@ def _chain_rule(op_name: str, combine):
 
         def check(self, m):
             if m["c1"].dtype != m["c2"].dtype:
-                return "constants differ in dtype"
-            return None
+                return MatchResult.fail("constants differ in dtype")
+            return MatchResult.ok()
 
         def rewrite(self, b: Builder, m):
             return b(op_name, m.value("x"), b.const(combine(m["c1"], m["c2"]), "folded"))
@@ -99,7 +99,7 @@ class SimplifyArithmetic(Pass):
             _chain_rule("mul", np.multiply), _chain_rule("add", np.add),
             DoubleNeg(), ReshapeChain(), TransposeChain(),
         ]
-        changed = apply_rewrites(graph, rules)
+        changed = apply_rewrites(graph, rules, ctx)
         if changed:
             graph.remove_unused_constants()
         return changed

@@ -9,7 +9,7 @@ import pytest
 
 from edgecc.errors import EdgeccError
 from edgecc.passes import Pass, PassOptionError, all_passes, parse_pipeline, register_pass
-from edgecc.passes.base import format_option, parse_option
+from edgecc.passes.options import format_option, parse_option
 
 
 @dataclass
