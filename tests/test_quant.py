@@ -118,7 +118,7 @@ def test_onnxruntime_quantized_transformer_matches_onnxruntime(mode, tmp_path):
 def test_x86_int8_convolutions_multiply_channel_pairs_with_vpmaddwd(tmp_path):
     """On AVX2 hosts qconv weights are laid out with input-channel pairs innermost and the kernel
     is tensorized with vpmaddwd; the results stay those of ONNX Runtime."""
-    from edgecc.lower.kernels import collect_kernels
+    from edgecc.lower.plan import plan_kernels
     from edgecc.lower.schedules import make_scheduler
     from edgecc.targets import get_target
 
@@ -132,10 +132,10 @@ def test_x86_int8_convolutions_multiply_channel_pairs_with_vpmaddwd(tmp_path):
     for conv in convs:  # pairs wherever the input-channel block is even (not the 3-channel stem)
         paired = conv.inputs[0].type.shape[-1] % 2 == 0
         assert conv.attrs["kernel_layout"].endswith("o2i") == paired, conv.attrs["kernel_layout"]
-    schedule = make_scheduler(target, "")
-    scheduled = [schedule(k) for k, _ in collect_kernels(graph) if k.kind == "qconv"]
-    assert all(how == "default" for _, how in scheduled)
-    assert sum("llvm.x86.avx2.pmadd.wd" in func.script() for func, _ in scheduled) == len(scheduled) - 1
+    scheduler = make_scheduler(target)
+    scheduled = [scheduler.schedule(p.kernel) for p in plan_kernels(graph) if p.kernel.kind == "qconv"]
+    assert all(s.how == "default" for s in scheduled)
+    assert sum("llvm.x86.avx2.pmadd.wd" in s.func.script() for s in scheduled) == len(scheduled) - 1
     feed = image_feeds(1, seed=2)[0]
     got = list(edgecc.compile(path, "host").load().run(feed).values())[0]
     np.testing.assert_array_equal(got, run_ort(onnx.load(path), feed)[0])
@@ -194,6 +194,21 @@ def test_quantization_schemes_stay_close_to_fp32(digits, options):
     if options.get("activation_dtype") == "uint8":
         dtypes = {v.type.dtype for n in compiled.graph.nodes for v in n.outputs}
         assert "uint8" in dtypes
+
+
+def test_entropy_calibration_ignores_the_spike_of_exact_zeros():
+    """Half the values of a ReLU output are exact zeros; the KL threshold must follow the nonzero
+    values (clip at most their top 0.1%), not shrink towards the zero spike."""
+    from edgecc.quant.calibrate import _range, _Stats
+
+    rng = np.random.default_rng(0)
+    x = np.maximum(rng.standard_normal(200_000), 0).astype(np.float32)
+    stats = _Stats()
+    stats.observe_range(x)
+    stats.observe_hist(x)
+    lo, hi = _range(stats, "entropy", 99.99, symmetric=False)
+    assert lo == 0.0
+    assert np.percentile(x[x > 0], 99.9) <= hi <= x.max()
 
 
 def test_sensitivity_and_accuracy_budget_keep_layers_in_fp32(digits):

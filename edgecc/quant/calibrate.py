@@ -5,7 +5,10 @@ compiled for the host and run once per sample. Range methods:
   * minmax      the observed minimum and maximum;
   * percentile  the given percentile of the values (both tails; of |x| when symmetric);
   * entropy     the clipping threshold whose quantized histogram is closest to the observed
-                one in KL divergence (TensorRT's calibration), from a histogram of |x|.
+                one in KL divergence (TensorRT's calibration), from a histogram of the nonzero
+                |x|: exact zeros (ReLU outputs, padding) are exact on every candidate grid and
+                say nothing about where to clip, while their spike, smeared into its neighbours
+                by the quantized histogram, would pull the search towards small thresholds.
 Histogram methods take a second pass over the samples (the first one fixes the histogram range).
 """
 
@@ -29,6 +32,7 @@ class _Stats:
     hi: float = -np.inf
     raw: np.ndarray | None = None  # histogram over [lo, hi]
     mag: np.ndarray | None = None  # histogram of |x| over [0, max(|lo|, |hi|)]
+    zeros: int = 0  # exact zeros among the values (all in the first bin of `mag`)
 
     def observe_range(self, x: np.ndarray) -> None:
         if x.size:
@@ -42,6 +46,13 @@ class _Stats:
         mag, _ = np.histogram(np.abs(x), bins=BINS, range=(0.0, amax))
         self.raw = raw if self.raw is None else self.raw + raw
         self.mag = mag if self.mag is None else self.mag + mag
+        self.zeros += int(np.count_nonzero(x == 0))
+
+    def nonzero_mag(self) -> np.ndarray:
+        """The histogram of |x| without the exact zeros."""
+        hist = self.mag.copy()
+        hist[0] -= self.zeros
+        return hist
 
 
 @dataclass
@@ -106,7 +117,7 @@ def _range(s: _Stats, method: str, percentile: float, symmetric: bool) -> tuple[
         hi = _hist_percentile(s.raw, s.lo, s.hi, percentile)
         return lo, hi
     levels = 128 if (symmetric or s.lo < 0) else 256
-    t = kl_threshold(s.mag, amax, levels)
+    t = kl_threshold(s.nonzero_mag(), amax, levels)
     return max(s.lo, -t), min(s.hi, t)
 
 
