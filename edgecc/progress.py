@@ -1,6 +1,6 @@
 """Progress of long commands (compile, calibration, tuning) on stderr.
 
-`Progress` is the `CompileOptions.progress` callable, `progress(stage, done, total)`:
+`Progress` is the `CompileOptions.progress` callable, `progress(stage, done, total)` (total 0: not known):
 
 - on a terminal it keeps one live line that rewrites itself in place
   (`edgecc: lower [#######-----] 17/30  4.2 s`) and erases it when the command ends;
@@ -34,8 +34,16 @@ class _Stage:
     total: int = 0
     ended: float = 0.0
 
+    @property
+    def count(self) -> str:
+        return f"{self.done}/{self.total}" if self.total > 0 else str(self.done)
+
+    @property
+    def finished(self) -> bool:
+        return 0 < self.total <= self.done
+
     def summary(self) -> str:
-        return f"edgecc: {self.name}: {self.done}/{self.total} in {self.ended - self.started:.1f} s"
+        return f"edgecc: {self.name}: {self.count} in {self.ended - self.started:.1f} s"
 
 
 class Progress:
@@ -56,7 +64,7 @@ class Progress:
             current = _Stage(stage, now)
             self.stages.append(current)
         current.done, current.total, current.ended = done, total, now
-        if self.live and (starts or done >= total or self._due(now)):
+        if self.live and (starts or current.finished or self._due(now)):
             self._draw(current, now)
 
     def close(self, succeeded: bool = True) -> None:
@@ -88,10 +96,12 @@ class Progress:
 
 
 def _bar_line(stage: _Stage, now: float) -> str:
-    fraction = min(1.0, stage.done / stage.total) if stage.total > 0 else 0.0
-    filled = round(fraction * BAR_WIDTH)
-    bar = "#" * filled + "-" * (BAR_WIDTH - filled)
-    return f"edgecc: {stage.name} [{bar}] {stage.done}/{stage.total} {now - stage.started:5.1f} s"
+    """`edgecc: NAME [###---] DONE/TOTAL  ELAPSED s`; without a known total, no bar."""
+    bar = ""
+    if stage.total > 0:
+        filled = round(min(1.0, stage.done / stage.total) * BAR_WIDTH)
+        bar = "[" + "#" * filled + "-" * (BAR_WIDTH - filled) + "] "
+    return f"edgecc: {stage.name} {bar}{stage.count} {now - stage.started:5.1f} s"
 
 
 def _isatty(stream) -> bool:

@@ -2,6 +2,7 @@
 
 import io
 import os
+import select
 
 import pytest
 
@@ -49,6 +50,21 @@ def test_terminal_bar_is_cut_to_the_terminal_width(monkeypatch):
     assert stream.getvalue() == "\r" + "edgecc: a-very-long-stage-nam"[:29] + "\x1b[K"
 
 
+def read_all(leader: int) -> str:
+    """Everything written to a closed pseudo-terminal (the kernel hands it over asynchronously)."""
+    chunks = []
+    while select.select([leader], [], [], 5.0)[0]:
+        try:
+            chunk = os.read(leader, 65536)
+        except OSError:  # EIO: the other side is closed and everything was read
+            break
+        if not chunk:
+            break
+        chunks.append(chunk)
+    os.close(leader)
+    return b"".join(chunks).decode()
+
+
 def test_pseudo_terminal_sees_the_bar_and_no_newlines():
     leader, follower = os.openpty()
     with os.fdopen(follower, "w") as stream:
@@ -56,8 +72,7 @@ def test_pseudo_terminal_sees_the_bar_and_no_newlines():
         with Progress(stream, clock) as progress:
             assert progress.live
             feed(progress, clock, "build", 3, step=1.0)
-    seen = os.read(leader, 65536).decode()
-    os.close(leader)
+    seen = read_all(leader)
     assert "\redgecc: build [################--------] 2/3   2.0 s\x1b[K" in seen
     assert "\n" not in seen and seen.endswith("\r\x1b[K")
 
@@ -87,3 +102,14 @@ def test_nothing_after_an_error_so_the_error_stays_one_line():
                 raise RuntimeError("stop")
         assert "\n" not in stream.getvalue()
         assert stream.getvalue() == "" or stream.getvalue().endswith("\r\x1b[K")
+
+
+def test_a_stage_of_unknown_length_counts_without_a_bar():
+    clock, stream, log = Clock(), TerminalStream(), io.StringIO()
+    for target in (stream, log):
+        with Progress(target, clock) as progress:
+            for step in range(1, 4):
+                progress("quantize", step, 0)
+                clock.now += 1.0
+    assert stream.getvalue().split("\r")[1] == "edgecc: quantize 1   0.0 s\x1b[K"
+    assert log.getvalue() == "edgecc: quantize: 3 in 2.0 s\n"
