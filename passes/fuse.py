@@ -1,8 +1,9 @@
 """fuse: group nodes into `fused` nodes, each of which lowers to exactly one kernel.
 
 Rules (as TVM's FuseOps, decided here on the edgecc IR):
-  * an anchor (conv, matmul, dense, pooling) absorbs its chain of elementwise and broadcast
-    consumers: bias, folded scale, activation, residual add (`conv -> add -> relu`);
+  * an anchor (an op with Trait.ANCHOR: conv, matmul, dense, pooling) absorbs its chain of
+    elementwise and broadcast consumers: bias, folded scale, activation, residual add
+    (`conv -> add -> relu`);
   * a reduction (softmax, layer_norm, reduce_*) absorbs elementwise producers that only feed it
     (`add -> layer_norm`) and elementwise consumers (`reduce_mean -> sqrt`);
   * chains of injective ops (elementwise, reshape, transpose, slice, ...) form one group.
@@ -21,12 +22,6 @@ from edgecc.ir import Graph, Node, Trait, Value
 
 from .base import Pass, PassContext, register_pass
 
-ANCHOR_KINDS = {
-    "conv": "conv", "conv_transpose": "conv_transpose", "matmul": "matmul", "dense": "dense",
-    "max_pool": "pool", "avg_pool": "pool", "lp_pool": "pool", "global_avg_pool": "pool",
-    "global_max_pool": "pool", "global_lp_pool": "pool", "qconv": "qconv", "qdense": "qdense",
-}
-
 
 @dataclass
 class _Group:
@@ -38,7 +33,7 @@ class _Group:
 def _pattern(node: Node) -> str:
     """elementwise | injective | reduction | anchor | opaque."""
     opdef = node.opdef
-    if node.op in ANCHOR_KINDS:
+    if opdef.has(Trait.ANCHOR):
         return "anchor"
     if len(node.outputs) != 1 or opdef.has(Trait.OPAQUE) or opdef.has(Trait.SHAPE):
         return "opaque"
@@ -111,7 +106,11 @@ def _initial_kind(node: Node, pattern: str) -> str:
 
 
 def _anchor_kind(node: Node) -> str:
-    kind = ANCHOR_KINDS[node.op]
+    """The group's schedule family: `pool` for anchors that reduce over a window, `depthwise_conv`,
+    else the anchor's op."""
+    if node.opdef.has(Trait.REDUCTION):
+        return "pool"
+    kind = node.op
     if node.op == "conv":
         groups = node.attrs.get("group", 1)
         if groups > 1 and groups == node.outputs[0].type.shape[1] * _block(node.outputs[0]):

@@ -67,3 +67,39 @@ def test_injective_chain_fuses_and_graph_output_stays_named():
     (node,) = graph.nodes
     assert [m.op for m in node.subgraph.nodes] == ["transpose", "exp", "reshape"]
     assert graph.outputs[0].name == "y"
+
+
+def test_pooling_heads_a_pool_group_and_absorbs_its_activation():
+    check_pass("fuse", """
+        graph @main(%x: f32[1,4,8,8]) {
+          %p = max_pool(%x) {kernel_shape=[2,2], strides=[2,2]} : f32[1,4,4,4]
+          %y = relu(%p) : f32[1,4,4,4]
+          return %y
+        }""", """
+        graph @main(%x: f32[1,4,8,8]) {
+          %y = fused(%x) {anchor="max_pool", kind="pool"} : f32[1,4,4,4] {
+            ^(%x: f32[1,4,8,8])
+            %p = max_pool(%x) {kernel_shape=[2,2], strides=[2,2]} : f32[1,4,4,4]
+            %y = relu(%p) : f32[1,4,4,4]
+            return %y
+          }
+          return %y
+        }""")
+
+
+def test_every_anchor_op_of_the_registry_heads_its_own_group():
+    """fuse asks the op registry (Trait.ANCHOR), so a new anchor op needs no change here."""
+    from edgecc.ir import Trait, all_ops
+    from edgecc.passes.fuse import _pattern
+
+    anchors = {name for name, opdef in all_ops().items() if opdef.has(Trait.ANCHOR)}
+    assert {"conv", "matmul", "dense", "qconv", "qdense", "max_pool", "global_avg_pool"} <= anchors
+    graph, _ = run_pipeline("fuse", """
+        graph @main(%x: f32[1,4,8,8]) {
+          %g = global_avg_pool(%x) : f32[1,4,1,1]
+          %y = relu(%g) : f32[1,4,1,1]
+          return %y
+        }""")
+    (node,) = graph.nodes
+    assert (node.attrs["anchor"], node.attrs["kind"]) == ("global_avg_pool", "pool")
+    assert all(_pattern(n) == "anchor" for n in node.subgraph.nodes if n.op in anchors)

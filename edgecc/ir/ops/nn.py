@@ -177,7 +177,7 @@ _POOL_ATTRS = {
     "ceil_mode": Attr("int", 0),
     "layout": Attr("str", None),
 }
-_POOL_TRAITS = [Trait.LAYOUT_SENSITIVE, Trait.QUANTIZABLE]
+_POOL_TRAITS = [Trait.ANCHOR, Trait.REDUCTION, Trait.LAYOUT_SENSITIVE, Trait.QUANTIZABLE]
 register_op("max_pool", ["data"], _pool_infer, attrs=_POOL_ATTRS, traits=_POOL_TRAITS)
 register_op(
     "avg_pool",
@@ -187,7 +187,7 @@ register_op(
     traits=_POOL_TRAITS,
 )
 register_op("lp_pool", ["data"], _pool_infer, attrs={**_POOL_ATTRS, "p": Attr("int", 2)},
-            traits=[Trait.LAYOUT_SENSITIVE])
+            traits=[Trait.ANCHOR, Trait.REDUCTION, Trait.LAYOUT_SENSITIVE])
 
 
 def _global_pool_infer(node: Node) -> list[TensorType]:
@@ -199,10 +199,10 @@ def _global_pool_infer(node: Node) -> list[TensorType]:
 
 for _name in ("global_avg_pool", "global_max_pool"):
     register_op(_name, ["data"], _global_pool_infer, attrs={"layout": Attr("str", None)},
-                traits=[Trait.LAYOUT_SENSITIVE, Trait.REDUCTION])
+                traits=[Trait.ANCHOR, Trait.LAYOUT_SENSITIVE, Trait.REDUCTION])
 register_op("global_lp_pool", ["data"], _global_pool_infer,
             attrs={"layout": Attr("str", None), "p": Attr("int", 2)},
-            traits=[Trait.LAYOUT_SENSITIVE, Trait.REDUCTION])
+            traits=[Trait.ANCHOR, Trait.LAYOUT_SENSITIVE, Trait.REDUCTION])
 
 
 # ----- normalization -------------------------------------------------------------------------

@@ -32,7 +32,7 @@ class Trait:
     BROADCAST = "broadcast"  # elementwise with numpy broadcasting of inputs
     INJECTIVE = "injective"  # each output element reads at most one element of each input
     REDUCTION = "reduction"  # reduces over some axes
-    ANCHOR = "anchor"  # compute-heavy (conv, matmul): heads a fusion group
+    ANCHOR = "anchor"  # compute-heavy (conv, matmul, pooling): heads a fusion group
     OPAQUE = "opaque"  # never fused
     LAYOUT_SENSITIVE = "layout_sensitive"  # result depends on which axis is which
     LAYOUT_AGNOSTIC = "layout_agnostic"  # runs unchanged in any layout (same-shape elementwise)
