@@ -1,4 +1,4 @@
-"""Elementwise ops: unary math and activations, broadcasting binary ops, where, cast, clip."""
+"""Elementwise ops: unary math and activations, broadcasting binary ops, where, cast, bitcast, clip."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ import math
 import numpy as np
 
 from ..graph import IRError
-from ..types import DTYPES, TensorType
+from ..types import DTYPES, TensorType, np_dtype
 from ._util import broadcast_infer, in_type, require_float, same_as_input
 from .registry import Attr, Trait, register_op
 
@@ -169,6 +169,27 @@ def _cast_fold(node, values):
 
 
 register_op("cast", ["x"], _cast_infer, attrs={"to": Attr("str")}, traits=UNARY_TRAITS, fold=_cast_fold)
+
+
+def _bitcast_infer(node):
+    t = in_type(node, 0)
+    to = node.attrs["to"]
+    if to not in DTYPES:
+        raise IRError(f"bitcast: unknown dtype {to}")
+    if np_dtype(to).itemsize != np_dtype(t.dtype).itemsize:
+        raise IRError(f"bitcast: {t.dtype} and {to} differ in width")
+    return [TensorType(to, t.shape, t.layout)]
+
+
+register_op(
+    "bitcast",
+    ["x"],
+    _bitcast_infer,
+    attrs={"to": Attr("str")},
+    traits=(Trait.ELEMENTWISE, Trait.INJECTIVE, Trait.LAYOUT_AGNOSTIC),
+    fold=lambda node, v: [np.ascontiguousarray(v[0]).view(np_dtype(node.attrs["to"]))],
+    doc="the same bits read as another element type of the same width",
+)
 
 
 # ----- binary ops ------------------------------------------------------------------------

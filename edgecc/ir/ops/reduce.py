@@ -1,4 +1,4 @@
-"""Reductions, arg-reductions, and scan-like ops (cumsum, topk)."""
+"""Reductions, arg-reductions, and scan-like ops (cumsum, cumprod, topk)."""
 
 from __future__ import annotations
 
@@ -108,19 +108,45 @@ def _cumsum_fold(node, v):
     return [out]
 
 
-def _cumsum_infer(node: Node):
+def _cumulative_infer(node: Node):
+    """cumsum and cumprod: the input's type, without quantization."""
     t = in_type(node, 0)
-    norm_axis(node.attrs["axis"], t.rank, "cumsum")
+    norm_axis(node.attrs["axis"], t.rank, node.op)
     return [t.with_quant(None)]
 
 
 register_op(
     "cumsum",
     ["x"],
-    _cumsum_infer,
+    _cumulative_infer,
     attrs={"axis": Attr("int"), "exclusive": Attr("int", 0), "reverse": Attr("int", 0)},
     traits=[Trait.OPAQUE, Trait.LAYOUT_SENSITIVE],
     fold=_cumsum_fold,
+)
+
+
+def _cumprod_fold(node, values):
+    x = values[0]
+    axis = node.attrs["axis"] % x.ndim
+    if node.attrs["reverse"]:
+        x = np.flip(x, axis)
+    out = np.cumprod(x, axis=axis, dtype=x.dtype)
+    if node.attrs["exclusive"]:
+        ones = np.ones_like(np.take(out, [0], axis=axis))
+        out = np.concatenate([ones, np.take(out, range(x.shape[axis] - 1), axis=axis)], axis=axis)
+    if node.attrs["reverse"]:
+        out = np.flip(out, axis)
+    return [out]
+
+
+register_op(
+    "cumprod",
+    ["x"],
+    _cumulative_infer,
+    attrs={"axis": Attr("int"), "exclusive": Attr("int", 0), "reverse": Attr("int", 0)},
+    traits=(Trait.LAYOUT_SENSITIVE, Trait.OPAQUE),
+    fold=_cumprod_fold,
+    doc="cumulative product along `axis`, as ONNX CumProd",
 )
 
 

@@ -1,65 +1,13 @@
-"""Ops beyond the core set: cumulative product, bit reinterpretation, grid sampling."""
+"""Image ops that sample or scatter pixels at computed positions: grid_sample, col2im, roi_align, deform_conv."""
 
 from __future__ import annotations
 
 import numpy as np
 
 from ..graph import IRError
-from ..types import DTYPES, TensorType, np_dtype
-from ._util import in_type, norm_axis
+from ..types import TensorType
+from ._util import in_type
 from .registry import Attr, Trait, register_op
-
-
-def _cumprod_fold(node, values):
-    x = values[0]
-    axis = node.attrs["axis"] % x.ndim
-    if node.attrs["reverse"]:
-        x = np.flip(x, axis)
-    out = np.cumprod(x, axis=axis, dtype=x.dtype)
-    if node.attrs["exclusive"]:
-        ones = np.ones_like(np.take(out, [0], axis=axis))
-        out = np.concatenate([ones, np.take(out, range(x.shape[axis] - 1), axis=axis)], axis=axis)
-    if node.attrs["reverse"]:
-        out = np.flip(out, axis)
-    return [out]
-
-
-def _cumprod_infer(node):
-    t = in_type(node, 0)
-    norm_axis(node.attrs["axis"], t.rank, "cumprod")
-    return [t.with_quant(None)]
-
-
-register_op(
-    "cumprod",
-    ["x"],
-    _cumprod_infer,
-    attrs={"axis": Attr("int"), "exclusive": Attr("int", 0), "reverse": Attr("int", 0)},
-    traits=(Trait.LAYOUT_SENSITIVE, Trait.OPAQUE),
-    fold=_cumprod_fold,
-    doc="cumulative product along `axis`, as ONNX CumProd",
-)
-
-
-def _bitcast_infer(node):
-    t = in_type(node, 0)
-    to = node.attrs["to"]
-    if to not in DTYPES:
-        raise IRError(f"bitcast: unknown dtype {to}")
-    if np_dtype(to).itemsize != np_dtype(t.dtype).itemsize:
-        raise IRError(f"bitcast: {t.dtype} and {to} differ in width")
-    return [TensorType(to, t.shape, t.layout)]
-
-
-register_op(
-    "bitcast",
-    ["x"],
-    _bitcast_infer,
-    attrs={"to": Attr("str")},
-    traits=(Trait.ELEMENTWISE, Trait.INJECTIVE, Trait.LAYOUT_AGNOSTIC),
-    fold=lambda node, v: [np.ascontiguousarray(v[0]).view(np_dtype(node.attrs["to"]))],
-    doc="the same bits read as another element type of the same width",
-)
 
 
 def _grid_sample_infer(node):
