@@ -1,11 +1,17 @@
-"""The compile pipeline: ONNX -> IR -> passes -> target lowering -> shared library."""
+"""The compile pipeline: ONNX -> IR -> passes -> target lowering -> shared library.
+
+The driver connects the layers below it: the frontend, the pass pipeline, the target, the
+lowering (handed the target's tuning records through `edgecc.lower.schedules.ScheduleSource`)
+and the build. The quantization workflow and the tuner sit above it and call it.
+"""
 
 from __future__ import annotations
 
 import os
 import sys
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any, TextIO
 
@@ -31,8 +37,9 @@ class CompileOptions:
     tuning_logs: str | None = None  # folder of tuning logs ("" disables them)
     schedules: str = "default"  # "default" rule-based schedules, or "none"
     quantize: Any = None  # edgecc.quant.QuantizeOptions: post-training int8 quantization
+    strict_schedules: bool = False  # a kernel without its intended schedule is a ScheduleError
     log: TextIO | None = None
-    progress: Callable[[str], None] | None = None
+    progress: Callable[[str, int, int], None] | None = None  # progress(stage, done, total)
 
 
 @dataclass
@@ -46,6 +53,7 @@ class CompiledModel:
     timings: dict[str, float]
     warnings: list[str]
     pass_report: str = ""
+    remarks: list = field(default_factory=list)  # what the passes noted (edgecc.passes.Remark)
 
     def export(self, path: str | os.PathLike) -> None:
         """Write the deployable shared library (atomically)."""
@@ -53,13 +61,14 @@ class CompiledModel:
 
         export_atomic(self.executable, self.target, path)
 
-    def load(self):
-        """The compiled model as an in-process `edgecc.runtime.Module` (host targets only)."""
+    def load(self, threads: int | None = None):
+        """The compiled model as an in-process `edgecc.runtime.Module` (host targets only), its
+        kernels run on `threads` threads (None: every core this process may run on)."""
         from edgecc.runtime import Module
 
         if not self.target.runs_here:
             raise EdgeccError(f"a library for target '{self.target.tag}' cannot run on this machine")
-        return Module(self.executable.jit(), "<compiled>")
+        return Module(self.executable.jit(), "<compiled>", threads)
 
 
 def load_model(model, input_shapes=None, warnings: list[str] | None = None) -> Graph:
@@ -100,11 +109,17 @@ def optimize(graph: Graph, target, options: CompileOptions, remarks: list | None
 
 
 def _scheduler(target, options: CompileOptions):
+    """The kernel scheduler: the target's tuning records (unless disabled), then the default rules."""
     if options.schedules == "none":
         return None
     from edgecc.lower.schedules import make_scheduler
 
-    return make_scheduler(target, options.tuning_logs)
+    records = None
+    if options.tuning_logs != "":
+        from edgecc.tune.apply import TunedSchedules
+
+        records = TunedSchedules.for_target(target, options.tuning_logs)
+    return make_scheduler(target, records)
 
 
 def prepare(model, target: Any = "host", **kwargs):
@@ -123,12 +138,30 @@ def prepare(model, target: Any = "host", **kwargs):
 
 
 def _quantize(graph: Graph, options: CompileOptions) -> None:
-    """Post-training quantization (calibration, quantize/dequantize pairs) when asked for."""
+    """Post-training quantization (calibration, quantize/dequantize pairs) when asked for.
+
+    `options.quantize` (an `edgecc.quant.QuantizeOptions`) runs the quantization workflow, which
+    lives above the driver: the driver calls it through the options object, never imports it.
+    """
     if options.quantize is None:
         return
-    from edgecc.quant.flow import quantize_graph
+    say = None
+    if options.progress is not None:
+        steps = iter(range(1, 1 << 30))
+        say = lambda message: options.progress("quantize", next(steps), 0)  # noqa: E731
+    options.quantize.quantize(graph, options.opt_level, options.disabled_passes, say)
 
-    quantize_graph(graph, options.quantize, options.opt_level, options.disabled_passes, options.progress)
+
+@contextmanager
+def _stage(name: str, options: CompileOptions, timings: dict[str, float]) -> Iterator[None]:
+    """Time a compile stage into `timings` and report its start and end to `options.progress`."""
+    if options.progress is not None:
+        options.progress(name, 0, 1)
+    start = time.perf_counter()
+    yield
+    timings[name] = time.perf_counter() - start
+    if options.progress is not None:
+        options.progress(name, 1, 1)
 
 
 def compile(model, target: Any = "host", **kwargs) -> CompiledModel:  # noqa: A001 - the verb users expect
@@ -141,24 +174,21 @@ def compile(model, target: Any = "host", **kwargs) -> CompiledModel:  # noqa: A0
     target_obj = get_target(options.target, **options.target_options)
     target_obj.check_toolchain()
     warnings: list[str] = []
-    start = time.perf_counter()
-    graph = load_model(model, options.input_shapes, warnings)
-    if isinstance(model, Graph):
-        graph = graph.clone()
-    timings["frontend"] = time.perf_counter() - start
+    remarks: list = []
+    with _stage("frontend", options, timings):
+        graph = load_model(model, options.input_shapes, warnings)
+        if isinstance(model, Graph):
+            graph = graph.clone()
     if options.quantize is not None:
         start = time.perf_counter()
-        _quantize(graph, options)
+        _quantize(graph, options)  # reports its own steps
         timings["quantize"] = time.perf_counter() - start
-    start = time.perf_counter()
-    report = optimize(graph, target_obj, options)
-    timings["passes"] = time.perf_counter() - start
+    with _stage("passes", options, timings):
+        report = optimize(graph, target_obj, options, remarks)
     start = time.perf_counter()
     scheduler = _scheduler(target_obj, options)
-    progress = None
-    if options.progress is not None:
-        progress = lambda count, name: options.progress(f"kernel {count}: {name}")  # noqa: E731
-    executable, stats = compile_graph(graph, target_obj, scheduler,
-                                      metadata={"target": target_obj.tag}, progress=progress)
+    executable, stats = compile_graph(graph, target_obj, scheduler.schedule if scheduler else None,
+                                      metadata={"target": target_obj.tag}, progress=options.progress,
+                                      strict_schedules=options.strict_schedules)
     timings["build"] = time.perf_counter() - start
-    return CompiledModel(graph, executable, target_obj, stats, timings, warnings, report)
+    return CompiledModel(graph, executable, target_obj, stats, timings, warnings, report, remarks)

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 __all__ = [
     "EdgeccError", "FrontendError", "UnsupportedOpError", "TargetError", "InputError",
-    "ToolchainError", "TuningLogError", "CalibrationError",
+    "ToolchainError", "TuningLogError", "CalibrationError", "LoweringError", "ScheduleError",
 ]
 
 
@@ -52,3 +52,11 @@ class TuningLogError(EdgeccError):
 
 class CalibrationError(EdgeccError):
     """Calibration data for quantization is missing or does not fit the model."""
+
+
+class LoweringError(EdgeccError):
+    """An op has no lowering (or cannot lower with these attributes)."""
+
+
+class ScheduleError(EdgeccError):
+    """Kernels did not get their intended schedule and the compile asked for strict schedules."""

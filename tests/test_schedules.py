@@ -1,11 +1,17 @@
-"""Default CPU schedules: every kernel of the test models gets its kind's rule, and stays correct."""
+"""Default CPU schedules: every kernel of the test models gets its kind's rule, and stays correct;
+kernels that do not get their intended schedule are reported (and refused in strict mode)."""
 
 import os
 
+import numpy as np
+import onnx
 import pytest
+from ort_compare import run_ort
 
+import edgecc
 from edgecc.driver import prepare
-from edgecc.lower.kernels import collect_kernels
+from edgecc.errors import ScheduleError
+from edgecc.lower.plan import plan_kernels
 from edgecc.lower.schedules import make_scheduler
 from edgecc.lower.schedules.cpu import conv_tiling
 
@@ -16,16 +22,18 @@ DATA = os.path.join(os.path.dirname(__file__), "data")
                                          ("transformer_tiny", {"input_ids": (1, 16)})])
 def test_every_kernel_gets_its_rule(name, shapes):
     graph, target, _, _ = prepare(os.path.join(DATA, f"{name}.onnx"), "host", input_shapes=shapes)
-    schedule = make_scheduler(target, "")
+    scheduler = make_scheduler(target)
     kinds = {}
-    for kernel, _ in collect_kernels(graph):
-        func, how = schedule(kernel)
-        kinds.setdefault(kernel.kind, set()).add(how)
+    for planned in plan_kernels(graph):
+        kernel = planned.kernel
+        scheduled = scheduler.schedule(kernel)
+        kinds.setdefault(kernel.kind, set()).add(scheduled.how)
         expected = "default"
         if kernel.kind == "matmul" and kernel.outputs[0].type.shape[-1] % 8:
-            expected = "generic"  # too few columns for the vector width: the generic rule
-        assert how == expected, f"{name}: {kernel.name} ({kernel.kind}) was scheduled by {how}"
-        assert "parallel" in func.script() or kernel.outputs[0].type.size < 4096
+            expected = "generic"  # too few columns for the vector width: the generic rule, on purpose
+        assert scheduled.how == expected, f"{name}: {kernel.name} ({kernel.kind}) was scheduled by {scheduled.how}"
+        assert scheduled.fallback is None, str(scheduled.fallback)
+        assert "parallel" in scheduled.func.script() or kernel.outputs[0].type.size < 4096
     assert {"conv", "pool"} <= set(kinds) or "dense" in kinds
 
 
@@ -36,3 +44,80 @@ def test_conv_tiles_fit_the_registers():
         for block in (8, 16):
             tile, vectors = conv_tiling(width, block, 8)
             assert tile * vectors <= 12 and tile >= 4 and vectors * 8 == block
+
+
+# ----- fallbacks: kernels that did not get their intended schedule --------------------------------
+def _ort_quantized(tmp_path) -> str:
+    from onnxruntime.quantization import CalibrationDataReader, QuantFormat, QuantType, quantize_static
+
+    rng = np.random.default_rng(0)
+    feeds = iter([{"input": rng.standard_normal((1, 3, 64, 64)).astype(np.float32)} for _ in range(8)])
+
+    class Reader(CalibrationDataReader):
+        def get_next(self):
+            return next(feeds, None)
+
+    out = str(tmp_path / "q.onnx")
+    # reduce_range: ONNX Runtime's own AVX2 int8 kernels are exact only with 7-bit weights
+    quantize_static(os.path.join(DATA, "resnet_tiny.onnx"), out, Reader(), quant_format=QuantFormat.QDQ,
+                    per_channel=True, reduce_range=True, weight_type=QuantType.QInt8,
+                    activation_type=QuantType.QInt8)
+    return out
+
+
+def test_quantized_cnn_gets_every_intended_schedule(tmp_path):
+    path = _ort_quantized(tmp_path)
+    compiled = edgecc.compile(path, "host", strict_schedules=True)
+    assert compiled.stats.fallbacks == []
+    assert "qconv" in {k["kind"] for k in compiled.stats.kernel_table}
+    x = np.random.default_rng(5).standard_normal((1, 3, 64, 64)).astype(np.float32)
+    got = compiled.load().run({"input": x})["output"]
+    np.testing.assert_allclose(got, run_ort(onnx.load(path), {"input": x})[0], rtol=1e-5, atol=1e-5)
+
+
+@pytest.fixture
+def failing_conv_rule(monkeypatch):
+    from edgecc.lower import schedules
+
+    def fail(kernel, target):
+        raise RuntimeError("forced failure\nsecond line")
+
+    schedules.Scheduler(None)  # loads the registered rules before one is replaced
+    monkeypatch.setitem(schedules.RULES, "conv", fail)
+
+
+def test_rule_that_raises_is_a_visible_fallback(failing_conv_rule, tmp_path):
+    path = os.path.join(DATA, "resnet_tiny.onnx")
+    compiled = edgecc.compile(path, "host")
+    convs = [k["name"] for k in compiled.stats.kernel_table if k["kind"] == "conv"]
+    assert convs and sorted(f.kernel for f in compiled.stats.fallbacks) == sorted(convs)
+    for fallback in compiled.stats.fallbacks:
+        assert (fallback.kind, fallback.intended, fallback.got) == ("conv", "default", "generic")
+        assert fallback.reason == "the conv rule raised RuntimeError: forced failure"
+    assert all(k["scheduled_by"] == "generic" for k in compiled.stats.kernel_table if k["kind"] == "conv")
+    x = np.random.default_rng(6).standard_normal((1, 3, 64, 64)).astype(np.float32)
+    got = compiled.load().run({"input": x})["output"]
+    np.testing.assert_allclose(got, run_ort(onnx.load(path), {"input": x})[0], rtol=1e-4, atol=1e-4)
+
+    with pytest.raises(ScheduleError) as err:
+        edgecc.compile(path, "host", strict_schedules=True)
+    message = str(err.value)
+    assert "\n" not in message and all(name in message for name in convs)
+
+
+def test_kind_without_rule_and_record_that_does_not_replay_are_fallbacks():
+    graph, target, _, _ = prepare(os.path.join(DATA, "resnet_tiny.onnx"), "host")
+    planned = [p.kernel for p in plan_kernels(graph)]
+    conv = next(k for k in planned if k.kind == "conv")
+
+    class BrokenRecords:
+        def lookup(self, kernel):
+            raise ValueError("trace does not fit")
+
+    scheduled = make_scheduler(target, BrokenRecords()).schedule(conv)
+    assert (scheduled.how, scheduled.fallback.intended, scheduled.fallback.got) == ("default", "tuned", "default")
+    assert "tuning record did not replay (ValueError: trace does not fit)" in scheduled.fallback.reason
+
+    conv.kind = "conv_unheard_of"
+    scheduled = make_scheduler(target).schedule(conv)
+    assert scheduled.how == "generic" and scheduled.fallback.reason == "no schedule rule for kind 'conv_unheard_of'"

@@ -3,21 +3,30 @@
 from __future__ import annotations
 
 import os
-import tempfile
 
+from edgecc._files import atomic_output
+from edgecc.errors import ScheduleError
 from edgecc.ir import Graph
 
 from .relax_module import LoweringStats, build_relax_module
 
-__all__ = ["compile_graph", "export_atomic"]
+__all__ = ["compile_graph", "export_atomic", "LoweringStats"]
 
 
-def compile_graph(graph: Graph, target, schedule=None, metadata: dict | None = None, progress=None):
-    """Graph -> (tvm Executable, LoweringStats) for `target` (an edgecc Target)."""
+def compile_graph(graph: Graph, target, schedule=None, metadata: dict | None = None, progress=None,
+                  strict_schedules: bool = False):
+    """Graph -> (tvm Executable, LoweringStats) for `target` (an edgecc Target).
+
+    `schedule` is `Scheduler.schedule` (None: kernels left as generated); with `strict_schedules`
+    a kernel that did not get its intended schedule raises ScheduleError before the build.
+    """
     import tvm
     from tvm.relax.pipeline import default_build_pipeline
 
     mod, stats = build_relax_module(graph, schedule, metadata, progress)
+    if strict_schedules and stats.fallbacks:
+        raise ScheduleError(f"{len(stats.fallbacks)} kernel(s) did not get their intended schedule: "
+                            + "; ".join(str(f) for f in stats.fallbacks))
     tvm_target = target.tvm_target()
     with tvm_target:
         executable = tvm.compile(mod, target=tvm_target, relax_pipeline=default_build_pipeline())
@@ -26,16 +35,5 @@ def compile_graph(graph: Graph, target, schedule=None, metadata: dict | None = N
 
 def export_atomic(executable, target, path: str | os.PathLike) -> None:
     """Write the library to a temporary file beside `path`, then rename it into place."""
-    path = os.fspath(path)
-    directory = os.path.dirname(os.path.abspath(path))
-    os.makedirs(directory, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=".edgecc-", suffix=".so", dir=directory)
-    os.close(fd)
-    try:
+    with atomic_output(path, suffix=".so") as tmp:
         target.export_library(executable, tmp)
-        os.chmod(tmp, 0o644)
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise

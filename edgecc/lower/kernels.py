@@ -2,32 +2,30 @@
 
 A kernel's parameters are its tensor inputs followed by its outputs (destination passing).
 Small scalar constants inside a fused group are folded into the kernel; other constants are
-parameters, so layers that differ only in weights share one kernel.
+parameters, so layers that differ only in weights share one kernel (`kernel_key`). Which kernels
+a whole graph needs is `edgecc.lower.plan.plan_kernels`.
 """
 
 from __future__ import annotations
 
 import hashlib
+from collections.abc import Iterator
 from dataclasses import dataclass
 
 import numpy as np
 
-from edgecc.errors import EdgeccError
+from edgecc.errors import LoweringError
 from edgecc.ir import Graph, Node, Value
 
-__all__ = ["Kernel", "build_kernel", "kernel_key", "LoweringError"]
+__all__ = ["Kernel", "body_of", "build_kernel", "call_args", "kernel_flops", "kernel_key"]
 
 #: constants of at most this many elements are baked into the kernel instead of passed in
 INLINE_CONST_ELEMENTS = 1
 
 
-class LoweringError(EdgeccError):
-    """An op has no lowering (or cannot lower with these attributes)."""
-
-
 @dataclass
 class Kernel:
-    """A built PrimFunc and how to call it."""
+    """A built PrimFunc and how to call it (from the node it was built for)."""
 
     name: str
     func: object  # tvm.tirx.PrimFunc
@@ -35,12 +33,54 @@ class Kernel:
     outputs: list[Value]  # outer values the kernel writes
     kind: str  # fusion-group kind (selects the default schedule)
     anchor: str | None  # op heading the group
+    body: list[Node]  # the nodes it computes (the fused group's, or the node itself)
+
+    @property
+    def flops(self) -> float:
+        return kernel_flops(self.body)
 
 
-def _body_of(node: Node) -> tuple[Graph | None, list[Node]]:
+def body_of(node: Node) -> tuple[Graph | None, list[Node]]:
+    """The subgraph of a fused node (None for a single op) and the nodes the kernel computes."""
     if node.op == "fused":
         return node.subgraph, list(node.subgraph.nodes)
     return None, [node]
+
+
+def kernel_flops(nodes: list[Node]) -> float:
+    """Multiply-adds x 2 of the conv/dense/matmul (float or integer) among `nodes` (0 for others)."""
+    from edgecc.ir.ops.nn import conv_geometry
+
+    total = 0.0
+    for node in nodes:
+        out = node.outputs[0].type
+        if node.op in ("conv", "qconv"):
+            g = conv_geometry(node)
+            total += 2.0 * out.size * (g["C"] // g["group"]) * int(np.prod(g["kernel"]))
+        elif node.op in ("dense", "matmul", "qdense"):
+            total += 2.0 * out.size * node.inputs[0].type.shape[-1]
+    return total
+
+
+def _inlined(value: Value) -> bool:
+    return value.const is not None and 0 < value.const.size <= INLINE_CONST_ELEMENTS
+
+
+def _parameters(node: Node) -> Iterator[tuple[Value, Value]]:
+    """(inner value, outer value) of each kernel input, in parameter order, inlined ones included."""
+    body, _ = body_of(node)
+    inner_inputs = body.inputs if body is not None else node.inputs
+    seen: set[int] = set()
+    for inner, outer in zip(inner_inputs, node.inputs):
+        if outer is None or id(inner) in seen:
+            continue
+        seen.add(id(inner))
+        yield inner, outer
+
+
+def call_args(node: Node) -> list[Value]:
+    """The values a call of `node`'s kernel passes, in parameter order (inlined constants left out)."""
+    return [outer for _, outer in _parameters(node) if not _inlined(outer)]
 
 
 def kernel_key(node: Node) -> str:
@@ -62,7 +102,7 @@ def kernel_key(node: Node) -> str:
             env[id(o)] = f"n{len(env)}:{i}"  # position, not name: equal layers share a key
             h.update(format_type(o.type).encode())
 
-    body, nodes = _body_of(node)
+    body, nodes = body_of(node)
     env: dict[int, str] = {}
     if body is not None:
         for i, (v, outer) in enumerate(zip(body.inputs, node.inputs)):
@@ -82,7 +122,7 @@ def kernel_key(node: Node) -> str:
 
 def _inlined_bytes(value: Value | None) -> bytes:
     """The data of a constant the kernel bakes in (it is part of the kernel's identity)."""
-    if value is not None and value.const is not None and 0 < value.const.size <= INLINE_CONST_ELEMENTS:
+    if value is not None and _inlined(value):
         return value.const.tobytes()
     return b""
 
@@ -103,17 +143,11 @@ def build_kernel(node: Node, name: str) -> Kernel:
 
     from .te_ops import get_lowering
 
-    body, nodes = _body_of(node)
-    outer_inputs = [v for v in node.inputs]
+    body, nodes = body_of(node)
     env: dict[int, object] = {}
     params, args = [], []
-    inner_inputs = body.inputs if body is not None else outer_inputs
-    for inner, outer in zip(inner_inputs, outer_inputs):
-        if outer is None:
-            continue
-        if id(inner) in env:
-            continue
-        if outer.const is not None and 0 < outer.const.size <= INLINE_CONST_ELEMENTS:
+    for inner, outer in _parameters(node):
+        if _inlined(outer):
             env[id(inner)] = _inline_const(outer)
             continue
         ph = te.placeholder(outer.type.shape, outer.type.dtype, name=f"p{len(params)}")
@@ -122,7 +156,7 @@ def build_kernel(node: Node, name: str) -> Kernel:
         args.append(outer)
     if body is not None:
         for c in body.constants.values():
-            if 0 < c.const.size <= INLINE_CONST_ELEMENTS:
+            if _inlined(c):
                 env[id(c)] = _inline_const(c)
             else:
                 raise LoweringError(f"fused group {node.name}: constant %{c.name} must be a group input")
@@ -145,7 +179,7 @@ def build_kernel(node: Node, name: str) -> Kernel:
     func = te.create_prim_func(params + results).with_attr("global_symbol", name)
     kind = node.attrs.get("kind", _single_kind(node)) if node.op == "fused" else _single_kind(node)
     anchor = node.attrs.get("anchor") if node.op == "fused" else node.op
-    return Kernel(name, func, args, list(node.outputs), kind, anchor)
+    return Kernel(name, func, args, list(node.outputs), kind, anchor, nodes)
 
 
 def _materialize(t, params, i):
@@ -168,26 +202,3 @@ def _single_kind(node: Node) -> str:
     if opdef.has(Trait.ELEMENTWISE) or opdef.has(Trait.INJECTIVE):
         return "injective"
     return "opaque"
-
-
-def constant_digest(data: np.ndarray) -> str:
-    return hashlib.sha1(data.tobytes()).hexdigest()
-
-
-def collect_kernels(graph: Graph) -> list[tuple[Kernel, int]]:
-    """The distinct kernels a graph lowers to (as `build_relax_module` builds them), with call counts.
-
-    This is what tuning measures: exactly the unscheduled kernels compile would schedule.
-    """
-    from .relax_module import _is_view, _kernel_name
-
-    found: dict[str, list] = {}
-    for node in graph.nodes:
-        if _is_view(node):
-            continue
-        key = kernel_key(node)
-        if key in found:
-            found[key][1] += 1
-        else:
-            found[key] = [build_kernel(node, _kernel_name(node, len(found))), 1]
-    return [(k, n) for k, n in found.values()]

@@ -29,60 +29,36 @@ class KernelTime:
         return self.seconds * self.calls
 
 
-def _random_array(shape, dtype, rng):
-    if dtype == "bool":
-        return rng.random(shape) > 0.5
-    if np.issubdtype(np.dtype(dtype), np.integer):
-        return np.zeros(shape, dtype=dtype)  # indices stay in range
-    return rng.standard_normal(shape).astype(dtype)
-
-
-def kernel_flops(kernel) -> float:
-    """Multiply-adds x 2 of the conv/dense/matmul (float or integer) a kernel is built around (0 for others)."""
-    from edgecc.ir.ops.nn import conv_geometry
-
-    node_list = _body_of_kernel(kernel)
-    total = 0.0
-    for node in node_list:
-        out = node.outputs[0].type
-        if node.op in ("conv", "qconv"):
-            g = conv_geometry(node)
-            total += 2.0 * out.size * (g["C"] // g["group"]) * int(np.prod(g["kernel"]))
-        elif node.op in ("dense", "matmul", "qdense"):
-            k = node.inputs[0].type.shape[-1]
-            total += 2.0 * out.size * k
-    return total
-
-
-def _body_of_kernel(kernel):
-    node = kernel.outputs[0].producer if kernel.outputs else None
-    if node is None:
-        return []
-    return list(node.subgraph.nodes) if node.subgraph is not None else [node]
-
-
-def profile_kernels(graph: Graph, target, schedule, repeat: int = 5, number: int = 3,
+def profile_kernels(graph: Graph, target, schedule=None, repeat: int = 5, number: int = 3,
                     progress=None) -> list[KernelTime]:
-    """Build every distinct kernel of `graph` alone and time it on this machine."""
+    """Build every distinct kernel of `graph` alone and time it on this machine.
+
+    `schedule` is `Scheduler.schedule` (None: kernels as generated); `progress(stage, done, total)`.
+    """
     import tvm
 
-    from .kernels import collect_kernels
+    from edgecc.runtime.specs import random_inputs
 
-    rng = np.random.default_rng(0)
+    from .plan import plan_kernels
+
     dev = tvm.cpu()
     results = []
-    kernels = collect_kernels(graph)
-    for i, (kernel, calls) in enumerate(kernels):
-        func, how = schedule(kernel) if schedule is not None else (kernel.func, "none")
+    plan = plan_kernels(graph)
+    for i, planned in enumerate(plan):
+        kernel = planned.kernel
+        scheduled = schedule(kernel) if schedule is not None else None
+        func, how = (scheduled.func, scheduled.how) if scheduled is not None else (kernel.func, "none")
         with target.tvm_target():
             mod = tvm.compile(func.with_attr("global_symbol", "main"), target=target.tvm_target()).jit()
-        args = [tvm.runtime.tensor(_random_array(v.type.shape, v.type.dtype, rng)) for v in kernel.args]
+        specs = [{"name": str(k), "shape": v.type.shape, "dtype": v.type.dtype} for k, v in enumerate(kernel.args)]
+        inputs = random_inputs(specs, seed=i, integer_high=1)  # integer inputs zero: indices stay in range
+        args = [tvm.runtime.tensor(inputs[spec["name"]]) for spec in specs]
         args += [tvm.runtime.empty(v.type.shape, v.type.dtype, dev) for v in kernel.outputs]
         timer = mod.time_evaluator("main", dev, number=number, repeat=repeat)
         seconds = float(np.median(timer(*args).results))
-        results.append(KernelTime(kernel.name, kernel.kind, calls, seconds, how, kernel_flops(kernel)))
+        results.append(KernelTime(kernel.name, kernel.kind, planned.calls, seconds, how, kernel.flops))
         if progress:
-            progress(f"kernel {i + 1}/{len(kernels)} {kernel.name}: {seconds * 1e3:.3f} ms x {calls}")
+            progress("profile", i + 1, len(plan))
     return results
 
 

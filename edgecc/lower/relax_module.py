@@ -1,9 +1,10 @@
 """IR graph -> Relax IRModule: a `main` function that calls one kernel per node or fused group.
 
-Reshapes of whole tensors become Relax reshapes (views, no copy); everything else is a
-`call_tir` of a kernel from `edgecc.lower.kernels`. Constants become Relax constants, so the
-parameters are embedded in the built library. An `edgecc_metadata` function returns a JSON
-description of the inputs and outputs.
+The kernels are those of the graph's kernel plan (`edgecc.lower.plan`): each distinct kernel is
+scheduled once and called from every node that computes it. Reshapes of whole tensors become
+Relax reshapes (views, no copy). Constants become Relax constants, so the parameters are
+embedded in the built library. An `edgecc_metadata` function returns a JSON description of the
+inputs, the outputs and the kernels (name, kind, schedule, FLOPs per call, calls).
 """
 
 from __future__ import annotations
@@ -14,13 +15,18 @@ from dataclasses import dataclass, field
 
 from edgecc.ir import Graph, Node, Value
 
-from .kernels import Kernel, build_kernel, kernel_key
+from .kernels import call_args
+from .plan import KernelPlan, PlannedKernel, plan_kernels
+from .schedules import ScheduledKernel, ScheduleFallback
 
 __all__ = ["build_relax_module", "LoweringStats", "METADATA_FUNCTION"]
 
 METADATA_FUNCTION = "edgecc_metadata"
 
-ScheduleFn = Callable[[Kernel], object]
+#: schedule(kernel) -> ScheduledKernel (`edgecc.lower.schedules.Scheduler.schedule`)
+ScheduleFn = Callable[[object], ScheduledKernel]
+#: progress(stage, done, total)
+ProgressFn = Callable[[str, int, int], None]
 
 
 @dataclass
@@ -28,8 +34,12 @@ class LoweringStats:
     kernels: int = 0  # distinct PrimFuncs
     calls: int = 0  # call sites
     views: int = 0  # reshapes lowered to views
-    scheduled_by: dict[str, int] = field(default_factory=dict)  # "tuned" / "default" / "none" -> count
+    scheduled_by: dict[str, int] = field(default_factory=dict)  # "tuned" / "default" / "generic" / "none" -> count
     kernel_names: list[str] = field(default_factory=list)
+    #: kernels that did not get their intended schedule, and why
+    fallbacks: list[ScheduleFallback] = field(default_factory=list)
+    #: per kernel: {"name", "kind", "scheduled_by", "flops", "calls"} (also in the library's metadata)
+    kernel_table: list[dict] = field(default_factory=list)
 
 
 def _tensor_type(v: Value):
@@ -56,14 +66,16 @@ def graph_metadata(graph: Graph, extra: dict | None = None) -> dict:
 
 
 class _ModuleBuilder:
-    def __init__(self, graph: Graph, schedule: ScheduleFn | None, progress=None):
+    def __init__(self, graph: Graph, plan: KernelPlan, schedule: ScheduleFn | None,
+                 progress: ProgressFn | None = None):
         from tvm import relax
 
         self.graph = graph
+        self.plan = plan
         self.schedule = schedule
         self.bb = relax.BlockBuilder()
         self.env: dict[int, object] = {}
-        self.kernels: dict[str, object] = {}  # key -> GlobalVar
+        self.functions: dict[str, object] = {}  # kernel key -> GlobalVar
         self.stats = LoweringStats()
         self.progress = progress
 
@@ -78,19 +90,32 @@ class _ModuleBuilder:
             self.env[id(v)] = got
         return got
 
+    def add_kernel(self, planned: PlannedKernel) -> None:
+        kernel = planned.kernel
+        scheduled = self.schedule(kernel) if self.schedule is not None else ScheduledKernel(kernel.func, "none")
+        stats = self.stats
+        stats.scheduled_by[scheduled.how] = stats.scheduled_by.get(scheduled.how, 0) + 1
+        if scheduled.fallback is not None:
+            stats.fallbacks.append(scheduled.fallback)
+        self.functions[planned.key] = self.bb.add_func(scheduled.func.with_attr("global_symbol", kernel.name),
+                                                       kernel.name)
+        stats.kernels += 1
+        stats.kernel_names.append(kernel.name)
+        stats.kernel_table.append({"name": kernel.name, "kind": kernel.kind, "scheduled_by": scheduled.how,
+                                   "flops": kernel.flops, "calls": planned.calls})
+
     def emit_node(self, node: Node) -> None:
         from tvm import relax
 
-        if _is_view(node):
+        if id(node) in self.view_ids:
             out = self.bb.emit(relax.op.reshape(self.relax_value(node.inputs[0]), node.output.type.shape))
             self.env[id(node.output)] = out
             self.stats.views += 1
             return
-        gv, kernel = self.calls[id(node)]
-        args = [self.relax_value(v) for v in kernel.args]
+        gv = self.functions[self.plan.kernel_of(node).key]
+        args = [self.relax_value(v) for v in call_args(node)]
         out_types = [_tensor_type(v) for v in node.outputs]
-        call = relax.call_tir(gv, args, out_types if len(out_types) > 1 else out_types[0])
-        result = self.bb.emit(call)
+        result = self.bb.emit(relax.call_tir(gv, args, out_types if len(out_types) > 1 else out_types[0]))
         self.stats.calls += 1
         if len(node.outputs) == 1:
             self.env[id(node.output)] = result
@@ -98,30 +123,15 @@ class _ModuleBuilder:
             for i, v in enumerate(node.outputs):
                 self.env[id(v)] = self.bb.emit(relax.TupleGetItem(result, i))
 
-    def kernel_for(self, node: Node):
-        key = kernel_key(node)
-        name = _kernel_name(node, len(self.kernels))
-        kernel = build_kernel(node, name)
-        if key in self.kernels:
-            gv, _ = self.kernels[key]
-            return gv, kernel
-        func, how = kernel.func, "none"
-        if self.schedule is not None:
-            func, how = self.schedule(kernel)
-        self.stats.scheduled_by[how] = self.stats.scheduled_by.get(how, 0) + 1
-        gv = self.bb.add_func(func.with_attr("global_symbol", name), name)
-        self.kernels[key] = (gv, kernel)
-        self.stats.kernels += 1
-        self.stats.kernel_names.append(name)
-        if self.progress:
-            self.progress(len(self.kernels), name)
-        return gv, kernel
-
     def build(self, metadata: dict):
         from tvm import ir, relax
 
         # kernels first: a failure must not leave a half-built Relax function behind
-        self.calls = {id(n): self.kernel_for(n) for n in self.graph.nodes if not _is_view(n)}
+        for i, planned in enumerate(self.plan):
+            self.add_kernel(planned)
+            if self.progress:
+                self.progress("lower", i + 1, len(self.plan))
+        self.view_ids = {id(n) for n in self.plan.views}
         params = []
         for v in self.graph.inputs:
             var = relax.Var(v.name, _tensor_type(v))
@@ -135,24 +145,15 @@ class _ModuleBuilder:
                 result = outs[0] if len(outs) == 1 else relax.Tuple(outs)
                 out = self.bb.emit_output(result)
             self.bb.emit_func_output(out)
+        metadata = {**metadata, "kernels": self.stats.kernel_table}
         with self.bb.function(METADATA_FUNCTION, []):
             self.bb.emit_func_output(ir.StringImm(json.dumps(metadata, sort_keys=True)))
         return self.bb.get()
 
 
-def _is_view(node: Node) -> bool:
-    """A reshape of a computed tensor: lowered to a Relax reshape (a view), not a kernel."""
-    return node.op == "reshape" and node.inputs[0].const is None and 0 not in node.output.type.shape
-
-
-def _kernel_name(node: Node, index: int) -> str:
-    base = node.attrs.get("kind") if node.op == "fused" else node.op
-    return f"k{index}_{base}"
-
-
 def build_relax_module(graph: Graph, schedule: ScheduleFn | None = None, metadata: dict | None = None,
-                       progress=None):
-    """Returns (IRModule, LoweringStats)."""
-    builder = _ModuleBuilder(graph, schedule, progress)
+                       progress: ProgressFn | None = None, plan: KernelPlan | None = None):
+    """Returns (IRModule, LoweringStats). `plan` defaults to `plan_kernels(graph)`."""
+    builder = _ModuleBuilder(graph, plan if plan is not None else plan_kernels(graph), schedule, progress)
     mod = builder.build(graph_metadata(graph, metadata))
     return mod, builder.stats

@@ -65,3 +65,10 @@ class QuantizeOptions:
     @property
     def needs_sensitivity(self) -> bool:
         return self.sensitivity or self.keep_fp32 > 0 or self.accuracy_budget is not None
+
+    def quantize(self, graph, opt_level: int = 2, disabled_passes=(), progress=None) -> dict:
+        """Quantize `graph` in place with these settings (`edgecc.quant.flow.quantize_graph`);
+        the driver's quantization step calls this, so the driver never imports the workflow."""
+        from .flow import quantize_graph
+
+        return quantize_graph(graph, self, opt_level, disabled_passes, progress)

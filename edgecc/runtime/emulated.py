@@ -5,6 +5,9 @@ output specs from the library's metadata) but runs each call as a process: the A
 runner under `qemu-aarch64 -L /usr/aarch64-linux-gnu`, inputs and outputs passed as .npy files in
 a temporary folder. It checks what a cross build computes; it says nothing about speed, so
 `benchmark` refuses: emulated timings must never be taken for the board's.
+
+On first use the board's TVM runtime is downloaded (the apache-tvm wheels for its platform) and
+the runner is cross-compiled against it, with a line on `progress` (default: stderr) for each.
 """
 
 from __future__ import annotations
@@ -13,15 +16,16 @@ import json
 import os
 import shutil
 import subprocess
+import sys
 import tempfile
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from pathlib import Path
 
 import numpy as np
 
 from edgecc.errors import EdgeccError, ToolchainError
 
-from .module import LibrarySpecs, check_inputs, random_inputs
+from .specs import LibrarySpecs, check_inputs
 
 __all__ = ["EMULATORS", "EmulatedModule", "Emulator"]
 
@@ -33,10 +37,14 @@ EMULATORS = {
 _RUNTIME_ARCH = {"aarch64": "aarch64", "arm": "armv7"}  # ELF machine -> deploy runtime name
 
 
+def _print_progress(message: str) -> None:
+    print(f"edgecc: {message}", file=sys.stderr, flush=True)
+
+
 class Emulator:
     """The deploy runner of one architecture under qemu-user."""
 
-    def __init__(self, arch: str):
+    def __init__(self, arch: str, threads: int | None = None, progress: Callable[[str], None] | None = None):
         if arch not in EMULATORS:
             raise ToolchainError(f"no emulator for {arch} libraries (emulated: {', '.join(EMULATORS)})")
         qemu, self.sysroot, packages = EMULATORS[arch]
@@ -47,10 +55,12 @@ class Emulator:
             raise ToolchainError(f"no {arch} C library in {self.sysroot}; apt-get install {packages}")
         from .deploy import build_runner
 
-        self.runner = build_runner(_RUNTIME_ARCH[arch], download=False)
+        self.runner = build_runner(_RUNTIME_ARCH[arch], download=True, progress=progress or _print_progress)
+        self.threads = threads
 
     def command(self, *args: str) -> list[str]:
-        return [self.qemu, "-L", self.sysroot, str(self.runner), *args]
+        threads = ["--threads", str(self.threads)] if self.threads else []
+        return [self.qemu, "-L", self.sysroot, str(self.runner), *args, *threads]
 
     def run(self, *args: str, what: str) -> str:
         env = dict(os.environ, LD_LIBRARY_PATH=str(self.runner.parent))
@@ -66,10 +76,11 @@ class EmulatedModule(LibrarySpecs):
 
     emulated = True
 
-    def __init__(self, path: str, arch: str):
+    def __init__(self, path: str, arch: str, threads: int | None = None,
+                 progress: Callable[[str], None] | None = None):
         self.path = os.fspath(path)
         self.arch = arch
-        self.emulator = Emulator(arch)
+        self.emulator = Emulator(arch, threads, progress)
         self.metadata = json.loads(self.emulator.run(os.path.abspath(self.path), "--info", what=self.path))
         self.inputs = self.metadata["inputs"]
         self.outputs = self.metadata["outputs"]
@@ -90,6 +101,3 @@ class EmulatedModule(LibrarySpecs):
         raise EdgeccError(f"{self.path}: not timing a library run under qemu-user emulation; emulated timings say "
                           f"nothing about the {self.arch} board. Time it on the board: "
                           f"`./edgecc-runner model.so --repeat {repeat}`")
-
-    def random_inputs(self, seed: int = 0) -> dict[str, np.ndarray]:
-        return random_inputs(self.inputs, seed)

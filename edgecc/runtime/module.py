@@ -13,7 +13,10 @@ import numpy as np
 
 from edgecc.errors import InputError
 
-__all__ = ["Module", "TimingResult", "check_inputs", "library_arch", "load", "load_any", "random_inputs"]
+from .specs import LibrarySpecs, check_inputs
+from .threads import use_threads
+
+__all__ = ["Module", "TimingResult", "library_arch", "load", "load_any"]
 
 
 @dataclass
@@ -39,30 +42,16 @@ class TimingResult:
                 f"stdev {self.stdev * 1e3:.3f} ms over {len(self.times)} runs")
 
 
-class LibrarySpecs:
-    """Input and output names of a library, from its `inputs`/`outputs` metadata lists."""
-
-    inputs: list[dict]
-    outputs: list[dict]
-
-    @property
-    def input_names(self) -> list[str]:
-        return [i["name"] for i in self.inputs]
-
-    @property
-    def output_names(self) -> list[str]:
-        return [o["name"] for o in self.outputs]
-
-
 class Module(LibrarySpecs):
     """A loaded model: `run({"input": array}) -> {"output": array}`."""
 
-    def __init__(self, lib, path: str = "<memory>"):
+    def __init__(self, lib, path: str = "<memory>", threads: int | None = None):
         import tvm
         from tvm import relax
 
         self.path = path
         self._lib = lib
+        self.threads = use_threads(threads)  # threads the kernels run on (None: every available core)
         self._vm = relax.VirtualMachine(lib, tvm.cpu())
         try:
             self.metadata = json.loads(str(self._vm["edgecc_metadata"]()))
@@ -71,7 +60,6 @@ class Module(LibrarySpecs):
         self.inputs = self.metadata["inputs"]
         self.outputs = self.metadata["outputs"]
         self._main = self._vm["main"]
-
 
     def _arrays(self, inputs: Mapping[str, np.ndarray]):
         import tvm
@@ -101,56 +89,26 @@ class Module(LibrarySpecs):
             times.append(time.perf_counter() - start)
         return TimingResult(times)
 
-    def random_inputs(self, seed: int = 0) -> dict[str, np.ndarray]:
-        return random_inputs(self.inputs, seed)
+    def profile(self, inputs: Mapping[str, np.ndarray], repeat: int = 10):
+        """Per-kernel times of `repeat` runs (`edgecc.runtime.profile.KernelProfile` records, slowest
+        first). Needs a library whose metadata lists its kernels (edgecc 0.1 with `kernels`)."""
+        import tvm
+        from tvm import relax
+
+        from .profile import profile_vm
+
+        kernels = self.metadata.get("kernels")
+        if not kernels:
+            raise InputError(f"{self.path}: the library's metadata lists no kernels; recompile it to profile it")
+        vm = relax.VirtualMachine(self._lib, tvm.cpu())  # instrumented apart from the one `run` uses
+        return profile_vm(vm, self._arrays(inputs), kernels, repeat)
 
 
-def check_inputs(path: str, specs, inputs: Mapping[str, np.ndarray]) -> list[np.ndarray]:
-    """The inputs in the model's order, as C-contiguous arrays of its dtypes; InputError for
-    missing or unknown names, wrong shapes and dtypes that do not cast safely."""
-    names = [spec["name"] for spec in specs]
-    missing = [n for n in names if n not in inputs]
-    extra = sorted(set(inputs) - set(names))
-    if missing or extra:
-        parts = []
-        if missing:
-            parts.append("missing input " + ", ".join(f"'{m}'" for m in missing))
-        if extra:
-            parts.append("unknown input " + ", ".join(f"'{e}'" for e in extra))
-        raise InputError(f"{path}: {'; '.join(parts)} (the model takes {', '.join(names)})")
-    arrays = []
-    for spec in specs:
-        data = np.asarray(inputs[spec["name"]])
-        if tuple(data.shape) != tuple(spec["shape"]):
-            raise InputError(f"input '{spec['name']}' has shape {tuple(data.shape)}, "
-                             f"the model expects {tuple(spec['shape'])}")
-        if str(data.dtype) != spec["dtype"]:
-            if np.can_cast(data.dtype, spec["dtype"], casting="same_kind"):
-                data = data.astype(spec["dtype"])
-            else:
-                raise InputError(f"input '{spec['name']}' has dtype {data.dtype}, the model expects {spec['dtype']}")
-        arrays.append(np.require(data, requirements="C"))
-    return arrays
+def load(path: str | os.PathLike, threads: int | None = None) -> Module:
+    """Load a library written by `edgecc compile` (or `CompiledModel.export`).
 
-
-def random_inputs(specs, seed: int = 0) -> dict[str, np.ndarray]:
-    """Reproducible random inputs for input specs ({name, shape, dtype})."""
-    rng = np.random.default_rng(seed)
-    out = {}
-    for spec in specs:
-        dtype = np.dtype(spec["dtype"])
-        shape = tuple(spec["shape"])
-        if dtype == np.bool_:
-            out[spec["name"]] = rng.random(shape) > 0.5
-        elif np.issubdtype(dtype, np.integer):
-            out[spec["name"]] = rng.integers(0, 10, size=shape).astype(dtype)
-        else:
-            out[spec["name"]] = rng.standard_normal(shape).astype(dtype)
-    return out
-
-
-def load(path: str | os.PathLike) -> Module:
-    """Load a library written by `edgecc compile` (or `CompiledModel.export`)."""
+    Its kernels run on `threads` threads; None uses every core this process may run on.
+    """
     import tvm
 
     path = os.fspath(path)
@@ -160,7 +118,7 @@ def load(path: str | os.PathLike) -> Module:
         lib = tvm.runtime.load_module(path)
     except Exception as exc:  # noqa: BLE001
         raise InputError(f"{path}: cannot load the library ({str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__})") from None
-    return Module(lib, path)
+    return Module(lib, path, threads)
 
 
 ELF_MACHINES = {62: "x86_64", 183: "aarch64", 40: "arm"}
@@ -179,8 +137,12 @@ def library_arch(path: str) -> str | None:
     return ELF_MACHINES.get(int.from_bytes(header[18:20], order), "unknown")
 
 
-def load_any(path: str | os.PathLike):
-    """Load a library for this machine, or one built for another CPU through its emulated runner."""
+def load_any(path: str | os.PathLike, threads: int | None = None, progress=None):
+    """Load a library for this machine, or one built for another CPU through its emulated runner.
+
+    `progress(message)` hears about one-time set-up of the emulated runner (downloading the
+    board's TVM runtime, building the runner).
+    """
     import platform
 
     path = os.fspath(path)
@@ -190,7 +152,7 @@ def load_any(path: str | os.PathLike):
     if arch is None:
         raise InputError(f"{path}: not a shared library (no ELF header)")
     if arch == platform.machine() or (arch == "arm" and platform.machine().startswith("armv7")):
-        return load(path)
+        return load(path, threads)
     from .emulated import EmulatedModule
 
-    return EmulatedModule(path, arch)
+    return EmulatedModule(path, arch, threads, progress)

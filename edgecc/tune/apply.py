@@ -6,18 +6,18 @@ trace onto the kernel with `tvm.s_tir.Schedule`. A record is used only if it bea
 schedule of the same kernel as measured during tuning; otherwise, and for kernels without records,
 the default schedules apply. Only records of the compile's own target are considered
 (`TuningLog` checks the target of the log and of every record).
+
+`TunedSchedules` is the `edgecc.lower.schedules.ScheduleSource` the driver hands to lowering: a
+record that does not replay raises, and the scheduler reports the kernel as a fallback.
 """
 
 from __future__ import annotations
 
-import os
-import sys
 from pathlib import Path
 
 from edgecc.errors import TuningLogError
 
-from .database import TuningLog, default_logs_root
-from .tasks import workload_module
+from .database import TuningLog, default_logs_root, workload_module
 
 __all__ = ["TunedSchedules"]
 
@@ -47,7 +47,10 @@ class TunedSchedules:
         return cls(log)
 
     def lookup(self, kernel):
-        """The kernel's PrimFunc scheduled by its best record, or None to use the defaults."""
+        """The kernel's PrimFunc scheduled by its best record, or None to use the defaults.
+
+        Raises the replay's error when the best record does not apply to the kernel.
+        """
         mod = workload_module(kernel.func)
         index = self.log.find_workload(mod)
         if index is None:
@@ -60,8 +63,7 @@ class TunedSchedules:
             self.kept_default += 1
             return None
         func = self._replay(index, best)
-        if func is not None:
-            self.applied += 1
+        self.applied += 1
         return func
 
     def _replay(self, index: int, record):
@@ -69,10 +71,5 @@ class TunedSchedules:
 
         trace = self.log.trace_of(record)
         sch = Schedule(self.log.workload_module(index))
-        try:
-            trace.apply_to_schedule(sch, remove_postproc=False)
-        except Exception as exc:  # noqa: BLE001 - a record that does not replay: use the defaults
-            if os.environ.get("EDGECC_DEBUG"):
-                print(f"edgecc: debug: tuning record of workload {index} did not replay: {exc}", file=sys.stderr)
-            return None
+        trace.apply_to_schedule(sch, remove_postproc=False)
         return sch.mod["main"]

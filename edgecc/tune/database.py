@@ -26,7 +26,7 @@ from pathlib import Path
 
 from edgecc.errors import TuningLogError
 
-__all__ = ["FORMAT", "Record", "TuningLog", "default_logs_root", "target_identity"]
+__all__ = ["FORMAT", "Record", "TuningLog", "default_logs_root", "target_identity", "workload_module"]
 
 FORMAT = "edgecc-tuning-1"
 WORKLOADS = "database_workload.json"
@@ -38,6 +38,15 @@ _IDENTITY_KEYS = ("kind", "mtriple", "mcpu", "march", "mattr", "mabi", "arch", "
 
 #: run time given to candidates that failed to build or run
 FAILED = 1e10
+
+
+def workload_module(func):
+    """The IRModule MetaSchedule tunes for a kernel's PrimFunc: the function as `main`, so
+    kernels that differ only in their symbol name share a workload."""
+    import tvm
+
+    func = func.with_attr("global_symbol", "main").with_attr("tirx.noalias", True)
+    return tvm.IRModule({"main": func})
 
 
 def default_logs_root() -> Path:

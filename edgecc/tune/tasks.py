@@ -1,16 +1,16 @@
 """Tuning tasks: the kernels `edgecc compile` builds, as MetaSchedule workloads.
 
 A model is run through the frontend and edgecc's passes (`edgecc.driver.prepare`), then every
-distinct kernel is collected exactly as the lowering builds it (`collect_kernels`), so a tuned
-workload is the very PrimFunc compile will look up. A workload is the kernel's PrimFunc under
-the name `main` in an IRModule: kernels that differ only in their symbol name share a workload.
+distinct kernel is taken from the kernel plan the lowering builds from (`plan_kernels`), so a
+tuned workload is the very PrimFunc compile will look up. A workload is the kernel's PrimFunc
+under the name `main` in an IRModule (`edgecc.tune.database.workload_module`).
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 
-__all__ = ["TuningTask", "extract_tasks", "select_tasks", "workload_module"]
+__all__ = ["TuningTask", "extract_tasks", "select_tasks"]
 
 #: ops that only move data around; a kernel made only of these is not worth tuning
 _DATA_MOVEMENT = {"reshape", "flatten", "squeeze", "unsqueeze", "identity"}
@@ -34,18 +34,8 @@ class TuningTask:
         return (self.flops or float(self.elements)) * self.calls
 
 
-def workload_module(func):
-    """The IRModule MetaSchedule tunes for a kernel's PrimFunc (name-independent)."""
-    import tvm
-
-    func = func.with_attr("global_symbol", "main").with_attr("tirx.noalias", True)
-    return tvm.IRModule({"main": func})
-
-
 def _is_trivial(kernel) -> bool:
-    from edgecc.lower.profile import _body_of_kernel
-
-    ops = {n.op for n in _body_of_kernel(kernel)}
+    ops = {n.op for n in kernel.body}
     return not ops or ops <= _DATA_MOVEMENT
 
 
@@ -54,17 +44,19 @@ def extract_tasks(model, target="host", **options):
     import numpy as np
 
     from edgecc.driver import prepare
-    from edgecc.lower.kernels import collect_kernels
-    from edgecc.lower.profile import kernel_flops
+    from edgecc.lower.plan import plan_kernels
+
+    from .database import workload_module
 
     graph, target_obj, _, _ = prepare(model, target, **options)
     tasks = []
-    for kernel, calls in collect_kernels(graph):
+    for planned in plan_kernels(graph):
+        kernel = planned.kernel
         if _is_trivial(kernel):
             continue
         elements = int(sum(np.prod(v.type.shape, dtype=np.int64) for v in kernel.outputs))
-        tasks.append(TuningTask(kernel.name, kernel.kind, workload_module(kernel.func), kernel, calls,
-                                kernel_flops(kernel), elements))
+        tasks.append(TuningTask(kernel.name, kernel.kind, workload_module(kernel.func), kernel, planned.calls,
+                                kernel.flops, elements))
     return tasks, target_obj
 
 

@@ -25,8 +25,8 @@ from dataclasses import dataclass, field
 
 from edgecc.errors import EdgeccError
 
-from .database import FAILED, TuningLog
-from .tasks import TuningTask, extract_tasks, select_tasks, workload_module
+from .database import FAILED, TuningLog, workload_module
+from .tasks import TuningTask, extract_tasks, select_tasks
 
 __all__ = ["TaskResult", "TuneOptions", "build_candidate", "tune_model"]
 
@@ -133,8 +133,7 @@ def _measure_default(task: TuningTask, target, builder, runner) -> float | None:
 
     from edgecc.lower.schedules import make_scheduler
 
-    func, _ = make_scheduler(target, "")(task.kernel)
-    mod = workload_module(func)
+    mod = workload_module(make_scheduler(target).schedule(task.kernel).func)
     tvm_target = target.tvm_target()
     built = builder.build([BuilderInput(mod, tvm_target)])[0]
     if built.error_msg:

@@ -1,17 +1,64 @@
-"""Kernel schedules: tuned records first, then rule-based defaults per fusion-group kind.
+"""Kernel schedules: tuning records first, then rule-based defaults per fusion-group kind.
 
-`make_scheduler(target, tuning_logs)` returns `schedule(kernel) -> (PrimFunc, how)` where `how` is
-"tuned", "default" or "none" (left as generated).
+`make_scheduler(target, records)` returns a `Scheduler`; `scheduler.schedule(kernel)` gives a
+`ScheduledKernel`: the PrimFunc and how it was scheduled, "tuned" (a tuning record), "default"
+(the rule of the kernel's kind), "generic" (the rule for any kind) or "none" (left as generated).
+
+A kernel meant for a tuning record or a rule of its own that ends up with something else (the
+record did not replay, the rule raised, its kind has no rule) carries a `ScheduleFallback`
+naming the kernel, what it was meant to get, what it got and why. A rule that knowingly leaves a
+kernel to the generic schedule raises `RuleDoesNotApply`; that is not a fallback.
+
+Tuning records reach lowering through the `ScheduleSource` interface (the driver passes one);
+this package does not import the tuner.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Protocol
 
-__all__ = ["make_scheduler", "register_rule", "RULES"]
+__all__ = ["RULES", "RuleDoesNotApply", "ScheduleFallback", "ScheduleSource", "ScheduledKernel", "Scheduler",
+           "make_scheduler", "register_rule"]
 
-#: kind -> rule(kernel, target) -> PrimFunc or None (None: the rule does not apply)
+#: kind -> rule(kernel, target) -> scheduled PrimFunc ("*": the generic rule for any kind)
 RULES: dict[str, Callable] = {}
+#: kinds with no schedule of their own: the generic rule is what they are meant to get
+GENERIC_KINDS = frozenset({"opaque"})
+
+
+class RuleDoesNotApply(Exception):
+    """Raised by a rule for a kernel it deliberately leaves to the generic schedule."""
+
+
+class ScheduleSource(Protocol):
+    """Where tuned schedules come from (edgecc.tune.apply.TunedSchedules is one)."""
+
+    def lookup(self, kernel):
+        """The kernel's PrimFunc scheduled from a record, or None when no record should be used.
+        Raises when a record exists but cannot be applied."""
+
+
+@dataclass(frozen=True)
+class ScheduleFallback:
+    """A kernel that did not get the schedule it was meant to get."""
+
+    kernel: str
+    kind: str
+    intended: str  # "tuned" or "default"
+    got: str  # "default", "generic" or "none"
+    reason: str
+
+    def __str__(self) -> str:
+        return f"{self.kernel} ({self.kind}): {self.intended} -> {self.got}: {self.reason}"
+
+
+@dataclass
+class ScheduledKernel:
+    func: object  # tvm.tirx.PrimFunc
+    how: str
+    fallback: ScheduleFallback | None = None
 
 
 def register_rule(*kinds: str):
@@ -27,34 +74,61 @@ def _load_rules() -> None:
     from . import cpu, quant  # noqa: F401  (registration)
 
 
-def _debug(message: str) -> None:
-    import os
-    import sys
-
-    if os.environ.get("EDGECC_DEBUG"):
-        print(f"edgecc: debug: {message}", file=sys.stderr)
+def _first_line(exc: BaseException) -> str:
+    text = str(exc).strip()
+    return f"{type(exc).__name__}: {text.splitlines()[0]}" if text else type(exc).__name__
 
 
-def make_scheduler(target, tuning_logs: str | None = None):
-    _load_rules()
-    tuned = None
-    if tuning_logs != "":
-        from edgecc.tune.apply import TunedSchedules
+class Scheduler:
+    """Schedules kernels for one target: a tuning record, else its kind's rule, else the generic rule."""
 
-        tuned = TunedSchedules.for_target(target, tuning_logs)
+    def __init__(self, target, records: ScheduleSource | None = None):
+        _load_rules()
+        self.target = target
+        self.records = records
 
-    def schedule(kernel):
-        if tuned is not None:
-            func = tuned.lookup(kernel)
-            if func is not None:
-                return func, "tuned"
-        for rule, how in ((RULES.get(kernel.kind), "default"), (RULES.get("*"), "generic")):
-            if rule is None:
-                continue
+    def schedule(self, kernel) -> ScheduledKernel:
+        reasons: list[str] = []
+        intended = "default"
+        if self.records is not None:
             try:
-                return rule(kernel, target), how
-            except Exception as exc:  # noqa: BLE001 - a rule that does not fit; try the next one
-                _debug(f"schedule rule for {kernel.name} ({kernel.kind}) did not apply: {exc}")
-        return kernel.func, "none"
+                func = self.records.lookup(kernel)
+            except Exception as exc:  # noqa: BLE001 - a record that does not replay: use the rules
+                intended = "tuned"
+                reasons.append(f"tuning record did not replay ({_first_line(exc)})")
+            else:
+                if func is not None:
+                    return ScheduledKernel(func, "tuned")
+        func, how, meant_generic = self._by_rules(kernel, reasons)
+        if meant_generic and intended == "default":
+            intended = "generic"
+        fallback = None
+        if how != intended:
+            fallback = ScheduleFallback(kernel.name, kernel.kind, intended, how, "; ".join(reasons))
+        return ScheduledKernel(func, how, fallback)
 
-    return schedule
+    def _by_rules(self, kernel, reasons: list[str]) -> tuple[object, str, bool]:
+        """(PrimFunc, how, whether the generic rule is what the kernel is meant to get)."""
+        rule = RULES.get(kernel.kind)
+        meant_generic = False
+        if rule is not None:
+            try:
+                return rule(kernel, self.target), "default", False
+            except RuleDoesNotApply:
+                meant_generic = True
+            except Exception as exc:  # noqa: BLE001 - a rule that failed: try the generic one
+                reasons.append(f"the {kernel.kind} rule raised {_first_line(exc)}")
+        elif kernel.kind in GENERIC_KINDS:
+            meant_generic = True
+        else:
+            reasons.append(f"no schedule rule for kind '{kernel.kind}'")
+        try:
+            return RULES["*"](kernel, self.target), "generic", meant_generic
+        except Exception as exc:  # noqa: BLE001 - left as generated
+            reasons.append(f"the generic rule raised {_first_line(exc)}")
+        return kernel.func, "none", meant_generic
+
+
+def make_scheduler(target, records: ScheduleSource | None = None) -> Scheduler:
+    """The scheduler of `target`, with tuned schedules from `records` when given."""
+    return Scheduler(target, records)

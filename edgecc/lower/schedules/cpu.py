@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from . import register_rule
+from . import RuleDoesNotApply, register_rule
 
 #: below this many output elements a kernel runs on one core (threading costs more than it saves)
 PARALLEL_MIN_ELEMENTS = 4096
@@ -242,7 +242,7 @@ def schedule_matmul(kernel, target):
     n = kernel.outputs[0].type.shape[-1] if kernel.outputs and kernel.outputs[0].type.rank else 1
     block = _divisor_tile(n, (2 * lanes, lanes))
     if block == 1:
-        raise ValueError(f"matmul with {n} columns does not fit the vector width")
+        raise RuleDoesNotApply(f"matmul with {n} columns does not fit the vector width")
     return _schedule_gemm(kernel, target, "matmul", block)
 
 

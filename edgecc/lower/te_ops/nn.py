@@ -8,11 +8,11 @@ from __future__ import annotations
 
 from tvm import te, tirx
 
+from edgecc.errors import LoweringError
 from edgecc.ir import layout_of
 from edgecc.ir.ops._util import norm_axis
 from edgecc.ir.ops.nn import conv_geometry, plain_layout, pool_geometry
 
-from ..kernels import LoweringError
 from . import fastmath, lowering
 from .elementwise import dtype_of
 from .packed import lower_blocked_conv, lower_layout_transform

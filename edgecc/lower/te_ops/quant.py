@@ -12,11 +12,11 @@ from __future__ import annotations
 
 from tvm import te, tirx, topi
 
+from edgecc.errors import LoweringError
 from edgecc.ir import layout_of
 from edgecc.ir.ops.nn import conv_geometry
 from edgecc.ir.ops.quant import INT_RANGE
 
-from ..kernels import LoweringError
 from . import lowering
 from .elementwise import broadcast_compute
 from .nn import pad_window, per_channel

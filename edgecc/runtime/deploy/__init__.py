@@ -23,9 +23,11 @@ import subprocess
 import sys
 import tempfile
 import zipfile
+from collections.abc import Callable
 from importlib import metadata
 from pathlib import Path
 
+from edgecc._files import atomic_output
 from edgecc.errors import ToolchainError
 
 __all__ = [
@@ -75,8 +77,11 @@ def _has_runtime(folder: Path) -> bool:
     return all((folder / lib).is_file() for lib in RUNTIME_LIBS) and (folder / "include" / "tvm" / "ffi").is_dir()
 
 
-def fetch_runtime(arch: str, download: bool = True) -> Path:
-    """The runtime folder of `arch`, downloading the wheels with pip when missing and allowed."""
+def fetch_runtime(arch: str, download: bool = True, progress: Callable[[str], None] | None = None) -> Path:
+    """The runtime folder of `arch`, downloading the wheels with pip when missing and allowed.
+
+    `progress(message)` is told before a download starts.
+    """
     folder = runtime_dir(arch)
     if _has_runtime(folder):
         return folder
@@ -85,8 +90,10 @@ def fetch_runtime(arch: str, download: bool = True) -> Path:
                              f"libtvm_runtime.so and libtvm_ffi.so for {arch} from source and put them, with "
                              f"tvm_ffi's include/ folder, in {folder}")
     if not download:
-        raise ToolchainError(f"no {arch} TVM runtime in {folder}; fetch it with `edgecc runner --target arm-cpu "
-                             f"-o DIR` (pip downloads the apache-tvm wheels for {WHEEL_PLATFORMS[arch]})")
+        raise ToolchainError(f"no {arch} TVM runtime in {folder} and downloading it was not allowed")
+    if progress:
+        progress(f"downloading the {arch} TVM runtime (apache-tvm {_versions()[0]} wheels for "
+                 f"{WHEEL_PLATFORMS[arch]}) into {folder} ...")
     with tempfile.TemporaryDirectory(prefix="edgecc-wheels-") as tmp:
         cmd = pip_download_command(arch, tmp)
         done = subprocess.run(cmd, capture_output=True, text=True, check=False)
@@ -131,28 +138,27 @@ def cross_gxx(arch: str) -> str:
     return require_tool(f"{triple}-g++", f"g++-{triple}")
 
 
-def build_runner(arch: str, download: bool = True) -> Path:
-    """The runner for `arch` in its runtime folder, compiled with the cross g++ when out of date."""
-    folder = fetch_runtime(arch, download)
+def build_runner(arch: str, download: bool = True, progress: Callable[[str], None] | None = None) -> Path:
+    """The runner for `arch` in its runtime folder, compiled with the cross g++ when out of date.
+
+    `progress(message)` is told before a download or a build starts.
+    """
+    folder = fetch_runtime(arch, download, progress)
     source = runner_source()
     digest = hashlib.sha256(source.read_bytes()).hexdigest()[:16]
     runner, stamp = folder / RUNNER_NAME, folder / f".{RUNNER_NAME}.sha256"
     if runner.is_file() and stamp.is_file() and stamp.read_text() == digest:
         return runner
-    fd, tmp = tempfile.mkstemp(prefix=f".{RUNNER_NAME}-", dir=folder)
-    os.close(fd)
-    cmd = [cross_gxx(arch), "-std=c++17", "-O2", "-o", tmp, str(source), f"-I{folder / 'include'}",
-           f"-L{folder}", "-ltvm_runtime", "-ltvm_ffi", "-Wl,-rpath,$ORIGIN"]
-    try:
+    if progress:
+        progress(f"building the {arch} deploy runner in {folder} ...")
+    compiler = cross_gxx(arch)
+    with atomic_output(runner, mode=0o755) as tmp:
+        cmd = [compiler, "-std=c++17", "-O2", "-o", tmp, str(source), f"-I{folder / 'include'}",
+               f"-L{folder}", "-ltvm_runtime", "-ltvm_ffi", "-Wl,-rpath,$ORIGIN"]
         done = subprocess.run(cmd, capture_output=True, text=True, check=False)
         if done.returncode != 0:
             raise ToolchainError(f"building the {arch} runner failed: {_first_error(done.stderr)}")
-        os.chmod(tmp, 0o755)
-        os.replace(tmp, runner)
-        stamp.write_text(digest)
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
+    stamp.write_text(digest)
     return runner
 
 
@@ -161,9 +167,10 @@ def _first_error(stderr: str) -> str:
     return next((ln for ln in lines if "error" in ln), lines[0] if lines else "no output")
 
 
-def deploy_folder(arch: str, out: str | os.PathLike, model: str | None = None, download: bool = True) -> Path:
+def deploy_folder(arch: str, out: str | os.PathLike, model: str | None = None, download: bool = True,
+                  progress: Callable[[str], None] | None = None) -> Path:
     """Copy the runner and the runtime libraries (and `model`) into `out`, ready to copy to a board."""
-    runner = build_runner(arch, download)
+    runner = build_runner(arch, download, progress)
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     for path in [runner] + [runner.parent / lib for lib in RUNTIME_LIBS] + ([Path(model)] if model else []):

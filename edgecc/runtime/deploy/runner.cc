@@ -3,11 +3,14 @@
 //   edgecc-runner MODEL.so --info
 //       print the model's metadata (input and output names, shapes, dtypes) as JSON
 //   edgecc-runner MODEL.so [--input NAME=FILE.npy]... [--output-dir DIR] [--repeat N] [--warmup N]
+//                [--threads N]
 //       read inputs from .npy files (an input not given is zeros), run once, write each output
 //       to DIR/output<i>.npy (in the metadata's output order); with --repeat, also time N runs
 //       after N warm-up runs and print the per-run latencies and their median
 //
-// Threads: TVM_NUM_THREADS sets how many the runtime's thread pool uses (default: all cores).
+// Threads: --threads N runs the kernels on N threads; the default is every core the process may
+// run on (its CPU affinity). TVM's own default would be half the cores on x86-64, where it
+// assumes hyper-threading. The pool is created for max(N, TVM_NUM_THREADS) threads.
 // Exit codes: 0 success, 2 bad arguments or inputs, 1 any other failure.
 
 #include <tvm/ffi/container/array.h>
@@ -17,6 +20,8 @@
 #include <tvm/ffi/extra/json.h>
 #include <tvm/ffi/extra/module.h>
 #include <tvm/ffi/function.h>
+
+#include <sched.h>
 
 #include <algorithm>
 #include <chrono>
@@ -155,6 +160,40 @@ std::vector<TensorSpec> Specs(const ffi::json::Object& meta, const char* key) {
   return specs;
 }
 
+// ----- threads ---------------------------------------------------------------------------------
+std::vector<int> AvailableCores() {
+  std::vector<int> cores;
+  cpu_set_t set;
+  CPU_ZERO(&set);
+  if (sched_getaffinity(0, sizeof(set), &set) == 0) {
+    for (int c = 0; c < CPU_SETSIZE; ++c)
+      if (CPU_ISSET(c, &set)) cores.push_back(c);
+  }
+  if (cores.empty()) cores.push_back(0);
+  return cores;
+}
+
+// Size TVM's thread pool before its first use, then run the kernels on `threads` threads
+// (0: every available core), each free to run on any available core.
+void UseThreads(int threads) {
+  std::vector<int> cores = AvailableCores();
+  if (threads <= 0) threads = static_cast<int>(cores.size());
+  const char* env = std::getenv("TVM_NUM_THREADS");
+  if (env == nullptr || std::atoi(env) < threads) setenv("TVM_NUM_THREADS", std::to_string(threads).c_str(), 1);
+  ffi::Array<ffi::String> cpus;
+  for (int c : cores) cpus.push_back(std::to_string(c));
+  const int kShareAllCores = -3;
+  auto configure = ffi::Function::GetGlobal("runtime.config_threadpool");
+  if (!configure) throw std::runtime_error("the TVM runtime has no runtime.config_threadpool");
+  (*configure)(kShareAllCores, threads, cpus);
+}
+
+// The number of threads the calling thread's pool runs kernels on.
+int PoolThreads() {
+  auto num_threads = ffi::Function::GetGlobal("runtime.NumThreads");
+  return num_threads ? (*num_threads)().cast<int>() : 1;
+}
+
 // ----- the Relax virtual machine ---------------------------------------------------------------
 struct Model {
   ffi::Module vm;
@@ -223,7 +262,7 @@ struct Options {
   std::map<std::string, std::string> input_files;
   std::vector<std::string> positional_inputs;
   bool info = false;
-  int repeat = 0, warmup = 3;
+  int repeat = 0, warmup = 3, threads = 0;
 };
 
 Options ParseArgs(int argc, char** argv) {
@@ -248,9 +287,12 @@ Options ParseArgs(int argc, char** argv) {
       opt.repeat = std::stoi(value());
     } else if (arg == "--warmup") {
       opt.warmup = std::stoi(value());
+    } else if (arg == "--threads") {
+      opt.threads = std::stoi(value());
+      if (opt.threads < 1) throw UsageError("--threads needs a number of at least 1");
     } else if (arg == "-h" || arg == "--help") {
       throw UsageError("usage: edgecc-runner MODEL.so [--info] [--input NAME=FILE.npy]... [--output-dir DIR] "
-                       "[--repeat N] [--warmup N]");
+                       "[--repeat N] [--warmup N] [--threads N]");
     } else if (opt.library.empty() && arg[0] != '-') {
       opt.library = arg;
     } else {
@@ -290,11 +332,13 @@ void Time(Model& model, const std::vector<Tensor>& args, int warmup, int repeat)
   }
   std::sort(ms.begin(), ms.end());
   double median = ms.size() % 2 ? ms[ms.size() / 2] : (ms[ms.size() / 2 - 1] + ms[ms.size() / 2]) / 2;
-  std::printf("median %.3f ms, min %.3f ms, max %.3f ms over %d runs\n", median, ms.front(), ms.back(), repeat);
+  std::printf("median %.3f ms, min %.3f ms, max %.3f ms over %d runs on %d threads\n", median, ms.front(),
+              ms.back(), repeat, PoolThreads());
 }
 
 int Main(int argc, char** argv) {
   Options opt = ParseArgs(argc, argv);
+  UseThreads(opt.threads);
   Model model(opt.library);
   if (opt.info) {
     std::printf("%s\n", model.metadata_json.c_str());

@@ -1,0 +1,45 @@
+"""Atomic file output: data goes to a temporary file beside the destination, which is renamed
+onto it only once complete, so no reader ever sees a half-written file.
+
+    with atomic_output("model.so") as tmp:   # any writer that takes a path
+        executable.export_library(tmp)
+    atomic_write("report.md", text)          # text or bytes
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from collections.abc import Iterator
+from contextlib import contextmanager
+
+__all__ = ["atomic_output", "atomic_write"]
+
+
+@contextmanager
+def atomic_output(path: str | os.PathLike, suffix: str | None = None, mode: int = 0o644) -> Iterator[str]:
+    """A temporary path beside `path`, renamed onto `path` when the block succeeds, removed otherwise.
+
+    The temporary file keeps `path`'s extension unless `suffix` is given (writers such as
+    `numpy.savez` and `savefig` choose their format from it). Missing folders are created.
+    """
+    path = os.fspath(path)
+    directory = os.path.dirname(os.path.abspath(path))
+    os.makedirs(directory, exist_ok=True)
+    suffix = os.path.splitext(path)[1] if suffix is None else suffix
+    fd, tmp = tempfile.mkstemp(prefix=".edgecc-", suffix=suffix, dir=directory)
+    os.close(fd)
+    try:
+        yield tmp
+        os.chmod(tmp, mode)
+        os.replace(tmp, path)
+    finally:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+
+
+def atomic_write(path: str | os.PathLike, data: str | bytes, mode: int = 0o644) -> None:
+    """Write text (UTF-8) or bytes to `path` atomically."""
+    with atomic_output(path, mode=mode) as tmp:
+        with open(tmp, "wb") as fh:
+            fh.write(data.encode() if isinstance(data, str) else data)
