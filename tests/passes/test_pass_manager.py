@@ -184,6 +184,41 @@ def test_a_failure_inside_a_group_names_the_pass_and_what_ran():
         PassManager(parse_pipeline("fixpoint(eliminate-dead-code,test-explode)")).run(graph)
 
 
+# ----- pipeline strings and failures ---------------------------------------------------------------
+def test_pipeline_strings_and_errors():
+    passes = parse_pipeline("fold-constants{small-elements=16,grow=false},eliminate-dead-code")
+    assert [p.name for p in passes] == ["fold-constants", "eliminate-dead-code"]
+    assert passes[0].small_elements == 16 and passes[0].grow is False
+    assert passes[0].spec() == "fold-constants{small-elements=16,grow=false}"
+    with pytest.raises(PassOptionError, match="unknown pass 'no-such-pass'"):
+        parse_pipeline("no-such-pass")
+    with pytest.raises(PassOptionError, match="has no option 'bogus'"):
+        parse_pipeline("fold-constants{bogus=1}")
+    with pytest.raises(PassOptionError, match="option small-elements='many': expected an integer"):
+        parse_pipeline("fold-constants{small-elements=many}")
+
+
+def test_a_pass_that_breaks_the_ir_is_named():
+    from edgecc.ir import Graph, TensorType
+
+    @register_pass
+    class BreakTypes(Pass):
+        """Corrupts an output type (test only)."""
+
+        name = "test-break-types"
+
+        def run(self, graph, ctx):
+            node = graph.nodes[0]
+            node.outputs[0].type = TensorType("float32", (99,))
+            return True
+
+    g = Graph()
+    x = g.add_input("x", TensorType("float32", (2,)))
+    g.set_outputs([g.create_node("relu", [x]).output])
+    with pytest.raises(PassError, match="pass 'test-break-types' failed: left the IR broken"):
+        PassManager([BreakTypes()], verify_each=True).run(g)
+
+
 # ----- opt levels ---------------------------------------------------------------------------------
 def test_opt_levels_repeat_clean_ups_to_a_fixed_point_instead_of_listing_them_again():
     for level in OPT_LEVELS:
