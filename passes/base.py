@@ -54,7 +54,7 @@ class PassContext:
     options: dict[str, Any] = field(default_factory=dict)
     remarks: list[Remark] = field(default_factory=list)
     pass_name: str = ""
-    _seen: set[Remark] = field(default_factory=set, repr=False)
+    _seen: set[Remark] = field(default_factory=set, init=False, repr=False, compare=False)
 
     def note(self, message: str, node: Any = None) -> None:
         """Tell the user something about this pass's work (on `node`, a Node or its name)."""

@@ -2,6 +2,8 @@
 
 Instrumentation: verify the graph after every pass (on in tests), time each pass, print the IR
 after chosen passes, and turn a failure into a PassError naming the pass and what ran before it.
+Members of fixpoint groups are instrumented one by one; the remarks passes leave on the context
+are kept in `PassManager.remarks`.
 """
 
 from __future__ import annotations
