@@ -28,6 +28,8 @@ class PassOptionError(EdgeccError, ValueError):
 
 
 NOTE, REJECTION = "note", "rejection"
+#: the pipeline element that repeats a group of passes (`passes/pipeline.py`)
+FIXPOINT = "fixpoint"
 
 
 @dataclass(frozen=True)
@@ -137,6 +139,8 @@ def register_pass(cls: type[Pass]) -> type[Pass]:
     """Class decorator: make the pass available by name to pipelines and the CLI."""
     if not cls.name:
         raise ValueError(f"{cls.__name__} has no name")
+    if cls.name == FIXPOINT:
+        raise ValueError(f"pass name {FIXPOINT} is taken by pipeline groups")
     if cls.name in _PASSES and _PASSES[cls.name] is not cls:
         raise ValueError(f"pass name {cls.name} is taken")
     cls = cls if "__dataclass_fields__" in cls.__dict__ else dataclass(cls)

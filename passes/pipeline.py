@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 
 from edgecc.ir import Graph
 
-from .base import Pass, PassContext, PassOptionError, get_pass
+from .base import FIXPOINT, Pass, PassContext, PassOptionError, get_pass
 
 __all__ = ["Fixpoint", "parse_pipeline", "opt_level_pipeline", "format_pipeline", "pipeline_names",
            "without_passes"]
@@ -23,7 +23,7 @@ __all__ = ["Fixpoint", "parse_pipeline", "opt_level_pipeline", "format_pipeline"
 class Fixpoint(Pass):
     """Repeat a group of passes until none of them changes the graph (or the bound is hit)."""
 
-    name = "fixpoint"
+    name = FIXPOINT
     passes: list[Pass] = field(default_factory=list)
     max_iterations: int = 8
 

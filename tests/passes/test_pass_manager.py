@@ -163,6 +163,16 @@ def test_bad_fixpoint_groups_are_option_errors(text, message):
         parse_pipeline(text)
 
 
+def test_fixpoint_is_not_a_pass_name():
+    class Fake(Pass):
+        """Takes the group's name (test only)."""
+
+        name = "fixpoint"
+
+    with pytest.raises(ValueError, match="pass name fixpoint is taken by pipeline groups"):
+        register_pass(Fake)
+
+
 def test_disabled_passes_leave_groups_too():
     passes = parse_pipeline("fold-batch-norm,fixpoint(fold-constants,eliminate-dead-code),fixpoint(fuse)")
     assert format_pipeline(without_passes(passes, {"fold-constants", "fuse"})) == (
