@@ -45,8 +45,8 @@ def _input_arg(text: str) -> tuple[str, str]:
 def _add_model_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--input-shape", action="append", type=_shape_arg, default=[], metavar="NAME=D1,D2,...",
                    help="fix the shape of a model input (needed for symbolic dimensions; repeatable)")
-    p.add_argument("-O", dest="opt_level", type=int, choices=range(4), default=2, metavar="LEVEL",
-                   help="optimization level 0-3 (default 2)")
+    p.add_argument("-O", dest="opt_level", type=int, choices=range(3), default=2, metavar="LEVEL",
+                   help="optimization level 0-2 (default 2)")
     p.add_argument("--passes", metavar="PIPELINE",
                    help='explicit pass pipeline, e.g. "fold-constants,eliminate-dead-code" (replaces -O)')
     p.add_argument("--disable-pass", action="append", default=[], metavar="PASS",
@@ -55,6 +55,12 @@ def _add_model_options(p: argparse.ArgumentParser) -> None:
                    help="print the IR after PASS ('all' for every pass) to stderr")
     p.add_argument("--time-passes", action="store_true", help="print how long each pass took")
     p.add_argument("--verify-each", action="store_true", help="run the IR verifier after every pass")
+
+
+def _add_remark_options(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--remarks", action="store_true", help="print the passes' notes on what they changed")
+    p.add_argument("-v", "--verbose", action="store_true",
+                   help="print every pass remark, also why rewrites did not apply (implies --remarks)")
 
 
 def _add_target_options(p: argparse.ArgumentParser) -> None:
@@ -144,10 +150,13 @@ def build_parser() -> argparse.ArgumentParser:
     c.add_argument("-o", "--output", help="output library (default: MODEL with .so)")
     _add_target_options(c)
     _add_model_options(c)
+    _add_remark_options(c)
     c.add_argument("--tuning-logs", metavar="DIR",
                    help="tuning logs to apply (default: the committed tuning_logs/ for the target; '' for none)")
     c.add_argument("--no-default-schedules", action="store_true",
                    help="leave kernels without tuning records unscheduled (for measurements)")
+    c.add_argument("--strict-schedules", action="store_true",
+                   help="fail (exit 2) when a kernel does not get its intended schedule")
     c.add_argument("-q", "--quiet", action="store_true", help="print nothing on success")
     _add_quantize_options(c)
     c.set_defaults(func=cmd_compile)
@@ -170,6 +179,7 @@ def build_parser() -> argparse.ArgumentParser:
     i.add_argument("model", help="ONNX model file")
     _add_target_options(i)
     _add_model_options(i)
+    _add_remark_options(i)
     i.add_argument("--fusion", action="store_true", help="list the fusion groups the target's pipeline forms")
     i.add_argument("--raw", action="store_true", help="show the IR as imported, before any pass")
     i.add_argument("--full", action="store_true", help="print constants in full")
@@ -244,28 +254,59 @@ def cmd_compile(args) -> int:
     import edgecc
 
     out = args.output or os.path.splitext(args.model)[0] + ".so"
-    log = (lambda msg: None) if args.quiet else (lambda msg: print(f"edgecc: {msg}", file=sys.stderr, flush=True))
     kwargs = _compile_kwargs(args)
     kwargs["tuning_logs"] = args.tuning_logs
     if args.no_default_schedules:
         kwargs["schedules"] = "none"
+    kwargs["strict_schedules"] = args.strict_schedules
     kwargs["quantize"] = _quantize_options(args)
-    compiled = edgecc.compile(args.model, args.target, progress=log if not args.quiet else None, **kwargs)
+    with _progress(args.quiet) as progress:
+        compiled = edgecc.compile(args.model, args.target, progress=progress, **kwargs)
+        compiled.export(out)
     for w in compiled.warnings:
         print(f"edgecc: warning: {w}", file=sys.stderr)
+    _print_remarks(compiled.remarks, args)
     if compiled.pass_report:
         sys.stderr.write(compiled.pass_report)
-    compiled.export(out)
     if "quantization" in compiled.graph.meta:
         _report_quantization(compiled.graph.meta["quantization"], args)
     if not args.quiet:
-        s = compiled.stats
-        how = ", ".join(f"{n} {k}" for k, n in sorted(s.scheduled_by.items()))
-        t = compiled.timings
-        print(f"wrote {out} ({os.path.getsize(out) / 1e6:.1f} MB): {s.kernels} kernels ({how}), {s.calls} calls, "
-              f"target {compiled.target.tag}; " + ", ".join(f"{stage} {secs:.1f}s" for stage, secs in t.items()))
-        print(f"{s.scheduled_by.get('tuned', 0)} of {s.kernels} kernels from tuning records")
+        print(_compile_summary(compiled, out))
     return 0
+
+
+def _progress(quiet: bool):
+    """The progress reporter of a command (none with --quiet), as a context manager."""
+    import contextlib
+
+    from edgecc.progress import Progress
+
+    return contextlib.nullcontext() if quiet else Progress(sys.stderr)
+
+
+def _print_remarks(remarks, args) -> None:
+    """Pass remarks on stderr: notes with --remarks, every remark with -v."""
+    from edgecc.passes import NOTE
+
+    if not (args.remarks or args.verbose):
+        return
+    for remark in remarks:
+        if args.verbose or remark.kind == NOTE:
+            print(f"edgecc: remark: {remark}", file=sys.stderr)
+
+
+def _compile_summary(compiled, out: str) -> str:
+    """What `compile` built: size, kernels and how they were scheduled, stage times, fallbacks."""
+    s = compiled.stats
+    how = ", ".join(f"{n} {k}" for k, n in sorted(s.scheduled_by.items()))
+    times = ", ".join(f"{stage} {secs:.1f}s" for stage, secs in compiled.timings.items())
+    lines = [f"wrote {out} ({os.path.getsize(out) / 1e6:.1f} MB): {s.kernels} kernels ({how}), {s.calls} calls, "
+             f"target {compiled.target.tag}; {times}",
+             f"{s.scheduled_by.get('tuned', 0)} of {s.kernels} kernels from tuning records"]
+    if s.fallbacks:
+        lines.append(f"{len(s.fallbacks)} kernels did not get their intended schedule:")
+        lines += [f"  {f}" for f in s.fallbacks]  # kernel (kind): intended -> got: reason
+    return "\n".join(lines)
 
 
 def cmd_tune(args) -> int:
@@ -315,19 +356,12 @@ def _read_inputs(args, module) -> dict:
 
 
 def _save_outputs(path: str, outputs: dict) -> None:
-    import tempfile
-
     import numpy as np
 
-    directory = os.path.dirname(os.path.abspath(path))
-    fd, tmp = tempfile.mkstemp(prefix=".edgecc-", suffix=".npz", dir=directory)
-    os.close(fd)
-    try:
+    from edgecc._files import atomic_output
+
+    with atomic_output(path, suffix=".npz") as tmp:
         np.savez(tmp, **outputs)
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
 
 
 def cmd_run(args) -> int:
@@ -411,7 +445,9 @@ def cmd_inspect(args) -> int:
     for w in warnings:
         print(f"edgecc: warning: {w}", file=sys.stderr)
     if not args.raw:
-        report = optimize(graph, target, options)
+        remarks: list = []
+        report = optimize(graph, target, options, remarks)
+        _print_remarks(remarks, args)
         if report:
             sys.stderr.write(report)
     if args.fusion:

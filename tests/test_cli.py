@@ -1,6 +1,8 @@
 """The command line as build systems use it: outputs, exit codes, one-line errors."""
 
 import os
+import re
+import select
 import subprocess
 import sys
 
@@ -92,6 +94,129 @@ def test_compare_exits_3_when_outputs_differ(offset_library):
     row = out.splitlines()[1].split()
     assert row[0] == "y" and float(row[1]) == pytest.approx(0.5) and row[-1] == "NO"
     assert err.strip() == "edgecc: outputs differ from ONNX Runtime beyond the tolerance"
+
+
+STAGE_SUMMARY = re.compile(r"edgecc: (\w+): (\d+)(?:/(\d+))? in \d+\.\d s")
+
+
+def test_compile_in_a_build_log_prints_one_line_per_stage_not_per_kernel(offset_library, tmp_path):
+    rc, out, err = edgecc("compile", MODEL, "-o", tmp_path / "m.so")
+    assert rc == 0, err
+    stages = {}
+    for line in err.splitlines():
+        match = STAGE_SUMMARY.fullmatch(line)
+        assert match, f"not a stage summary: {line!r}"
+        stages[match[1]] = (int(match[2]), match[3] and int(match[3]))
+    assert {"frontend", "passes", "lower"} <= set(stages)
+    kernels = int(re.search(r"\): (\d+) kernels \(", out)[1])
+    assert stages["lower"] == (kernels, kernels)
+    assert out.startswith(f"wrote {tmp_path / 'm.so'} (") and len(out.splitlines()) == 2
+
+
+def read_terminal(leader: int) -> str:
+    """Everything written to a pseudo-terminal whose other side was closed."""
+    chunks = []
+    while select.select([leader], [], [], 30.0)[0]:
+        try:
+            chunk = os.read(leader, 65536)
+        except OSError:  # EIO: closed and drained
+            break
+        if not chunk:
+            break
+        chunks.append(chunk)
+    os.close(leader)
+    return b"".join(chunks).decode()
+
+
+def test_compile_on_a_terminal_draws_one_live_bar(tmp_path):
+    leader, follower = os.openpty()
+    proc = subprocess.Popen([sys.executable, "-m", "edgecc", "compile", MODEL, "-o", str(tmp_path / "m.so")],
+                            stdout=subprocess.PIPE, stderr=follower, text=True)
+    os.close(follower)
+    out, _ = proc.communicate(timeout=600)
+    seen = read_terminal(leader)
+    assert proc.returncode == 0, seen
+    assert "\n" not in seen, seen  # every redraw returns to the start of the same line
+    draws = seen.split("\r")[1:]
+    assert re.fullmatch(r"edgecc: lower \[#+\] (\d+)/\1 +\d+\.\d s\x1b\[K", draws[-2]), draws[-2]
+    assert draws[-1] == "\x1b[K"  # erased when done
+    assert out.startswith("wrote ")
+
+
+@pytest.fixture
+def failing_injective_rule(monkeypatch):
+    """The injective schedule rule raises: its kernels fall back to the generic schedule."""
+    from edgecc.lower.schedules import RULES, cpu  # noqa: F401  (cpu registers the rules)
+
+    def rule(kernel, target):
+        raise RuntimeError("no vector registers left")
+
+    monkeypatch.setitem(RULES, "injective", rule)
+
+
+def test_compile_summary_names_kernels_without_their_intended_schedule(offset_library, failing_injective_rule,
+                                                                       capsys, tmp_path):
+    assert cli.main(["compile", str(offset_library / "plus_1.5.onnx"), "-o", str(tmp_path / "m.so")]) == 0
+    out = capsys.readouterr().out.splitlines()
+    assert out[1:] == ["0 of 1 kernels from tuning records",
+                       "1 kernels did not get their intended schedule:",
+                       "  k0_add (injective): default -> generic: "
+                       "the injective rule raised RuntimeError: no vector registers left"]
+
+
+def test_strict_schedules_makes_a_fallback_an_error(offset_library, failing_injective_rule, capsys, tmp_path):
+    out = tmp_path / "m.so"
+    assert cli.main(["compile", str(offset_library / "plus_1.5.onnx"), "-o", str(out), "--strict-schedules"]) == 2
+    captured = capsys.readouterr()
+    assert captured.out == "" and not out.exists()
+    assert captured.err == ("edgecc: error: 1 kernel(s) did not get their intended schedule: k0_add "
+                            "(injective): default -> generic: the injective rule raised RuntimeError: "
+                            "no vector registers left\n")
+
+
+def test_strict_schedules_passes_when_every_kernel_gets_its_schedule(offset_library, tmp_path):
+    rc, out, err = edgecc("compile", offset_library / "plus_1.5.onnx", "-o", tmp_path / "m.so",
+                          "--strict-schedules")
+    assert rc == 0, err
+    assert "did not get" not in out and (tmp_path / "m.so").exists()
+
+
+def zero_channel_model() -> onnx.ModelProto:
+    """A conv with one all-zero filter feeding a padded conv: prune-zero-channels keeps it, with a note."""
+    rng = np.random.default_rng(0)
+    w1 = rng.standard_normal((4, 3, 1, 1)).astype(np.float32)
+    w1[0] = 0
+    nodes = [helper.make_node("Conv", ["x", "w1", "b1"], ["h"]),
+             helper.make_node("Conv", ["h", "w2"], ["y"], pads=[1, 1, 1, 1])]
+    return make_model(nodes, {"x": np.zeros((1, 3, 8, 8), np.float32)}, ["y"],
+                      initializers={"w1": w1, "b1": np.ones(4, np.float32),
+                                    "w2": rng.standard_normal((2, 4, 3, 3)).astype(np.float32)})
+
+
+def broadcast_add_model() -> onnx.ModelProto:
+    """x + zeros that broadcast x to another shape: simplify-arithmetic matches and declines."""
+    return make_model([helper.make_node("Add", ["x", "c"], ["y"])], {"x": np.zeros(8, np.float32)}, ["y"],
+                      initializers={"c": np.zeros((2, 8), np.float32)})
+
+
+def test_remarks_print_notes_and_verbose_adds_rejections(tmp_path):
+    onnx.save(zero_channel_model(), tmp_path / "zero.onnx")
+    onnx.save(broadcast_add_model(), tmp_path / "add.onnx")
+    note = ("edgecc: remark: prune-zero-channels: h: 1 zero channel(s) kept: y pads its input: the constant "
+            "channel cannot move into its bias")
+    rejection = "edgecc: remark: simplify-arithmetic: y: AddNeutral: the constant broadcasts x to another shape"
+    for model, flag, expected in (("zero", "--remarks", note), ("add", "--remarks", ""), ("add", "-v", rejection),
+                                  ("zero", None, "")):
+        rc, out, err = edgecc("compile", tmp_path / f"{model}.onnx", "-o", tmp_path / "m.so", "-q",
+                              *([flag] if flag else []))
+        assert (rc, out, err.strip()) == (0, "", expected), (model, flag)
+    rc, out, err = edgecc("inspect", tmp_path / "zero.onnx", "--remarks")
+    assert rc == 0 and err.strip() == note
+
+
+def test_opt_levels_are_0_to_2():
+    rc, _, err = edgecc("compile", MODEL, "-O", "3")
+    assert rc == 2 and "argument -O: invalid choice: 3 (choose from 0, 1, 2)" in err
 
 
 def test_inspect_prints_ir_counts_shapes_and_parameter_bytes():
