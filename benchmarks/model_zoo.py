@@ -9,8 +9,6 @@ download is needed. Requires torch (CPU build): `pip install torch`.
 from __future__ import annotations
 
 import argparse
-import os
-import tempfile
 
 import torch
 from torch import nn
@@ -227,19 +225,12 @@ def export(name: str, path: str, seed: int = 0, opset: int = 17, dynamic: bool =
     """
     model, example = build(name, seed)
     input_name = "input_ids" if example.dtype == torch.int64 else "input"
-    directory = os.path.dirname(os.path.abspath(path))
-    os.makedirs(directory, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(suffix=".onnx", dir=directory)
-    os.close(fd)
-    try:
-        with torch.no_grad():
-            axes = {input_name: {i: f"dim{i}" for i in range(example.dim())}} if dynamic else None
-            torch.onnx.export(model, (example,), tmp, input_names=[input_name], output_names=["output"],
-                              opset_version=opset, dynamo=False, do_constant_folding=True, dynamic_axes=axes)
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
+    from edgecc._files import atomic_output
+
+    with atomic_output(path, suffix=".onnx") as tmp, torch.no_grad():
+        axes = {input_name: {i: f"dim{i}" for i in range(example.dim())}} if dynamic else None
+        torch.onnx.export(model, (example,), tmp, input_names=[input_name], output_names=["output"],
+                          opset_version=opset, dynamo=False, do_constant_folding=True, dynamic_axes=axes)
     return path
 
 

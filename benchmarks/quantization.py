@@ -320,10 +320,9 @@ def write_results(path: str, rows: dict, command: str, args, n_train: int, n_tes
         text = text[:text.index(BEGIN)] + block + text[text.index(END) + len(END):]
     else:
         text = text.rstrip() + "\n\n" + block + "\n"
-    tmp = path + ".tmp"
-    with open(tmp, "w") as fh:
-        fh.write(text)
-    os.replace(tmp, path)
+    from edgecc._files import atomic_write
+
+    atomic_write(path, text)
 
 
 if __name__ == "__main__":

@@ -329,9 +329,9 @@ def write_report(results: list[dict], info: dict, command: str, path: str) -> No
     lines += ["", "![ratio to ONNX Runtime](benchmarks.png)", ""]
     lines += _tuning_section(results)
     lines += _contributions(results)
-    with open(path + ".tmp", "w") as fh:
-        fh.write("\n".join(lines) + "\n")
-    os.replace(path + ".tmp", path)
+    from edgecc._files import atomic_write
+
+    atomic_write(path, "\n".join(lines) + "\n")
 
 
 def _tuning_section(results: list[dict]) -> list[str]:

@@ -9,6 +9,7 @@ import onnx
 from onnx import TensorProto, helper, numpy_helper
 
 import edgecc
+from edgecc.compare import compare_outputs
 
 DEFAULT_OPSET = 17
 
@@ -59,14 +60,8 @@ def assert_matches_ort(model: onnx.ModelProto, inputs: Mapping[str, np.ndarray],
     """Compile with edgecc, run, and compare every output with ONNX Runtime."""
     expected = run_ort(model, inputs)
     got = run_edgecc(model, inputs, **compile_kwargs)
-    assert len(got) == len(expected)
-    for i, (g, e) in enumerate(zip(got, expected)):
-        assert g.shape == e.shape, f"output {i}: shape {g.shape} != {e.shape}"
-        assert g.dtype == e.dtype, f"output {i}: dtype {g.dtype} != {e.dtype}"
-        if e.dtype == np.bool_ or np.issubdtype(e.dtype, np.integer):
-            np.testing.assert_array_equal(g, e, err_msg=f"output {i}")
-        else:
-            np.testing.assert_allclose(g, e, rtol=rtol, atol=atol, err_msg=f"output {i}")
+    problems = [r.problem for r in compare_outputs(got, expected, rtol, atol) if not r.ok]
+    assert not problems, "; ".join(problems)
     return got
 
 

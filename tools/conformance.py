@@ -789,24 +789,13 @@ def unexpected_passes(cases: Sequence[Case], results: dict[Key, Result]) -> list
 # ----- command line -------------------------------------------------------------------------
 def write_text(path: str, text: str) -> None:
     """Write a file atomically (temporary file, then rename); a device or pipe is written directly."""
-    import tempfile
-
     if os.path.exists(path) and not os.path.isfile(path):
         with open(path, "w") as fh:
             fh.write(text)
         return
-    directory = os.path.dirname(os.path.abspath(path))
-    os.makedirs(directory, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=".tmp-", dir=directory)
-    try:
-        with os.fdopen(fd, "w") as fh:
-            fh.write(text)
-        os.chmod(tmp, 0o644)
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
+    from edgecc._files import atomic_write
+
+    atomic_write(path, text)
 
 
 

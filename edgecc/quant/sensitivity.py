@@ -93,13 +93,12 @@ def choose_fp32_layers(sensitivity: list[dict], *, keep: int = 0, budget: float 
 def plot_sensitivity(sensitivity: list[dict], path: str, kept_fp32: Sequence[str] = ()) -> None:
     """A bar chart of each layer's error with only that layer in int8, most sensitive on top,
     layers kept in float32 marked; written to PNG atomically."""
-    import os
-    import tempfile
-
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
+
+    from edgecc._files import atomic_output
 
     ranked = sorted(sensitivity, key=lambda e: e["error"])
     fig, ax = plt.subplots(figsize=(9, 0.3 * len(ranked) + 1.6))
@@ -108,13 +107,8 @@ def plot_sensitivity(sensitivity: list[dict], path: str, kept_fp32: Sequence[str
     ax.set_xlabel("relative L2 error of the outputs, only this layer in int8")
     ax.set_title("quantization sensitivity per layer" + (" (red: kept in float32)" if kept_fp32 else ""))
     fig.tight_layout()
-    folder = os.path.dirname(os.path.abspath(path))
-    fd, tmp = tempfile.mkstemp(prefix=".edgecc-", suffix=".png", dir=folder)
-    os.close(fd)
     try:
-        fig.savefig(tmp, dpi=110, format="png")
-        os.replace(tmp, path)
+        with atomic_output(path, suffix=".png") as tmp:
+            fig.savefig(tmp, dpi=110, format="png")
     finally:
         plt.close(fig)
-        if os.path.exists(tmp):
-            os.unlink(tmp)
