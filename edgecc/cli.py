@@ -35,6 +35,16 @@ def _shape_arg(text: str) -> tuple[str, tuple[int, ...]]:
     return name, shape
 
 
+def _positive_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a positive whole number, got {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"expected a positive whole number, got {text!r}")
+    return value
+
+
 def _input_arg(text: str) -> tuple[str, str]:
     name, eq, path = text.partition("=")
     if not eq or not name or not path:
@@ -172,6 +182,10 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--rtol", type=float, default=1e-4, help="relative tolerance for --compare-onnxruntime")
     r.add_argument("--atol", type=float, default=1e-4, help="absolute tolerance for --compare-onnxruntime")
     r.add_argument("--benchmark", type=int, metavar="N", default=0, help="time N runs after warm-up; print the median")
+    r.add_argument("--profile", type=_positive_int, nargs="?", const=10, metavar="N",
+                   help="time every kernel over N runs (default 10); print a table, slowest first")
+    r.add_argument("--threads", type=_positive_int, metavar="N",
+                   help="run the kernels on N threads (default: every core this process may use)")
     r.add_argument("--seed", type=int, default=0, help="seed of the random inputs")
     r.set_defaults(func=cmd_run)
 
@@ -365,12 +379,11 @@ def _save_outputs(path: str, outputs: dict) -> None:
 
 
 def cmd_run(args) -> int:
-    from edgecc.runtime import load_any
+    from edgecc.runtime import format_kernel_profile, load_any
 
-    module = load_any(args.library)
+    module = load_any(args.library, threads=args.threads)
     if getattr(module, "emulated", False):
-        if args.benchmark:
-            module.benchmark({}, repeat=args.benchmark)  # refuses: emulated timings mean nothing
+        _refuse_emulated_timing(module, args)
         print(f"edgecc: running the {module.arch} library under qemu-user emulation", file=sys.stderr)
     inputs = _read_inputs(args, module)
     outputs = module.run(inputs)
@@ -382,54 +395,54 @@ def cmd_run(args) -> int:
         status = _compare(args, inputs, outputs)
     if args.benchmark:
         timing = module.benchmark(inputs, repeat=args.benchmark)
-        print(f"latency: {timing}")
-    if not args.output and not args.compare_onnxruntime and not args.benchmark:
+        print(f"latency: {timing}, {module.threads} thread{'s' if module.threads != 1 else ''}")
+    if args.profile:
+        print(format_kernel_profile(module.profile(inputs, repeat=args.profile)), end="")
+    if not (args.output or args.compare_onnxruntime or args.benchmark or args.profile):
         for name, value in outputs.items():
             print(f"{name}: {value.dtype}{list(value.shape)} min {value.min():.6g} max {value.max():.6g} "
                   f"mean {value.astype('float64').mean():.6g}")
     return status
 
 
-def _compare(args, inputs, outputs) -> int:
-    import numpy as np
+def _refuse_emulated_timing(module, args) -> None:
+    """Timings under qemu-user say nothing about the board: --benchmark and --profile refuse."""
+    asked = [flag for flag, given in (("--benchmark", args.benchmark), ("--profile", args.profile)) if given]
+    if asked:
+        raise CliError(f"{module.path}: {' and '.join(asked)} refused: the {module.arch} library runs under "
+                       f"qemu-user emulation here, whose timings say nothing about the board")
 
+
+def _compare(args, inputs, outputs) -> int:
+    """Print each output's errors against ONNX Runtime; EXIT_MISMATCH when one is outside the tolerance."""
+    from edgecc.compare import compare_outputs, format_comparison
+
+    expected = _onnxruntime_outputs(args.compare_onnxruntime, inputs)
+    records = compare_outputs(outputs, expected, rtol=args.rtol, atol=args.atol)
+    print(format_comparison(records, args.rtol, args.atol), end="")
+    if not all(r.ok for r in records):
+        print("edgecc: outputs differ from ONNX Runtime beyond the tolerance", file=sys.stderr)
+        return EXIT_MISMATCH
+    return 0
+
+
+def _onnxruntime_outputs(model: str, inputs) -> dict:
+    """ONNX Runtime's outputs of `model` on `inputs`, by output name."""
     from edgecc.errors import InputError
 
     try:
         import onnxruntime as ort
     except ImportError:
         raise InputError("--compare-onnxruntime needs onnxruntime (pip install onnxruntime)") from None
-    if not os.path.isfile(args.compare_onnxruntime):
-        raise InputError(f"{args.compare_onnxruntime}: no such file")
+    if not os.path.isfile(model):
+        raise InputError(f"{model}: no such file")
     try:
-        sess = ort.InferenceSession(args.compare_onnxruntime, providers=["CPUExecutionProvider"])
+        sess = ort.InferenceSession(model, providers=["CPUExecutionProvider"])
     except Exception as exc:  # noqa: BLE001
-        raise InputError(f"{args.compare_onnxruntime}: ONNX Runtime cannot load it ({str(exc).splitlines()[0]})") from None
+        raise InputError(f"{model}: ONNX Runtime cannot load it ({str(exc).splitlines()[0]})") from None
     feed = {i.name: inputs[i.name] for i in sess.get_inputs() if i.name in inputs}
     names = [o.name for o in sess.get_outputs()]
-    expected = dict(zip(names, sess.run(None, feed)))
-    worst_ok = True
-    print(f"{'output':<24}{'max abs err':>14}{'max rel err':>14}  within rtol={args.rtol:g} atol={args.atol:g}")
-    for name, got in outputs.items():
-        if name not in expected:
-            print(f"{name:<24}{'(not in the ONNX model)':>28}")
-            worst_ok = False
-            continue
-        ref = expected[name]
-        if got.shape != ref.shape:
-            print(f"{name:<24} shape {got.shape} != {ref.shape}")
-            worst_ok = False
-            continue
-        diff = np.abs(got.astype(np.float64) - ref.astype(np.float64))
-        abs_err = float(diff.max()) if diff.size else 0.0
-        rel_err = float((diff / np.maximum(np.abs(ref.astype(np.float64)), 1e-12)).max()) if diff.size else 0.0
-        ok = bool(np.all(diff <= args.atol + args.rtol * np.abs(ref.astype(np.float64))))
-        worst_ok &= ok
-        print(f"{name:<24}{abs_err:>14.3e}{rel_err:>14.3e}  {'yes' if ok else 'NO'}")
-    if not worst_ok:
-        print("edgecc: outputs differ from ONNX Runtime beyond the tolerance", file=sys.stderr)
-        return EXIT_MISMATCH
-    return 0
+    return dict(zip(names, sess.run(None, feed)))
 
 
 def cmd_inspect(args) -> int:

@@ -61,6 +61,36 @@ def test_compare_onnxruntime_reports_errors_per_output(library):
     assert abs_err < 1e-3
 
 
+def test_run_profile_times_every_kernel_of_the_library(library):
+    from edgecc.runtime import load
+
+    kernels = {k["name"]: k for k in load(library).metadata["kernels"]}
+    rc, out, err = edgecc("run", library, "--profile", "3")
+    assert rc == 0, err
+    lines = out.splitlines()
+    assert lines[0].split() == ["kernel", "kind", "calls", "ms", "share", "GFLOP/s", "schedule"]
+    rows = [line.split() for line in lines[1:-1]]
+    assert sorted(r[0] for r in rows) == sorted(kernels)
+    for name, kind, calls, ms, share, gflops, schedule in rows:
+        assert (kind, int(calls), schedule) == (kernels[name]["kind"], kernels[name]["calls"],
+                                                kernels[name]["scheduled_by"])
+        assert float(ms) >= 0 and (gflops == "-") == (kernels[name]["flops"] == 0)
+    assert [float(r[3]) for r in rows] == sorted((float(r[3]) for r in rows), reverse=True)
+    assert sum(float(r[4].rstrip("%")) for r in rows) == pytest.approx(100, abs=0.1 * len(rows))
+    total = lines[-1].split()
+    assert total[:4] == ["sum", "of", "kernel", "times"] and float(total[4]) == pytest.approx(
+        sum(float(r[3]) for r in rows), abs=0.001 * len(rows))
+
+
+def test_run_on_one_thread_gives_the_same_outputs(library):
+    rc, out, err = edgecc("run", library, "--threads", "1", "--compare-onnxruntime", MODEL, "--benchmark", "2")
+    assert rc == 0, err
+    assert out.splitlines()[1].split()[-1] == "yes"
+    assert re.fullmatch(r"latency: median [\d.]+ ms, .* over 2 runs, 1 thread", out.splitlines()[-1])
+    rc, _, err = edgecc("run", library, "--threads", "0")
+    assert rc == 2 and "argument --threads: expected a positive whole number, got '0'" in err
+
+
 def offset_model(offset: float) -> onnx.ModelProto:
     """y = x + offset: two such models give the same shapes and names but different outputs."""
     x = np.zeros((2, 8), np.float32)

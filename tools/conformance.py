@@ -6,7 +6,8 @@ Each case of `onnx.backend.test.case.node.collect_testcases` is compiled for the
 (`edgecc.compile(model, "host")`) and with TVM's frontend (`tvm.relax.frontend.onnx.from_onnx`,
 then `tvm.compile` with the default pipeline and a Relax VirtualMachine), run on the case's data
 sets and compared with the expected outputs as onnx's backend test runner does
-(`np.testing.assert_allclose` with the case's rtol/atol; exact for integers, booleans, strings).
+(`edgecc.compare`: `np.testing.assert_allclose`'s test with the case's rtol/atol; exact for integers,
+booleans, strings).
 
 Static parameters. Many cases feed values that fix an output shape or stand in for an attribute
 (Reshape's shape, Slice's starts, Pad's pads, TopK's k, Resize's scales, ...) as graph inputs. When
@@ -363,59 +364,22 @@ def _compile_tvm(model, feeds: dict[str, Any]) -> Callable[[dict[str, Any]], lis
 
 
 def compare_outputs(got: Sequence[Any], expected: Sequence[Any], rtol: float, atol: float) -> str | None:
-    """None when `got` matches `expected` as onnx's backend runner checks it, else what differs."""
+    """None when `got` matches `expected` as onnx's backend runner checks it, else what differs.
+
+    The comparison is `edgecc.compare`'s; bfloat16 outputs get two bfloat16 ulps of relative
+    tolerance at least, as in onnx's runner.
+    """
+    from edgecc.compare import compare_outputs as compare
+
     if len(got) != len(expected):
         return f"{len(got)} outputs, expected {len(expected)}"
     for i, (g, e) in enumerate(zip(got, expected)):
-        if isinstance(e, list):
-            if not isinstance(g, list):
-                return f"output {i}: a {type(g).__name__}, expected a sequence"
-            problem = compare_outputs(g, e, rtol, atol)
-            if problem:
-                return f"output {i}: {problem}"
-            continue
-        if e is None or g is None:
-            if (e is None) != (g is None):
-                return f"output {i}: {'no value' if g is None else 'a value'}, expected {'none' if e is None else 'one'}"
-            continue
-        g = np.asarray(g)
-        if g.shape != e.shape:
-            return f"output {i}: shape {g.shape}, expected {e.shape}"
-        if e.dtype == object:
-            if not np.array_equal(g, e):
-                return f"output {i}: strings differ"
-            continue
-        if g.dtype != e.dtype:
-            return f"output {i}: dtype {g.dtype}, expected {e.dtype}"
-        if e.dtype == np.bool_ or np.issubdtype(e.dtype, np.integer):
-            if not np.array_equal(g, e):
-                bad = int(np.sum(g != e))
-                return f"output {i}: {bad} of {e.size} elements differ"
-            continue
-        tol = rtol
-        if e.dtype.name == "bfloat16":
-            tol = max(rtol, 2**-6)  # two bfloat16 ulps, as onnx's runner
-        if not np.issubdtype(e.dtype, np.floating) and not np.issubdtype(e.dtype, np.complexfloating):
-            g, e = g.astype(np.float32), e.astype(np.float32)  # ml_dtypes types numpy cannot promote
-        try:
-            np.testing.assert_allclose(g, e, rtol=tol, atol=atol)
-        except AssertionError:
-            return f"output {i}: " + _worst_mismatch(g, e, tol, atol)
+        tol = max(rtol, 2**-6) if getattr(e, "dtype", None) is not None and e.dtype.name == "bfloat16" else rtol
+        name = f"output {i}"
+        (record,) = compare({name: g}, {name: e}, rtol=tol, atol=atol)
+        if not record.ok:
+            return record.problem
     return None
-
-
-def _worst_mismatch(got: np.ndarray, expected: np.ndarray, rtol: float, atol: float) -> str:
-    """The element furthest outside the tolerance, and how many are outside it."""
-    g, e = got.astype(np.float64), expected.astype(np.float64)
-    with np.errstate(all="ignore"):
-        excess = np.abs(g - e) - (atol + rtol * np.abs(e))
-        excess = np.where(np.isnan(g) != np.isnan(e), np.inf, np.nan_to_num(excess, nan=-1.0, posinf=np.inf))
-        excess = np.where((g == e), -1.0, excess)  # equal infinities
-    bad = int(np.sum(excess > 0))
-    index = np.unravel_index(int(np.argmax(excess)), e.shape) if e.ndim else ()
-    where = f" at {tuple(int(i) for i in index)}" if e.ndim else ""
-    return (f"{bad} of {e.size} elements differ; worst{where}: got {g[index]:.6g}, expected {e[index]:.6g} "
-            f"(rtol {rtol:g}, atol {atol:g})")
 
 
 def run_attempt(attempt: Attempt) -> Result:
@@ -773,7 +737,8 @@ def _known_failures_section(cases: Sequence[Case], results: dict[Key, Result]) -
     for pattern, reason in KNOWN_FAILURES:
         matched = [c for c in cases if re.fullmatch(pattern, c.name) and (c.name, "edgecc") in results]
         failed = sum(not results[(c.name, "edgecc")].passed for c in matched)
-        lines.append(f"| `{pattern}` | {reason.replace('|', '/')} | {len(matched)} | {failed} |")
+        escaped = pattern.replace("|", "\\|")  # a bar inside a table cell, even in code
+        lines.append(f"| `{escaped}` | {reason.replace('|', '/')} | {len(matched)} | {failed} |")
     passing = unexpected_passes(cases, results)
     if passing:
         lines += ["", "Listed but passing (take them off the list): " + ", ".join(passing)]
