@@ -6,7 +6,8 @@
 The integer kernels get the same treatment: qconv (int8/uint8 data) goes blocked with its bias and
 multiplier in [1, C/b, 1, 1, b], qdense gets the packed weight; per-tensor quantize, dequantize and
 requantize follow the blocked layout. On targets whose int8 kernels multiply input channels in
-pairs (`target.int8_weight_pairs`, AVX2's vpmaddwd) qconv weights are OIHW{b/2}i{b'}o2i.
+groups of g (`target.int8_dot_channels`: 2 for AVX2's vpmaddwd, 4 for VNNI's vpdpbusd) qconv
+weights are OIHW{b/g}i{b'}o{g}i.
 
 b is chosen from the channel count alone (16 or 8 when they divide it, for SIMD width 8), so a
 producer's output block always equals its consumer's input block. Weights are rearranged at
@@ -44,10 +45,10 @@ def choose_block(channels: int, lanes: int) -> int:
 
 
 class _Converter:
-    def __init__(self, graph: Graph, lanes: int, int8_pairs: bool = False):
+    def __init__(self, graph: Graph, lanes: int, int8_group: int = 1):
         self.graph = graph
         self.lanes = lanes
-        self.int8_pairs = int8_pairs  # int8 qconv weights with input channels in pairs innermost
+        self.int8_group = int8_group  # int8 qconv weights with groups of input channels innermost
         self.blocked: dict[int, dict[str, Value]] = {}  # plain value -> layout -> blocked twin
 
     # ----- value bookkeeping ------------------------------------------------------------
@@ -122,8 +123,10 @@ class _Converter:
         ob = ib if depthwise else choose_block(cout, self.lanes)
         data_layout, out_layout = f"NCHW{ib}c", f"NCHW{ob}c"
         kernel_layout = f"OIHW1i{ob}o" if depthwise else f"OIHW{ib}i{ob}o"
-        if node.op == "qconv" and self.int8_pairs and not depthwise and ib % 2 == 0 and w.dtype == "int8":
-            kernel_layout = f"OIHW{ib // 2}i{ob}o2i"
+        g = self.int8_group
+        eight_bit = x.type.dtype in ("int8", "uint8") and w.type.dtype == "int8"
+        if node.op == "qconv" and g > 1 and not depthwise and ib % g == 0 and eight_bit:
+            kernel_layout = f"OIHW{ib // g}i{ob}o{g}i"
         packed = layout_of(kernel_layout).from_plain(w.const, "OIHW")
         xb = self.blocked_twin(x, data_layout, node)
         wb = self.graph.add_constant(packed, f"{w.name}.{kernel_layout}")
@@ -262,7 +265,7 @@ class ConvertLayout(Pass):
         if layout != "NCHWc":
             raise TargetError(f"target layout {layout!r} is not supported by convert-layout (NCHWc or none)")
         lanes = self.lanes or (ctx.target.lanes("float32") if ctx.target is not None else 8)
-        converter = _Converter(graph, lanes, bool(getattr(ctx.target, "int8_weight_pairs", False)))
+        converter = _Converter(graph, lanes, getattr(ctx.target, "int8_dot_channels", 1))
         before = len(graph.nodes)
         for node in list(graph.nodes):
             if node.graph is graph and node in graph.nodes:

@@ -59,6 +59,18 @@ class Target:
         """Target passes inserted at opt level 2 and up (layout, fusion, ...)."""
         return []
 
+    def has_feature(self, name: str) -> bool:
+        """Whether the generated code may use instruction-set feature `name` (LLVM's spelling,
+        e.g. avx512vnni, avxvnni, dotprod)."""
+        return False
+
+    @property
+    def int8_dot_channels(self) -> int:
+        """Input channels one integer multiply-add instruction sums per output lane in int8
+        convolutions (4: x86 vpdpbusd; 2: x86 vpmaddwd; 1: none). Convolution weights then
+        keep that many input channels innermost (`OIHW{b/g}i{b'}o{g}i`)."""
+        return 1
+
     @property
     def int8_weight_pairs(self) -> bool:
         """Whether int8 convolutions multiply-add input channels in pairs (x86 vpmaddwd), which

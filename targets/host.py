@@ -30,6 +30,15 @@ def host_cpu_features() -> frozenset[str]:
     return frozenset()
 
 
+@lru_cache(maxsize=None)
+def llvm_cpu_features(cpu: str) -> frozenset[str]:
+    """LLVM's feature names (avx2, avx512vnni, avxvnni, ...) of the CPU model `cpu`."""
+    import tvm
+    from tvm.target import codegen
+
+    return frozenset(str(f) for f in codegen.llvm_get_cpu_features(tvm.target.Target({"kind": "llvm", "mcpu": cpu})))
+
+
 @dataclass
 class HostTarget(CpuTarget):
     """The CPU of this machine; `cpu` overrides the detected LLVM CPU name."""
@@ -63,8 +72,25 @@ class HostTarget(CpuTarget):
         return self.threads or len(os.sched_getaffinity(0))
 
     @property
+    def vector_registers(self) -> int:
+        return 32 if self.vector_bytes == 64 else 16
+
+    def has_feature(self, name: str) -> bool:
+        """Whether the code's CPU has instruction-set feature `name` (LLVM's spelling): the
+        explicit `cpu`'s features, else this machine's."""
+        if self.cpu is not None:
+            return name in llvm_cpu_features(self.cpu)
+        return name in {f.replace("_", "") for f in host_cpu_features()}
+
+    @property
+    def int8_dot_channels(self) -> int:
+        if self.has_feature("avx512vnni") or self.has_feature("avxvnni"):
+            return 4  # vpdpbusd: four u8 x s8 products per int32 lane
+        return 2 if self.has_feature("avx2") else 1  # vpmaddwd: two int16 products per lane
+
+    @property
     def int8_weight_pairs(self) -> bool:
-        return "avx2" in host_cpu_features() or self.cpu is not None
+        return self.int8_dot_channels == 2
 
     def tvm_target_dict(self):
         return {"kind": "llvm", "mcpu": self.mcpu, "num-cores": self.num_cores}

@@ -1,15 +1,21 @@
 """Default CPU schedules for the integer kernels (kinds `qconv` and `qdense`).
 
 The float rules of `cpu.py`, sized for the int32 accumulators: a tile of output columns x channel
-vectors of int32 lanes, the int8 x int8 products summed into it with the reduction loops outside,
-the requantizing epilogue computed from the registers, rows in parallel when the kernel is large
-enough to pay for waking the thread pool. Plain-layout integer convolutions get the generic rule.
+vectors of int32 lanes, the 8-bit products summed into it with the reduction loops outside, the
+requantizing epilogue computed from the registers, rows in parallel when the kernel is large
+enough to pay for waking the thread pool.
+
+Convolutions whose weights keep groups of input channels innermost get a dot-product
+instruction as a tensor intrinsic (`x86_int8`): vpdpbusd (VNNI, groups of four) or vpmaddwd
+(AVX2, pairs). Their register tile always divides the output, so every tile is a full one.
+Plain-layout integer convolutions get the generic rule.
 """
 
 from __future__ import annotations
 
 from . import register_rule
-from .cpu import _divisor_tile, _find, _generic, _schedule, _schedule_gemm, schedule_nchwc_conv
+from .cpu import (_divisor_tile, _find, _generic, _schedule, _schedule_blocked_copy, _schedule_gemm, _work,
+                  accumulator_registers, inline_all_but, output_block, schedule_nchwc_conv)
 
 ACC = "int32"
 #: below this many multiply-accumulates a kernel runs on one core: waking the thread pool costs
@@ -19,17 +25,89 @@ PARALLEL_MIN_MACS = 1 << 20
 
 @register_rule("qconv")
 def schedule_qconv(kernel, target):
+    sch = _schedule(kernel)
+    if _find(sch, ("qconv2d_NCHWc_quads",)) is not None:
+        from .x86_int8 import vnni_lanes, vpdpbusd_intrin
+
+        lanes = vnni_lanes(target, _out_block(kernel))
+        if lanes:
+            return schedule_dot_conv(kernel, target, "qconv2d_NCHWc_quads", vpdpbusd_intrin(lanes), lanes)
+        raise ValueError(f"the target has no vpdpbusd for an output block of {_out_block(kernel)}")
     data = kernel.args[0].type.dtype if kernel.args else None
-    if _has_anchor(kernel, "qconv2d_NCHWc_pairs") and data in ("int8", "uint8"):
+    if _find(sch, ("qconv2d_NCHWc_pairs",)) is not None and data in ("int8", "uint8"):
         from .x86_int8 import pmaddwd_intrin
 
-        return schedule_nchwc_conv(kernel, target, ("qconv2d_NCHWc_pairs",), ACC, PARALLEL_MIN_MACS,
-                                   pair_intrin=pmaddwd_intrin(data))
+        return schedule_dot_conv(kernel, target, "qconv2d_NCHWc_pairs", pmaddwd_intrin(data), 8)
     return schedule_nchwc_conv(kernel, target, ("qconv2d_NCHWc", "qdepthwise_conv2d_NCHWc"), ACC, PARALLEL_MIN_MACS)
 
 
-def _has_anchor(kernel, name: str) -> bool:
-    return _find(_schedule(kernel), (name,)) is not None
+def _out_block(kernel) -> int:
+    return int(kernel.outputs[0].type.shape[-1])
+
+
+def dot_tiling(width: int, block: int, lanes: int, registers: int) -> tuple[int, int]:
+    """(output columns per tile, channel vectors per tile) for a tensorized convolution: the
+    tile divides the output row exactly, holds at most `registers` accumulator vectors and,
+    where possible, at least 4 columns (fewer channel vectors make room for more columns)."""
+    most = block // lanes
+    for vectors in (v for v in range(most, 0, -1) if most % v == 0):
+        tile = _largest_divisor(width, max(registers // vectors, 1))
+        if tile >= 4 or tile == width:
+            return tile, vectors
+    return _largest_divisor(width, registers), 1
+
+
+def _largest_divisor(n: int, at_most: int) -> int:
+    return max(d for d in range(1, min(n, at_most) + 1) if n % d == 0)
+
+
+def schedule_dot_conv(kernel, target, anchor_name: str, intrin: str, lanes: int):
+    """Register-tiled NCHW{b}c convolution whose innermost reduction (a group of input channels)
+    and `lanes` output channels are one call of the tensor intrinsic `intrin`."""
+    sch = _schedule(kernel)
+    conv = _find(sch, (anchor_name,))
+    staged = [_find(sch, (name,)) for name in ("pad", "data_offset", "weight_offset")]
+    inline_all_but(sch, [conv] + [b for b in staged if b is not None])
+    out, conv = output_block(sch, conv)
+    parallel = _work(sch, conv) >= PARALLEL_MIN_MACS
+    if staged[0] is not None:  # padded (and uint8) copy of the data first
+        _schedule_blocked_copy(sch, _find(sch, ("pad",)), parallel)
+    if staged[2] is not None:
+        _schedule_weight_offset(sch, intrin, lanes)
+    n, oc, oh, ow, ob = sch.get_loops(out)
+    width, block = int(sch.get(ow).extent), int(sch.get(ob).extent)
+    tile, vectors = dot_tiling(width, block, lanes, accumulator_registers(target))
+    ob_o, ob_i = sch.split(ob, [None, vectors * lanes])
+    ow_o, ow_i = sch.split(ow, [None, tile])
+    sch.reorder(n, oc, oh, ob_o, ow_o, ow_i, ob_i)
+    rows = sch.fuse(n, oc, oh)
+    if parallel:
+        sch.parallel(rows)
+    sch.vectorize(ob_i)
+    sch.compute_at(conv, sch.get_loops(out)[2])  # inside the tile of columns
+    inner = sch.get_loops(conv)[3:]
+    columns, channels, reduction = inner[0], inner[1], inner[2:]
+    group, reduction = reduction[-1], reduction[:-1]
+    vec_o, vec_i = sch.split(channels, [None, lanes])
+    sch.reorder(*reduction, columns, vec_o, vec_i, group)
+    sch.unroll(columns)
+    sch.unroll(vec_o)
+    init = sch.decompose_reduction(conv, reduction[0])
+    sch.vectorize(sch.get_loops(init)[-1])
+    sch.tensorize(vec_i, intrin)
+    return sch.mod["main"]
+
+
+def _schedule_weight_offset(sch, intrin: str, lanes: int) -> None:
+    """The [O/ob, ob] sums of 128 x weights with the same dot-product intrinsic."""
+    block = _find(sch, ("weight_offset",))
+    oc, o, *reduction = sch.get_loops(block)
+    group, reduction = reduction[-1], reduction[:-1]
+    o_o, o_i = sch.split(o, [None, lanes])
+    sch.reorder(oc, o_o, *reduction, o_i, group)
+    init = sch.decompose_reduction(block, reduction[0])
+    sch.vectorize(sch.get_loops(init)[-1])
+    sch.tensorize(o_i, intrin)
 
 
 @register_rule("qdense")

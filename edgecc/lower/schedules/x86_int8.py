@@ -7,11 +7,22 @@ channels' weight pairs (int8, `OIHW{b/2}i{b'}o2i` weights) are widened to int16;
 multiplies the sixteen pairs and adds each pair into eight int32 lanes, which are added to the
 accumulator. Products of 8-bit values fit in 16 bits and a pair's sum in 17, so unlike vpmaddubsw
 nothing saturates: the results are exact integer arithmetic.
+
+VNNI (AVX-512 VNNI, or AVX-VNNI on AVX2 cores) has vpdpbusd, which sums four uint8 x int8
+products into each int32 lane without saturation:
+
+    C[i] += A[0] * B[i, 0] + ... + A[3] * B[i, 3]      i < lanes;  A: 4 uint8, B: lanes x 4 int8
+
+with `OIHW{b/4}i{b'}o4i` weights; 512-bit registers give 16 lanes, 256- and 128-bit ones 8 and 4.
+int8 data is moved to uint8 by the kernel (x + 128, see `edgecc.lower.te_ops.quant`).
 """
 
 from __future__ import annotations
 
-__all__ = ["pmaddwd_intrin"]
+__all__ = ["VNNI_LANES", "pmaddwd_intrin", "vpdpbusd_intrin", "vnni_lanes"]
+
+#: int32 lanes of vpdpbusd by register width
+VNNI_LANES = (16, 8, 4)
 
 _REGISTERED: dict[str, str] = {}
 
@@ -54,5 +65,57 @@ def _make(data_dtype: str):
             weights = T.cast(B.vload([0, 0], "int8x16"), "int16x16")
             C[T.ramp(T.int32(0), 1, 8)] = C[T.ramp(T.int32(0), 1, 8)] + T.call_llvm_pure_intrin(
                 T.llvm_lookup_intrinsic_id("llvm.x86.avx2.pmadd.wd"), data, weights, dtype="int32x8")
+
+    return desc, impl
+
+
+def vnni_lanes(target, out_block: int) -> int:
+    """The widest vpdpbusd (16, 8 or 4 int32 lanes) the target has that divides `out_block`;
+    0 when none does."""
+    widest = target.lanes("int32") if target.has_feature("avx512vnni") else min(target.lanes("int32"), 8)
+    return next((n for n in VNNI_LANES if n <= widest and out_block % n == 0), 0)
+
+
+def vpdpbusd_intrin(lanes: int, name: str | None = None) -> str:
+    """The name of the registered vpdpbusd intrinsic with `lanes` int32 lanes (16, 8 or 4),
+    registered on first use (under `name` when given)."""
+    name = name or f"edgecc_x86_vpdpbusd_{lanes}x4"
+    if name not in _REGISTERED:
+        from tvm.s_tir import TensorIntrin
+
+        TensorIntrin.register(name, *_make_vnni(lanes), override=True)
+        _REGISTERED[name] = name
+    return name
+
+
+def _make_vnni(lanes: int):
+    from tvm.script import tirx as T
+
+    nbytes = 4 * lanes
+    llvm_name = f"llvm.x86.avx512.vpdpbusd.{32 * lanes}"  # VEX-encoded with AVX-VNNI alone
+
+    @T.prim_func(s_tir=True)
+    def desc(A: T.Buffer((4,), "uint8", offset_factor=1), B: T.Buffer((lanes, 4), "int8", offset_factor=1),
+             C: T.Buffer((lanes,), "int32", offset_factor=1)):
+        with T.sblock("root"):
+            T.reads(C[0:lanes], A[0:4], B[0:lanes, 0:4])
+            T.writes(C[0:lanes])
+            for i in T.serial(0, lanes):
+                for k in T.serial(0, 4):
+                    with T.sblock("update"):
+                        vi, vk = T.axis.remap("SR", [i, k])
+                        C[vi] = C[vi] + T.cast(A[vk], "int32") * T.cast(B[vi, vk], "int32")
+
+    @T.prim_func(s_tir=True)
+    def impl(A: T.Buffer((4,), "uint8", offset_factor=1), B: T.Buffer((lanes, 4), "int8", offset_factor=1),
+             C: T.Buffer((lanes,), "int32", offset_factor=1)):
+        with T.sblock("root"):
+            T.reads(C[0:lanes], A[0:4], B[0:lanes, 0:4])
+            T.writes(C[0:lanes])
+            quad = T.reinterpret(A.vload([0], "uint8x4"), dtype="int32")
+            C[T.ramp(T.int32(0), 1, lanes)] = T.call_llvm_pure_intrin(
+                T.llvm_lookup_intrinsic_id(llvm_name), C.vload([0], f"int32x{lanes}"),
+                T.reinterpret(T.broadcast(quad, lanes), dtype=f"uint8x{nbytes}"),
+                B.vload([0, 0], f"int8x{nbytes}"), dtype=f"int32x{lanes}")
 
     return desc, impl

@@ -192,8 +192,10 @@ def lower_qconv(node, ins):
 
 
 def _lower_blocked_qconv(node, data, weight, bias, mult):
-    """qconv in NCHW{b}c with weights OIHW{ib}i{ob}o, OIHW{ib/2}i{ob}o2i (pairs for vpmaddwd) or
-    OIHW1i{b}o (depthwise)."""
+    """qconv in NCHW{b}c with weights OIHW{ib}i{ob}o, OIHW{ib/2}i{ob}o2i (pairs for vpmaddwd),
+    OIHW{ib/4}i{ob}o4i (quads for vpdpbusd) or OIHW1i{b}o (depthwise)."""
+    if len(weight.shape) == 7 and int(weight.shape[6]) == 4:
+        return _lower_quad_qconv(node, data, weight, bias, mult)
     a = node.attrs
     n, icc, h, w, ib = _shape(data)
     pairs = len(weight.shape) == 7  # OIHW{ib/2}i{ob}o2i: input channels in pairs innermost
@@ -240,6 +242,11 @@ def _lower_blocked_qconv(node, data, weight, bias, mult):
                 * weight[oc, rc, ry, rx, ri, o].astype(ACC), axis=[rc, ry, rx, ri]),
             name="qconv2d_NCHWc",
         )
+    return [_blocked_epilogue(node, acc, ob, bias, mult)]
+
+
+def _blocked_epilogue(node, acc, ob: int, bias, mult, offset=None):
+    """The epilogue of an NCHW{ob}c accumulator; `offset` [O/ob, ob] is subtracted with the bias."""
     channel = lambda idx: idx[1] * ob + idx[4]  # noqa: E731
 
     def blocked(p):
@@ -252,7 +259,74 @@ def _lower_blocked_qconv(node, data, weight, bias, mult):
     mult_at = None
     if mult is not None:
         mult_at = (lambda idx: mult(*([0] * len(mult.shape)))) if _size(mult) == 1 else blocked(mult)
-    return [_epilogue(node, acc, blocked(bias), mult_at)]
+    bias_at = blocked(bias)
+    if offset is not None:
+        with_bias = bias_at
+        bias_at = lambda idx: (0 if with_bias is None else with_bias(idx)) - offset[idx[1], idx[4]]  # noqa: E731
+    return _epilogue(node, acc, bias_at, mult_at)
+
+
+#: what int8 data is moved by to become uint8 for u8 x s8 dot products (vpdpbusd)
+UINT8_OFFSET = 128
+
+
+def _lower_quad_qconv(node, data, weight, bias, mult):
+    """qconv with OIHW{ib/4}i{ob}o4i weights: uint8 data x int8 weights in groups of four input
+    channels (`qconv2d_NCHWc_quads`, x86 vpdpbusd).
+
+    int8 data is read as uint8 x + 128 (stage `pad`, together with the zero-point padding);
+    the extra 128 x (sum of each output channel's weights) is computed in the kernel as a product
+    of the same shape (`weight_offset`, uint8 128s from `data_offset` times the weights) and
+    subtracted in the epilogue, so the result is exactly the int8 convolution's."""
+    a = node.attrs
+    n, icc, h, w, ib = _shape(data)
+    occ, _, kh, kw, quads, ob, _ = _shape(weight)
+    sh, sw = a["strides"] or (1, 1)
+    dh, dw = a["dilations"] or (1, 1)
+    top, left, bottom, right = a["pads"] or (0, 0, 0, 0)
+    oh = (h + top + bottom - dh * (kh - 1) - 1) // sh + 1
+    ow = (w + left + right - dw * (kw - 1) - 1) // sw + 1
+    shift = str(data.dtype) == "int8"
+    src = data
+    if shift or top or left or bottom or right:
+        src = _padded_uint8(data, (top, left, bottom, right), a["data_zero_point"], shift)
+    red = [te.reduce_axis((0, e), name=nm) for e, nm in ((icc, "rc"), (kh, "ry"), (kw, "rx"), (quads, "rq"), (4, "rj"))]
+    rc, ry, rx, rq, rj = red
+    acc = te.compute(
+        (n, occ, oh, ow, ob),
+        lambda b, oc, y, x, o: te.sum(
+            src[b, rc, y * sh + ry * dh, x * sw + rx * dw, rq * 4 + rj].astype(ACC)
+            * weight[oc, rc, ry, rx, rq, o, rj].astype(ACC), axis=red),
+        name="qconv2d_NCHWc_quads",
+    )
+    offset = None
+    if shift:
+        moved = te.compute((4,), lambda j: tirx.const(UINT8_OFFSET, "uint8"), name="data_offset")
+        wred = [te.reduce_axis((0, e), name=nm) for e, nm in ((icc, "wc"), (kh, "wy"), (kw, "wx"), (quads, "wq"), (4, "wj"))]
+        wc, wy, wx, wq, wj = wred
+        offset = te.compute(
+            (occ, ob),
+            lambda oc, o: te.sum(moved[wj].astype(ACC) * weight[oc, wc, wy, wx, wq, o, wj].astype(ACC), axis=wred),
+            name="weight_offset",
+        )
+    return [_blocked_epilogue(node, acc, ob, bias, mult, offset)]
+
+
+def _padded_uint8(data, pads, zero_point: int, shift: bool):
+    """NCHW{b}c data padded with its zero point and, when `shift`, moved from int8 to uint8."""
+    n, c, h, w, b = _shape(data)
+    top, left, bottom, right = pads
+    fill = tirx.const(zero_point, str(data.dtype))
+
+    def body(i, j, y, x, k):
+        yy, xx = y - top, x - left
+        v = data[i, j, yy, xx, k]
+        if top or left or bottom or right:
+            inside = tirx.all(yy >= 0, yy < h, xx >= 0, xx < w)
+            v = tirx.if_then_else(inside, v, fill)
+        return (v.astype(ACC) + UINT8_OFFSET).astype("uint8") if shift else v
+
+    return te.compute((n, c, h + top + bottom, w + left + right, b), body, name="pad")
 
 
 # ----- qdense ---------------------------------------------------------------------------------------

@@ -1,0 +1,98 @@
+"""Integer convolution kernels on x86: the dot-product instruction follows the target's features
+(vpdpbusd with VNNI, vpmaddwd with AVX2), every kernel keeps its own schedule, and the results
+are exactly ONNX Runtime's on models it quantized.
+
+Code for a CPU this machine lacks is checked in its assembly only; the AVX2 code also runs here
+(every x86-64 host with VNNI has AVX2)."""
+
+from __future__ import annotations
+
+import subprocess
+
+import numpy as np
+import onnx
+import pytest
+from onnx import helper
+from ort_compare import make_model, run_ort
+
+import edgecc
+from edgecc.targets import get_target
+
+#: --cpu -> the dot-product instruction its int8 convolutions use
+CPUS = {"haswell": "vpmaddwd", "alderlake": "{vex} vpdpbusd", "icelake-server": "vpdpbusd"}
+
+
+def quantized_conv_model(tmp_path, cin: int, cout: int, stride: int, pad: int, kernel: int, size: int,
+                         activation: str, group: int = 1) -> tuple[str, dict]:
+    """conv -> relu -> conv (+ the first conv's output: a residual add), quantized by ONNX
+    Runtime (QDQ, per-channel 7-bit weights)."""
+    from test_quant import ort_quantize_static
+
+    rng = np.random.default_rng(cin * 100 + cout)
+    w1 = rng.standard_normal((cout, cin // group, kernel, kernel)).astype(np.float32) * 0.2
+    w2 = rng.standard_normal((cout, cout, 3, 3)).astype(np.float32) * 0.1
+    b1 = rng.standard_normal(cout).astype(np.float32) * 0.1
+    nodes = [helper.make_node("Conv", ["x", "w1", "b1"], ["c1"], strides=[stride, stride], pads=[pad] * 4, group=group),
+             helper.make_node("Relu", ["c1"], ["r1"]),
+             helper.make_node("Conv", ["r1", "w2"], ["c2"], pads=[1, 1, 1, 1]),
+             helper.make_node("Add", ["c2", "r1"], ["y"])]
+    x = rng.standard_normal((1, cin, size, size)).astype(np.float32)
+    model = make_model(nodes, {"x": x}, ["y"], {"w1": w1, "b1": b1, "w2": w2})
+    src = tmp_path / "f.onnx"
+    onnx.save(model, src)
+    feeds = [{"x": rng.standard_normal(x.shape).astype(np.float32)} for _ in range(4)]
+    path = ort_quantize_static(str(src), str(tmp_path / "q.onnx"), feeds, "QDQ", activation)
+    return path, {"x": rng.standard_normal(x.shape).astype(np.float32)}
+
+
+def disassembly(compiled, tmp_path) -> str:
+    lib = tmp_path / "model.so"
+    compiled.export(lib)
+    return subprocess.run(["objdump", "-d", "--no-show-raw-insn", str(lib)], check=True, capture_output=True,
+                          text=True).stdout
+
+
+def assert_every_kernel_scheduled(compiled) -> None:
+    assert not compiled.stats.fallbacks, [str(f) for f in compiled.stats.fallbacks]
+    assert set(compiled.stats.scheduled_by) == {"default"}, compiled.stats.scheduled_by
+
+
+@pytest.mark.parametrize("cin,cout,stride,pad,kernel,size,activation", [
+    (16, 32, 1, 1, 3, 14, "int8"),   # 14 columns: a tile that divides the row
+    (16, 32, 1, 1, 3, 14, "uint8"),
+    (32, 64, 2, 1, 3, 14, "int8"),   # stride 2, 7x7 output
+    (24, 24, 1, 0, 1, 9, "int8"),    # 24 channels: an 8- or 4-lane block
+    (24, 24, 1, 0, 1, 9, "uint8"),
+    (64, 16, 1, 1, 3, 8, "uint8"),
+])
+def test_host_int8_convolutions_match_onnxruntime_exactly(tmp_path, cin, cout, stride, pad, kernel, size, activation):
+    path, feed = quantized_conv_model(tmp_path, cin, cout, stride, pad, kernel, size, activation)
+    compiled = edgecc.compile(path, "host")
+    assert_every_kernel_scheduled(compiled)
+    got = list(compiled.load().run(feed).values())[0]
+    np.testing.assert_array_equal(got, run_ort(onnx.load(path), feed)[0])
+
+
+@pytest.mark.parametrize("cpu", sorted(CPUS))
+def test_dot_product_instruction_follows_the_cpu(tmp_path, cpu):
+    path, feed = quantized_conv_model(tmp_path, 32, 32, 1, 1, 3, 10, "int8")
+    target = get_target("host", cpu=cpu)
+    compiled = edgecc.compile(path, target)
+    assert_every_kernel_scheduled(compiled)
+    asm = disassembly(compiled, tmp_path)
+    instruction = CPUS[cpu]
+    assert f"\t{instruction} " in asm
+    others = [i for i in ("vpdpbusd", "vpmaddwd") if i not in instruction]
+    assert not any(f"\t{i} " in asm for i in others)
+    runnable = all(get_target("host").has_feature(f) for f in ("avx512vnni", "avxvnni")) or cpu == "haswell"
+    if runnable and get_target("host").has_feature("avx2"):
+        got = list(compiled.load().run(feed).values())[0]
+        np.testing.assert_array_equal(got, run_ort(onnx.load(path), feed)[0])
+
+
+def test_target_features_choose_the_weight_grouping():
+    assert get_target("host", cpu="haswell").int8_dot_channels == 2
+    assert get_target("host", cpu="znver3").int8_dot_channels == 2
+    assert get_target("host", cpu="alderlake").int8_dot_channels == 4
+    assert get_target("host", cpu="znver4").has_feature("avx512vnni")
+    assert not get_target("host", cpu="znver3").has_feature("avxvnni")
