@@ -181,7 +181,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help="run MODEL with ONNX Runtime on the same inputs (random unless given) and report errors")
     r.add_argument("--rtol", type=float, default=1e-4, help="relative tolerance for --compare-onnxruntime")
     r.add_argument("--atol", type=float, default=1e-4, help="absolute tolerance for --compare-onnxruntime")
-    r.add_argument("--benchmark", type=int, metavar="N", default=0, help="time N runs after warm-up; print the median")
+    r.add_argument("--benchmark", type=int, metavar="N", default=0, help="time N runs after warm-up; print median, mean and spread")
     r.add_argument("--profile", type=_positive_int, nargs="?", const=10, metavar="N",
                    help="time every kernel over N runs (default 10); print a table, slowest first")
     r.add_argument("--threads", type=_positive_int, metavar="N",
@@ -532,7 +532,7 @@ def cmd_targets(args) -> int:
 
 
 def cmd_passes(args) -> int:
-    from edgecc.passes import all_passes
+    from edgecc.passes import Fixpoint, all_passes
     from edgecc.passes.pipeline import OPT_LEVELS
 
     for name, cls in all_passes().items():
@@ -541,7 +541,9 @@ def cmd_passes(args) -> int:
     print()
     for level, names in OPT_LEVELS.items():
         print(f"-O{level} adds: {', '.join(names) or '(nothing)'}")
-    print("targets add their own passes (layout, fusion) at -O2 and above")
+    print(f"fixpoint{{max-iterations=N}}(a,b,...) repeats its passes until none changes the graph "
+          f"(N: default {Fixpoint.max_iterations})")
+    print("targets add their own passes (layout, fusion) at -O2")
     return 0
 
 

@@ -258,6 +258,18 @@ def test_inspect_prints_ir_counts_shapes_and_parameter_bytes():
     assert "// op counts:" in out
 
 
+def test_inspect_fusion_lists_each_group_and_raw_shows_the_imported_ir():
+    rc, out, err = edgecc("inspect", MODEL, "--fusion")
+    assert rc == 0, err
+    *groups, last = out.splitlines()
+    count = int(re.fullmatch(r"// (\d+) fused groups, \d+ unfused nodes.*", last)[1])
+    assert [int(line.split()[1]) for line in groups] == list(range(count))
+    assert any(re.fullmatch(r"group +\d+ conv +conv -> .*", line) for line in groups)
+    rc, out, err = edgecc("inspect", MODEL, "--raw")
+    assert rc == 0, err
+    assert "fused" not in out and "conv 16" in out.splitlines()[-1]
+
+
 def test_compile_is_deterministic(tmp_path):
     for name in ("a.so", "b.so"):
         rc, _, err = edgecc("compile", MODEL, "-o", tmp_path / name, "-q")
@@ -367,6 +379,19 @@ def test_internal_errors_exit_1(monkeypatch, capsys):
     monkeypatch.setattr(cli, "cmd_targets", boom)
     assert cli.main(["targets"]) == 1
     assert "internal error: RuntimeError: something inside broke" in capsys.readouterr().err
+
+
+def test_passes_lists_every_pass_and_the_opt_level_pipelines():
+    from edgecc.passes import all_passes
+    from edgecc.passes.pipeline import OPT_LEVELS
+
+    rc, out, err = edgecc("passes")
+    assert rc == 0, err
+    listed = [line.split()[0] for line in out.split("\n\n")[0].splitlines()]
+    assert listed == list(all_passes())
+    levels = [line for line in out.splitlines() if line.startswith("-O")]
+    assert levels == [f"-O{level} adds: {', '.join(names) or '(nothing)'}" for level, names in OPT_LEVELS.items()]
+    assert [line.split(":")[0] for line in levels] == ["-O0 adds", "-O1 adds", "-O2 adds"]
 
 
 def test_help_does_not_import_tvm():
