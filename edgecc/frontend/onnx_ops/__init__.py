@@ -67,4 +67,7 @@ def _load() -> None:
     global _LOADED
     if not _LOADED:
         _LOADED = True
-        from . import elementwise, nn, tensor, reduce, misc, extra, quant  # noqa: F401  (registration)
+        from . import (  # noqa: F401  (registration)
+            attention, control_flow, elementwise, image, misc, ml, nn, normalization, quant, recurrent, reduce, signal,
+            tensor, training,
+        )

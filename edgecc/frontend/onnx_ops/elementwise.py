@@ -1,4 +1,4 @@
-"""Converters for elementwise ONNX ops: activations, math, comparisons, logic, Cast, Clip."""
+"""Converters for elementwise ONNX ops: activations, math, comparisons, logic, Cast, BitCast, Clip."""
 
 from __future__ import annotations
 
@@ -6,6 +6,7 @@ import numpy as np
 
 from ..onnx import onnx_dtype
 from . import converter
+from ._util import scalar
 
 _UNARY = {
     "Relu": "relu", "Sigmoid": "sigmoid", "Tanh": "tanh", "Exp": "exp", "Log": "log",
@@ -157,3 +158,31 @@ def _clip(ctx, inputs, attrs):
     if not bounds:
         return x if x is not inputs[0] else ctx.emit("identity", x)
     return ctx.emit("clip", x, **bounds)
+
+
+def _swish(ctx, x, alpha: float):
+    gate = ctx.emit("sigmoid", x if alpha == 1.0 else ctx.emit("mul", x, scalar(ctx, alpha, x.dtype, "alpha")))
+    return ctx.emit("mul", x, gate)
+
+
+@converter("Swish", since=24)
+def _swish_op(ctx, inputs, attrs):
+    return _swish(ctx, inputs[0], attrs.get("alpha", 1.0))
+
+
+@converter("SwiGLU", since=28)
+def _swiglu(ctx, inputs, attrs):
+    a, b = inputs[:2]
+    if a.shape != b.shape:
+        raise ctx.fail(f"A and B differ in shape ({a.shape} and {b.shape})")
+    return ctx.emit("mul", _swish(ctx, a, attrs.get("alpha", 1.0)), b)
+
+
+@converter("BitCast", since=26)
+def _bitcast(ctx, inputs, attrs):
+    to = onnx_dtype(attrs["to"])
+    from edgecc.ir import DTYPES
+
+    if to not in DTYPES:
+        raise ctx.unsupported(f"element type {to}")
+    return ctx.emit("bitcast", inputs[0], to=to)

@@ -1,4 +1,4 @@
-"""Converters for OneHot, Trilu and Einsum."""
+"""Converters for OneHot, Trilu, Einsum and Det."""
 
 from __future__ import annotations
 
@@ -22,3 +22,34 @@ def _trilu(ctx, inputs, attrs):
 @converter("Einsum")
 def _einsum(ctx, inputs, attrs):
     return ctx.emit("einsum", *inputs, equation=attrs["equation"])
+
+
+@converter("Det", since=11)
+def _det(ctx, inputs, attrs):
+    """The Leibniz sum over permutations; matrices up to 4x4."""
+    import itertools
+
+    x = inputs[0]
+    n = x.shape[-1]
+    if x.type.rank < 2 or x.shape[-2] != n:
+        raise ctx.fail(f"Det takes square matrices, got shape {x.shape}")
+    if n > 4:
+        raise ctx.unsupported(f"{n}x{n} matrices (at most 4x4)")
+    lead = x.shape[:-2]
+    axes = (x.type.rank - 2, x.type.rank - 1)
+
+    def element(i, j):
+        return ctx.emit("reshape", ctx.emit("slice", x, starts=(i, j), ends=(i + 1, j + 1), axes=axes), shape=lead)
+
+    rows = [[element(i, j) for j in range(n)] for i in range(n)]
+    total = None
+    for perm in itertools.permutations(range(n)):
+        term = rows[0][perm[0]]
+        for i in range(1, n):
+            term = ctx.emit("mul", term, rows[i][perm[i]])
+        inversions = sum(1 for a in range(n) for b in range(a + 1, n) if perm[a] > perm[b])
+        if total is None:
+            total = term if inversions % 2 == 0 else ctx.emit("neg", term)
+        else:
+            total = ctx.emit("sub" if inversions % 2 else "add", total, term)
+    return total

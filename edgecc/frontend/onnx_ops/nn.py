@@ -1,4 +1,4 @@
-"""Converters for ONNX neural-network ops: Conv, pooling, normalization, Softmax, Gemm, MatMul."""
+"""Converters for ONNX neural-network ops: Conv, pooling and MaxUnpool, normalization, Softmax, Gemm, MatMul."""
 
 from __future__ import annotations
 
@@ -6,8 +6,11 @@ import math
 
 import numpy as np
 
+from edgecc.ir.types import np_dtype
+
 from ..onnx import onnx_dtype
 from . import converter
+from ._util import cast, optional_input
 
 
 def resolve_pads(ctx, attrs, in_sizes, kernel, strides, dilations) -> list[int]:
@@ -205,4 +208,28 @@ def _gemm(ctx, inputs, attrs):
         if beta != 1.0:
             c = ctx.emit("mul", c, ctx.const(np.array(beta, dtype=c.dtype), "beta"))
         y = ctx.emit("add", y, c)
+    return y
+
+
+@converter("MaxUnpool", since=9)
+def _max_unpool(ctx, inputs, attrs):
+    x, indices, output_shape = inputs[0], inputs[1], optional_input(inputs, 2)
+    kernel = list(attrs["kernel_shape"])
+    spatial = len(kernel)
+    strides = list(attrs.get("strides", [1] * spatial))
+    pads = list(attrs.get("pads", [0] * 2 * spatial))
+    inferred = [x.shape[0], x.shape[1]] + [
+        (x.shape[d + 2] - 1) * strides[d] - (pads[d] + pads[spatial + d]) + kernel[d] for d in range(spatial)]
+    total = int(np.prod(inferred))
+    flat = ctx.const(np.zeros(total, dtype=np_dtype(x.dtype)), "unpooled")
+    y = ctx.emit("scatter_elements", flat, ctx.emit("reshape", cast(ctx, indices, "int64"), shape=(x.type.size,)),
+                 ctx.emit("reshape", x, shape=(x.type.size,)), axis=0)
+    y = ctx.emit("reshape", y, shape=tuple(inferred))
+    if output_shape is not None:
+        shape = [int(v) for v in ctx.static(output_shape, "output_shape").reshape(-1)]
+        extra = [0] * len(shape) + [s - i for s, i in zip(shape, inferred)]
+        if any(e < 0 for e in extra):
+            raise ctx.fail(f"output_shape {shape} is smaller than the unpooled shape {inferred}")
+        if any(extra):
+            y = ctx.emit("pad", y, pads=tuple(extra), mode="constant", value=0.0)
     return y

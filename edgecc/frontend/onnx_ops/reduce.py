@@ -1,4 +1,4 @@
-"""Converters for ONNX reductions and scans: Reduce*, ArgMax/ArgMin, TopK, CumSum."""
+"""Converters for ONNX reductions and scans: Reduce*, ArgMax/ArgMin, TopK, CumSum, CumProd."""
 
 from __future__ import annotations
 
@@ -50,4 +50,11 @@ def _topk(ctx, inputs, attrs):
 def _cumsum(ctx, inputs, attrs):
     axis = int(ctx.static(inputs[1], "axis").reshape(-1)[0])
     return ctx.emit("cumsum", inputs[0], axis=axis, exclusive=attrs.get("exclusive", 0),
+                    reverse=attrs.get("reverse", 0))
+
+
+@converter("CumProd", since=26)
+def _cumprod(ctx, inputs, attrs):
+    axis = int(ctx.static(inputs[1], "axis").reshape(-1)[0])
+    return ctx.emit("cumprod", inputs[0], axis=axis, exclusive=attrs.get("exclusive", 0),
                     reverse=attrs.get("reverse", 0))

@@ -10,6 +10,7 @@ import numpy as np
 
 from ..onnx import onnx_dtype
 from . import converter
+from ._util import cast
 
 
 def _opt(inputs, i):
@@ -365,3 +366,59 @@ def _op_version(ctx) -> int:
     from . import _op_version as version_of
 
     return version_of(ctx.node.op_type, "", ctx.opset) or ctx.opset
+
+
+@converter("CenterCropPad", since=18)
+def _center_crop_pad(ctx, inputs, attrs):
+    x = inputs[0]
+    rank = x.type.rank
+    target = [int(v) for v in ctx.static(inputs[1], "the shape").reshape(-1)]
+    axes = [a % rank for a in attrs.get("axes", range(rank))]
+    if len(axes) != len(target):
+        raise ctx.fail(f"{len(target)} sizes for {len(axes)} axes")
+    starts, ends, crop_axes = [], [], []
+    pads = [0] * (2 * rank)
+    for axis, size in zip(axes, target):
+        dim = x.shape[axis]
+        if size < dim:
+            begin = (dim - size) // 2
+            starts.append(begin)
+            ends.append(begin + size)
+            crop_axes.append(axis)
+        elif size > dim:
+            before = (size - dim) // 2
+            pads[axis], pads[axis + rank] = before, size - dim - before
+    if crop_axes:
+        x = ctx.emit("slice", x, starts=tuple(starts), ends=tuple(ends), axes=tuple(crop_axes))
+    if any(pads):
+        x = ctx.emit("pad", x, pads=tuple(pads), mode="constant", value=0.0)
+    return x if x is not inputs[0] else ctx.emit("identity", x)
+
+
+@converter("Compress", since=9)
+def _compress(ctx, inputs, attrs):
+    x = inputs[0]
+    condition = ctx.static(inputs[1], "the condition").reshape(-1).astype(bool)
+    axis = attrs.get("axis")
+    if axis is None:
+        x = ctx.emit("reshape", x, shape=(x.type.size,))
+        axis = 0
+    axis %= x.type.rank
+    indices = np.nonzero(condition[: x.shape[axis]])[0].astype(np.int64)
+    return ctx.emit("gather", x, ctx.const(indices, "indices"), axis=axis)
+
+
+@converter("ReverseSequence", since=10)
+def _reverse_sequence(ctx, inputs, attrs):
+    x, lengths = inputs[0], cast(ctx, inputs[1], "int64")
+    time_axis, batch_axis = attrs.get("time_axis", 0), attrs.get("batch_axis", 1)
+    steps, batch = x.shape[time_axis], x.shape[batch_axis]
+    t_shape = [1] * x.type.rank
+    t_shape[time_axis] = steps
+    b_shape = [1] * x.type.rank
+    b_shape[batch_axis] = batch
+    t = ctx.const(np.arange(steps, dtype=np.int64).reshape(t_shape), "time_index")
+    n = ctx.emit("reshape", lengths, shape=tuple(b_shape))
+    reversed_t = ctx.emit("sub", ctx.emit("sub", n, ctx.const(np.array(1, np.int64), "one")), t)
+    index = ctx.emit("expand", ctx.emit("where", ctx.emit("less", t, n), reversed_t, t), shape=x.shape)
+    return ctx.emit("gather_elements", x, index, axis=time_axis)
