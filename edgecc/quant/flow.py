@@ -12,8 +12,10 @@ pairs around the layers chosen for integer execution.
 from __future__ import annotations
 
 from collections.abc import Callable
+from typing import TYPE_CHECKING
 
-from .options import QuantizeOptions
+if TYPE_CHECKING:  # options.py calls this module: no import at run time
+    from .options import QuantizeOptions
 
 __all__ = ["quantize_graph"]
 

@@ -14,7 +14,7 @@ import numpy as np
 from edgecc.errors import InputError
 
 from .specs import LibrarySpecs, check_inputs
-from .threads import use_threads
+from .threads import pool_threads, use_threads
 
 __all__ = ["Module", "TimingResult", "library_arch", "load", "load_any"]
 
@@ -43,7 +43,11 @@ class TimingResult:
 
 
 class Module(LibrarySpecs):
-    """A loaded model: `run({"input": array}) -> {"output": array}`."""
+    """A loaded model: `run({"input": array}) -> {"output": array}`.
+
+    Its kernels run on `threads` threads of TVM's pool (None: every core this process may run
+    on); `self.threads` is the number the pool really uses.
+    """
 
     def __init__(self, lib, path: str = "<memory>", threads: int | None = None):
         import tvm
@@ -64,6 +68,8 @@ class Module(LibrarySpecs):
     def _arrays(self, inputs: Mapping[str, np.ndarray]):
         import tvm
 
+        if pool_threads() != self.threads:  # the pool is per calling thread; another module may have set it
+            use_threads(self.threads)
         return [tvm.runtime.tensor(data) for data in check_inputs(self.path, self.inputs, inputs)]
 
     def _call(self, arrays):

@@ -3,7 +3,8 @@
 The Relax VM calls an instrument before and after every call it makes; timing the calls of each
 kernel (CPU kernels run synchronously) gives the time the model spends in it. The library's
 metadata (`kernels`: name, kind, schedule, FLOPs, calls) says what each kernel is. The instrument
-itself costs a few microseconds per call, which shows on tiny kernels only.
+itself costs a few microseconds per call, which shows on tiny kernels only. A kernel the VM never
+calls (TVM's build turns a kernel that only reshapes into a view) has no record.
 """
 
 from __future__ import annotations

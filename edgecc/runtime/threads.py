@@ -46,8 +46,10 @@ def use_threads(count: int | None = None) -> int:
     cores = available_cores()
     count = count or len(cores)
     reserve_threads(count)
+    # TVM creates the pool with one worker per listed core: list them round-robin up to `count`
+    listed = [cores[i % len(cores)] for i in range(max(count, len(cores)))]
     configure = tvm.get_global_func("runtime.config_threadpool")
-    configure(_SHARE_ALL_CORES, count, [str(c) for c in cores])
+    configure(_SHARE_ALL_CORES, count, [str(c) for c in listed])
     return pool_threads()
 
 

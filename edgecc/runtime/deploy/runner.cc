@@ -180,8 +180,10 @@ void UseThreads(int threads) {
   if (threads <= 0) threads = static_cast<int>(cores.size());
   const char* env = std::getenv("TVM_NUM_THREADS");
   if (env == nullptr || std::atoi(env) < threads) setenv("TVM_NUM_THREADS", std::to_string(threads).c_str(), 1);
+  // TVM creates the pool with one worker per listed core: list them round-robin up to `threads`
   ffi::Array<ffi::String> cpus;
-  for (int c : cores) cpus.push_back(std::to_string(c));
+  for (size_t i = 0; i < std::max(cores.size(), static_cast<size_t>(threads)); ++i)
+    cpus.push_back(std::to_string(cores[i % cores.size()]));
   const int kShareAllCores = -3;
   auto configure = ffi::Function::GetGlobal("runtime.config_threadpool");
   if (!configure) throw std::runtime_error("the TVM runtime has no runtime.config_threadpool");
