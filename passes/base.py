@@ -1,8 +1,8 @@
-"""The pass base class, pass context and pass registry.
+"""The pass base class, pass context (with remarks) and pass registry.
 
-A pass is a dataclass with a class-level `name`; its fields are its options, settable from a
-pipeline string (`fuse{max-group-size=8}`; see options.py for the value syntax). `run` transforms the graph in place and returns whether
-it changed anything.
+A pass is a dataclass with a class-level `name`; its fields are its options, typed, settable from
+a pipeline string (`fuse{max-group-size=8}`; `options.py` has the value syntax). `run` transforms
+the graph in place and returns whether it changed anything.
 """
 
 from __future__ import annotations

@@ -7,7 +7,7 @@ Safe anywhere; most useful after passes that make inputs constant (BN folding, l
 
 from __future__ import annotations
 
-from edgecc.ir import Graph, Node, static_value
+from edgecc.ir import Graph, Node
 from edgecc.ir.static_eval import fold_node
 
 from .base import Pass, PassContext, register_pass
