@@ -89,7 +89,8 @@ class Value:
 
 def check_same_type(old: Value, new: Value) -> None:
     """Raise IRError unless `new` can stand in for `old`: same dtype and shape, and the same
-    layout (None, the model's own order, matches any unblocked layout)."""
+    layout (None, the model's own order, matches any unblocked layout). Quantization parameters
+    are not compared: lowering quantized patterns legitimately attaches or refines them."""
     a, b = old.type, new.type
     if a.dtype != b.dtype or a.shape != b.shape or not _same_layout(a.layout, b.layout):
         raise IRError(f"cannot replace %{old.name}: {a} by %{new.name}: {b} (types differ)")
