@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
-from .graph import Graph, Value
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:  # Graph.clone calls this module; it builds the copy through the graph's own class
+    from .graph import Graph, Value
 
 
 def clone_graph(g: Graph, name: str | None = None) -> Graph:
-    new = Graph(name or g.name)
+    new = type(g)(name or g.name)
     new.meta = {k: (list(v) if isinstance(v, list) else v) for k, v in g.meta.items()}
     vmap: dict[int, Value] = {}
     for v in g.inputs:

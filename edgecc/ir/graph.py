@@ -13,13 +13,10 @@ from typing import Any
 
 import numpy as np
 
+from .errors import IRError
 from .types import TensorType
 
 __all__ = ["Value", "Node", "Graph", "IRError", "check_same_type"]
-
-
-class IRError(Exception):
-    """The IR was used in a way that would break its invariants."""
 
 
 class Value:

@@ -14,7 +14,7 @@ from functools import lru_cache
 
 import numpy as np
 
-from .graph import IRError
+from .errors import IRError
 
 __all__ = ["Layout", "layout_of"]
 

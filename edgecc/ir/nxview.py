@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import networkx as nx
 
-from .graph import Graph
+if TYPE_CHECKING:  # Graph.to_networkx calls this module
+    from .graph import Graph
 
 
 def to_networkx(g: Graph) -> nx.DiGraph:

@@ -16,55 +16,24 @@ import base64
 
 import numpy as np
 
-from .graph import Graph, Node, Value
-from .types import DTYPES, QuantParams, TensorType
+from typing import TYPE_CHECKING
+
+from .types import TensorType, format_number, format_type
+
+if TYPE_CHECKING:  # Graph.__str__ calls this module
+    from .graph import Graph, Node, Value
 
 __all__ = ["print_graph", "format_type", "format_attr_value"]
 
 INLINE_LIMIT = 16
 
 
-def _num(x) -> str:
-    if isinstance(x, (bool, np.bool_)):
-        return "true" if x else "false"
-    if isinstance(x, (int, np.integer)):
-        return str(int(x))
-    if isinstance(x, np.float32):
-        text = np.format_float_positional(x, unique=True, trim="0")
-        return text if ("." in text or "e" in text or "n" in text) else text + ".0"
-    f = float(x)
-    if f != f or f in (float("inf"), float("-inf")):
-        return {"nan": "nan", "inf": "inf", "-inf": "-inf"}[repr(f)]
-    return repr(f)
-
-
-def _quant_text(q: QuantParams) -> str:
-    parts = []
-    if q.axis is not None:
-        parts.append(f"axis={q.axis}")
-    parts.append("scale=[" + ",".join(_num(np.float32(s)) for s in q.scale) + "]")
-    parts.append("zp=[" + ",".join(str(z) for z in q.zero_point) + "]")
-    return "q:" + ",".join(parts)
-
-
-def format_type(t: TensorType) -> str:
-    text = f"{DTYPES[t.dtype]}[{','.join(str(d) for d in t.shape)}]"
-    extras = []
-    if t.layout:
-        extras.append(t.layout)
-    if t.quant is not None:
-        extras.append(_quant_text(t.quant))
-    if extras:
-        text += "<" + ";".join(extras) + ">"
-    return text
-
-
 def format_dense(data: np.ndarray, *, elide: bool = False) -> str:
     flat = data.reshape(-1)
     if flat.size and flat.dtype != np.dtype("bool") and np.all(flat == flat[0]) and flat.size > 1:
-        return f"dense<splat {_num(flat[0])}>"
+        return f"dense<splat {format_number(flat[0])}>"
     if flat.size <= INLINE_LIMIT:
-        return "dense<[" + ", ".join(_num(v) for v in flat) + "]>"
+        return "dense<[" + ", ".join(format_number(v) for v in flat) + "]>"
     if elide:
         return "dense<...>"
     raw = np.ascontiguousarray(flat.astype(flat.dtype.newbyteorder("<"), copy=False)).tobytes()
@@ -80,7 +49,7 @@ def format_attr_value(value) -> str:
         return format_type(TensorType(str(value.dtype), value.shape)) + " " + format_dense(value)
     if isinstance(value, (tuple, list)):
         return "[" + ",".join(format_attr_value(v) for v in value) + "]"
-    return _num(value)
+    return format_number(value)
 
 
 class _Printer:

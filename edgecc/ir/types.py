@@ -6,7 +6,10 @@ from dataclasses import dataclass, field, replace
 
 import numpy as np
 
-__all__ = ["DTYPES", "QuantParams", "TensorType", "dtype_short", "dtype_from_short", "np_dtype"]
+__all__ = [
+    "DTYPES", "QuantParams", "TensorType", "dtype_short", "dtype_from_short", "format_number", "format_type",
+    "np_dtype",
+]
 
 #: element types the IR knows, with the short names the text form uses
 DTYPES = {
@@ -113,6 +116,42 @@ class TensorType:
         return replace(self, quant=quant)
 
     def __str__(self) -> str:
-        from .printer import format_type
-
         return format_type(self)
+
+
+# ----- the text form of types (the printer and parser use it) ---------------------------------------
+def format_number(x) -> str:
+    """A number as the text form writes it (float32 values in their shortest exact form)."""
+    if isinstance(x, (bool, np.bool_)):
+        return "true" if x else "false"
+    if isinstance(x, (int, np.integer)):
+        return str(int(x))
+    if isinstance(x, np.float32):
+        text = np.format_float_positional(x, unique=True, trim="0")
+        return text if ("." in text or "e" in text or "n" in text) else text + ".0"
+    f = float(x)
+    if f != f or f in (float("inf"), float("-inf")):
+        return {"nan": "nan", "inf": "inf", "-inf": "-inf"}[repr(f)]
+    return repr(f)
+
+
+def _quant_text(q: QuantParams) -> str:
+    parts = []
+    if q.axis is not None:
+        parts.append(f"axis={q.axis}")
+    parts.append("scale=[" + ",".join(format_number(np.float32(s)) for s in q.scale) + "]")
+    parts.append("zp=[" + ",".join(str(z) for z in q.zero_point) + "]")
+    return "q:" + ",".join(parts)
+
+
+def format_type(t: TensorType) -> str:
+    """`f32[1,8,56,56,8]<NCHW8c>`, `i8[4]<q:scale=[0.1],zp=[0]>`."""
+    text = f"{DTYPES[t.dtype]}[{','.join(str(d) for d in t.shape)}]"
+    extras = []
+    if t.layout:
+        extras.append(t.layout)
+    if t.quant is not None:
+        extras.append(_quant_text(t.quant))
+    if extras:
+        text += "<" + ";".join(extras) + ">"
+    return text

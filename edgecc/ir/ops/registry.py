@@ -5,12 +5,15 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from ..graph import IRError, Node
+from ..errors import IRError
 from ..types import TensorType
+
+if TYPE_CHECKING:  # the op registry sits below the graph classes
+    from ..graph import Node
 
 __all__ = [
     "Attr",
@@ -88,8 +91,8 @@ def _is_canonical(value: Any, canonical: Any) -> bool:
     return value is canonical or repr(value) == repr(canonical)
 
 
-InferFn = Callable[[Node], Sequence[TensorType]]
-FoldFn = Callable[[Node, list], list]
+InferFn = Callable[["Node"], Sequence[TensorType]]
+FoldFn = Callable[["Node", list], list]
 
 
 @dataclass
