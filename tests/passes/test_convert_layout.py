@@ -1,7 +1,7 @@
 """convert-layout: blocked convolutions, followers, and transposes only at the boundary."""
 
 import numpy as np
-from pass_check import run_pipeline
+from pass_check import check_pass, run_pipeline
 
 from edgecc.ir import layout_of
 
@@ -65,3 +65,21 @@ def _b64(a):
     import base64
 
     return base64.b64encode(a.tobytes()).decode()
+
+
+def test_conv_and_its_activation_run_blocked_between_two_transforms():
+    check_pass("convert-layout{lanes=8},fold-constants,eliminate-dead-code", """
+        graph @main(%x: f32[1,8,4,4]) {
+          %w = const f32[8,8,1,1] dense<splat 0.5>
+          %c = conv(%x, %w) : f32[1,8,4,4]
+          %y = relu(%c) : f32[1,8,4,4]
+          return %y
+        }""", """
+        graph @main(%x: f32[1,8,4,4]) {
+          %w.OIHW8i8o = const f32[1,1,1,1,8,8] dense<splat 0.5>
+          %x.NCHW8c = layout_transform(%x) {dst="NCHW8c", src="NCHW"} : f32[1,1,4,4,8]<NCHW8c>
+          %c = conv(%x.NCHW8c, %w.OIHW8i8o) {kernel_layout="OIHW8i8o", layout="NCHW8c", out_layout="NCHW8c"} : f32[1,1,4,4,8]<NCHW8c>
+          %relu_2 = relu(%c) : f32[1,1,4,4,8]<NCHW8c>
+          %y = layout_transform(%relu_2) {dst="NCHW", src="NCHW8c"} : f32[1,8,4,4]<NCHW>
+          return %y
+        }""")

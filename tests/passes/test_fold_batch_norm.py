@@ -70,3 +70,23 @@ def test_conv_with_a_second_reader_is_not_folded():
           return %y, %u
         }""")
     assert graph.op_counts() == {"add": 1, "conv": 1, "mul": 1, "relu": 1}
+
+
+def test_batch_norm_on_an_input_becomes_scale_and_shift():
+    """scale = s / sqrt(var) = [1, 1]; shift = b - mean * scale = [0.5, -1.5]."""
+    check_pass("fold-batch-norm,eliminate-dead-code", """
+        graph @main(%x: f32[1,2]) {
+          %s = const f32[2] dense<[1.0, 2.0]>
+          %b = const f32[2] dense<[0.5, -0.5]>
+          %m = const f32[2] dense<[0.0, 1.0]>
+          %v = const f32[2] dense<[1.0, 4.0]>
+          %y = batch_norm(%x, %s, %b, %m, %v) {axis=1, epsilon=0.0} : f32[1,2]
+          return %y
+        }""", """
+        graph @main(%x: f32[1,2]) {
+          %bn.scale = const f32[1,2] dense<splat 1.0>
+          %bn.shift = const f32[1,2] dense<[0.5, -1.5]>
+          %batch_norm.mul = mul(%x, %bn.scale) : f32[1,2]
+          %y = add(%batch_norm.mul, %bn.shift) : f32[1,2]
+          return %y
+        }""")
