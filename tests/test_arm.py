@@ -19,6 +19,7 @@ import pytest
 from edgecc.passes.convert_layout import choose_block
 from edgecc.targets import get_target, list_presets
 from edgecc.targets.arm import BOARDS
+from edgecc.targets.host import host_cpu_features
 from ort_compare import run_ort
 
 import edgecc
@@ -108,7 +109,8 @@ def test_neon_vector_width_drives_layout_and_conv_register_tiles():
     assert aarch64.preferred_layout == "NCHWc"
     assert choose_block(32, 4) == 8 and choose_block(12, 4) == 4  # NCHW8c / NCHW4c
     assert accumulator_registers(aarch64) == 24 and accumulator_registers(armv7) == 12
-    assert accumulator_registers(host) == 12  # x86 keeps its 16-register budget
+    assert accumulator_registers(get_target("host", cpu="znver3")) == 12  # AVX2: 16 vector registers
+    assert accumulator_registers(host) == (24 if "avx512f" in host_cpu_features() else 12)  # AVX-512: 32
     for target, registers in ((aarch64, 32), (armv7, 16)):
         budget = accumulator_registers(target)
         for width in (1, 3, 7, 14, 28, 32, 56, 112):
