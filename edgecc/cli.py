@@ -1,8 +1,10 @@
-"""The `edgecc` command line.
+"""The `edgecc` command line: argument parsing and presentation (docs/cli.md).
 
 Exit codes: 0 success; 2 a problem with the input (bad model, unsupported op, unknown target,
-missing file, wrong shape, bad option); 3 `run --compare-onnxruntime` found outputs outside the
-tolerance; 1 an internal error. Errors are one line on stderr: `edgecc: error: ...`.
+missing file, wrong shape, bad option, a schedule fallback under --strict-schedules); 3
+`run --compare-onnxruntime` found outputs outside the tolerance; 1 an internal error; 130
+interrupted. A user error is an `EdgeccError` or `CliError`, raised directly or as the cause of a
+`PassError`; it is one line on stderr, `edgecc: error: ...`.
 """
 
 from __future__ import annotations
