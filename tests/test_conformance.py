@@ -75,6 +75,21 @@ def test_a_listed_case_that_passes_is_reported():
         "test_relu: run error: boom"
 
 
+def test_report_lists_known_failures_and_listed_cases_that_pass():
+    cases = [conformance.Case(name, "Scan", "", b"", [], 0.0, 0.0) for name in ("test_scan_sum", "test_scan9_sum")]
+    failing = {("test_scan_sum", "edgecc"): conformance.Result(False, "run error", "shape"),
+               ("test_scan9_sum", "edgecc"): conformance.Result(True)}
+    section = conformance._known_failures_section(cases, failing)
+    assert "| `test_scan_sum` | opset 8 Scan: " in "\n".join(section)
+    assert [line for line in section if line.startswith("| `test_scan_sum`")][0].endswith("| 1 | 1 |")
+    assert conformance.unexpected_passes(cases, failing) == []
+    passing = dict(failing)
+    passing[("test_scan_sum", "edgecc")] = conformance.Result(True)
+    assert conformance.unexpected_passes(cases, passing) == ["test_scan_sum"]
+    assert conformance._known_failures_section(cases, passing)[-1] == \
+        "Listed but passing (take them off the list): test_scan_sum"
+
+
 def test_supported_ops_doc_is_current():
     path = os.path.join(REPO, "docs", "supported-ops.md")
     with open(path) as fh:
