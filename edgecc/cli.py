@@ -277,7 +277,7 @@ def cmd_compile(args) -> int:
     kwargs["strict_schedules"] = args.strict_schedules
     kwargs["quantize"] = _quantize_options(args)
     with _progress(args.quiet) as progress:
-        compiled = edgecc.compile(args.model, args.target, progress=progress, **kwargs)
+        compiled = edgecc.compile(args.model, args.target, progress=progress, log=progress, **kwargs)
         compiled.export(out)
     for w in compiled.warnings:
         print(f"edgecc: warning: {w}", file=sys.stderr)

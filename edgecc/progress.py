@@ -8,6 +8,8 @@
   one line per stage: `edgecc: lower: 30/30 in 4.2 s`.
 
 Use it as a context manager: on an error nothing more is printed, so the error stays the only line.
+Messages printed while it runs go through `write` (it is a text stream), which keeps them off the
+live line.
 """
 
 from __future__ import annotations
@@ -67,13 +69,21 @@ class Progress:
         if self.live and (starts or current.finished or self._due(now)):
             self._draw(current, now)
 
+    def write(self, text: str) -> int:
+        """Print a message (IR dumps, pass timings) on the same stream: on a terminal the live line
+        is erased first and drawn again at the next update. Lets the reporter serve as a log stream."""
+        self._erase()
+        return self.stream.write(text)
+
+    def flush(self) -> None:
+        self.stream.flush()
+
     def close(self, succeeded: bool = True) -> None:
         """End of the command: erase the live line; print the per-stage summary when not live."""
-        if self.live and self._drawn_at is not None:
-            self.stream.write("\r\x1b[K")
+        if self.live:
+            self._erase()
             self.stream.flush()
-            self._drawn_at = None
-        elif not self.live and succeeded and self.stages:
+        elif succeeded and self.stages:
             self.stream.write("".join(s.summary() + "\n" for s in self.stages))
             self.stream.flush()
         self.stages = []
@@ -83,6 +93,11 @@ class Progress:
 
     def __exit__(self, exc_type, exc, tb) -> None:
         self.close(succeeded=exc_type is None)
+
+    def _erase(self) -> None:
+        if self.live and self._drawn_at is not None:
+            self.stream.write("\r\x1b[K")
+            self._drawn_at = None
 
     def _due(self, now: float) -> bool:
         return self._drawn_at is None or now - self._drawn_at >= REDRAW_INTERVAL

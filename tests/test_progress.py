@@ -113,3 +113,20 @@ def test_a_stage_of_unknown_length_counts_without_a_bar():
                 clock.now += 1.0
     assert stream.getvalue().split("\r")[1] == "edgecc: quantize 1   0.0 s\x1b[K"
     assert log.getvalue() == "edgecc: quantize: 3 in 2.0 s\n"
+
+
+def test_messages_written_through_it_do_not_share_the_live_line():
+    clock, stream = Clock(), TerminalStream()
+    with Progress(stream, clock) as progress:
+        progress("passes", 0, 1)
+        print("// IR after fold-constants", file=progress)
+        progress("passes", 1, 1)
+    assert stream.getvalue() == ("\redgecc: passes [------------------------] 0/1   0.0 s\x1b[K"
+                                 "\r\x1b[K// IR after fold-constants\n"
+                                 "\redgecc: passes [########################] 1/1   0.0 s\x1b[K\r\x1b[K")
+    log, clock = io.StringIO(), Clock()
+    with Progress(log, clock) as progress:
+        progress("passes", 0, 1)
+        print("// IR after fold-constants", file=progress)
+        progress("passes", 1, 1)
+    assert log.getvalue() == "// IR after fold-constants\nedgecc: passes: 1/1 in 0.0 s\n"
