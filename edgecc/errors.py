@@ -9,6 +9,7 @@ from __future__ import annotations
 __all__ = [
     "EdgeccError", "FrontendError", "UnsupportedOpError", "TargetError", "InputError",
     "ToolchainError", "TuningLogError", "CalibrationError", "LoweringError", "ScheduleError",
+    "ModelError", "LimitError",
 ]
 
 
@@ -18,6 +19,16 @@ class EdgeccError(Exception):
 
 class FrontendError(EdgeccError):
     """The model file is unreadable or malformed."""
+
+
+class ModelError(FrontendError):
+    """The model reads, but a node breaks its op's definition (an attribute of the wrong type or
+    out of range, an input of the wrong shape or dtype)."""
+
+
+class LimitError(EdgeccError):
+    """The model asks for more than a compile limit allows (outputs, tensor bytes, unrolled
+    iterations); the limit's name says which `--limit NAME=VALUE` raises it."""
 
 
 class UnsupportedOpError(FrontendError):

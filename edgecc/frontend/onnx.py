@@ -18,6 +18,8 @@ from edgecc.errors import FrontendError, UnsupportedOpError
 from edgecc.ir import DTYPES, Graph, IRError, TensorType, Value, static_value
 from edgecc.ir.types import np_dtype
 
+from .onnx_schema import check_attribute_types
+
 __all__ = ["load_onnx", "from_onnx", "ConvertContext", "MIN_OPSET"]
 
 #: models older than this are converted with onnx's version converter first
@@ -224,6 +226,7 @@ class ConvertContext:
         self.node = node
         domain = node.domain if node.domain not in ("", "ai.onnx") else ""
         converter, version = find_converter(node.op_type, domain, self.opset)
+        check_attribute_types(node, domain, self.opset if not domain else self._domain_version(domain), self.where)
         inputs = [self._lookup(name) for name in node.input]
         if converter is None:
             outputs = self._expand_or_raise(node, domain, inputs,
@@ -246,6 +249,9 @@ class ConvertContext:
             if i >= len(outputs) or outputs[i] is None:
                 raise FrontendError(f"{self.where}: output {i} ('{name}') is not supported")
             self.env[name] = outputs[i]
+
+    def _domain_version(self, domain: str) -> int:
+        return next((i.version for i in self.model.opset_import if i.domain == domain), 1)
 
     def convert_subgraph(self, graph, bindings: Mapping[str, Value]) -> list[Value]:
         """Convert a GraphProto (an If branch, a Scan or Loop body) inline, in a scope that sees
