@@ -4,6 +4,9 @@ onto it only once complete, so no reader ever sees a half-written file.
     with atomic_output("model.so") as tmp:   # any writer that takes a path
         executable.export_library(tmp)
     atomic_write("report.md", text)          # text or bytes
+
+`cache_root()` is the folder where edgecc keeps what it fetches or builds once (`$EDGECC_CACHE`,
+default `~/.cache/edgecc`).
 """
 
 from __future__ import annotations
@@ -12,8 +15,9 @@ import os
 import tempfile
 from collections.abc import Iterator
 from contextlib import contextmanager
+from pathlib import Path
 
-__all__ = ["atomic_output", "atomic_write"]
+__all__ = ["atomic_output", "atomic_write", "cache_root"]
 
 
 @contextmanager
@@ -43,3 +47,8 @@ def atomic_write(path: str | os.PathLike, data: str | bytes, mode: int = 0o644) 
     with atomic_output(path, mode=mode) as tmp:
         with open(tmp, "wb") as fh:
             fh.write(data.encode() if isinstance(data, str) else data)
+
+
+def cache_root() -> Path:
+    """edgecc's cache folder: `$EDGECC_CACHE`, default `~/.cache/edgecc`."""
+    return Path(os.environ.get("EDGECC_CACHE") or Path.home() / ".cache" / "edgecc")
