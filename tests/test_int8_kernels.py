@@ -96,3 +96,15 @@ def test_target_features_choose_the_weight_grouping():
     assert get_target("host", cpu="alderlake").int8_dot_channels == 4
     assert get_target("host", cpu="znver4").has_feature("avx512vnni")
     assert not get_target("host", cpu="znver3").has_feature("avxvnni")
+
+
+def test_metaschedule_vnni_intrinsic_is_registered_for_vnni_targets():
+    """MetaSchedule's default rules for an AVX-512 VNNI CPU look up `dot_16x4_vnni`: edgecc
+    registers it (vpdpbusd on 16 lanes) without importing all of TVM's tensor intrinsics."""
+    from tvm.s_tir import TensorIntrin
+
+    from edgecc.lower.schedules.x86_int8 import METASCHEDULE_VNNI, register_metaschedule_intrinsics
+
+    register_metaschedule_intrinsics(get_target("host", cpu="icelake-server"))
+    impl = TensorIntrin.get(METASCHEDULE_VNNI).impl.script()
+    assert "llvm.x86.avx512.vpdpbusd.512" in impl

@@ -44,6 +44,9 @@ class TunedSchedules:
         log = TuningLog.for_target(target, root)
         if not log.records:
             return None
+        from edgecc.lower.schedules.x86_int8 import register_metaschedule_intrinsics
+
+        register_metaschedule_intrinsics(target)  # records of tensorized kernels name them
         return cls(log)
 
     def lookup(self, kernel):

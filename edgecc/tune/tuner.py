@@ -320,6 +320,9 @@ def tune_model(model, target="host", logs=None, options: TuneOptions | None = No
         raise EdgeccError(f"--trials must be at least 1, not {options.trials}")
     runner = _make_runner(options)  # bad RPC settings fail before any work
     tasks, target_obj = extract_tasks(model, target, **compile_options)
+    from edgecc.lower.schedules.x86_int8 import register_metaschedule_intrinsics
+
+    register_metaschedule_intrinsics(target_obj)  # what MetaSchedule's rules for this CPU look up
     if not target_obj.runs_here and not options.rpc_tracker:
         raise EdgeccError(f"code for target '{target_obj.tag}' cannot run on this machine: measure it on a board "
                           f"with --rpc-tracker HOST:PORT --rpc-key KEY (see docs/tuning.md)")

@@ -19,7 +19,7 @@ int8 data is moved to uint8 by the kernel (x + 128, see `edgecc.lower.te_ops.qua
 
 from __future__ import annotations
 
-__all__ = ["VNNI_LANES", "pmaddwd_intrin", "vpdpbusd_intrin", "vnni_lanes"]
+__all__ = ["VNNI_LANES", "pmaddwd_intrin", "register_metaschedule_intrinsics", "vpdpbusd_intrin", "vnni_lanes"]
 
 #: int32 lanes of vpdpbusd by register width
 VNNI_LANES = (16, 8, 4)
@@ -119,3 +119,16 @@ def _make_vnni(lanes: int):
                 B.vload([0, 0], f"int8x{nbytes}"), dtype=f"int32x{lanes}")
 
     return desc, impl
+
+
+#: the tensor intrinsic MetaSchedule's default rules for an AVX-512 VNNI target look up by name
+METASCHEDULE_VNNI = "dot_16x4_vnni"
+
+
+def register_metaschedule_intrinsics(target) -> None:
+    """Register the intrinsics MetaSchedule's default rules want for `target`'s CPU, and only
+    those: `dot_16x4_vnni` (vpdpbusd on 16 lanes) on AVX-512 VNNI. The definition is TVM's, with
+    the i8-vector operands of the vpdpbusd intrinsic of the bundled LLVM. Importing
+    `tvm.s_tir.tensor_intrin` instead would register them all at a cost of tens of seconds."""
+    if getattr(target, "has_feature", lambda name: False)("avx512vnni"):
+        vpdpbusd_intrin(16, METASCHEDULE_VNNI)
