@@ -22,6 +22,7 @@ from . import (  # noqa: F401  (registration)
     remove_identity,
     simplify_arithmetic,
     simplify_shape_chains,
+    winograd,
 )
 
 __all__ = [

@@ -77,6 +77,30 @@ class Target:
         wants their weights with channel pairs innermost (`OIHW{b/2}i{b'}o2i`)."""
         return False
 
+    # --- backend: the rule set, build and runtime device lowering and loading use ------------
+    @property
+    def device_type(self) -> str:
+        """Where the kernels run: "cpu" (host code only), "cuda" or "opencl" (device kernels
+        launched by host code). Lowering picks its GPU build steps and the runtime its way of
+        running a library by it."""
+        return "cpu"
+
+    @property
+    def schedule_rules(self) -> str:
+        """The rule set of `edgecc.lower.schedules` that schedules this target's kernels ("cpu" or "gpu")."""
+        return "cpu"
+
+    @property
+    def precision(self) -> str:
+        """Float precision of the kernels: "fp32", or "fp16" (float32 inputs and outputs)."""
+        return "fp32"
+
+    def build_context(self):
+        """A context manager entered around `tvm.compile` (toolchain environment); none by default."""
+        import contextlib
+
+        return contextlib.nullcontext()
+
     # --- building and running ------------------------------------------------------------
     def check_toolchain(self) -> None:
         """Raise ToolchainError when something the target needs to link is missing."""
@@ -104,5 +128,5 @@ class CpuTarget(Target):
     def passes(self, opt_level: int) -> list[str]:
         if opt_level < 2:
             return []
-        return ["convert-layout", "fold-constants", "eliminate-dead-code", "fuse"]
+        return ["convert-layout", "winograd", "fold-constants", "eliminate-dead-code", "fuse"]
 

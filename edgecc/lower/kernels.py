@@ -57,6 +57,9 @@ def kernel_flops(nodes: list[Node]) -> float:
         if node.op in ("conv", "qconv"):
             g = conv_geometry(node)
             total += 2.0 * out.size * (g["C"] // g["group"]) * int(np.prod(g["kernel"]))
+        elif node.op == "winograd_conv":  # counted as the direct 3x3 convolution it replaces
+            x = node.inputs[0].type.shape
+            total += 2.0 * out.size * x[1] * x[4] * 9
         elif node.op in ("dense", "matmul", "qdense"):
             total += 2.0 * out.size * node.inputs[0].type.shape[-1]
     return total

@@ -3,6 +3,8 @@
 `make_scheduler(target, records)` returns a `Scheduler`; `scheduler.schedule(kernel)` gives a
 `ScheduledKernel`: the PrimFunc and how it was scheduled, "tuned" (a tuning record), "default"
 (the rule of the kernel's kind), "generic" (the rule for any kind) or "none" (left as generated).
+Rules come in sets, one per kind of hardware (`cpu.py`, `quant.py`, `winograd.py`: "cpu"; `gpu.py`:
+"gpu"); a target names its set (`target.schedule_rules`).
 
 A kernel meant for a tuning record or a rule of its own that ends up with something else (the
 record did not replay, the rule raised, its kind has no rule) carries a `ScheduleFallback`
@@ -19,11 +21,13 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Protocol
 
-__all__ = ["RULES", "RuleDoesNotApply", "ScheduleFallback", "ScheduleSource", "ScheduledKernel", "Scheduler",
+__all__ = ["RULES", "RULE_SETS", "RuleDoesNotApply", "ScheduleFallback", "ScheduleSource", "ScheduledKernel", "Scheduler",
            "make_scheduler", "register_rule"]
 
-#: kind -> rule(kernel, target) -> scheduled PrimFunc ("*": the generic rule for any kind)
+#: kind -> rule(kernel, target) -> scheduled PrimFunc ("*": the generic rule for any kind): the CPU rules
 RULES: dict[str, Callable] = {}
+#: rule set (a target's `schedule_rules`: "cpu", "gpu") -> its rules by kind
+RULE_SETS: dict[str, dict[str, Callable]] = {"cpu": RULES}
 #: kinds with no schedule of their own: the generic rule is what they are meant to get
 GENERIC_KINDS = frozenset({"opaque"})
 
@@ -61,17 +65,20 @@ class ScheduledKernel:
     fallback: ScheduleFallback | None = None
 
 
-def register_rule(*kinds: str):
+def register_rule(*kinds: str, rules: str = "cpu"):
+    """Register a rule for `kinds` in the rule set `rules`."""
+    rule_set = RULE_SETS.setdefault(rules, {})
+
     def deco(fn):
         for kind in kinds:
-            RULES[kind] = fn
+            rule_set[kind] = fn
         return fn
 
     return deco
 
 
 def _load_rules() -> None:
-    from . import cpu, quant  # noqa: F401  (registration)
+    from . import cpu, gpu, quant, winograd  # noqa: F401  (registration)
 
 
 def _first_line(exc: BaseException) -> str:
@@ -85,6 +92,7 @@ class Scheduler:
     def __init__(self, target, records: ScheduleSource | None = None):
         _load_rules()
         self.target = target
+        self.rules = RULE_SETS[target.schedule_rules]
         self.records = records
 
     def schedule(self, kernel) -> ScheduledKernel:
@@ -109,7 +117,7 @@ class Scheduler:
 
     def _by_rules(self, kernel, reasons: list[str]) -> tuple[object, str, bool]:
         """(PrimFunc, how, whether the generic rule is what the kernel is meant to get)."""
-        rule = RULES.get(kernel.kind)
+        rule = self.rules.get(kernel.kind)
         meant_generic = False
         if rule is not None:
             try:
@@ -123,7 +131,7 @@ class Scheduler:
         else:
             reasons.append(f"no schedule rule for kind '{kernel.kind}'")
         try:
-            return RULES["*"](kernel, self.target), "generic", meant_generic
+            return self.rules["*"](kernel, self.target), "generic", meant_generic
         except Exception as exc:  # noqa: BLE001 - left as generated
             reasons.append(f"the generic rule raised {_first_line(exc)}")
         return kernel.func, "none", meant_generic

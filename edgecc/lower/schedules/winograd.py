@@ -1,0 +1,99 @@
+"""Default schedule of winograd_conv kernels (blocks from edgecc/lower/te_ops/winograd.py).
+
+Each stage runs in parallel over its own outer loops:
+- the padded copy: rows in parallel, the channel block vectorized;
+- the input transform: per (channel block, tile), its rows stage computed into a local buffer,
+  all entries unrolled (their coefficients fold to constants), the channel block the vector;
+- the batched GEMM: per (a, b, output block), a register tile of `tile` tiles x the output
+  channel block, accumulated over the input channels like the NCHW{b}c conv's register tile;
+- the output transform: per output tile, likewise, its m x m pixels unrolled; the group's bias,
+  activation and residual add are inlined into it.
+"""
+
+from __future__ import annotations
+
+from . import register_rule
+from .cpu import (_blocks, _extent, _find, _is_output, _name, _schedule, _schedule_blocked_copy,
+                  accumulator_registers, conv_tiling, inline_all_but)
+
+_STAGES = ("pad", "winograd_input_rows", "winograd_input", "winograd_gemm", "winograd_output_rows",
+           "winograd_output")
+
+
+@register_rule("winograd_conv")
+def schedule_winograd_conv(kernel, target, tile: int | None = None):
+    """The default rule; `tile` overrides the GEMM's register tile (tiles per accumulator row)."""
+    sch = _schedule(kernel)
+    stages = [_find(sch, (name,)) for name in _STAGES]
+    if any(b is None for b in stages[1:]):  # everything but the padding is always there
+        raise ValueError("not a winograd_conv kernel")
+    alpha = _extent(sch, sch.get_loops(stages[2])[0])
+    inline_all_but(sch, [b for b in stages if b is not None])
+    _epilogue_into_output(sch)
+    if stages[0] is not None:
+        _schedule_blocked_copy(sch, _find(sch, ("pad",)))
+    _schedule_input_transform(sch, _find(sch, ("winograd_input",)), target)
+    _schedule_gemm(sch, _find(sch, ("winograd_gemm",)), target, tile)
+    _schedule_output_transform(sch, _find(sch, ("winograd_output",)), alpha - 2)
+    return sch.mod["main"]
+
+
+def _epilogue_into_output(sch) -> None:
+    """Bias, activation, residual add: computed where the output transform writes each pixel."""
+    for block in _blocks(sch):
+        if _is_output(sch, block) and _name(sch, block) != "winograd_output":
+            sch.reverse_compute_inline(block)
+
+
+def _schedule_input_transform(sch, block, target) -> None:
+    """Per (channel block, tile): B^T d into a small local buffer, then (B^T d) B."""
+    a, b, c, p, i = sch.get_loops(block)
+    sch.reorder(c, p, a, b, i)
+    tile = sch.fuse(c, p)
+    sch.parallel(tile)
+    _unrolled_entries(sch, block)
+    rows = _find(sch, ("winograd_input_rows",))
+    sch.compute_at(rows, tile)
+    _unrolled_entries(sch, rows)
+
+
+def _unrolled_entries(sch, block) -> None:
+    """The two entry loops right above the innermost (vector) loop unrolled; that loop vectorized."""
+    *_, first, second, vector = sch.get_loops(block)
+    sch.unroll(first)
+    sch.unroll(second)
+    sch.vectorize(vector)
+
+
+def _schedule_gemm(sch, block, target, tile: int | None) -> None:
+    """(a, b, O/ob, P, ob) = sum over (C/ib, ib): accumulators for `tile` tiles x ob in registers."""
+    copy = sch.cache_write(block, 0, "local")
+    a, b, o, p, j = sch.get_loops(copy)
+    tiles, ob = _extent(sch, p), _extent(sch, j)
+    lanes = min(target.lanes("float32"), ob)
+    default_tile, _ = conv_tiling(tiles, ob, lanes, accumulator_registers(target))
+    p_o, p_i = sch.split(p, [None, tile or default_tile])
+    sch.reorder(a, b, o, p_o, p_i, j)
+    outer = sch.fuse(a, b, o, p_o)
+    sch.parallel(outer)
+    sch.vectorize(j)
+    sch.compute_at(block, outer)
+    (p_i, j), reduction = sch.get_loops(block)[1:3], sch.get_loops(block)[3:]  # a unit channel loop is dropped
+    j_o, j_i = sch.split(j, [None, lanes])
+    sch.reorder(*reduction, p_i, j_o, j_i)
+    sch.unroll(p_i)
+    sch.unroll(j_o)
+    sch.vectorize(j_i)
+    sch.decompose_reduction(block, reduction[0])
+
+
+def _schedule_output_transform(sch, block, m: int) -> None:
+    n, o, y, x, j = sch.get_loops(block)
+    y_o, y_i = sch.split(y, [None, m])
+    x_o, x_i = sch.split(x, [None, m])
+    sch.reorder(n, o, y_o, x_o, y_i, x_i, j)
+    sch.parallel(sch.fuse(n, o, y_o))
+    _unrolled_entries(sch, block)
+    rows = _find(sch, ("winograd_output_rows",))
+    sch.compute_at(rows, x_o)
+    _unrolled_entries(sch, rows)

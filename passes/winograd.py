@@ -1,0 +1,95 @@
+"""winograd: 3x3 stride-1 NCHW{b}c convolutions become winograd_conv, weights transformed here.
+
+    conv(x: NCHW{ib}c, W: OIHW{ib}i{ob}o 3x3, b) -> winograd_conv{tile=m}(x, U, b)
+    U = G W G^T per (output, input) channel pair: (m+2, m+2, O/ob, C/ib, ib, ob)
+
+F(m x m, 3 x 3) computes an m x m output tile with (m+2)^2 multiplications per channel pair
+instead of 9 m^2, as one GEMM per transformed entry whose rows are the image's tiles. Each
+transformed weight is reused once per tile, so a layer with few tiles reads far more weight
+bytes per multiplication than the direct convolution does and loses to it (a 7x7 image in
+2x2 tiles: 16 tiles; in 4x4 tiles: 4). The rule: among the tiles m in (2, 4) that give at least
+`min_tiles` tiles, take the one with the fewest multiplications; none: the conv stays direct.
+
+Run after convert-layout (the weight must be a blocked constant), before fuse.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+
+from edgecc.ir import Graph, Node, layout_of
+from edgecc.ir.ops.winograd import TILES, transform_weight
+
+from .base import Pass, PassContext, PassOptionError, register_pass
+
+#: GEMM rows (image tiles) below which a layer stays direct; see the module docstring
+MIN_TILES = 16
+
+
+def winograd_candidate(node: Node) -> str | None:
+    """Why `node` cannot run as winograd_conv (None: it can)."""
+    if node.op != "conv" or node.output.dtype != "float32":
+        return "not a float32 conv"
+    a = node.attrs
+    if not a["layout"] or not layout_of(a["layout"]).is_blocked or not a["kernel_layout"]:
+        return "not in the blocked NCHW{b}c layout"
+    w = node.inputs[1]
+    if w.const is None or w.type.rank != 6 or w.shape[2:4] != (3, 3):
+        return "kernel is not a constant 3x3"
+    if a["group"] != 1:
+        return "grouped convolution"
+    if tuple(a["strides"] or (1, 1)) != (1, 1) or tuple(a["dilations"] or (1, 1)) != (1, 1):
+        return "stride or dilation is not 1"
+    return None
+
+
+def choose_tile(batch: int, out_h: int, out_w: int, min_tiles: int = MIN_TILES) -> int | None:
+    """The Winograd output tile m for a layer, or None when the direct convolution is better."""
+    best, best_mults = None, math.inf
+    for m in TILES:
+        tiles = batch * -(-out_h // m) * -(-out_w // m)
+        mults = (m + 2) ** 2 * tiles
+        if tiles >= min_tiles and mults < best_mults:
+            best, best_mults = m, mults
+    return best
+
+
+@register_pass
+class Winograd(Pass):
+    """3x3 stride-1 blocked convolutions as Winograd F(m x m, 3 x 3), weights transformed ahead."""
+
+    name = "winograd"
+    tile: int = 0  # output tile for every eligible conv (2 or 4); 0: chosen per layer
+    min_tiles: int = MIN_TILES  # with tile=0: fewest image tiles a layer needs
+
+    def __post_init__(self):
+        if self.tile not in (0, *TILES):
+            raise PassOptionError(f"pass 'winograd': tile must be 0 or one of {TILES}, got {self.tile}")
+
+    def run(self, graph: Graph, ctx: PassContext) -> bool:
+        changed = False
+        for node in list(graph.nodes):
+            if winograd_candidate(node) is not None:
+                continue
+            n, _, oh, ow, _ = node.output.shape
+            m = self.tile or choose_tile(n, oh, ow, self.min_tiles)
+            if m is None:
+                ctx.note(f"stays direct: a {oh}x{ow} output makes fewer than {self.min_tiles} tiles", node)
+                continue
+            _rewrite(graph, node, m)
+            changed = True
+        if changed:
+            graph.remove_unused_constants()
+        return changed
+
+
+def _rewrite(graph: Graph, node: Node, m: int) -> None:
+    x, w, bias = node.inputs[0], node.inputs[1], node.input(2)
+    u = graph.add_constant(transform_weight(np.asarray(w.const), m), f"{w.name}.winograd{m}")
+    pads = tuple(node.attrs["pads"] or (0, 0, 0, 0))
+    new = graph.create_node("winograd_conv", [x, u, bias], {"tile": m, "pads": pads},
+                            name=node.name, before=node).output
+    graph.replace_value(node.output, new)
+    graph.erase_node(node)
