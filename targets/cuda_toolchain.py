@@ -43,6 +43,7 @@ __all__ = [
     "INSTALL_HINT",
     "assemble_ptx",
     "check_arch",
+    "check_library_cubins",
     "cuda_driver_problem",
     "cuda_source_to_ptx",
     "driver_stub",
@@ -51,6 +52,7 @@ __all__ = [
     "library_cubins",
     "load_cuda_module_library",
     "nvrtc_build",
+    "prepare_cuda_run",
 ]
 
 #: architectures edgecc builds cubins for -> the GPUs that have it
@@ -276,6 +278,18 @@ def library_cubins(path: str | os.PathLike) -> list[Cubin]:
     return embedded_cubins(Path(path).read_bytes())
 
 
+def check_library_cubins(path: str | os.PathLike, arch: str) -> list[Cubin]:
+    """The cubins of a library built for `arch`; ToolchainError when it holds none (TVM kept CUDA
+    source) or holds cubins for another architecture."""
+    cubins = library_cubins(path)
+    if not cubins:
+        raise ToolchainError(f"{path}: the CUDA build kept no cubin (TVM's CUDA module library was not loaded)")
+    other = sorted({c.arch for c in cubins} - {arch})
+    if other:
+        raise ToolchainError(f"{path}: holds cubins for {', '.join(other)}, expected {arch}")
+    return cubins
+
+
 def cuda_source_to_ptx(source: str, arch: str) -> str:
     """PTX of CUDA C `source` (a build's generated kernels) for `arch`, compiled by NVRTC."""
     from tvm.support import nvcc
@@ -314,3 +328,18 @@ def cuda_driver_problem() -> str | None:
     if driver.cuDeviceGetCount(ctypes.byref(count)) != 0 or count.value < 1:
         return "no NVIDIA GPU (the driver counts none)"
     return None
+
+
+def prepare_cuda_run(path: str | os.PathLike) -> bool:
+    """Before loading the library at `path`: whether it holds CUDA kernels, and if so make TVM's
+    CUDA module library ready with the real driver, or raise a ToolchainError saying in one line
+    what this machine lacks."""
+    cubins = library_cubins(path)
+    if not cubins:
+        return False
+    problem = cuda_driver_problem()
+    if problem is not None:
+        raise ToolchainError(f"{os.fspath(path)}: CUDA library ({cubins[0].arch} cubins) needs an NVIDIA GPU to run: "
+                             f"{problem}")
+    load_cuda_module_library(stub_allowed=False)
+    return True

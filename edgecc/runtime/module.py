@@ -11,7 +11,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from edgecc.errors import InputError
+from edgecc.errors import InputError, ToolchainError
 
 from .specs import LibrarySpecs, check_inputs
 from .threads import pool_threads, use_threads
@@ -117,9 +117,12 @@ def load(path: str | os.PathLike, threads: int | None = None) -> Module:
     """
     import tvm
 
+    from edgecc.targets.cuda_toolchain import prepare_cuda_run
+
     path = os.fspath(path)
     if not os.path.isfile(path):
         raise InputError(f"{path}: no such file")
+    prepare_cuda_run(path)  # a CUDA library: the NVIDIA driver and TVM's CUDA runtime, or one line
     try:
         lib = tvm.runtime.load_module(path)
     except Exception as exc:  # noqa: BLE001
@@ -151,14 +154,20 @@ def load_any(path: str | os.PathLike, threads: int | None = None, progress=None)
     """
     import platform
 
+    from edgecc.targets.cuda_toolchain import prepare_cuda_run
+
     path = os.fspath(path)
     if not os.path.isfile(path):
         raise InputError(f"{path}: no such file")
     arch = library_arch(path)
     if arch is None:
         raise InputError(f"{path}: not a shared library (no ELF header)")
+    cuda = prepare_cuda_run(path)  # CUDA kernels run on this machine's GPU or nowhere here
     if arch == platform.machine() or (arch == "arm" and platform.machine().startswith("armv7")):
         return load(path, threads)
+    if cuda:
+        raise ToolchainError(f"{path}: a CUDA library with {arch} host code runs on its board (edgecc runner), "
+                             "not emulated here")
     from .emulated import EmulatedModule
 
     return EmulatedModule(path, arch, threads, progress)
