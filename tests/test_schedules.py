@@ -82,7 +82,9 @@ def failing_conv_rule(monkeypatch):
     def fail(kernel, target):
         raise RuntimeError("forced failure\nsecond line")
 
-    schedules.Scheduler(None)  # loads the registered rules before one is replaced
+    from edgecc.targets import get_target
+
+    make_scheduler(get_target("host"))  # loads the registered rules before one is replaced
     monkeypatch.setitem(schedules.RULES, "conv", fail)
 
 
