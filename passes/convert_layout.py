@@ -50,6 +50,7 @@ class _Converter:
         self.lanes = lanes
         self.int8_group = int8_group  # int8 qconv weights with groups of input channels innermost
         self.blocked: dict[int, dict[str, Value]] = {}  # plain value -> layout -> blocked twin
+        self.changed = False  # a node was replaced
 
     # ----- value bookkeeping ------------------------------------------------------------
     def blocked_twin(self, value: Value, layout: str, before: Node) -> Value:
@@ -74,6 +75,7 @@ class _Converter:
                                        name=f"{name}.plain", after=new.producer).output
         output = old.output.is_graph_output
         self.graph.replace_value(old.output, plain)
+        self.changed = True
         self.graph.erase_node(old)
         if not output:  # the blocked value carries the original name; its plain twin is `.plain`
             self.graph.rename_value(plain, f"{name}.plain")
@@ -238,6 +240,7 @@ class _Converter:
 
     def _replace(self, node: Node, new: Value) -> None:
         self.graph.replace_value(node.output, new)
+        self.changed = True
         self.graph.erase_node(node)
 
 
@@ -266,11 +269,9 @@ class ConvertLayout(Pass):
             raise TargetError(f"target layout {layout!r} is not supported by convert-layout (NCHWc or none)")
         lanes = self.lanes or (ctx.target.lanes("float32") if ctx.target is not None else 8)
         converter = _Converter(graph, lanes, getattr(ctx.target, "int8_dot_channels", 1))
-        before = len(graph.nodes)
         for node in list(graph.nodes):
             if node.graph is graph and node in graph.nodes:
                 converter.convert(node)
-        erase_dead_nodes(graph)
-        graph.remove_unused_constants()
+        cleaned = erase_dead_nodes(graph) + graph.remove_unused_constants()
         graph.topological_sort()
-        return len(graph.nodes) != before or bool(converter.blocked)
+        return converter.changed or bool(cleaned)

@@ -14,7 +14,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import TextIO
 
-from edgecc.ir import Graph, print_graph, verify_graph
+from edgecc.ir import Graph, IRError, print_graph, verify_graph
 from edgecc.ir.verifier import VerifyError
 
 from .base import Pass, PassContext, Remark
@@ -48,7 +48,8 @@ class PassRecord:
 class PassManager:
     """Run passes in order over a graph.
 
-    verify_each: run the IR verifier before the first and after every pass.
+    verify_each: run the IR verifier before the first and after every pass, and check that a pass
+        that returns False left the graph's text unchanged (fixpoint groups rely on it).
     print_ir_after: pass names after which the IR is printed to `out` ("all" for every pass).
     Passes inside fixpoint groups are run, timed, verified and printed one by one. What passes
     say (`ctx.note`, rewrite rejections) collects in `remarks` after `run`.
@@ -76,6 +77,7 @@ class PassManager:
         if isinstance(p, Fixpoint):
             return p.run(graph, ctx, run_pass=lambda member: self._run_one(member, graph, ctx, done))
         ctx.pass_name = p.name
+        before = print_graph(graph, elide_constants=True) if self.verify_each else None
         start = time.perf_counter()
         try:
             changed = bool(p.run(graph, ctx))
@@ -86,6 +88,8 @@ class PassManager:
         self.records.append(PassRecord(p.name, time.perf_counter() - start, changed))
         if self.verify_each:
             self._verify(graph, p.name, done)
+            if not changed and print_graph(graph, elide_constants=True) != before:
+                raise PassError(p.name, done, IRError("changed the graph but reported no change"))
         if p.name in self.print_ir_after or "all" in self.print_ir_after:
             self.out.write(f"// IR after {p.spec()}\n{print_graph(graph, elide_constants=True)}")
         done.append(p.name)

@@ -243,3 +243,19 @@ def test_opt_level_3_is_gone():
     assert sorted(OPT_LEVELS) == [0, 1, 2]
     with pytest.raises(PassOptionError, match="opt level must be 0..2, got 3"):
         opt_level_pipeline(3)
+
+
+def test_a_pass_that_changes_the_graph_but_reports_no_change_is_caught():
+    @register_pass
+    class Sneaky(Pass):
+        """Renames a value and says it did nothing (test only)."""
+
+        name = "test-sneaky"
+
+        def run(self, graph, ctx):
+            graph.rename_value(graph.nodes[0].output, "renamed")
+            return False
+
+    graph = parse_graph("graph @g(%x: f32[2]) {\n  %a = relu(%x) : f32[2]\n  %y = neg(%a) : f32[2]\n  return %y\n}")
+    with pytest.raises(PassError, match="pass 'test-sneaky' failed: changed the graph but reported no change"):
+        PassManager(parse_pipeline("test-sneaky"), verify_each=True).run(graph)
