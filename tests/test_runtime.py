@@ -66,9 +66,7 @@ def test_metadata_lists_the_kernels_and_profile_times_them(mobilenet):
     records = module.profile(x, repeat=3)
     by_name = {r.name: r for r in records}
     kernels = {k["name"]: k for k in module.metadata["kernels"]}
-    # TVM's build turns a kernel that only reshapes into a view: the VM never calls it
-    not_called = {name for name, k in kernels.items() if name not in by_name}
-    assert not_called == {"k17_injective"} and set(by_name) | not_called == set(kernels)
+    assert set(by_name) == set(kernels)  # a kernel that only reshapes is a view: in neither
     for record in records:
         meta = kernels[record.name]
         assert (record.kind, record.scheduled_by, record.calls) == (meta["kind"], meta["scheduled_by"], meta["calls"])

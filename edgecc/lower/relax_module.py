@@ -2,7 +2,9 @@
 
 The kernels are those of the graph's kernel plan (`edgecc.lower.plan`): each distinct kernel is
 scheduled once and called from every node that computes it. Reshapes of whole tensors become
-Relax reshapes (views, no copy). Constants become Relax constants, so the parameters are
+Relax reshapes (views, no copy); so do kernels that only reshape (TVM's build rewrites a call of
+a PrimFunc with a reshape pattern into a view), which the statistics and the metadata therefore
+count as views, not kernels. Constants become Relax constants, so the parameters are
 embedded in the built library. An `edgecc_metadata` function returns a JSON description of the
 inputs, the outputs and the kernels (name, kind, schedule, FLOPs per call, calls).
 """
@@ -31,9 +33,9 @@ ProgressFn = Callable[[str, int, int], None]
 
 @dataclass
 class LoweringStats:
-    kernels: int = 0  # distinct PrimFuncs
-    calls: int = 0  # call sites
-    views: int = 0  # reshapes lowered to views
+    kernels: int = 0  # distinct PrimFuncs that run
+    calls: int = 0  # call sites of those
+    views: int = 0  # reshapes lowered to views (and calls of kernels that only reshape)
     scheduled_by: dict[str, int] = field(default_factory=dict)  # "tuned" / "default" / "generic" / "none" -> count
     kernel_names: list[str] = field(default_factory=list)
     #: kernels that did not get their intended schedule, and why
@@ -77,6 +79,7 @@ class _ModuleBuilder:
         self.env: dict[int, object] = {}
         self.functions: dict[str, object] = {}  # kernel key -> GlobalVar
         self.stats = LoweringStats()
+        self.view_kernels: set[str] = set()  # keys of kernels that only reshape
         self.progress = progress
 
     def relax_value(self, v: Value):
@@ -91,14 +94,19 @@ class _ModuleBuilder:
         return got
 
     def add_kernel(self, planned: PlannedKernel) -> None:
+        from tvm.relax.analysis import has_reshape_pattern
+
         kernel = planned.kernel
         scheduled = self.schedule(kernel) if self.schedule is not None else ScheduledKernel(kernel.func, "none")
+        self.functions[planned.key] = self.bb.add_func(scheduled.func.with_attr("global_symbol", kernel.name),
+                                                       kernel.name)
         stats = self.stats
+        if has_reshape_pattern(scheduled.func):  # the build makes its calls views: it never runs
+            self.view_kernels.add(planned.key)
+            return
         stats.scheduled_by[scheduled.how] = stats.scheduled_by.get(scheduled.how, 0) + 1
         if scheduled.fallback is not None:
             stats.fallbacks.append(scheduled.fallback)
-        self.functions[planned.key] = self.bb.add_func(scheduled.func.with_attr("global_symbol", kernel.name),
-                                                       kernel.name)
         stats.kernels += 1
         stats.kernel_names.append(kernel.name)
         stats.kernel_table.append({"name": kernel.name, "kind": kernel.kind, "scheduled_by": scheduled.how,
@@ -112,11 +120,15 @@ class _ModuleBuilder:
             self.env[id(node.output)] = out
             self.stats.views += 1
             return
-        gv = self.functions[self.plan.kernel_of(node).key]
+        key = self.plan.kernel_of(node).key
         args = [self.relax_value(v) for v in call_args(node)]
         out_types = [_tensor_type(v) for v in node.outputs]
-        result = self.bb.emit(relax.call_tir(gv, args, out_types if len(out_types) > 1 else out_types[0]))
-        self.stats.calls += 1
+        result = self.bb.emit(relax.call_tir(self.functions[key], args,
+                                             out_types if len(out_types) > 1 else out_types[0]))
+        if key in self.view_kernels:
+            self.stats.views += 1
+        else:
+            self.stats.calls += 1
         if len(node.outputs) == 1:
             self.env[id(node.output)] = result
         else:
