@@ -8,6 +8,7 @@ converter serves every opset where the op's meaning did not change.
 
 from __future__ import annotations
 
+import math
 import os
 from collections.abc import Mapping, Sequence
 from typing import Any
@@ -16,6 +17,7 @@ import numpy as np
 
 from edgecc.errors import FrontendError, UnsupportedOpError
 from edgecc.ir import DTYPES, Graph, IRError, TensorType, Value, static_value
+from edgecc.ir.limits import check_count, check_tensor_bytes
 from edgecc.ir.types import np_dtype
 
 from .onnx_schema import check_attribute_types
@@ -143,6 +145,7 @@ class ConvertContext:
         if unknown:
             raise FrontendError(f"{self.source}: --input-shape names no model input: {', '.join(sorted(unknown))}")
         for tensor in self.model.graph.initializer:
+            check_tensor_bytes(f"{self.source}: initializer '{tensor.name}' {tuple(tensor.dims)}", _declared_bytes(tensor))
             try:
                 data = numpy_helper.to_array(tensor)
             except Exception as exc:  # noqa: BLE001
@@ -190,11 +193,14 @@ class ConvertContext:
                                          f"using 1 (set it with --input-shape {inp.name}=...)")
                     shape.append(1)
         try:
-            return TensorType(dtype, shape)
+            ttype = TensorType(dtype, shape)
         except ValueError as exc:
             raise FrontendError(f"{self.source}: input '{inp.name}': {exc}") from None
+        check_tensor_bytes(f"{self.source}: input '{inp.name}' {ttype.shape}", ttype.nbytes)
+        return ttype
 
     def set_outputs(self) -> None:
+        check_count(f"{self.source}: graph outputs", len(self.model.graph.output))
         outs = []
         for out in self.model.graph.output:
             value = self.env.get(out.name)
@@ -226,6 +232,7 @@ class ConvertContext:
         self.node = node
         domain = node.domain if node.domain not in ("", "ai.onnx") else ""
         converter, version = find_converter(node.op_type, domain, self.opset)
+        check_count(self.where, len(node.output))
         check_attribute_types(node, domain, self.opset if not domain else self._domain_version(domain), self.where)
         inputs = [self._lookup(name) for name in node.input]
         if converter is None:
@@ -407,6 +414,17 @@ def _function_body(node, domain: str, opset: int, inputs):
     if not function.node:
         return None
     return function, full
+
+
+def _declared_bytes(tensor) -> int:
+    """Bytes an initializer holds once read, from its declared dims (before reading it)."""
+    from onnx import helper
+
+    try:
+        itemsize = np.dtype(helper.tensor_dtype_to_np_dtype(tensor.data_type)).itemsize
+    except (KeyError, TypeError):
+        itemsize = 1
+    return math.prod(max(int(d), 0) for d in tensor.dims) * itemsize
 
 
 def _as_supported(data: np.ndarray) -> np.ndarray:

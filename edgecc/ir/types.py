@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field, replace
 
 import numpy as np
+
+from .errors import IRError
 
 __all__ = [
     "DTYPES", "QuantParams", "TensorType", "dtype_short", "dtype_from_short", "format_number", "format_type",
@@ -71,6 +74,10 @@ class QuantParams:
         return self.axis is not None
 
 
+class TypeValueError(IRError, ValueError):
+    """A dtype or shape no tensor can have (an IRError, so a model asking for one is a user error)."""
+
+
 @dataclass(frozen=True)
 class TensorType:
     """A tensor with a static shape.
@@ -86,10 +93,10 @@ class TensorType:
 
     def __post_init__(self):
         if self.dtype not in DTYPES:
-            raise ValueError(f"unknown dtype {self.dtype!r}")
+            raise TypeValueError(f"unknown dtype {self.dtype!r}")
         object.__setattr__(self, "shape", tuple(int(d) for d in self.shape))
         if any(d < 0 for d in self.shape):
-            raise ValueError(f"negative dimension in shape {self.shape}")
+            raise TypeValueError(f"negative dimension in shape {self.shape}")
 
     @property
     def rank(self) -> int:
@@ -97,7 +104,7 @@ class TensorType:
 
     @property
     def size(self) -> int:
-        return int(np.prod(self.shape, dtype=np.int64))
+        return math.prod(self.shape)  # exact: a hostile shape must not wrap around
 
     @property
     def nbytes(self) -> int:

@@ -9,6 +9,8 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
+from .checks import with_checks
+
 __all__ = ["converter", "find_converter", "supported_ops"]
 
 Converter = Callable
@@ -16,13 +18,19 @@ Converter = Callable
 _CONVERTERS: dict[tuple[str, str], list[tuple[int, Converter]]] = {}
 
 
-def converter(*op_types: str, since: int = 1, domain: str = ""):
-    """Register a converter for op types from op version `since` on."""
+def converter(*op_types: str, since: int = 1, domain: str = "", checks=None, ranks=None):
+    """Register a converter for op types from op version `since` on.
+
+    `checks` maps attribute names to their allowed values and `ranks` input indices to their
+    allowed rank (an int, or (low, high or None)); both are checked before the converter runs
+    (`edgecc.frontend.onnx_ops.checks`).
+    """
 
     def deco(fn: Converter) -> Converter:
+        checked = with_checks(fn, checks, ranks)
         for op_type in op_types:
             entries = _CONVERTERS.setdefault((domain, op_type), [])
-            entries.append((since, fn))
+            entries.append((since, checked))
             entries.sort(key=lambda e: e[0])
         return fn
 

@@ -8,6 +8,7 @@ from edgecc.ir.types import np_dtype
 
 from ..onnx import onnx_dtype
 from . import converter
+from .checks import count
 from ._util import cast, optional_input, scalar
 
 
@@ -122,7 +123,8 @@ def _attention_bias(ctx, attrs, mask, nonpad, batch: int, sq: int, skv: int, pas
     return bias
 
 
-@converter("Attention", since=23)
+@converter("Attention", since=23, checks={"q_num_heads": count(), "kv_num_heads": count()},
+           ranks={0: (3, 4), 1: (3, 4), 2: (3, 4)})
 def _attention(ctx, inputs, attrs):
     q, k, v = inputs[:3]
     mask, past_k, past_v, nonpad = (optional_input(inputs, i) for i in (3, 4, 5, 6))
@@ -181,7 +183,8 @@ def _attention(ctx, inputs, attrs):
     return [y, present_k, present_v, qk_out]
 
 
-@converter("RotaryEmbedding", since=23)
+@converter("RotaryEmbedding", since=23, checks={"num_heads": count(), "rotary_embedding_dim": count(0)},
+           ranks={0: (3, 4)})
 def _rotary_embedding(ctx, inputs, attrs):
     x, cos, sin, position_ids = inputs[0], inputs[1], inputs[2], optional_input(inputs, 3)
     rank = x.type.rank

@@ -7,6 +7,7 @@ import numpy as np
 from edgecc.ir.types import np_dtype
 
 from . import converter
+from .checks import check_new_tensor
 from ._util import cast, optional_input
 
 
@@ -14,6 +15,7 @@ from ._util import cast, optional_input
 def _affine_grid(ctx, inputs, attrs):
     theta = inputs[0]
     size = [int(v) for v in ctx.static(inputs[1], "the size").reshape(-1)]
+    check_new_tensor(ctx, [*size, len(size) - 1], theta.dtype, "the grid of size")
     spatial = size[2:]
     if len(spatial) not in (2, 3):
         raise ctx.fail(f"size {size}: AffineGrid makes 2-D or 3-D grids")

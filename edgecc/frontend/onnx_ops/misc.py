@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 from . import converter
+from .checks import axis
 
 
-@converter("OneHot")
+@converter("OneHot", checks={"axis": axis(extra=1)})
 def _one_hot(ctx, inputs, attrs):
     depth = int(ctx.static(inputs[1], "depth").reshape(-1)[0])
     return ctx.emit("one_hot", inputs[0], inputs[2], depth=depth, axis=attrs.get("axis", -1))

@@ -11,6 +11,11 @@ from edgecc.ir.types import np_dtype
 from ..onnx import onnx_dtype
 from . import converter
 from ._util import cast, optional_input
+from .checks import axis, count, pads, per_spatial_axis
+
+#: the window attributes of convolution and pooling
+WINDOW = {"kernel_shape": per_spatial_axis(), "strides": per_spatial_axis(), "dilations": per_spatial_axis(),
+          "pads": pads(), "group": count()}
 
 
 def resolve_pads(ctx, attrs, in_sizes, kernel, strides, dilations) -> list[int]:
@@ -46,7 +51,7 @@ def _window(ctx, attrs, x, kernel):
     return strides, dilations, pads
 
 
-@converter("Conv")
+@converter("Conv", checks=WINDOW, ranks={0: (3, None), 1: (3, None)})
 def _conv(ctx, inputs, attrs):
     x, w = inputs[0], inputs[1]
     b = inputs[2] if len(inputs) > 2 else None
@@ -56,7 +61,8 @@ def _conv(ctx, inputs, attrs):
                     group=attrs.get("group", 1))
 
 
-@converter("ConvTranspose")
+@converter("ConvTranspose", checks={**WINDOW, "output_padding": per_spatial_axis(low=0)},
+           ranks={0: (3, None), 1: (3, None)})
 def _conv_transpose(ctx, inputs, attrs):
     x, w = inputs[0], inputs[1]
     b = inputs[2] if len(inputs) > 2 else None
@@ -90,7 +96,7 @@ def _conv_transpose(ctx, inputs, attrs):
                     group=group, output_padding=outpad)
 
 
-@converter("MaxPool", "AveragePool", "LpPool")
+@converter("MaxPool", "AveragePool", "LpPool", checks=WINDOW, ranks={0: (3, None)})
 def _pool(ctx, inputs, attrs):
     x = inputs[0]
     if len(ctx.node.output) > 1 and ctx.node.output[1]:
@@ -113,30 +119,30 @@ def _pool(ctx, inputs, attrs):
                     ceil_mode=attrs.get("ceil_mode", 0), **extra)
 
 
-@converter("GlobalAveragePool", "GlobalMaxPool")
+@converter("GlobalAveragePool", "GlobalMaxPool", ranks={0: (3, None)})
 def _global_pool(ctx, inputs, attrs):
     return ctx.emit({"GlobalAveragePool": "global_avg_pool", "GlobalMaxPool": "global_max_pool"}[ctx.node.op_type],
                     inputs[0])
 
 
-@converter("GlobalLpPool")
+@converter("GlobalLpPool", ranks={0: (3, None)})
 def _global_lp_pool(ctx, inputs, attrs):
     return ctx.emit("global_lp_pool", inputs[0], p=attrs.get("p", 2))
 
 
-@converter("BatchNormalization")
+@converter("BatchNormalization", ranks={0: (2, None)})
 def _batch_norm(ctx, inputs, attrs):
     if attrs.get("training_mode", 0) or (len(ctx.node.output) > 1 and any(ctx.node.output[1:])):
         raise ctx.unsupported("training mode")
     return ctx.emit("batch_norm", *inputs[:5], epsilon=attrs.get("epsilon", 1e-5))
 
 
-@converter("InstanceNormalization")
+@converter("InstanceNormalization", ranks={0: (3, None)})
 def _instance_norm(ctx, inputs, attrs):
     return ctx.emit("instance_norm", *inputs[:3], epsilon=attrs.get("epsilon", 1e-5))
 
 
-@converter("LayerNormalization")
+@converter("LayerNormalization", checks={"axis": axis()})
 def _layer_norm(ctx, inputs, attrs):
     x = inputs[0]
     scale = inputs[1] if len(inputs) > 1 else None
@@ -160,7 +166,7 @@ def _layer_norm_statistics(ctx, x, axis, eps, dtype):
     return [mean, ctx.emit("reciprocal", std)]
 
 
-@converter("LRN")
+@converter("LRN", checks={"size": count()}, ranks={0: (3, None)})
 def _lrn(ctx, inputs, attrs):
     return ctx.emit("lrn", inputs[0], size=attrs["size"], alpha=attrs.get("alpha", 1e-4),
                     beta=attrs.get("beta", 0.75), bias=attrs.get("bias", 1.0))
@@ -183,8 +189,8 @@ def _softmax_like(ir_op: str, legacy: bool):
 
 
 for _onnx, _ir in (("Softmax", "softmax"), ("LogSoftmax", "log_softmax"), ("Hardmax", "hardmax")):
-    converter(_onnx, since=1)(_softmax_like(_ir, legacy=True))
-    converter(_onnx, since=13)(_softmax_like(_ir, legacy=False))
+    converter(_onnx, since=1, checks={"axis": axis()})(_softmax_like(_ir, legacy=True))
+    converter(_onnx, since=13, checks={"axis": axis()})(_softmax_like(_ir, legacy=False))
 
 
 @converter("MatMul")
@@ -192,7 +198,7 @@ def _matmul(ctx, inputs, attrs):
     return ctx.emit("matmul", inputs[0], inputs[1])
 
 
-@converter("Gemm")
+@converter("Gemm", ranks={0: 2, 1: 2})
 def _gemm(ctx, inputs, attrs):
     a, b = inputs[0], inputs[1]
     c = inputs[2] if len(inputs) > 2 else None
@@ -211,7 +217,7 @@ def _gemm(ctx, inputs, attrs):
     return y
 
 
-@converter("MaxUnpool", since=9)
+@converter("MaxUnpool", since=9, checks=WINDOW, ranks={0: (3, None)})
 def _max_unpool(ctx, inputs, attrs):
     x, indices, output_shape = inputs[0], inputs[1], optional_input(inputs, 2)
     kernel = list(attrs["kernel_shape"])

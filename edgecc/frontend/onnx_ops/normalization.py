@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from . import converter
+from .checks import axes, axis, count, one_of
 from ._util import scalar
 
 
@@ -12,7 +13,7 @@ def _norm_axes(ctx, axis: int, rank: int) -> tuple[int, ...]:
     return tuple(range(axis % rank, rank))
 
 
-@converter("RMSNormalization", since=23)
+@converter("RMSNormalization", since=23, checks={"axis": axis()})
 def _rms_normalization(ctx, inputs, attrs):
     x, scale = inputs[0], inputs[1]
     if attrs.get("stash_type", 1) != 1:
@@ -26,7 +27,7 @@ def _rms_normalization(ctx, inputs, attrs):
     return ctx.emit("mul", y, scale)
 
 
-@converter("LpNormalization", since=1)
+@converter("LpNormalization", since=1, checks={"axis": axis(), "p": one_of(1, 2)})
 def _lp_normalization(ctx, inputs, attrs):
     x = inputs[0]
     p, axis = attrs.get("p", 2), attrs.get("axis", -1)
@@ -39,7 +40,7 @@ def _lp_normalization(ctx, inputs, attrs):
     return ctx.emit("where", ctx.emit("equal", norm, zero), zero, y)
 
 
-@converter("MeanVarianceNormalization", since=9)
+@converter("MeanVarianceNormalization", since=9, checks={"axes": axes()})
 def _mean_variance_normalization(ctx, inputs, attrs):
     x = inputs[0]
     axes = tuple(a % x.type.rank for a in attrs.get("axes", (0, 2, 3)))
@@ -77,11 +78,11 @@ def _group_norm(ctx, inputs, attrs, per_channel: bool):
     return ctx.emit("add", ctx.emit("mul", y, scale), bias)
 
 
-@converter("GroupNormalization", since=18)
+@converter("GroupNormalization", since=18, checks={"num_groups": count()}, ranks={0: (3, None)})
 def _group_normalization_18(ctx, inputs, attrs):
     return _group_norm(ctx, inputs, attrs, per_channel=False)
 
 
-@converter("GroupNormalization", since=21)
+@converter("GroupNormalization", since=21, checks={"num_groups": count()}, ranks={0: (3, None)})
 def _group_normalization(ctx, inputs, attrs):
     return _group_norm(ctx, inputs, attrs, per_channel=True)

@@ -7,6 +7,7 @@ import numpy as np
 from edgecc.ir.types import np_dtype
 
 from . import converter
+from .checks import count, one_of
 from ._util import cast, optional_input, scalar, stack, take
 
 
@@ -177,6 +178,8 @@ def gate_range(ctx, value, start: int, end: int):
     return ctx.emit("slice", value, starts=(start,), ends=(end,), axes=(value.type.rank - 1,))
 
 
-converter("RNN", since=7)(_rnn)
-converter("GRU", since=7)(_rnn)
-converter("LSTM", since=7)(_rnn)
+#: the input is (steps, batch, features), or (batch, steps, features) with layout=1
+_RNN_CHECKS = {"checks": {"hidden_size": count(), "layout": one_of(0, 1)}, "ranks": {0: 3, 1: 3, 2: 3}}
+converter("RNN", since=7, **_RNN_CHECKS)(_rnn)
+converter("GRU", since=7, **_RNN_CHECKS)(_rnn)
+converter("LSTM", since=7, **_RNN_CHECKS)(_rnn)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from . import converter
+from .checks import axes, axis, count
 
 _REDUCE = {
     "ReduceSum": "reduce_sum", "ReduceMean": "reduce_mean", "ReduceMax": "reduce_max",
@@ -29,17 +30,17 @@ def _reduce(ir_op: str):
 
 
 for _onnx, _ir in _REDUCE.items():
-    converter(_onnx)(_reduce(_ir))
+    converter(_onnx, checks={"axes": axes()})(_reduce(_ir))
 
 
-@converter("ArgMax", "ArgMin")
+@converter("ArgMax", "ArgMin", checks={"axis": axis()})
 def _arg(ctx, inputs, attrs):
     return ctx.emit("argmax" if ctx.node.op_type == "ArgMax" else "argmin", inputs[0],
                     axis=attrs.get("axis", 0), keepdims=attrs.get("keepdims", 1),
                     select_last_index=attrs.get("select_last_index", 0))
 
 
-@converter("TopK")
+@converter("TopK", checks={"axis": axis(), "k": count(0)})
 def _topk(ctx, inputs, attrs):
     k = attrs["k"] if "k" in attrs else int(ctx.static(inputs[1], "k").reshape(-1)[0])
     return ctx.emit("topk", inputs[0], k=k, axis=attrs.get("axis", -1), largest=attrs.get("largest", 1),

@@ -8,6 +8,7 @@ from edgecc.ir.types import np_dtype
 
 from ..onnx import onnx_dtype
 from . import converter
+from .checks import axis
 from ._util import cast, optional_input
 
 
@@ -110,7 +111,7 @@ def _dft(ctx, x, axis: int, length: int | None, inverse: bool, onesided: bool):
     return cast(ctx, ctx.emit("transpose", result, perm=tuple(inverse_perm)), dtype)
 
 
-@converter("DFT", since=17)
+@converter("DFT", since=17, checks={"axis": axis()}, ranks={0: (2, None)})
 def _dft_17(ctx, inputs, attrs):
     length = optional_input(inputs, 1)
     length = None if length is None else int(ctx.static(length, "dft_length").reshape(-1)[0])
@@ -118,7 +119,7 @@ def _dft_17(ctx, inputs, attrs):
                 bool(attrs.get("onesided", 0)))
 
 
-@converter("DFT", since=20)
+@converter("DFT", since=20, ranks={0: (2, None)})
 def _dft_20(ctx, inputs, attrs):
     length, axis = optional_input(inputs, 1), optional_input(inputs, 2)
     length = None if length is None else int(ctx.static(length, "dft_length").reshape(-1)[0])

@@ -6,10 +6,13 @@ Pad's pads, ...) must be known at compile time; they become IR attributes.
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
 
 from ..onnx import onnx_dtype
 from . import converter
+from .checks import at_least, axes, axis, check_new_tensor, count, one_of
 from ._util import cast
 
 
@@ -71,7 +74,7 @@ def _reshape(ctx, inputs, attrs):
     return _reshape_to(ctx, x, resolve_reshape(ctx, x.shape, target, attrs.get("allowzero", 0)))
 
 
-@converter("Flatten")
+@converter("Flatten", checks={"axis": axis(end=True)})
 def _flatten(ctx, inputs, attrs):
     x = inputs[0]
     axis = attrs.get("axis", 1)
@@ -121,7 +124,7 @@ def _transpose(ctx, inputs, attrs):
     return ctx.emit("transpose", x, perm=perm)
 
 
-@converter("Concat")
+@converter("Concat", checks={"axis": axis()})
 def _concat(ctx, inputs, attrs):
     parts = [v for v in inputs if v is not None and (v.type.size > 0 or v.type.rank != 1)]
     if not parts:
@@ -131,11 +134,14 @@ def _concat(ctx, inputs, attrs):
     return ctx.emit("concat", *parts, axis=attrs["axis"])
 
 
-@converter("Split")
+@converter("Split", checks={"axis": axis(), "num_outputs": count(limit="outputs"),
+                              "split": at_least(0, each=True)}, ranks={0: (1, None)})
 def _split(ctx, inputs, attrs):
     x = inputs[0]
     axis = attrs.get("axis", 0) % x.type.rank
     n_out = len(ctx.node.output)
+    if attrs.get("num_outputs", n_out) != n_out:
+        raise ctx.fail(f"attribute num_outputs={attrs['num_outputs']} but the node has {n_out} outputs")
     if "split" in attrs:
         sizes = list(attrs["split"])
     elif _opt(inputs, 1) is not None:
@@ -173,22 +179,22 @@ def _slice(ctx, inputs, attrs):
     return ctx.emit("slice", x, starts=starts, ends=ends, axes=[a % x.type.rank for a in axes], steps=steps)
 
 
-@converter("Gather")
+@converter("Gather", checks={"axis": axis()})
 def _gather(ctx, inputs, attrs):
     return ctx.emit("gather", inputs[0], inputs[1], axis=attrs.get("axis", 0))
 
 
-@converter("GatherElements")
+@converter("GatherElements", checks={"axis": axis()})
 def _gather_elements(ctx, inputs, attrs):
     return ctx.emit("gather_elements", inputs[0], inputs[1], axis=attrs.get("axis", 0))
 
 
-@converter("GatherND")
+@converter("GatherND", checks={"batch_dims": count(0)})
 def _gather_nd(ctx, inputs, attrs):
     return ctx.emit("gather_nd", inputs[0], inputs[1], batch_dims=attrs.get("batch_dims", 0))
 
 
-@converter("ScatterElements", "Scatter")
+@converter("ScatterElements", "Scatter", checks={"axis": axis()})
 def _scatter_elements(ctx, inputs, attrs):
     return ctx.emit("scatter_elements", *inputs[:3], axis=attrs.get("axis", 0),
                     reduction=attrs.get("reduction", "none"))
@@ -247,7 +253,7 @@ def _size(ctx, inputs, attrs):
 def _constant_of_shape(ctx, inputs, attrs):
     from onnx import numpy_helper
 
-    shape = _ints(ctx, inputs[0], "the shape")
+    shape = check_new_tensor(ctx, _ints(ctx, inputs[0], "the shape"), "float64", "the shape")
     fill = numpy_helper.to_array(attrs["value"]).reshape(-1) if "value" in attrs else np.zeros(1, np.float32)
     return ctx.emit("full", shape=shape, value=fill[0].item(), dtype=str(fill.dtype))
 
@@ -255,18 +261,23 @@ def _constant_of_shape(ctx, inputs, attrs):
 @converter("Range")
 def _range(ctx, inputs, attrs):
     start, limit, delta = (ctx.static(v, name).reshape(()) for v, name in zip(inputs, ("start", "limit", "delta")))
+    if delta == 0:
+        raise ctx.fail("delta is 0")
+    steps = max(math.ceil((float(limit) - float(start)) / float(delta)), 0) if np.isfinite(float(delta)) else 0
+    check_new_tensor(ctx, (steps,), str(start.dtype), "the range")
     data = np.arange(start, limit, delta, dtype=start.dtype)
     return ctx.const(data, ctx.node.output[0])
 
 
-@converter("EyeLike")
+@converter("EyeLike", ranks={0: 2})
 def _eye_like(ctx, inputs, attrs):
     x = inputs[0]
     dtype = onnx_dtype(attrs["dtype"]) if "dtype" in attrs else x.dtype
+    check_new_tensor(ctx, x.shape, dtype, "the identity matrix")
     return ctx.const(np.eye(x.shape[0], x.shape[1], k=attrs.get("k", 0), dtype=dtype), ctx.node.output[0])
 
 
-@converter("DepthToSpace")
+@converter("DepthToSpace", checks={"blocksize": count(), "mode": one_of("DCR", "CRD")}, ranks={0: 4})
 def _depth_to_space(ctx, inputs, attrs):
     x = inputs[0]
     b = attrs["blocksize"]
@@ -280,7 +291,7 @@ def _depth_to_space(ctx, inputs, attrs):
     return _reshape_to(ctx, t, (n, c // (b * b), h * b, w * b))
 
 
-@converter("SpaceToDepth")
+@converter("SpaceToDepth", checks={"blocksize": count()}, ranks={0: 4})
 def _space_to_depth(ctx, inputs, attrs):
     x = inputs[0]
     b = attrs["blocksize"]
@@ -319,7 +330,7 @@ def _resize_sizes(ctx, x, scales, sizes, axes, policy):
     return [int(np.float32(d) * np.float32(s)) for d, s in zip(x.shape, full)], full
 
 
-@converter("Resize", since=10)
+@converter("Resize", since=10, checks={"axes": axes()})
 def _resize(ctx, inputs, attrs):
     x = inputs[0]
     if ctx.node.op_type == "Resize" and len(inputs) == 2 and _op_version(ctx) < 11:
@@ -368,7 +379,7 @@ def _op_version(ctx) -> int:
     return version_of(ctx.node.op_type, "", ctx.opset) or ctx.opset
 
 
-@converter("CenterCropPad", since=18)
+@converter("CenterCropPad", since=18, checks={"axes": axes()})
 def _center_crop_pad(ctx, inputs, attrs):
     x = inputs[0]
     rank = x.type.rank
@@ -395,7 +406,7 @@ def _center_crop_pad(ctx, inputs, attrs):
     return x if x is not inputs[0] else ctx.emit("identity", x)
 
 
-@converter("Compress", since=9)
+@converter("Compress", since=9, checks={"axis": axis()})
 def _compress(ctx, inputs, attrs):
     x = inputs[0]
     condition = ctx.static(inputs[1], "the condition").reshape(-1).astype(bool)
@@ -408,7 +419,8 @@ def _compress(ctx, inputs, attrs):
     return ctx.emit("gather", x, ctx.const(indices, "indices"), axis=axis)
 
 
-@converter("ReverseSequence", since=10)
+@converter("ReverseSequence", since=10, checks={"time_axis": axis(), "batch_axis": axis()},
+           ranks={0: (2, None), 1: 1})
 def _reverse_sequence(ctx, inputs, attrs):
     x, lengths = inputs[0], cast(ctx, inputs[1], "int64")
     time_axis, batch_axis = attrs.get("time_axis", 0), attrs.get("batch_axis", 1)

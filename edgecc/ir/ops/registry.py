@@ -10,6 +10,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from ..errors import IRError
+from ..limits import check_count, check_tensor_bytes
 from ..types import TensorType
 
 if TYPE_CHECKING:  # the op registry sits below the graph classes
@@ -167,10 +168,15 @@ class OpDef:
 
     # ----- inference, verification, folding -----------------------------------------------
     def infer(self, node: Node) -> list[TensorType]:
+        """The output types; LimitError when they ask for more outputs or bytes than the current
+        `edgecc.ir.limits` allow."""
         self.check_arity(node)
         types = list(self.infer_fn(node))
         if self.num_outputs is not None and len(types) != self.num_outputs:
             raise IRError(f"{self.name}: inference gave {len(types)} outputs")
+        check_count(f"{self.name} '{node.name}'", len(types), "outputs")
+        for i, ttype in enumerate(types):
+            check_tensor_bytes(f"{self.name} '{node.name}' output {i} {ttype.shape}", ttype.nbytes)
         return types
 
     def verify(self, node: Node) -> None:
