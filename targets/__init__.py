@@ -12,12 +12,17 @@ from edgecc.errors import TargetError
 
 from .arm import BOARDS, ArmCpuTarget, arm_preset
 from .base import CpuTarget, Target
+from .gpu import GPU_PRESETS, CudaTarget, GpuTarget, MaliTarget, OpenCLTarget, gpu_preset
 from .host import HostTarget
 
 __all__ = [
     "ArmCpuTarget",
     "CpuTarget",
+    "CudaTarget",
+    "GpuTarget",
     "HostTarget",
+    "MaliTarget",
+    "OpenCLTarget",
     "Target",
     "get_target",
     "list_presets",
@@ -69,3 +74,8 @@ register_target("armv7", lambda **kw: ArmCpuTarget(arch="armv7", **kw),
                 "ARMv7-A hard-float with NEON (default --cpu cortex-a7), cross-compiled")
 for _board in BOARDS.values():
     register_target(_board.name, arm_preset(_board.name), _board.description, preset=True)
+register_target("cuda", CudaTarget, "NVIDIA GPU through CUDA (--arch sm_80, sm_86, sm_87, sm_89, sm_90), x86-64 host")
+register_target("opencl", OpenCLTarget, "OpenCL GPU, x86-64 host")
+register_target("mali", MaliTarget, "Arm Mali GPU through OpenCL, AArch64 host")
+for _gpu in GPU_PRESETS.values():
+    register_target(_gpu.name, gpu_preset(_gpu.name), _gpu.description, preset=True)

@@ -18,7 +18,9 @@ def compile_graph(graph: Graph, target, schedule=None, metadata: dict | None = N
     """Graph -> (tvm Executable, LoweringStats) for `target` (an edgecc Target).
 
     `schedule` is `Scheduler.schedule` (None: kernels left as generated); with `strict_schedules`
-    a kernel that did not get its intended schedule raises ScheduleError before the build.
+    a kernel that did not get its intended schedule raises ScheduleError before the build. For a
+    GPU target every kernel must be bound to GPU threads (ScheduleError naming those that are not)
+    and the metadata gains the device and, for OpenCL, each kernel's launches (`device.py`).
     """
     import tvm
     from tvm.relax.pipeline import default_build_pipeline
@@ -27,8 +29,13 @@ def compile_graph(graph: Graph, target, schedule=None, metadata: dict | None = N
     if strict_schedules and stats.fallbacks:
         raise ScheduleError(f"{len(stats.fallbacks)} kernel(s) did not get their intended schedule: "
                             + "; ".join(str(f) for f in stats.fallbacks))
+    if target.device_type != "cpu":
+        from .device import add_device_metadata, check_thread_binding
+
+        check_thread_binding(mod)
+        mod = add_device_metadata(mod, target)
     tvm_target = target.tvm_target()
-    with tvm_target:
+    with tvm_target, target.build_context():
         executable = tvm.compile(mod, target=tvm_target, relax_pipeline=default_build_pipeline())
     return executable, stats
 

@@ -13,6 +13,7 @@ import numpy as np
 
 from edgecc.errors import InputError, ToolchainError
 
+from .library_file import library_device
 from .specs import LibrarySpecs, check_inputs
 from .threads import pool_threads, use_threads
 
@@ -49,14 +50,14 @@ class Module(LibrarySpecs):
     on); `self.threads` is the number the pool really uses.
     """
 
-    def __init__(self, lib, path: str = "<memory>", threads: int | None = None):
-        import tvm
+    def __init__(self, lib, path: str = "<memory>", threads: int | None = None, device: str = "cpu"):
         from tvm import relax
 
         self.path = path
         self._lib = lib
+        self.device = device  # where the kernels run ("cpu", "cuda"), as `library_device` tells
         self.threads = use_threads(threads)  # threads the kernels run on (None: every available core)
-        self._vm = relax.VirtualMachine(lib, tvm.cpu())
+        self._vm = relax.VirtualMachine(lib, self._devices())
         try:
             self.metadata = json.loads(str(self._vm["edgecc_metadata"]()))
         except Exception as exc:  # noqa: BLE001 - a library not built by edgecc
@@ -65,12 +66,19 @@ class Module(LibrarySpecs):
         self.outputs = self.metadata["outputs"]
         self._main = self._vm["main"]
 
+    def _devices(self):
+        """The VM's devices: the kernels' device, and the CPU for the host code."""
+        import tvm
+
+        return tvm.cpu() if self.device == "cpu" else [tvm.device(self.device), tvm.cpu()]
+
     def _arrays(self, inputs: Mapping[str, np.ndarray]):
         import tvm
 
         if pool_threads() != self.threads:  # the pool is per calling thread; another module may have set it
             use_threads(self.threads)
-        return [tvm.runtime.tensor(data) for data in check_inputs(self.path, self.inputs, inputs)]
+        device = tvm.device(self.device)
+        return [tvm.runtime.tensor(data, device) for data in check_inputs(self.path, self.inputs, inputs)]
 
     def _call(self, arrays):
         out = self._main(*arrays)
@@ -106,14 +114,15 @@ class Module(LibrarySpecs):
         kernels = self.metadata.get("kernels")
         if not kernels:
             raise InputError(f"{self.path}: the library's metadata lists no kernels; recompile it to profile it")
-        vm = relax.VirtualMachine(self._lib, tvm.cpu())  # instrumented apart from the one `run` uses
+        vm = relax.VirtualMachine(self._lib, self._devices())  # instrumented apart from the one `run` uses
         return profile_vm(vm, self._arrays(inputs), kernels, repeat)
 
 
 def load(path: str | os.PathLike, threads: int | None = None) -> Module:
     """Load a library written by `edgecc compile` (or `CompiledModel.export`).
 
-    Its kernels run on `threads` threads; None uses every core this process may run on.
+    Its kernels run on `threads` threads; None uses every core this process may run on. An
+    OpenCL library runs emulated, its kernels on PoCL (`edgecc.runtime.opencl`).
     """
     import tvm
 
@@ -122,12 +131,17 @@ def load(path: str | os.PathLike, threads: int | None = None) -> Module:
     path = os.fspath(path)
     if not os.path.isfile(path):
         raise InputError(f"{path}: no such file")
+    device = library_device(path)
+    if device == "opencl":
+        from .opencl import OpenCLModule
+
+        return OpenCLModule(path, threads)
     prepare_cuda_run(path)  # a CUDA library: the NVIDIA driver and TVM's CUDA runtime, or one line
     try:
         lib = tvm.runtime.load_module(path)
     except Exception as exc:  # noqa: BLE001
         raise InputError(f"{path}: cannot load the library ({str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__})") from None
-    return Module(lib, path, threads)
+    return Module(lib, path, threads, device)
 
 
 ELF_MACHINES = {62: "x86_64", 183: "aarch64", 40: "arm"}
@@ -147,7 +161,8 @@ def library_arch(path: str) -> str | None:
 
 
 def load_any(path: str | os.PathLike, threads: int | None = None, progress=None):
-    """Load a library for this machine, or one built for another CPU through its emulated runner.
+    """Load a library for this machine, one built for another CPU through its emulated runner, or
+    an OpenCL library (for any host CPU) with its kernels on PoCL.
 
     `progress(message)` hears about one-time set-up of the emulated runner (downloading the
     board's TVM runtime, building the runner).
@@ -162,6 +177,10 @@ def load_any(path: str | os.PathLike, threads: int | None = None, progress=None)
     arch = library_arch(path)
     if arch is None:
         raise InputError(f"{path}: not a shared library (no ELF header)")
+    if library_device(path) == "opencl":
+        from .opencl import OpenCLModule
+
+        return OpenCLModule(path, threads)
     cuda = prepare_cuda_run(path)  # CUDA kernels run on this machine's GPU or nowhere here
     if arch == platform.machine() or (arch == "arm" and platform.machine().startswith("armv7")):
         return load(path, threads)

@@ -1,0 +1,110 @@
+"""Rule-based default schedules for GPU kernels (CUDA and OpenCL alike): the "gpu" rule set.
+
+TVM's DLight rules are the floor: convolutions and matrix products go to its `Matmul` rule (an
+implicit GEMM over NCHW with shared-memory tiles; the cheap stages around them, padding, bias,
+activations, residual adds, stay fused in the same kernel), row reductions (softmax, layer norm)
+to `Reduction`/`GeneralReduction`, and any kernel to `Fallback` (every spatial loop bound to
+blocks and threads). Where DLight is weak, edgecc's own rule takes over: depthwise convolutions
+and pooling, whose reductions are a few taps per output, get one thread per output element with
+the taps summed in a register (DLight would spread nine taps over a thread block).
+
+A rule returns a PrimFunc whose every loop nest is bound to `blockIdx`/`threadIdx`; lowering
+checks that (`edgecc.lower.device.check_thread_binding`).
+"""
+
+from __future__ import annotations
+
+from . import RuleDoesNotApply, register_rule
+
+#: threads per block of the thread-per-output rule (a multiple of every GPU's warp or wavefront)
+THREADS_PER_OUTPUT_BLOCK = 128
+
+
+def _dlight_rules(*names: str) -> list:
+    from tvm.s_tir.dlight import gpu
+
+    return [getattr(gpu, name)() for name in names]
+
+
+def apply_dlight(kernel, target, rule_names: tuple[str, ...]):
+    """The kernel scheduled by the first of DLight's GPU rules `rule_names` that takes it."""
+    tvm_target = target.tvm_target()
+    with tvm_target:
+        for rule in _dlight_rules(*rule_names):
+            space = rule.apply(kernel.func, tvm_target, False)
+            if space is None:
+                continue
+            sch = space[0] if isinstance(space, list) else space
+            return sch.mod["main"]
+    raise RuleDoesNotApply(f"no DLight rule of {', '.join(rule_names)} takes {kernel.name}")
+
+
+@register_rule("conv", "dense", "matmul", rules="gpu")
+def schedule_gemm(kernel, target):
+    """Convolutions (as implicit GEMMs) and matrix products with their epilogues fused."""
+    try:
+        return apply_dlight(kernel, target, ("Matmul", "GEMV", "LowBatchGEMV", "Reduction"))
+    except RuleDoesNotApply:
+        return schedule_thread_per_output(kernel, target)
+
+
+@register_rule("depthwise_conv", "pool", rules="gpu")
+def schedule_thread_per_output(kernel, target):
+    """One thread per output element; the reduction's few taps summed serially in that thread."""
+    import tvm
+
+    from .cpu import _blocks, _has_reduction, _is_output, inline_all_but
+
+    sch = tvm.s_tir.Schedule(kernel.func)
+    inline_all_but(sch, [b for b in _blocks(sch) if _has_reduction(sch, b)])
+    blocks = _blocks(sch)
+    outputs = [b for b in blocks if _is_output(sch, b)]
+    reductions = [b for b in blocks if _has_reduction(sch, b)]
+    if len(outputs) != 1 or len(reductions) > 1 or len(blocks) > 2:
+        raise ValueError(f"thread-per-output rule needs one output and at most one reduction, got "
+                         f"{len(blocks)} blocks")
+    out = outputs[0]
+    threads = min(THREADS_PER_OUTPUT_BLOCK, target.max_threads_per_block)
+    thread_loop = _bind_spatial(sch, out, threads)
+    for block in reductions:
+        if not sch.get(block).same_as(sch.get(out)):
+            sch.compute_at(block, thread_loop)
+            sch.set_scope(block, 0, "local")  # the running sum lives in the thread's registers
+    return sch.mod["main"]
+
+
+def _bind_spatial(sch, block, threads: int):
+    """Fuse the block's leading spatial loops, split them into blocks of `threads` and bind them;
+    returns the thread loop."""
+    from tvm.tirx import IterVar
+
+    loops = sch.get_loops(block)
+    spatial = []
+    for loop, iv in zip(loops, sch.get(block).iter_vars):
+        if iv.iter_type != IterVar.DataPar:
+            break
+        spatial.append(loop)
+    if not spatial:
+        raise ValueError("no spatial loop to bind to GPU threads")
+    fused = sch.fuse(*spatial) if len(spatial) > 1 else spatial[0]
+    bx, tx = sch.split(fused, [None, threads])
+    sch.bind(bx, "blockIdx.x")
+    sch.bind(tx, "threadIdx.x")
+    return tx
+
+
+@register_rule("reduction", rules="gpu")
+def schedule_row_reduction(kernel, target):
+    """Softmax, layer norm and other row reductions: a thread block per row where DLight's row
+    rules take the kernel, else one thread per output."""
+    try:
+        return apply_dlight(kernel, target, ("RMSNorm", "Reduction", "GeneralReduction"))
+    except RuleDoesNotApply:
+        return schedule_thread_per_output(kernel, target)
+
+
+@register_rule("injective", "*", rules="gpu")
+def schedule_any(kernel, target):
+    """Elementwise and data-movement kernels, and any kernel no other rule takes: DLight's
+    `Transpose` where it fits, else `Fallback`."""
+    return apply_dlight(kernel, target, ("Transpose", "Fallback"))

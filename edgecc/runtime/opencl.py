@@ -1,0 +1,146 @@
+"""Run an OpenCL library's kernels on this machine: PoCL through pyopencl.
+
+TVM's wheels carry no OpenCL runtime, and a Mali library's host code is AArch64, so the library
+is not loaded as a whole. Its own parts are: the Relax VM executable (call order, constants,
+memory plan) runs in TVM's VM here on the CPU, and every kernel it calls is a Python function
+that runs the library's OpenCL kernels on PoCL (the `pocl-opencl-icd` package), with the grid
+and block sizes from the kernels' thread bindings and the temporary buffers they need (both in
+the library's metadata, `launches`), copying the kernel's tensors to the OpenCL device and the
+ones it writes back. It proves the schedules, the OpenCL code and the memory plan; it says
+nothing about speed, so `benchmark` refuses.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+from collections.abc import Mapping
+
+import numpy as np
+
+from edgecc.errors import EdgeccError, InputError, ToolchainError
+
+from .library_file import embedded_modules, opencl_source
+from .specs import LibrarySpecs, check_inputs
+
+__all__ = ["EMULATION_NOTE", "OpenCLModule", "opencl_device"]
+
+EMULATION_NOTE = "emulating the OpenCL device: every kernel of the library runs on PoCL through pyopencl"
+_INSTALL = "apt-get install pocl-opencl-icd; pip install pyopencl (or pip install -e '.[opencl]')"
+#: kernel names registered as TVM global functions by OpenCL modules of this process
+_REGISTERED: set[str] = set()
+
+
+def opencl_device():
+    """(pyopencl module, context, queue) on PoCL, or ToolchainError saying what to install."""
+    try:
+        import pyopencl as cl
+    except ImportError:
+        raise ToolchainError(f"running an OpenCL library here needs pyopencl and PoCL: {_INSTALL}") from None
+    try:
+        platforms = cl.get_platforms()
+    except cl.Error:
+        platforms = []
+    pocl = [p for p in platforms if "Portable Computing Language" in p.name or "pocl" in p.name.lower()]
+    if not pocl:
+        raise ToolchainError(f"running an OpenCL library here needs the PoCL OpenCL platform, found "
+                             f"{', '.join(p.name for p in platforms) or 'none'}: {_INSTALL}")
+    context = cl.Context(pocl[0].get_devices())
+    return cl, context, cl.CommandQueue(context)
+
+
+class OpenCLModule(LibrarySpecs):
+    """An OpenCL library (any host CPU) run through its VM here and its kernels on PoCL."""
+
+    emulated = True
+
+    def __init__(self, path: str | os.PathLike, threads: int | None = None):
+        import tvm
+        from tvm import relax
+
+        self.path = os.fspath(path)
+        self.threads = threads
+        modules = {m.kind: m for m in embedded_modules(self.path)}
+        if "opencl" not in modules or "relax.VMExecutable" not in modules:
+            raise InputError(f"{self.path}: not an OpenCL library built by edgecc")
+        self.cl, self.context, self.queue = opencl_device()
+        program = opencl_source(modules["opencl"], self.path)
+        self.arg_counts = program.arg_counts
+        self.program = self._build(program.source)
+        executable = tvm.get_global_func("ffi.Module.load_from_bytes.relax.VMExecutable")(
+            modules["relax.VMExecutable"].data)
+        for name in _kernel_names(executable):
+            tvm.register_global_func(name, self._kernel_function(name), override=True)
+            _REGISTERED.add(name)
+        self._vm = relax.VirtualMachine(executable, tvm.cpu())
+        self.metadata = json.loads(str(self._vm["edgecc_metadata"]()))
+        self.inputs = self.metadata["inputs"]
+        self.outputs = self.metadata["outputs"]
+        self.launches = self.metadata.get("launches")
+        if not self.launches:
+            raise InputError(f"{self.path}: the library's metadata has no kernel launches; recompile it")
+        self._check_launches()
+
+    def _build(self, source: str):
+        try:
+            return self.cl.Program(self.context, source).build()
+        except self.cl.Error as exc:
+            raise EdgeccError(f"{self.path}: PoCL cannot compile the library's OpenCL code: "
+                              f"{str(exc).strip().splitlines()[0]}") from None
+
+    def _check_launches(self) -> None:
+        """Every launch names a kernel of the program with its number of arguments."""
+        for kernel, table in self.launches.items():
+            for launch in table["launches"]:
+                expected = self.arg_counts.get(launch["function"])
+                if expected != len(launch["args"]):
+                    raise InputError(f"{self.path}: kernel {kernel} launches {launch['function']} with "
+                                     f"{len(launch['args'])} arguments; the OpenCL program has {expected}")
+
+    def _kernel_function(self, name: str):
+        def run_kernel(*tensors):
+            self._launch(name, tensors)
+
+        return run_kernel
+
+    def _launch(self, name: str, tensors) -> None:
+        """Copy the kernel's tensors in, run its launches in order, copy the written tensors back."""
+        cl = self.cl
+        table = self.launches[name]
+        flags = cl.mem_flags
+        hosts = [t.numpy() for t in tensors]
+        buffers = [cl.Buffer(self.context, flags.READ_WRITE | flags.COPY_HOST_PTR, hostbuf=h) if h.nbytes
+                   else cl.Buffer(self.context, flags.READ_WRITE, 1) for h in hosts]
+        workspaces = [cl.Buffer(self.context, flags.READ_WRITE, max(ws["bytes"], 1)) for ws in table["workspaces"]]
+        for launch in table["launches"]:
+            args = [buffers[i] if kind == "param" else workspaces[i] for kind, i in launch["args"]]
+            block = tuple(launch["block"])
+            grid = tuple(g * b for g, b in zip(launch["grid"], block))
+            getattr(self.program, launch["function"])(self.queue, grid, block, *args)
+        for index in table["writes"]:
+            cl.enqueue_copy(self.queue, hosts[index], buffers[index])
+        self.queue.finish()
+        for index in table["writes"]:
+            tensors[index].copyfrom(hosts[index])
+
+    def run(self, inputs: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
+        """Run once; returns output name -> numpy array."""
+        import tvm
+
+        arrays = [tvm.runtime.tensor(a) for a in check_inputs(self.path, self.inputs, inputs)]
+        out = self._vm["main"](*arrays)
+        results = [out] if len(self.outputs) == 1 else list(out)
+        return {spec["name"]: r.numpy() for spec, r in zip(self.outputs, results)}
+
+    def benchmark(self, inputs, repeat: int = 20, warmup: int = 3):
+        raise EdgeccError(f"{self.path}: not timing a library whose kernels run on PoCL; emulated timings say "
+                          f"nothing about the GPU. Time it on the board with the deploy runner")
+
+
+def _kernel_names(executable) -> list[str]:
+    """The functions the VM calls that it does not find in TVM (the library's kernels)."""
+    import tvm
+
+    names = re.findall(r"^@(\S+) packed_func;", executable["as_text"](), flags=re.MULTILINE)
+    return [n for n in names if n in _REGISTERED or tvm.get_global_func(n, allow_missing=True) is None]
