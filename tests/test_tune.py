@@ -308,3 +308,35 @@ def test_tuning_a_target_that_cannot_run_here_needs_rpc(tmp_path):
     rc, _, err = edgecc("tune", model, "--target", "rpi4", "--trials", "1", "--logs", tmp_path / "logs")
     assert_one_line_error(rc, err, "rpi4", "--rpc-tracker")
     assert not (tmp_path / "logs").exists()
+
+
+def test_a_task_metaschedule_fails_on_is_skipped_and_the_run_goes_on(monkeypatch):
+    from edgecc.errors import EdgeccError
+    from edgecc.tune import tuner
+
+    def failing(task, *args):
+        if task.name == "k1_conv":
+            raise RuntimeError("Traceback (most recent call last):\n  ...\nScheduleError: cannot reverse-compute-at")
+        if task.name == "k2_conv":
+            raise EdgeccError("the RPC tracker went away")
+        return tuner.TaskResult(task.name, task.kind, 3, 3, 1e-3, 2e-3)
+
+    monkeypatch.setattr(tuner, "_tune_task", failing)
+    lines = []
+    progress = tuner._Progress(None, tuner.TuneOptions(), 10)
+    progress.line = lines.append
+
+    def task(name):
+        return tuner.TuningTask(name, "conv", None, None, 1, 0.0, 1)
+
+    skipped = tuner._tune_task_or_skip(task("k1_conv"), 1, 3, None, None, None, progress, None)
+    assert skipped.skipped == "failed: RuntimeError: ScheduleError: cannot reverse-compute-at"
+    assert lines == ["task 1/3 k1_conv (conv): failed: RuntimeError: ScheduleError: cannot reverse-compute-at"]
+    assert tuner._tune_task_or_skip(task("k3_conv"), 3, 3, None, None, None, progress, None).best == 1e-3
+    with pytest.raises(EdgeccError):  # user errors still stop the run
+        tuner._tune_task_or_skip(task("k2_conv"), 2, 3, None, None, None, progress, None)
+    reports = []
+    progress = tuner._Progress(None, tuner.TuneOptions(), 10, lambda *a: reports.append(a))
+    progress.advance(4)
+    progress.advance(8)
+    assert reports == [("tune", 4, 10), ("tune", 10, 10)]

@@ -235,12 +235,18 @@ def _peak(target) -> dict:
 
 # ----- the tuning loop ---------------------------------------------------------------------------
 class _Progress:
-    """Progress lines: task, trials done, best so far, time left."""
+    """Progress lines (task, trials done, best so far, time left) on `out`, and trials done against
+    the total on `report(stage, done, total)` (the `CompileOptions.progress` callable)."""
 
-    def __init__(self, out, options: TuneOptions, total_trials: int):
-        self.out, self.options = out, options
+    def __init__(self, out, options: TuneOptions, total_trials: int, report=None):
+        self.out, self.options, self.report = out, options, report
         self.start = time.perf_counter()
         self.total, self.done = total_trials, 0
+
+    def advance(self, trials: int) -> None:
+        self.done += trials
+        if self.report is not None:
+            self.report("tune", min(self.done, self.total), self.total)
 
     def elapsed(self) -> float:
         return time.perf_counter() - self.start
@@ -288,7 +294,7 @@ def _tune_task(task: TuningTask, index: int, count: int, log: TuningLog, target,
 
     def on_batch(new: int) -> None:
         state["measured"] += new
-        progress.done += new
+        progress.advance(new)
         best = log.best(workload)
         progress.line(f"{label}: {len(log.records_of(workload))}/{options.trials} trials, best "
                       f"{_ms(best and best.seconds)} (default {_ms(default)}), {progress.time_left()}")
@@ -312,9 +318,28 @@ def _tune_task(task: TuningTask, index: int, count: int, log: TuningLog, target,
                       best and best.seconds, default)
 
 
+def _tune_task_or_skip(task: TuningTask, index: int, count: int, log: TuningLog, target, options: TuneOptions,
+                       progress: _Progress, runner) -> TaskResult:
+    """`_tune_task`, with a failure of MetaSchedule on this kernel recorded instead of raised."""
+    try:
+        return _tune_task(task, index, count, log, target, options, progress, runner)
+    except EdgeccError:
+        raise
+    except Exception as exc:  # noqa: BLE001 - one kernel MetaSchedule cannot handle must not end the run
+        text = str(exc).strip()
+        reason = f"failed: {type(exc).__name__}: {text.splitlines()[-1] if text else ''}".rstrip(": ")
+        progress.line(f"task {index}/{count} {task.name} ({task.kind}): {reason}")
+        return TaskResult(task.name, task.kind, 0, 0, None, None, reason)
+
+
 def tune_model(model, target="host", logs=None, options: TuneOptions | None = None, out=sys.stderr,
-               **compile_options) -> TuneSummary:
-    """Tune the kernels of `model` for `target`; records go to `<logs>/<target tag>/`."""
+               progress=None, **compile_options) -> TuneSummary:
+    """Tune the kernels of `model` for `target`; records go to `<logs>/<target tag>/`.
+
+    Lines about each task go to `out` (None: none); `progress(stage, done, total)` hears the trials
+    measured against all trials planned (stage "tune"). A task MetaSchedule fails on is reported
+    as skipped, with the error's first line, and the run goes on with the next one.
+    """
     options = options or TuneOptions()
     if options.trials < 1:
         raise EdgeccError(f"--trials must be at least 1, not {options.trials}")
@@ -329,13 +354,13 @@ def tune_model(model, target="host", logs=None, options: TuneOptions | None = No
     tasks = select_tasks(tasks, options.top, options.kinds, options.skip_kinds)
     log = TuningLog.for_target(target_obj, logs, create=True, header_extra=_peak(target_obj))
     summary = TuneSummary(str(log.folder))
-    progress = _Progress(out, options, options.trials * len(tasks))
+    progress = _Progress(out, options, options.trials * len(tasks), progress)
     progress.line(f"{len(tasks)} tasks for target {target_obj.tag}, {options.trials} trials each; log {log.folder}")
     for i, task in enumerate(tasks, start=1):
         if options.time_budget and progress.elapsed() >= options.time_budget:
             summary.tasks.append(TaskResult(task.name, task.kind, 0, 0, None, None, "time budget spent"))
             continue
-        summary.tasks.append(_tune_task(task, i, len(tasks), log, target_obj, options, progress, runner))
+        summary.tasks.append(_tune_task_or_skip(task, i, len(tasks), log, target_obj, options, progress, runner))
     summary.seconds = progress.elapsed()
     log.add_run(model=os.path.basename(str(model)), trials=options.trials, top=options.top,
                 tasks=[t.name for t in summary.tasks if not t.skipped],
