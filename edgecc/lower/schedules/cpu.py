@@ -163,15 +163,13 @@ def _work(sch, block) -> int:
     return n
 
 
-def schedule_nchwc_conv(kernel, target, anchor_names, acc_dtype: str | None = None, min_parallel_work: int = 0,
-                        pair_intrin: str | None = None):
+def schedule_nchwc_conv(kernel, target, anchor_names, acc_dtype: str | None = None, min_parallel_work: int = 0):
     """Register-tiled NCHW{b}c convolution; output (n, c, h, w, b) computed tile by tile.
 
     The accumulator tile (output columns x channel vectors of `acc_dtype` lanes) stays in
     registers while the reduction loops run outside it; depthwise anchors (names containing
     "depthwise") unroll their window. Kernels with fewer than `min_parallel_work` multiply-adds
-    stay on one core. `pair_intrin` names a tensor intrinsic for anchors whose innermost reduction
-    is a pair of input channels (integer dot products, see `x86_int8`)."""
+    stay on one core."""
     sch = _schedule(kernel)
     conv = _find(sch, tuple(anchor_names))
     if conv is None:
@@ -203,8 +201,6 @@ def schedule_nchwc_conv(kernel, target, anchor_names, acc_dtype: str | None = No
     sch.compute_at(conv, sch.get_loops(out)[depth - 1])
     inner = sch.get_loops(conv)[depth:]
     spatial, reduction = inner[:2], inner[2:]
-    if pair_intrin is not None:
-        return _tensorize_pairs(sch, conv, spatial, reduction, pair_intrin)
     sch.reorder(*reduction, *spatial)
     if unroll_window:
         for loop in reduction:
@@ -212,20 +208,6 @@ def schedule_nchwc_conv(kernel, target, anchor_names, acc_dtype: str | None = No
     sch.unroll(spatial[0])
     sch.vectorize(spatial[1])
     sch.decompose_reduction(conv, reduction[0])
-    return sch.mod["main"]
-
-
-def _tensorize_pairs(sch, conv, spatial, reduction, intrin: str, width: int = 8):
-    """The register tile with an intrinsic that adds input-channel pairs into `width` int32
-    lanes: the innermost reduction loop (the pair) goes inside the output-channel vector."""
-    pair, reduction = reduction[-1], reduction[:-1]
-    lanes_o, lanes_i = sch.split(spatial[1], [None, width])
-    sch.reorder(*reduction, spatial[0], lanes_o, lanes_i, pair)
-    sch.unroll(spatial[0])
-    sch.unroll(lanes_o)
-    init = sch.decompose_reduction(conv, reduction[0])
-    sch.vectorize(sch.get_loops(init)[-1])
-    sch.tensorize(lanes_i, intrin)
     return sch.mod["main"]
 
 
