@@ -67,6 +67,9 @@ def _add_model_options(p: argparse.ArgumentParser) -> None:
                    help="print the IR after PASS ('all' for every pass) to stderr")
     p.add_argument("--time-passes", action="store_true", help="print how long each pass took")
     p.add_argument("--verify-each", action="store_true", help="run the IR verifier after every pass")
+    p.add_argument("--limit", action="append", default=[], metavar="NAME=VALUE",
+                   help="raise a limit on what the model may ask for (repeatable; VALUE takes k/m/g suffixes): "
+                        "outputs, tensor_bytes, unroll, fold_bytes, fold_work (see docs/robustness.md)")
 
 
 def _add_remark_options(p: argparse.ArgumentParser) -> None:
@@ -263,7 +266,17 @@ def _compile_kwargs(args) -> dict:
         verify_each=args.verify_each,
         time_passes=args.time_passes,
         print_ir_after=args.print_ir_after,
+        limits=_limits(args.limit),
     )
+
+
+def _limits(texts: list[str]):
+    """Limits from --limit NAME=VALUE options (None: the defaults)."""
+    if not texts:
+        return None
+    from edgecc.ir.limits import Limits, parse_limit
+
+    return Limits().with_values(dict(parse_limit(text) for text in texts))
 
 
 def cmd_compile(args) -> int:

@@ -17,6 +17,7 @@ from typing import Any, TextIO
 
 from edgecc.errors import EdgeccError
 from edgecc.ir import Graph
+from edgecc.ir.limits import Limits, use_limits
 
 __all__ = ["CompileOptions", "CompiledModel", "compile", "load_model", "optimize", "prepare"]
 
@@ -38,6 +39,7 @@ class CompileOptions:
     schedules: str = "default"  # "default" rule-based schedules, or "none"
     quantize: Any = None  # edgecc.quant.QuantizeOptions: post-training int8 quantization
     strict_schedules: bool = False  # a kernel without its intended schedule is a ScheduleError
+    limits: Limits | None = None  # what the model may ask for (edgecc.ir.limits); None: the defaults
     log: TextIO | None = None
     progress: Callable[[str, int, int], None] | None = None  # progress(stage, done, total)
 
@@ -129,11 +131,12 @@ def prepare(model, target: Any = "host", **kwargs):
     options = CompileOptions(target=target, **kwargs)
     target_obj = get_target(options.target, **options.target_options)
     warnings: list[str] = []
-    graph = load_model(model, options.input_shapes, warnings)
-    if isinstance(model, Graph):
-        graph = graph.clone()
-    _quantize(graph, options)
-    optimize(graph, target_obj, options)
+    with use_limits(options.limits):
+        graph = load_model(model, options.input_shapes, warnings)
+        if isinstance(model, Graph):
+            graph = graph.clone()
+        _quantize(graph, options)
+        optimize(graph, target_obj, options)
     return graph, target_obj, options, warnings
 
 
@@ -166,10 +169,15 @@ def _stage(name: str, options: CompileOptions, timings: dict[str, float]) -> Ite
 
 def compile(model, target: Any = "host", **kwargs) -> CompiledModel:  # noqa: A001 - the verb users expect
     """Compile an ONNX model (path or ModelProto) or an IR graph for `target`."""
+    options = CompileOptions(target=target, **kwargs)
+    with use_limits(options.limits):
+        return _compile(model, options)
+
+
+def _compile(model, options: CompileOptions) -> CompiledModel:
     from edgecc.lower.build import compile_graph
     from edgecc.targets import get_target
 
-    options = CompileOptions(target=target, **kwargs)
     timings: dict[str, float] = {}
     target_obj = get_target(options.target, **options.target_options)
     target_obj.check_toolchain()

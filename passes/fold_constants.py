@@ -1,14 +1,15 @@
 """fold-constants: evaluate nodes whose inputs are all known at compile time.
 
 A folded node becomes a constant. Folding never grows the parameters much: an output is folded
-only when it is no larger than its largest input or at most `small-elements` elements.
+only when it is no larger than its largest input or at most `small-elements` elements; a fold
+over the compile's `fold_bytes` / `fold_work` limits (edgecc.ir.limits) is left to run time.
 Safe anywhere; most useful after passes that make inputs constant (BN folding, layout).
 """
 
 from __future__ import annotations
 
 from edgecc.ir import Graph, Node
-from edgecc.ir.static_eval import fold_node
+from edgecc.ir.static_eval import fold_node, within_fold_limits
 
 from .base import Pass, PassContext, register_pass
 
@@ -38,6 +39,8 @@ def try_fold(graph: Graph, node: Node, small_elements: int, grow: bool) -> bool:
     largest = max((v.type.size for v in inputs), default=0)
     out_size = sum(o.type.size for o in node.outputs)
     if out_size > small_elements and (not grow or out_size > largest):
+        return False
+    if not within_fold_limits(node):
         return False
     arrays = fold_node(node, [None if v is None else v.const for v in node.inputs])
     if arrays is None:

@@ -28,7 +28,7 @@ class Limits:
     """What one compile may ask for (each raised with `--limit NAME=VALUE`)."""
 
     outputs: int = 4096  # outputs of one node (Split, TopK ...) and of the graph
-    tensor_bytes: int = 1 << 31  # bytes of any one tensor: inputs, constants, intermediate results
+    tensor_bytes: int = 1 << 30  # bytes of any one tensor: inputs, constants, intermediate results
     unroll: int = 4096  # iterations a Loop or Scan is unrolled to
     fold_bytes: int = 64 << 20  # bytes a constant fold may read and write; larger folds are skipped
     fold_work: int = 1 << 28  # multiply-adds (or elements) of one constant fold; larger folds are skipped

@@ -9,12 +9,34 @@ from __future__ import annotations
 import numpy as np
 
 from .graph import Value
+from .limits import current_limits
 from .ops import Trait, get_op
 
-__all__ = ["static_value", "fold_node"]
+__all__ = ["static_value", "fold_node", "within_fold_limits"]
 
 _KEY = "static_value"
 _UNKNOWN = object()
+
+
+def within_fold_limits(node) -> bool:
+    """Whether folding `node` stays within the current limits' `fold_bytes` (inputs and outputs)
+    and `fold_work` (multiply-adds of a contraction, else elements touched)."""
+    limits = current_limits()
+    values = [v for v in node.inputs if v is not None] + list(node.outputs)
+    if sum(v.type.nbytes for v in values) > limits.fold_bytes:
+        return False
+    return fold_work(node) <= limits.fold_work
+
+
+def fold_work(node) -> int:
+    """An upper bound of the work of evaluating `node` with numpy: for an op that heads a fusion
+    group (convolution, matrix products, pooling) each output element may read all of its largest
+    input; other ops touch each element of their inputs and outputs about once."""
+    sizes = [v.type.size for v in node.inputs if v is not None]
+    out = sum(o.type.size for o in node.outputs)
+    if get_op(node.op).has(Trait.ANCHOR):
+        return out * max(sizes, default=1)
+    return sum(sizes) + out
 
 
 def fold_node(node, inputs: list) -> list[np.ndarray] | None:
@@ -47,7 +69,8 @@ def static_value(value: Value | None, max_elements: int = 1 << 16) -> np.ndarray
             stack.pop()
             continue
         node = v.producer
-        if node is None or v.type.size > max_elements or get_op(node.op).fold_fn is None:
+        if (node is None or v.type.size > max_elements or get_op(node.op).fold_fn is None
+                or not within_fold_limits(node)):
             v.scratch[_KEY] = _UNKNOWN
             stack.pop()
             continue

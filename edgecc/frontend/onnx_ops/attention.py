@@ -129,6 +129,8 @@ def _attention(ctx, inputs, attrs):
     q, k, v = inputs[:3]
     mask, past_k, past_v, nonpad = (optional_input(inputs, i) for i in (3, 4, 5, 6))
     dtype = q.dtype
+    if not q.type.rank == k.type.rank == v.type.rank:
+        raise ctx.fail(f"Q, K and V differ in rank ({q.type.rank}, {k.type.rank}, {v.type.rank})")
     rank3 = q.type.rank == 3
     if rank3:
         q_heads, kv_heads = attrs.get("q_num_heads"), attrs.get("kv_num_heads")

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import numpy as np
 
+from edgecc.ir.limits import check_count
+
 from . import converter
 from ._util import stack, take
 
@@ -29,10 +31,6 @@ def _if(ctx, inputs, attrs):
     return outs
 
 
-#: the most iterations a Scan or Loop is unrolled to
-MAX_UNROLL = 4096
-
-
 @converter("Scan", since=9)
 def _scan(ctx, inputs, attrs):
     body = attrs["body"]
@@ -47,8 +45,7 @@ def _scan(ctx, inputs, attrs):
     steps = scans[0].shape[in_axes[0]]
     if any(x.shape[a] != steps for x, a in zip(scans, in_axes)):
         raise ctx.fail("scan inputs differ in length")
-    if steps > MAX_UNROLL:
-        raise ctx.unsupported(f"{steps} iterations (at most {MAX_UNROLL} are unrolled)")
+    check_count(f"{ctx.where}: iterations", steps, "unroll")
     names = [i.name for i in body.input]
     collected = [[] for _ in range(n_out)]
     for t in range(steps):
@@ -94,8 +91,7 @@ def _loop(ctx, inputs, attrs):
                 raise ctx.fail("the loop condition must be known at compile time")
             if not bool(flag.reshape(-1)[0]):
                 break
-        if i >= MAX_UNROLL:
-            raise ctx.unsupported(f"more than {MAX_UNROLL} iterations")
+        check_count(f"{ctx.where}: iterations", i + 1, "unroll")
         bound = {names[0]: ctx.const(np.array(i, np.int64), "iteration")}
         if len(names) > 1:
             bound[names[1]] = cond if cond is not None else ctx.const(np.array(True), "cond")
