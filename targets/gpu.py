@@ -207,6 +207,25 @@ class CudaTarget(GpuTarget):
     def device_target_dict(self) -> dict[str, Any]:
         return {"kind": "cuda", "arch": self.arch, "max_num_threads": self.max_threads_per_block}
 
+    def check_toolchain(self) -> None:
+        from .cuda_toolchain import find_wheels
+
+        super().check_toolchain()
+        find_wheels()
+
+    def build_context(self):
+        """NVRTC from the `.[cuda]` wheels compiles the kernels to cubins (`cuda_toolchain`)."""
+        from .cuda_toolchain import nvrtc_build
+
+        return nvrtc_build()
+
+    def export_library(self, executable, path: str) -> None:
+        """Export, then check the library holds cubins for `arch` and no CUDA source."""
+        from .cuda_toolchain import check_library_cubins
+
+        super().export_library(executable, path)
+        check_library_cubins(path, self.arch)
+
     def describe(self) -> dict[str, Any]:
         return {**super().describe(), "arch": self.arch}
 

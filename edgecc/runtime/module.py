@@ -136,7 +136,8 @@ def load(path: str | os.PathLike, threads: int | None = None) -> Module:
         from .opencl import OpenCLModule
 
         return OpenCLModule(path, threads)
-    prepare_cuda_run(path)  # a CUDA library: the NVIDIA driver and TVM's CUDA runtime, or one line
+    if device == "cuda":  # the NVIDIA driver and TVM's CUDA runtime, or one line saying what is missing
+        prepare_cuda_run(path)
     try:
         lib = tvm.runtime.load_module(path)
     except Exception as exc:  # noqa: BLE001
@@ -177,14 +178,16 @@ def load_any(path: str | os.PathLike, threads: int | None = None, progress=None)
     arch = library_arch(path)
     if arch is None:
         raise InputError(f"{path}: not a shared library (no ELF header)")
-    if library_device(path) == "opencl":
+    device = library_device(path)
+    if device == "opencl":
         from .opencl import OpenCLModule
 
         return OpenCLModule(path, threads)
-    cuda = prepare_cuda_run(path)  # CUDA kernels run on this machine's GPU or nowhere here
+    if device == "cuda":  # CUDA kernels run on this machine's GPU or nowhere here
+        prepare_cuda_run(path)
     if arch == platform.machine() or (arch == "arm" and platform.machine().startswith("armv7")):
         return load(path, threads)
-    if cuda:
+    if device == "cuda":
         raise ToolchainError(f"{path}: a CUDA library with {arch} host code runs on its board (edgecc runner), "
                              "not emulated here")
     from .emulated import EmulatedModule

@@ -11,6 +11,10 @@
 // Threads: --threads N runs the kernels on N threads; the default is every core the process may
 // run on (its CPU affinity). TVM's own default would be half the cores on x86-64, where it
 // assumes hyper-threading. The pool is created for max(N, TVM_NUM_THREADS) threads.
+// Devices: a library with CUDA kernels runs them on GPU 0. The GPU's TVM runtime library
+// (libtvm_runtime_cuda.so, which needs the NVIDIA driver and libcudart.so.13) is loaded from the
+// runner's folder when it is there; inputs are copied to the GPU once, outputs back to the host,
+// and each timed run ends when the GPU has finished.
 // Exit codes: 0 success, 2 bad arguments or inputs, 1 any other failure.
 
 #include <tvm/ffi/container/array.h>
@@ -21,10 +25,13 @@
 #include <tvm/ffi/extra/module.h>
 #include <tvm/ffi/function.h>
 
+#include <dlfcn.h>
 #include <sched.h>
+#include <unistd.h>
 
 #include <algorithm>
 #include <chrono>
+#include <climits>
 #include <cstdint>
 #include <cstdio>
 #include <cstdlib>
@@ -196,17 +203,52 @@ int PoolThreads() {
   return num_threads ? (*num_threads)().cast<int>() : 1;
 }
 
+// ----- device runtimes ---------------------------------------------------------------------------
+// TVM runtime libraries for devices other than the CPU, loaded from the runner's folder when present
+const char* const kDeviceRuntimes[] = {"libtvm_runtime_cuda.so"};
+
+std::string RunnerFolder() {
+  char buf[PATH_MAX];
+  ssize_t n = readlink("/proc/self/exe", buf, sizeof(buf) - 1);
+  if (n <= 0) return ".";
+  std::string exe(buf, static_cast<size_t>(n));
+  return exe.substr(0, exe.rfind('/'));
+}
+
+void LoadDeviceRuntimes() {
+  std::string folder = RunnerFolder();
+  for (const char* name : kDeviceRuntimes) {
+    std::string path = folder + "/" + name;
+    if (!std::ifstream(path).good()) continue;
+    if (dlopen(path.c_str(), RTLD_NOW | RTLD_GLOBAL) == nullptr)
+      throw std::runtime_error(std::string("cannot load ") + name + ": " + dlerror());
+  }
+}
+
+ffi::Function GlobalFunction(const char* name) {
+  auto f = ffi::Function::GetGlobal(name);
+  if (!f) throw std::runtime_error(std::string("the TVM runtime has no ") + name);
+  return *f;
+}
+
 // ----- the Relax virtual machine ---------------------------------------------------------------
 struct Model {
+  ffi::Module library;
+  DLDevice device;  // where the kernels run: the CPU, or GPU 0 for a library with CUDA kernels
   ffi::Module vm;
   ffi::Function main;
   std::string metadata_json;
   std::vector<TensorSpec> inputs, outputs;
 
-  explicit Model(const std::string& path) : vm(Load(path)) {
-    DLDevice cpu{kDLCPU, 0};
+  explicit Model(const std::string& path)
+      : library(LoadLibrary(path)), device(DeviceOf(library)), vm(Executable(library, path)) {
     const int kPooledAllocator = 2;
-    Get("vm_initialization")(static_cast<int>(cpu.device_type), cpu.device_id, kPooledAllocator);
+    if (device.device_type == kDLCPU) {
+      Get("vm_initialization")(static_cast<int>(kDLCPU), 0, kPooledAllocator);
+    } else {  // the device, then the host for shape computations
+      Get("vm_initialization")(static_cast<int>(device.device_type), device.device_id, kPooledAllocator,
+                               static_cast<int>(kDLCPU), 0, kPooledAllocator);
+    }
     main = Get("main");
     metadata_json = Get("edgecc_metadata")().cast<ffi::String>();
     auto meta = ffi::json::Parse(metadata_json).cast<ffi::json::Object>();
@@ -214,9 +256,18 @@ struct Model {
     outputs = Specs(meta, "outputs");
   }
 
-  static ffi::Module Load(const std::string& path) {
+  static ffi::Module LoadLibrary(const std::string& path) {
     // dlopen searches the library path for bare names: a file in this folder needs "./"
-    ffi::Module lib = ffi::Module::LoadFromFile(path.find('/') == std::string::npos ? "./" + path : path);
+    return ffi::Module::LoadFromFile(path.find('/') == std::string::npos ? "./" + path : path);
+  }
+
+  static DLDevice DeviceOf(const ffi::Module& lib) {
+    for (const ffi::Any& item : lib->imports())
+      if (std::string(item.cast<ffi::Module>()->kind()) == "cuda") return DLDevice{kDLCUDA, 0};
+    return DLDevice{kDLCPU, 0};
+  }
+
+  static ffi::Module Executable(const ffi::Module& lib, const std::string& path) {
     ffi::Optional<ffi::Function> load = lib->GetFunction("vm_load_executable");
     if (!load) throw UsageError(path + ": not a Relax VM library");
     return (*load)().cast<ffi::Module>();
@@ -226,6 +277,34 @@ struct Model {
     ffi::Optional<ffi::Function> f = vm->GetFunction(name);
     if (!f) throw UsageError(std::string("the library has no function '") + name + "' (not built by edgecc)");
     return *f;
+  }
+
+  // An uninitialised tensor of `like`'s shape and dtype on `dev`
+  static Tensor Empty(const Tensor& like, DLDevice dev) {
+    ffi::Shape shape(like.shape().begin(), like.shape().end());
+    if (dev.device_type == kDLCPU) return Tensor::FromNDAlloc(AlignedCpuAlloc(), shape, like.dtype(), dev);
+    return GlobalFunction("runtime.TVMTensorAllocWithScope")(shape, like.dtype(), dev, nullptr).cast<Tensor>();
+  }
+
+  static Tensor CopyTo(const Tensor& t, DLDevice dev) {
+    Tensor copy = Empty(t, dev);
+    GlobalFunction("runtime.TVMTensorCopyFromTo")(t, copy);
+    return copy;
+  }
+
+  std::vector<Tensor> ToDevice(const std::vector<Tensor>& host) const {
+    if (device.device_type == kDLCPU) return host;
+    std::vector<Tensor> out;
+    for (const Tensor& t : host) out.push_back(CopyTo(t, device));
+    return out;
+  }
+
+  Tensor ToHost(const Tensor& t) const { return t.device().device_type == kDLCPU ? t : CopyTo(t, DLDevice{kDLCPU, 0}); }
+
+  // Wait until the device has finished the work queued so far
+  void Sync() const {
+    if (device.device_type == kDLCPU) return;
+    GlobalFunction("runtime.Device_StreamSync")(device, static_cast<void*>(nullptr));
   }
 
   std::vector<Tensor> Run(const std::vector<Tensor>& args) {
@@ -325,10 +404,12 @@ std::vector<Tensor> ReadInputs(const Model& model, const Options& opt) {
 
 void Time(Model& model, const std::vector<Tensor>& args, int warmup, int repeat) {
   for (int i = 0; i < warmup; ++i) model.Run(args);
+  model.Sync();
   std::vector<double> ms;
   for (int i = 0; i < repeat; ++i) {
     auto start = std::chrono::steady_clock::now();
     model.Run(args);
+    model.Sync();
     ms.push_back(std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - start).count());
     std::printf("run %d: %.3f ms\n", i, ms.back());
   }
@@ -341,18 +422,19 @@ void Time(Model& model, const std::vector<Tensor>& args, int warmup, int repeat)
 int Main(int argc, char** argv) {
   Options opt = ParseArgs(argc, argv);
   UseThreads(opt.threads);
+  LoadDeviceRuntimes();
   Model model(opt.library);
   if (opt.info) {
     std::printf("%s\n", model.metadata_json.c_str());
     return 0;
   }
-  std::vector<Tensor> args = ReadInputs(model, opt);
+  std::vector<Tensor> args = model.ToDevice(ReadInputs(model, opt));
   std::vector<Tensor> results = model.Run(args);
   for (size_t k = 0; k < results.size(); ++k) {
     std::string name = k < model.outputs.size() ? model.outputs[k].name : "?";
     if (!opt.output_dir.empty()) {
       std::string path = opt.output_dir + "/output" + std::to_string(k) + ".npy";
-      WriteNpy(path, results[k]);
+      WriteNpy(path, model.ToHost(results[k]));
       std::printf("output %zu '%s' -> %s\n", k, name.c_str(), path.c_str());
     } else {
       std::printf("output %zu '%s': %s[", k, name.c_str(), std::string(ffi::DLDataTypeToString(results[k].dtype())).c_str());
