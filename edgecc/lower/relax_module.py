@@ -80,6 +80,7 @@ class _ModuleBuilder:
         self.functions: dict[str, object] = {}  # kernel key -> GlobalVar
         self.stats = LoweringStats()
         self.view_kernels: set[str] = set()  # keys of kernels that only reshape
+        self.view_ids = {id(n) for n in plan.views}  # reshape nodes lowered to Relax views
         self.progress = progress
 
     def relax_value(self, v: Value):
@@ -143,7 +144,6 @@ class _ModuleBuilder:
             self.add_kernel(planned)
             if self.progress:
                 self.progress("lower", i + 1, len(self.plan))
-        self.view_ids = {id(n) for n in self.plan.views}
         params = []
         for v in self.graph.inputs:
             var = relax.Var(v.name, _tensor_type(v))
