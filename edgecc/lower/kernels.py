@@ -199,7 +199,7 @@ def _single_kind(node: Node) -> str:
 
     opdef = node.opdef
     if opdef.has(Trait.ANCHOR):
-        return node.op
+        return "pool" if opdef.has(Trait.REDUCTION) else node.op  # as passes/fuse.py names groups
     if opdef.has(Trait.REDUCTION):
         return "reduction"
     if opdef.has(Trait.ELEMENTWISE) or opdef.has(Trait.INJECTIVE):
