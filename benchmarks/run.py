@@ -1,20 +1,23 @@
 """Benchmark edgecc against ONNX Runtime (and TVM's default Relax pipeline) side by side.
 
     python benchmarks/run.py [--models resnet18,resnet50,mobilenetv2,bert_encoder] [--repeat 30]
-                             [--threads 2] [--output docs/benchmarks.md] [--no-tvm-default]
+                             [--threads 2] [--ort-threads 1,2] [--variants edgecc,edgecc-tuned,...]
+                             [--output docs/benchmarks.md] [--no-tvm-default]
 
 For each model (exported from PyTorch with seeded weights by benchmarks/model_zoo.py; needs
 torch) it compiles the variants in a child process (so compile time and peak memory are the
-compile's own), then times every variant and ONNX Runtime in this process on the same inputs with
-the same thread count. Each variant runs in its own worker process, as deployed; the workers take
-turns (a few untimed calls, then a block of timed ones) so machine noise hits all of them alike,
-and the median is reported. Variants:
+compile's own), then times every variant and ONNX Runtime on the same inputs. Each variant runs
+in its own worker process, as deployed; the workers take turns (a few untimed calls, then a block
+of timed ones) so machine noise hits all of them alike; the minimum and the median are reported.
+ONNX Runtime runs once per thread count of --ort-threads (default 1 and --threads) and the ratios
+are taken to its best (lowest median) configuration. Variants:
 
-  edgecc            default pipeline (-O2), untuned
-  edgecc-nofuse     the `fuse` pass disabled
-  edgecc-nolayout   the `convert-layout` pass disabled
-  edgecc-tuned      with the committed tuning logs, tuning_logs/<target tag>/ (when any record applies)
-  tvm-default       tvm.relax.frontend.onnx + tvm.compile's default pipeline, no tuning
+  edgecc             default pipeline (-O2), untuned, on --threads threads
+  edgecc-tuned       with the committed tuning logs, tuning_logs/<target tag>/ (when any record applies)
+  edgecc-nowinograd  the `winograd` pass disabled (3x3 convolutions stay direct)
+  edgecc-nofuse      the `fuse` pass disabled
+  edgecc-nolayout    the `convert-layout` pass disabled
+  tvm-default        tvm.relax.frontend.onnx + tvm.compile's default pipeline, no tuning
 
 Results go to a Markdown table (with machine, versions, date and command) and a PNG plot.
 """
@@ -40,6 +43,7 @@ ROOT = os.path.dirname(HERE)
 
 VARIANTS = {
     "edgecc": ["--tuning-logs", ""],
+    "edgecc-nowinograd": ["--tuning-logs", "", "--disable-pass", "winograd"],
     "edgecc-nofuse": ["--tuning-logs", "", "--disable-pass", "fuse"],
     "edgecc-nolayout": ["--tuning-logs", "", "--disable-pass", "convert-layout"],
     "edgecc-tuned": [],
@@ -221,9 +225,13 @@ def bench_model(name: str, folder: str, args) -> dict:
     np.savez(inputs_file, **inputs)
     names = list(inputs)
     result = {"model": name, "variants": {}}
-    workers = [Worker("onnxruntime", "onnxruntime", model, inputs_file, names, args.threads, folder)]
+    workers = [Worker(f"onnxruntime-{t}t", "onnxruntime", model, inputs_file, names, t, folder)
+               for t in args.ort_threads]
+    ort_labels = [w.label for w in workers]
     expected = workers[0].output()
     for label, flags in VARIANTS.items():
+        if label not in args.variants:
+            continue
         out = os.path.join(folder, f"{name}.{label}.so")
         log(f"{name}: compiling {label}")
         seconds, rss, stdout = compile_edgecc(model, out, flags, shapes)
@@ -242,8 +250,9 @@ def bench_model(name: str, folder: str, args) -> dict:
         seconds, rss, _ = compile_tvm_default(model, out)
         workers.append(Worker("tvm-default", "tvm", out, inputs_file, names, args.threads, folder))
         result["variants"]["tvm-default"] = {"compile_s": seconds, "compile_rss_mb": rss}
-    for w in workers[1:]:
-        result["variants"][w.label]["max_abs_err"] = float(np.max(np.abs(w.output() - expected)))
+    for w in workers:
+        if w.label not in ort_labels:
+            result["variants"][w.label]["max_abs_err"] = float(np.max(np.abs(w.output() - expected)))
     log(f"{name}: timing {', '.join(w.label for w in workers)}")
     time_round_robin([w for w in workers if w.label != "tvm-default"], args.repeat)
     time_round_robin([w for w in workers if w.label == "tvm-default"], max(3, args.repeat // 10), 1, 1)
@@ -251,12 +260,17 @@ def bench_model(name: str, folder: str, args) -> dict:
         w.close()
         entry = result["variants"].setdefault(w.label, {})
         entry["median_ms"] = statistics.median(w.times) * 1e3
+        entry["min_ms"] = min(w.times) * 1e3
+        entry["threads"] = args.threads if w.label not in ort_labels else int(w.label.split("-")[1][:-1])
         entry["runs"] = len(w.times)
         q1, _, q3 = statistics.quantiles(w.times, n=4) if len(w.times) > 1 else (w.times[0],) * 3
         entry["spread"] = (q3 - q1) / statistics.median(w.times)
-    base = result["variants"]["onnxruntime"]["median_ms"]
+    best = min(ort_labels, key=lambda label: result["variants"][label]["median_ms"])
+    result["ort_best"] = best
+    base, base_min = result["variants"][best]["median_ms"], result["variants"][best]["min_ms"]
     for entry in result["variants"].values():
         entry["ratio"] = entry["median_ms"] / base
+        entry["ratio_min"] = entry["min_ms"] / base_min
     return result
 
 
@@ -274,15 +288,33 @@ def cpu_model() -> str:
     return cpu
 
 
+#: lscpu flags that decide which kernels a CPU gets (vector widths, FMA, dot products, matrix units)
+ISA_FLAGS = re.compile(r"^(sse4_2|avx|avx2|fma|f16c|avx512\w*|avx_vnni\w*|amx\w*|neon|asimd\w*|sve\w*)$")
+
+
+def lscpu() -> tuple[str, list[str]]:
+    """(model name, ISA flags) as lscpu reports them (empty when lscpu is missing)."""
+    try:
+        text = subprocess.run(["lscpu"], capture_output=True, text=True, check=True).stdout
+    except (OSError, subprocess.CalledProcessError):
+        return "", []
+    fields = dict(line.split(":", 1) for line in text.splitlines() if ":" in line)
+    model = fields.get("Model name", "").strip()
+    flags = [f for f in fields.get("Flags", "").split() if ISA_FLAGS.match(f)]
+    return model, flags
+
+
 def machine_info(threads: int) -> dict:
     import onnxruntime
     import tvm
 
     import edgecc
 
+    model, flags = lscpu()
     return {
         "date": datetime.date.today().isoformat(),
-        "cpu": cpu_model(),
+        "cpu": model or cpu_model(),
+        "isa_flags": flags,
         "cores": os.cpu_count(),
         "threads": threads,
         "llvm_cpu": tvm.target.codegen.llvm_get_system_cpu(),
@@ -294,28 +326,34 @@ def machine_info(threads: int) -> dict:
 
 
 def write_report(results: list[dict], info: dict, command: str, path: str) -> None:
-    order = ["onnxruntime", "edgecc", "edgecc-tuned", "edgecc-nofuse", "edgecc-nolayout", "tvm-default"]
+    variants = ["edgecc", "edgecc-tuned", "edgecc-nowinograd", "edgecc-nofuse", "edgecc-nolayout", "tvm-default"]
     lines = [
         "# Benchmarks",
         "",
         "Latency of whole models on the host CPU: edgecc untuned (and tuned, where tuning records",
-        "apply) against ONNX Runtime in the same process, with the same inputs and thread count.",
-        "Median of alternating rounds after warm-up; ratio = latency / ONNX Runtime latency",
-        "(below 1 is faster than ONNX Runtime). Compile time and peak memory are measured on the",
-        "compile's own process. `nofuse` and `nolayout` turn one pass off to show what it contributes.",
-        "Spread is the interquartile range of the runs over their median: this 2-core machine is shared",
-        "and noisy, so compare ratios from one run, not absolute times across runs.",
+        "apply) against ONNX Runtime on the same inputs, each in its own process, taking turns.",
+        "ONNX Runtime runs with 1 thread and with as many threads as edgecc; the ratios are to its best",
+        "configuration (`*` in the table, the lowest median). Latency is the minimum and the median of",
+        "the runs after warm-up; ratio = edgecc latency / ONNX Runtime latency, for the medians and for",
+        "the minimums (below 1 is faster than ONNX Runtime). Compile time and peak memory are measured",
+        "on the compile's own process. `nowinograd`, `nofuse` and `nolayout` turn one pass off to show",
+        "what it contributes. Spread is the interquartile range of the runs over their median: the",
+        "machine is shared and noisy, so compare ratios from one run, not absolute times across runs.",
+        "This file is written by `benchmarks/run.py`; do not edit it by hand.",
         "",
         f"- date: {info['date']}",
-        f"- machine: {info['cpu']} ({info['cores']} cores), LLVM CPU `{info['llvm_cpu']}`, {info['threads']} threads",
+        f"- machine: {info['cpu']} ({info['cores']} cores), LLVM CPU `{info['llvm_cpu']}`",
+        f"- ISA flags (lscpu): {' '.join(info.get('isa_flags', [])) or 'unknown'}",
         f"- versions: edgecc {info['edgecc']}, TVM {info['tvm']}, ONNX Runtime {info['onnxruntime']}, Python {info['python']}",
         f"- command: `{command}`",
         "",
-        "| model | variant | latency (ms) | spread | ratio to ORT | tuned | compile (s) | compile peak RSS (MB) | max abs err |",
-        "|---|---|---:|---:|---:|---:|---:|---:|---:|",
+        "| model | variant | threads | min (ms) | median (ms) | spread | ratio to best ORT (median) | "
+        "ratio (min) | tuned | compile (s) | compile peak RSS (MB) | max abs err |",
+        "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
     ]
     for res in results:
-        for label in order:
+        ort = sorted((k for k in res["variants"] if k.startswith("onnxruntime")), key=_threads_of)
+        for label in ort + variants:
             v = res["variants"].get(label)
             if not v:
                 continue
@@ -324,7 +362,9 @@ def write_report(results: list[dict], info: dict, command: str, path: str) -> No
             err = f"{v['max_abs_err']:.1e}" if "max_abs_err" in v else "-"
             spread = f"{v['spread']:.0%}" if "spread" in v else "-"
             tuned = v.get("tuned_kernels", "-")
-            lines.append(f"| {res['model']} | {label} | {v['median_ms']:.2f} | {spread} | {v['ratio']:.2f} | "
+            name = label + (" *" if label == res.get("ort_best") else "")
+            lines.append(f"| {res['model']} | {name} | {v.get('threads', '-')} | {v['min_ms']:.2f} | "
+                         f"{v['median_ms']:.2f} | {spread} | {v['ratio']:.2f} | {v['ratio_min']:.2f} | "
                          f"{tuned} | {compile_s} | {rss} | {err} |")
     lines += ["", "![ratio to ONNX Runtime](benchmarks.png)", ""]
     lines += _tuning_section(results)
@@ -332,6 +372,10 @@ def write_report(results: list[dict], info: dict, command: str, path: str) -> No
     from edgecc._files import atomic_write
 
     atomic_write(path, "\n".join(lines) + "\n")
+
+
+def _threads_of(label: str) -> int:
+    return int(label.rsplit("-", 1)[1].rstrip("t"))
 
 
 def _tuning_section(results: list[dict]) -> list[str]:
@@ -356,16 +400,18 @@ def _tuning_section(results: list[dict]) -> list[str]:
 
 def _contributions(results: list[dict]) -> list[str]:
     lines = ["## What each pass contributes", "",
-             "| model | without fusion | without layout transform |", "|---|---:|---:|"]
+             "Median latency with the pass turned off over the median of `edgecc` (above 1: the pass makes",
+             "the model faster).", "",
+             "| model | without Winograd | without fusion | without layout transform |", "|---|---:|---:|---:|"]
     for res in results:
         v = res["variants"]
         if "edgecc" not in v:
             continue
         base = v["edgecc"]["median_ms"]
         cells = []
-        for label in ("edgecc-nofuse", "edgecc-nolayout"):
-            cells.append(f"{v[label]['median_ms'] / base:.2f}x slower" if label in v else "-")
-        lines.append(f"| {res['model']} | {cells[0]} | {cells[1]} |")
+        for label in ("edgecc-nowinograd", "edgecc-nofuse", "edgecc-nolayout"):
+            cells.append(f"{v[label]['median_ms'] / base:.2f}" if label in v else "-")
+        lines.append(f"| {res['model']} | {cells[0]} | {cells[1]} | {cells[2]} |")
     return lines + [""]
 
 
@@ -375,16 +421,16 @@ def plot(results: list[dict], path: str) -> None:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    labels = ["edgecc", "edgecc-tuned", "edgecc-nofuse", "edgecc-nolayout"]
+    labels = ["edgecc", "edgecc-tuned", "edgecc-nowinograd", "edgecc-nofuse", "edgecc-nolayout"]
     models = [r["model"] for r in results]
     fig, ax = plt.subplots(figsize=(9, 4))
-    width = 0.2
+    width = 0.16
     for i, label in enumerate(labels):
         vals = [r["variants"].get(label, {}).get("ratio", np.nan) for r in results]
         ax.bar(np.arange(len(models)) + i * width, vals, width, label=label)
     ax.axhline(1.0, color="black", linewidth=0.8)
-    ax.set_xticks(np.arange(len(models)) + width * 1.5, models)
-    ax.set_ylabel("latency / ONNX Runtime latency")
+    ax.set_xticks(np.arange(len(models)) + width * 2, models)
+    ax.set_ylabel("latency / best ONNX Runtime latency")
     ax.set_yscale("log")
     ax.legend(fontsize=8)
     ax.set_title("edgecc on the host CPU (lower is faster)")
@@ -397,11 +443,21 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--models", default="resnet18,resnet50,mobilenetv2,bert_encoder")
     parser.add_argument("--repeat", type=int, default=30)
-    parser.add_argument("--threads", type=int, default=os.cpu_count())
+    parser.add_argument("--threads", type=int, default=len(os.sched_getaffinity(0)),
+                        help="threads of edgecc's variants (default: every core this process may use)")
+    parser.add_argument("--ort-threads", default=None,
+                        help="ONNX Runtime thread counts to try, comma-separated (default: 1 and --threads)")
+    parser.add_argument("--variants", default=",".join(VARIANTS),
+                        help=f"edgecc variants to build and time (default: all of {', '.join(VARIANTS)})")
     parser.add_argument("--output", default=os.path.join(ROOT, "docs", "benchmarks.md"))
     parser.add_argument("--work-dir", default=None, help="where models and libraries go (default: a temp dir)")
     parser.add_argument("--no-tvm-default", dest="tvm_default", action="store_false")
     args = parser.parse_args()
+    args.ort_threads = sorted({int(t) for t in (args.ort_threads or f"1,{args.threads}").split(",")})
+    args.variants = args.variants.split(",")
+    unknown = set(args.variants) - set(VARIANTS)
+    if unknown:
+        parser.error(f"unknown variants {sorted(unknown)} (known: {', '.join(VARIANTS)})")
     os.environ["TVM_NUM_THREADS"] = str(args.threads)
     folder = args.work_dir or tempfile.mkdtemp(prefix="edgecc-bench-")
     os.makedirs(folder, exist_ok=True)
