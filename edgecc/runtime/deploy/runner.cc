@@ -261,9 +261,13 @@ struct Model {
     return ffi::Module::LoadFromFile(path.find('/') == std::string::npos ? "./" + path : path);
   }
 
+  // GPU 0 when the library (or a module it imports, at any depth) holds CUDA kernels, else the CPU
   static DLDevice DeviceOf(const ffi::Module& lib) {
-    for (const ffi::Any& item : lib->imports())
-      if (std::string(item.cast<ffi::Module>()->kind()) == "cuda") return DLDevice{kDLCUDA, 0};
+    if (std::string(lib->kind()) == "cuda") return DLDevice{kDLCUDA, 0};
+    for (const ffi::Any& item : lib->imports()) {
+      DLDevice dev = DeviceOf(item.cast<ffi::Module>());
+      if (dev.device_type != kDLCPU) return dev;
+    }
     return DLDevice{kDLCPU, 0};
   }
 
