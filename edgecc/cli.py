@@ -80,7 +80,11 @@ def _add_remark_options(p: argparse.ArgumentParser) -> None:
 
 def _add_target_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--target", default="host", help="target or preset name (see `edgecc targets`; default host)")
-    p.add_argument("--cpu", help="CPU model for CPU targets (e.g. cortex-a72, znver3)")
+    p.add_argument("--cpu", help="CPU model for CPU targets and AArch64 GPU hosts (e.g. cortex-a72, znver3)")
+    p.add_argument("--arch", help="architecture: CUDA sm_80, sm_86, sm_87, sm_89, sm_90; ARM aarch64 or armv7")
+    p.add_argument("--precision", choices=["fp32", "fp16"], help="GPU kernel precision (default fp32)")
+    p.add_argument("--target-option", action="append", default=[], metavar="KEY=VALUE", type=_key_value,
+                   help="any other option of the target (e.g. host=aarch64, gpu=mali-g610); repeatable")
 
 
 def _add_quantize_options(p: argparse.ArgumentParser) -> None:
@@ -256,9 +260,23 @@ def _add_tune_parsers(sub) -> None:
 
 
 # ----- commands ---------------------------------------------------------------------------------
+def _key_value(text: str) -> tuple[str, str]:
+    key, sep, value = text.partition("=")
+    if not sep or not key:
+        raise argparse.ArgumentTypeError(f"expected KEY=VALUE, got '{text}'")
+    return key.strip().replace("-", "_"), value.strip()
+
+
+def _target_options(args) -> dict:
+    """--cpu, --arch, --precision and every --target-option KEY=VALUE, for `get_target`."""
+    options = {name: getattr(args, name, None) for name in ("cpu", "arch", "precision")}
+    options.update(getattr(args, "target_option", None) or [])
+    return options
+
+
 def _compile_kwargs(args) -> dict:
     return dict(
-        target_options={"cpu": getattr(args, "cpu", None)},
+        target_options=_target_options(args),
         opt_level=args.opt_level,
         passes=args.passes,
         disabled_passes=args.disable_pass,
@@ -399,7 +417,8 @@ def cmd_run(args) -> int:
     module = load_any(args.library, threads=args.threads)
     if getattr(module, "emulated", False):
         _refuse_emulated_timing(module, args)
-        print(f"edgecc: running the {module.arch} library under qemu-user emulation", file=sys.stderr)
+        note = getattr(module, "emulation_note", None) or f"running the {module.arch} library under qemu-user emulation"
+        print(f"edgecc: {note}", file=sys.stderr)
     inputs = _read_inputs(args, module)
     outputs = module.run(inputs)
     if args.output:
@@ -424,8 +443,9 @@ def _refuse_emulated_timing(module, args) -> None:
     """Timings under qemu-user say nothing about the board: --benchmark and --profile refuse."""
     asked = [flag for flag, given in (("--benchmark", args.benchmark), ("--profile", args.profile)) if given]
     if asked:
-        raise CliError(f"{module.path}: {' and '.join(asked)} refused: the {module.arch} library runs under "
-                       f"qemu-user emulation here, whose timings say nothing about the board")
+        how = getattr(module, "emulation_note", None) or f"the {module.arch} library runs under qemu-user emulation"
+        raise CliError(f"{module.path}: {' and '.join(asked)} refused: {how} here, whose timings say nothing "
+                       f"about the board")
 
 
 def _compare(args, inputs, outputs) -> int:

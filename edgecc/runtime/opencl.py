@@ -26,7 +26,7 @@ from .specs import LibrarySpecs, check_inputs
 
 __all__ = ["EMULATION_NOTE", "OpenCLModule", "opencl_device"]
 
-EMULATION_NOTE = "emulating the OpenCL device: every kernel of the library runs on PoCL through pyopencl"
+EMULATION_NOTE = "emulating the OpenCL GPU: every kernel of the library runs on PoCL (pyopencl) on the CPU"
 _INSTALL = "apt-get install pocl-opencl-icd; pip install pyopencl (or pip install -e '.[opencl]')"
 #: kernel names registered as TVM global functions by OpenCL modules of this process
 _REGISTERED: set[str] = set()
@@ -54,6 +54,7 @@ class OpenCLModule(LibrarySpecs):
     """An OpenCL library (any host CPU) run through its VM here and its kernels on PoCL."""
 
     emulated = True
+    emulation_note = EMULATION_NOTE
 
     def __init__(self, path: str | os.PathLike, threads: int | None = None):
         import tvm
@@ -68,6 +69,7 @@ class OpenCLModule(LibrarySpecs):
         program = opencl_source(modules["opencl"], self.path)
         self.arg_counts = program.arg_counts
         self.program = self._build(program.source)
+        self._kernels: dict[str, object] = {}  # device function -> pyopencl kernel, retrieved once
         executable = tvm.get_global_func("ffi.Module.load_from_bytes.relax.VMExecutable")(
             modules["relax.VMExecutable"].data)
         for name in _kernel_names(executable):
@@ -117,12 +119,18 @@ class OpenCLModule(LibrarySpecs):
             args = [buffers[i] if kind == "param" else workspaces[i] for kind, i in launch["args"]]
             block = tuple(launch["block"])
             grid = tuple(g * b for g, b in zip(launch["grid"], block))
-            getattr(self.program, launch["function"])(self.queue, grid, block, *args)
+            self._kernel(launch["function"])(self.queue, grid, block, *args)
         for index in table["writes"]:
             cl.enqueue_copy(self.queue, hosts[index], buffers[index])
         self.queue.finish()
         for index in table["writes"]:
             tensors[index].copyfrom(hosts[index])
+
+    def _kernel(self, function: str):
+        kernel = self._kernels.get(function)
+        if kernel is None:
+            kernel = self._kernels[function] = self.cl.Kernel(self.program, function)
+        return kernel
 
     def run(self, inputs: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
         """Run once; returns output name -> numpy array."""

@@ -27,15 +27,22 @@ def _dlight_rules(*names: str) -> list:
 
 
 def apply_dlight(kernel, target, rule_names: tuple[str, ...]):
-    """The kernel scheduled by the first of DLight's GPU rules `rule_names` that takes it."""
+    """The kernel scheduled by the first of DLight's GPU rules `rule_names` that takes it and binds
+    all of it to GPU threads. RuleDoesNotApply when none does; a rule that raises is skipped."""
+    from ..device import unbound_blocks
+
     tvm_target = target.tvm_target()
     with tvm_target:
-        for rule in _dlight_rules(*rule_names):
-            space = rule.apply(kernel.func, tvm_target, False)
+        for name, rule in zip(rule_names, _dlight_rules(*rule_names)):
+            try:
+                space = rule.apply(kernel.func, tvm_target, False)
+            except Exception:  # noqa: BLE001 - DLight rules raise on shapes they do not expect: try the next
+                continue
             if space is None:
                 continue
-            sch = space[0] if isinstance(space, list) else space
-            return sch.mod["main"]
+            func = (space[0] if isinstance(space, list) else space).mod["main"]
+            if not unbound_blocks(func):
+                return func
     raise RuleDoesNotApply(f"no DLight rule of {', '.join(rule_names)} takes {kernel.name}")
 
 
@@ -96,15 +103,37 @@ def _bind_spatial(sch, block, threads: int):
 @register_rule("reduction", rules="gpu")
 def schedule_row_reduction(kernel, target):
     """Softmax, layer norm and other row reductions: a thread block per row where DLight's row
-    rules take the kernel, else one thread per output."""
+    rules take the kernel, else one thread per output, else one thread per row in each stage."""
     try:
         return apply_dlight(kernel, target, ("RMSNorm", "Reduction", "GeneralReduction"))
     except RuleDoesNotApply:
+        pass
+    try:
         return schedule_thread_per_output(kernel, target)
+    except ValueError:  # several reduction stages (softmax): each stage one thread per row
+        return schedule_every_block(kernel, target)
 
 
 @register_rule("injective", "*", rules="gpu")
 def schedule_any(kernel, target):
     """Elementwise and data-movement kernels, and any kernel no other rule takes: DLight's
-    `Transpose` where it fits, else `Fallback`."""
-    return apply_dlight(kernel, target, ("Transpose", "Fallback"))
+    `Transpose` where it fits, else `Fallback`, else every block on threads of its own."""
+    try:
+        return apply_dlight(kernel, target, ("Transpose", "Fallback"))
+    except RuleDoesNotApply:
+        return schedule_every_block(kernel, target)
+
+
+def schedule_every_block(kernel, target):
+    """Inline what can be inlined, then bind each remaining block's spatial loops to threads (one
+    launch per block; a reduction's own loops run inside its thread)."""
+    import tvm
+
+    from .cpu import _blocks, _has_reduction, inline_all_but
+
+    sch = tvm.s_tir.Schedule(kernel.func)
+    inline_all_but(sch, [b for b in _blocks(sch) if _has_reduction(sch, b)])
+    threads = min(THREADS_PER_OUTPUT_BLOCK, target.max_threads_per_block)
+    for block in _blocks(sch):
+        _bind_spatial(sch, block, threads)
+    return sch.mod["main"]
