@@ -6,8 +6,9 @@
 The integer kernels get the same treatment: qconv (int8/uint8 data) goes blocked with its bias and
 multiplier in [1, C/b, 1, 1, b], qdense gets the packed weight; per-tensor quantize, dequantize and
 requantize follow the blocked layout. On targets whose int8 kernels multiply input channels in
-groups of g (`target.int8_dot_channels`: 2 for AVX2's vpmaddwd, 4 for VNNI's vpdpbusd) qconv
-weights are OIHW{b/g}i{b'}o{g}i.
+groups of g (`target.int8_dot_channels`: 2 for AVX2's vpmaddwd, 4 for VNNI's vpdpbusd;
+`target.int8_narrow_dot_channels` for weights within [-64, 64]) qconv weights are
+OIHW{b/g}i{b'}o{g}i.
 
 b is chosen from the channel count alone (16 or 8 when they divide it, for SIMD width 8), so a
 producer's output block always equals its consumer's input block. Weights are rearranged at
@@ -45,10 +46,11 @@ def choose_block(channels: int, lanes: int) -> int:
 
 
 class _Converter:
-    def __init__(self, graph: Graph, lanes: int, int8_group: int = 1):
+    def __init__(self, graph: Graph, lanes: int, int8_group: int = 1, int8_narrow_group: int = 1):
         self.graph = graph
         self.lanes = lanes
         self.int8_group = int8_group  # int8 qconv weights with groups of input channels innermost
+        self.int8_narrow_group = int8_narrow_group  # the same for weights within [-64, 64]
         self.blocked: dict[int, dict[str, Value]] = {}  # plain value -> layout -> blocked twin
         self.changed = False  # a node was replaced
 
@@ -125,7 +127,7 @@ class _Converter:
         ob = ib if depthwise else choose_block(cout, self.lanes)
         data_layout, out_layout = f"NCHW{ib}c", f"NCHW{ob}c"
         kernel_layout = f"OIHW1i{ob}o" if depthwise else f"OIHW{ib}i{ob}o"
-        g = self.int8_group
+        g = self._int8_group(w.const, ob)
         eight_bit = x.type.dtype in ("int8", "uint8") and w.type.dtype == "int8"
         if node.op == "qconv" and g > 1 and not depthwise and ib % g == 0 and eight_bit:
             kernel_layout = f"OIHW{ib // g}i{ob}o{g}i"
@@ -144,6 +146,13 @@ class _Converter:
         attrs = dict(node.attrs, layout=data_layout, kernel_layout=kernel_layout, out_layout=out_layout)
         new = self.graph.create_node(node.op, inputs, attrs, name=node.name, before=node).output
         self.publish(node, new, out_layout)
+
+    def _int8_group(self, weight, out_block: int) -> int:
+        """Input channels per multiply-add group for these int8 weights (groups of four need
+        output blocks of a multiple of 4)."""
+        narrow = weight.size and weight.min() >= -64 and weight.max() <= 64
+        g = self.int8_narrow_group if narrow else self.int8_group
+        return g if g != 4 or out_block % 4 == 0 else min(self.int8_group, 2)
 
     def _per_channel(self, value: Value, channels: int, layout: str, before: Node) -> Value:
         """A length-C (or [C,1,1]) per-channel operand as a [1, C/b, 1, 1, b] tensor."""
@@ -268,7 +277,8 @@ class ConvertLayout(Pass):
         if layout != "NCHWc":
             raise TargetError(f"target layout {layout!r} is not supported by convert-layout (NCHWc or none)")
         lanes = self.lanes or (ctx.target.lanes("float32") if ctx.target is not None else 8)
-        converter = _Converter(graph, lanes, getattr(ctx.target, "int8_dot_channels", 1))
+        converter = _Converter(graph, lanes, getattr(ctx.target, "int8_dot_channels", 1),
+                               getattr(ctx.target, "int8_narrow_dot_channels", 1))
         for node in list(graph.nodes):
             if node.graph is graph and node in graph.nodes:
                 converter.convert(node)

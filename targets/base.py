@@ -72,6 +72,12 @@ class Target:
         return 1
 
     @property
+    def int8_narrow_dot_channels(self) -> int:
+        """`int8_dot_channels` for 7-bit weights (all within [-64, 64]): 4 on x86 AVX2, whose
+        vpmaddubsw cannot saturate its int16 pair sums with such weights."""
+        return self.int8_dot_channels
+
+    @property
     def int8_weight_pairs(self) -> bool:
         """Whether int8 convolutions multiply-add input channels in pairs (x86 vpmaddwd), which
         wants their weights with channel pairs innermost (`OIHW{b/2}i{b'}o2i`)."""

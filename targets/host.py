@@ -89,6 +89,10 @@ class HostTarget(CpuTarget):
         return 2 if self.has_feature("avx2") else 1  # vpmaddwd: two int16 products per lane
 
     @property
+    def int8_narrow_dot_channels(self) -> int:
+        return 4 if self.has_feature("avx2") else self.int8_dot_channels  # vpmaddubsw + vpmaddwd
+
+    @property
     def int8_weight_pairs(self) -> bool:
         return self.int8_dot_channels == 2
 

@@ -18,15 +18,16 @@ from ort_compare import make_model, run_ort
 import edgecc
 from edgecc.targets import get_target
 
-#: --cpu -> the dot-product instruction its int8 convolutions use
-CPUS = {"haswell": "vpmaddwd", "alderlake": "{vex} vpdpbusd", "icelake-server": "vpdpbusd"}
+#: --cpu -> (the dot-product instruction its int8 convolutions with 7-bit weights use, ones it must not)
+CPUS = {"haswell": ("vpmaddubsw", ("vpdpbusd",)), "alderlake": ("{vex} vpdpbusd", ("vpmaddubsw", "vpmaddwd")),
+        "icelake-server": ("vpdpbusd", ("vpmaddubsw", "vpmaddwd"))}
 
 
 def quantized_conv_model(tmp_path, cin: int, cout: int, stride: int, pad: int, kernel: int, size: int,
-                         activation: str, group: int = 1) -> tuple[str, dict]:
+                         activation: str, group: int = 1, reduce_range: bool = True) -> tuple[str, dict]:
     """conv -> relu -> conv (+ the first conv's output: a residual add), quantized by ONNX
-    Runtime (QDQ, per-channel 7-bit weights)."""
-    from test_quant import ort_quantize_static
+    Runtime (QDQ, per-channel weights: 7-bit with `reduce_range`, else full 8-bit)."""
+    from onnxruntime.quantization import CalibrationDataReader, QuantFormat, QuantType, quantize_static
 
     rng = np.random.default_rng(cin * 100 + cout)
     w1 = rng.standard_normal((cout, cin // group, kernel, kernel)).astype(np.float32) * 0.2
@@ -40,8 +41,16 @@ def quantized_conv_model(tmp_path, cin: int, cout: int, stride: int, pad: int, k
     model = make_model(nodes, {"x": x}, ["y"], {"w1": w1, "b1": b1, "w2": w2})
     src = tmp_path / "f.onnx"
     onnx.save(model, src)
-    feeds = [{"x": rng.standard_normal(x.shape).astype(np.float32)} for _ in range(4)]
-    path = ort_quantize_static(str(src), str(tmp_path / "q.onnx"), feeds, "QDQ", activation)
+    feeds = iter([{"x": rng.standard_normal(x.shape).astype(np.float32)} for _ in range(4)])
+
+    class Reader(CalibrationDataReader):
+        def get_next(self):
+            return next(feeds, None)
+
+    path = str(tmp_path / "q.onnx")
+    quantize_static(str(src), path, Reader(), quant_format=QuantFormat.QDQ, per_channel=True,
+                    reduce_range=reduce_range, weight_type=QuantType.QInt8,
+                    activation_type=QuantType.QInt8 if activation == "int8" else QuantType.QUInt8)
     return path, {"x": rng.standard_normal(x.shape).astype(np.float32)}
 
 
@@ -80,9 +89,8 @@ def test_dot_product_instruction_follows_the_cpu(tmp_path, cpu):
     compiled = edgecc.compile(path, target)
     assert_every_kernel_scheduled(compiled)
     asm = disassembly(compiled, tmp_path)
-    instruction = CPUS[cpu]
+    instruction, others = CPUS[cpu]
     assert f"\t{instruction} " in asm
-    others = [i for i in ("vpdpbusd", "vpmaddwd") if i not in instruction]
     assert not any(f"\t{i} " in asm for i in others)
     runnable = all(get_target("host").has_feature(f) for f in ("avx512vnni", "avxvnni")) or cpu == "haswell"
     if runnable and get_target("host").has_feature("avx2"):
@@ -90,10 +98,25 @@ def test_dot_product_instruction_follows_the_cpu(tmp_path, cpu):
         np.testing.assert_array_equal(got, run_ort(onnx.load(path), feed)[0])
 
 
+def test_avx2_full_range_weights_multiply_channel_pairs(tmp_path):
+    """Weights outside [-64, 64] could saturate vpmaddubsw's int16 pair sums: on AVX2 they are
+    multiplied in pairs with vpmaddwd, exactly (the reference is the plain-layout int32 kernel:
+    ONNX Runtime's own AVX2 kernels saturate on such weights)."""
+    path, feed = quantized_conv_model(tmp_path, 32, 32, 1, 1, 3, 10, "int8", reduce_range=False)
+    compiled = edgecc.compile(path, get_target("host", cpu="haswell"))
+    assert_every_kernel_scheduled(compiled)
+    asm = disassembly(compiled, tmp_path)
+    assert "\tvpmaddwd " in asm and "\tvpmaddubsw " not in asm
+    reference = edgecc.compile(path, "host", disabled_passes=["convert-layout"]).load().run(feed)
+    got = compiled.load().run(feed)
+    np.testing.assert_array_equal(list(got.values())[0], list(reference.values())[0])
+
+
 def test_target_features_choose_the_weight_grouping():
     assert get_target("host", cpu="haswell").int8_dot_channels == 2
     assert get_target("host", cpu="znver3").int8_dot_channels == 2
     assert get_target("host", cpu="alderlake").int8_dot_channels == 4
+    assert get_target("host", cpu="znver3").int8_narrow_dot_channels == 4  # vpmaddubsw, 7-bit weights
     assert get_target("host", cpu="znver4").has_feature("avx512vnni")
     assert not get_target("host", cpu="znver3").has_feature("avxvnni")
 

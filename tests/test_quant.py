@@ -115,26 +115,28 @@ def test_onnxruntime_quantized_transformer_matches_onnxruntime(mode, tmp_path):
         np.testing.assert_allclose(got, run_ort(onnx.load(out), {"input_ids": feed})[0], rtol=1e-5, atol=1e-5)
 
 
-def test_x86_int8_convolutions_multiply_channel_pairs_with_vpmaddwd(tmp_path):
-    """On AVX2 CPUs without VNNI qconv weights are laid out with input-channel pairs innermost
-    and the kernel is tensorized with vpmaddwd; the results stay those of ONNX Runtime."""
+def test_x86_int8_convolutions_multiply_channel_groups_on_avx2(tmp_path):
+    """On AVX2 CPUs without VNNI, qconv weights of ONNX Runtime's reduce_range models (7-bit)
+    are laid out with groups of four input channels innermost and the kernel is tensorized with
+    vpmaddubsw + vpmaddwd, which cannot saturate on such weights; the results stay those of ONNX
+    Runtime. (Full-range weights take pairs and vpmaddwd: tests/test_int8_kernels.py.)"""
     from edgecc.driver import prepare
     from edgecc.lower.plan import plan_kernels
     from edgecc.lower.schedules import make_scheduler
     from edgecc.targets import get_target
 
     avx2 = get_target("host", cpu="haswell")  # runs on every x86-64 host with AVX2
-    assert avx2.int8_weight_pairs
+    assert avx2.int8_weight_pairs and avx2.int8_narrow_dot_channels == 4
     path = ort_quantize_static(os.path.join(DATA, "resnet_tiny.onnx"), str(tmp_path / "q.onnx"), image_feeds(8), "QDQ")
     graph, target, _, _ = prepare(path, avx2)
     convs = [n for n in all_nodes(graph) if n.op == "qconv"]
-    for conv in convs:  # pairs wherever the input-channel block is even (not the 3-channel stem)
-        paired = conv.inputs[0].type.shape[-1] % 2 == 0
-        assert conv.attrs["kernel_layout"].endswith("o2i") == paired, conv.attrs["kernel_layout"]
+    for conv in convs:  # groups wherever the input-channel block allows (not the 3-channel stem)
+        grouped = conv.inputs[0].type.shape[-1] % 4 == 0
+        assert conv.attrs["kernel_layout"].endswith("o4i") == grouped, conv.attrs["kernel_layout"]
     scheduler = make_scheduler(target)
     scheduled = [scheduler.schedule(p.kernel) for p in plan_kernels(graph) if p.kernel.kind == "qconv"]
     assert all(s.how == "default" for s in scheduled)
-    assert sum("llvm.x86.avx2.pmadd.wd" in s.func.script() for s in scheduled) == len(scheduled) - 1
+    assert sum("llvm.x86.avx2.pmadd.ub.sw" in s.func.script() for s in scheduled) == len(scheduled) - 1
     feed = image_feeds(1, seed=2)[0]
     got = list(edgecc.compile(path, avx2).load().run(feed).values())[0]
     np.testing.assert_array_equal(got, run_ort(onnx.load(path), feed)[0])

@@ -6,8 +6,8 @@ requantizing epilogue computed from the registers, rows in parallel when the ker
 enough to pay for waking the thread pool.
 
 Convolutions whose weights keep groups of input channels innermost get a dot-product
-instruction as a tensor intrinsic (`x86_int8`): vpdpbusd (VNNI, groups of four) or vpmaddwd
-(AVX2, pairs). Their register tile always divides the output, so every tile is a full one.
+instruction as a tensor intrinsic (`x86_int8`): groups of four with vpdpbusd (VNNI) or
+vpmaddubsw + vpmaddwd (AVX2, 7-bit weights), pairs with vpmaddwd (AVX2). Their register tile always divides the output, so every tile is a full one.
 Plain-layout integer convolutions get the generic rule.
 """
 
@@ -27,12 +27,10 @@ PARALLEL_MIN_MACS = 1 << 20
 def schedule_qconv(kernel, target):
     sch = _schedule(kernel)
     if _find(sch, ("qconv2d_NCHWc_quads",)) is not None:
-        from .x86_int8 import vnni_lanes, vpdpbusd_intrin
+        from .x86_int8 import quad_intrin
 
-        lanes = vnni_lanes(target, _out_block(kernel))
-        if lanes:
-            return schedule_dot_conv(kernel, target, "qconv2d_NCHWc_quads", vpdpbusd_intrin(lanes), lanes)
-        raise ValueError(f"the target has no vpdpbusd for an output block of {_out_block(kernel)}")
+        intrin, lanes = quad_intrin(target, _out_block(kernel))
+        return schedule_dot_conv(kernel, target, "qconv2d_NCHWc_quads", intrin, lanes)
     data = kernel.args[0].type.dtype if kernel.args else None
     if _find(sch, ("qconv2d_NCHWc_pairs",)) is not None and data in ("int8", "uint8"):
         from .x86_int8 import pmaddwd_intrin

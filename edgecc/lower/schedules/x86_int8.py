@@ -15,11 +15,18 @@ products into each int32 lane without saturation:
 
 with `OIHW{b/4}i{b'}o4i` weights; 512-bit registers give 16 lanes, 256- and 128-bit ones 8 and 4.
 int8 data is moved to uint8 by the kernel (x + 128, see `edgecc.lower.te_ops.quant`).
+
+AVX2 without VNNI computes the same four-product sums in two steps: vpmaddubsw multiplies the
+uint8 x int8 pairs and adds each pair into a saturating int16, vpmaddwd by ones adds the two
+int16 of each lane into int32. With 7-bit weights (within [-64, 64], ONNX Runtime's
+reduce_range) a pair sum is at most 255 x 64 x 2 = 32640, so nothing saturates and the result
+is again exact; `passes/convert-layout` gives such weights groups of four only when they fit.
 """
 
 from __future__ import annotations
 
-__all__ = ["VNNI_LANES", "pmaddwd_intrin", "register_metaschedule_intrinsics", "vpdpbusd_intrin", "vnni_lanes"]
+__all__ = ["VNNI_LANES", "pmaddubsw_intrin", "pmaddwd_intrin", "quad_intrin", "register_metaschedule_intrinsics",
+           "vpdpbusd_intrin", "vnni_lanes"]
 
 #: int32 lanes of vpdpbusd by register width
 VNNI_LANES = (16, 8, 4)
@@ -74,6 +81,50 @@ def vnni_lanes(target, out_block: int) -> int:
     0 when none does."""
     widest = target.lanes("int32") if target.has_feature("avx512vnni") else min(target.lanes("int32"), 8)
     return next((n for n in VNNI_LANES if n <= widest and out_block % n == 0), 0)
+
+
+def quad_intrin(target, out_block: int) -> tuple[str, int]:
+    """(intrinsic name, int32 lanes) for a convolution with groups of four input channels:
+    vpdpbusd with VNNI, else vpmaddubsw + vpmaddwd (8 lanes) with AVX2. Raises when neither fits."""
+    if target.has_feature("avx512vnni") or target.has_feature("avxvnni"):
+        lanes = vnni_lanes(target, out_block)
+        if lanes:
+            return vpdpbusd_intrin(lanes), lanes
+    elif target.has_feature("avx2") and out_block % 8 == 0:
+        return pmaddubsw_intrin(), 8
+    raise ValueError(f"the target has no four-channel dot product for an output block of {out_block}")
+
+
+def pmaddubsw_intrin() -> str:
+    """The name of the registered vpmaddubsw + vpmaddwd intrinsic (8 int32 lanes, AVX2)."""
+    name = "edgecc_x86_pmaddubsw_8x4"
+    if name not in _REGISTERED:
+        from tvm.s_tir import TensorIntrin
+
+        desc, _ = _make_vnni(8)
+        TensorIntrin.register(name, desc, _make_pmaddubsw(), override=True)
+        _REGISTERED[name] = name
+    return name
+
+
+def _make_pmaddubsw():
+    from tvm.script import tirx as T
+
+    @T.prim_func(s_tir=True)
+    def impl(A: T.Buffer((4,), "uint8", offset_factor=1), B: T.Buffer((8, 4), "int8", offset_factor=1),
+             C: T.Buffer((8,), "int32", offset_factor=1)):
+        with T.sblock("root"):
+            T.reads(C[0:8], A[0:4], B[0:8, 0:4])
+            T.writes(C[0:8])
+            quad = T.reinterpret(A.vload([0], "uint8x4"), dtype="int32")
+            pairs = T.call_llvm_pure_intrin(
+                T.llvm_lookup_intrinsic_id("llvm.x86.avx2.pmadd.ub.sw"),
+                T.reinterpret(T.broadcast(quad, 8), dtype="uint8x32"), B.vload([0, 0], "int8x32"), dtype="int16x16")
+            C[T.ramp(T.int32(0), 1, 8)] = C[T.ramp(T.int32(0), 1, 8)] + T.call_llvm_pure_intrin(
+                T.llvm_lookup_intrinsic_id("llvm.x86.avx2.pmadd.wd"), pairs, T.broadcast(T.int16(1), 16),
+                dtype="int32x8")
+
+    return impl
 
 
 def vpdpbusd_intrin(lanes: int, name: str | None = None) -> str:
