@@ -8,6 +8,7 @@ from edgecc._files import atomic_output
 from edgecc.errors import ScheduleError
 from edgecc.ir import Graph
 
+from .plan import plan_kernels
 from .relax_module import LoweringStats, build_relax_module
 
 __all__ = ["compile_graph", "export_atomic", "LoweringStats"]
@@ -25,7 +26,8 @@ def compile_graph(graph: Graph, target, schedule=None, metadata: dict | None = N
     import tvm
     from tvm.relax.pipeline import default_build_pipeline
 
-    mod, stats = build_relax_module(graph, schedule, metadata, progress)
+    plan = plan_kernels(graph, target.precision)
+    mod, stats = build_relax_module(graph, schedule, metadata, progress, plan)
     if strict_schedules and stats.fallbacks:
         raise ScheduleError(f"{len(stats.fallbacks)} kernel(s) did not get their intended schedule: "
                             + "; ".join(str(f) for f in stats.fallbacks))

@@ -140,27 +140,51 @@ def _inline_const(value: Value):
     return te.compute(shape, lambda *i: tirx.const(scalar, dtype), name=f"const_{value.name}")
 
 
-def build_kernel(node: Node, name: str) -> Kernel:
-    """Lower a node (or the body of a fused node) to one PrimFunc."""
+def _half(t):
+    """A float32 tensor read as float16 (other tensors unchanged): the start of an fp16 kernel."""
+    from tvm import te
+
+    if str(t.dtype) != "float32":
+        return t
+    return te.compute(t.shape, lambda *i: t(*i).astype("float16"), name=f"{t.op.name}_fp16")
+
+
+def _restore_dtype(t, dtype: str, i: int):
+    """An fp16 kernel's result written in the output value's dtype."""
+    from tvm import te
+
+    if str(t.dtype) == dtype:
+        return t
+    return te.compute(t.shape, lambda *idx: t(*idx).astype(dtype), name=f"out{i}_{dtype}")
+
+
+def build_kernel(node: Node, name: str, precision: str = "fp32") -> Kernel:
+    """Lower a node (or the body of a fused node) to one PrimFunc.
+
+    With `precision` "fp16" the kernel reads its float32 inputs as float16, computes in half
+    precision (ops that name a wider output dtype, convolutions and matrix products, accumulate
+    in it) and writes its outputs in their own dtypes: tensors between kernels stay float32."""
     from tvm import te
 
     from .te_ops import get_lowering
+
+    cast = _half if precision == "fp16" else (lambda t: t)
 
     body, nodes = body_of(node)
     env: dict[int, object] = {}
     params, args = [], []
     for inner, outer in _parameters(node):
         if _inlined(outer):
-            env[id(inner)] = _inline_const(outer)
+            env[id(inner)] = cast(_inline_const(outer))
             continue
         ph = te.placeholder(outer.type.shape, outer.type.dtype, name=f"p{len(params)}")
-        env[id(inner)] = ph
+        env[id(inner)] = cast(ph)
         params.append(ph)
         args.append(outer)
     if body is not None:
         for c in body.constants.values():
             if _inlined(c):
-                env[id(c)] = _inline_const(c)
+                env[id(c)] = cast(_inline_const(c))
             else:
                 raise LoweringError(f"fused group {node.name}: constant %{c.name} must be a group input")
     for n in nodes:
@@ -178,7 +202,8 @@ def build_kernel(node: Node, name: str) -> Kernel:
             env[id(v)] = t
     result_values = body.outputs if body is not None else node.outputs
     results = [env[id(v)] for v in result_values]
-    results = [_materialize(t, params, i) for i, t in enumerate(results)]
+    results = [_restore_dtype(_materialize(t, params, i), v.type.dtype, i)
+               for i, (t, v) in enumerate(zip(results, result_values))]
     func = te.create_prim_func(params + results).with_attr("global_symbol", name)
     kind = node.attrs.get("kind", _single_kind(node)) if node.op == "fused" else _single_kind(node)
     anchor = node.attrs.get("anchor") if node.op == "fused" else node.op

@@ -64,8 +64,9 @@ def _kernel_name(node: Node, index: int) -> str:
     return f"k{index}_{base}"
 
 
-def plan_kernels(graph: Graph) -> KernelPlan:
-    """Build each distinct kernel of `graph` once and record its call sites."""
+def plan_kernels(graph: Graph, precision: str = "fp32") -> KernelPlan:
+    """Build each distinct kernel of `graph` once and record its call sites; with `precision`
+    "fp16" the kernels compute in half precision (`build_kernel`)."""
     by_key: dict[str, PlannedKernel] = {}
     by_node: dict[int, PlannedKernel] = {}
     views: list[Node] = []
@@ -76,7 +77,7 @@ def plan_kernels(graph: Graph) -> KernelPlan:
         key = kernel_key(node)
         planned = by_key.get(key)
         if planned is None:
-            planned = PlannedKernel(build_kernel(node, _kernel_name(node, len(by_key))), key)
+            planned = PlannedKernel(build_kernel(node, _kernel_name(node, len(by_key)), precision), key)
             by_key[key] = planned
         planned.sites.append(node)
         by_node[id(node)] = planned

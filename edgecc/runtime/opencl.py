@@ -24,7 +24,7 @@ from edgecc.errors import EdgeccError, InputError, ToolchainError
 from .library_file import embedded_modules, opencl_source
 from .specs import LibrarySpecs, check_inputs
 
-__all__ = ["EMULATION_NOTE", "OpenCLModule", "opencl_device"]
+__all__ = ["EMULATION_NOTE", "OpenCLModule", "half_as_rounded_float", "opencl_device", "uses_half"]
 
 EMULATION_NOTE = "emulating the OpenCL GPU: every kernel of the library runs on PoCL (pyopencl) on the CPU"
 _INSTALL = "apt-get install pocl-opencl-icd; pip install pyopencl (or pip install -e '.[opencl]')"
@@ -55,6 +55,7 @@ class OpenCLModule(LibrarySpecs):
 
     emulated = True
     emulation_note = EMULATION_NOTE
+    half_emulated = False  # fp16 kernels run with half values held in float (`half_as_rounded_float`)
 
     def __init__(self, path: str | os.PathLike, threads: int | None = None):
         import tvm
@@ -85,11 +86,19 @@ class OpenCLModule(LibrarySpecs):
         self._check_launches()
 
     def _build(self, source: str):
+        if uses_half(source) and not self._device_has_half():
+            source = half_as_rounded_float(source)
+            self.half_emulated = True
+            self.emulation_note = (f"{EMULATION_NOTE}; PoCL here has no cl_khr_fp16, so the fp16 values are "
+                                   f"rounded to half and held in float")
         try:
             return self.cl.Program(self.context, source).build()
         except self.cl.Error as exc:
             raise EdgeccError(f"{self.path}: PoCL cannot compile the library's OpenCL code: "
                               f"{str(exc).strip().splitlines()[0]}") from None
+
+    def _device_has_half(self) -> bool:
+        return "cl_khr_fp16" in self.context.devices[0].extensions
 
     def _check_launches(self) -> None:
         """Every launch names a kernel of the program with its number of arguments."""
@@ -152,3 +161,27 @@ def _kernel_names(executable) -> list[str]:
 
     names = re.findall(r"^@(\S+) packed_func;", executable["as_text"](), flags=re.MULTILINE)
     return [n for n in names if n in _REGISTERED or tvm.get_global_func(n, allow_missing=True) is None]
+
+
+_HALF_PRAGMA = re.compile(r"#ifdef cl_khr_fp16\n.*?#endif\n", re.DOTALL)
+_ROUND_HALF = """
+inline float edgecc_round_half(float x) { ushort h; vstore_half_rte(x, 0, (half*)&h); return vload_half(0, (half*)&h); }
+"""
+
+
+def uses_half(source: str) -> bool:
+    return "cl_khr_fp16" in source
+
+
+def half_as_rounded_float(source: str) -> str:
+    """OpenCL C of fp16 kernels for a device without half arithmetic (PoCL on most CPUs): every
+    conversion to half rounds to the nearest half value (vstore_half_rte, a core function) and
+    half values are then held in float. Arithmetic between half values runs in float, so results
+    can differ from a GPU's by the rounding of those intermediate steps."""
+    if re.search(r"convert_half\d|\bhalf\d", source):
+        raise EdgeccError("the library's fp16 kernels use half vectors, which the half emulation does not handle")
+    source = _HALF_PRAGMA.sub("", source, count=0)
+    source = source.replace("convert_half(", "edgecc_round_half(")
+    source = re.sub(r"\(half\)", "(float)", source)
+    source = re.sub(r"\bhalf\b", "float", source)
+    return _ROUND_HALF + source
