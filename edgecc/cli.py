@@ -364,7 +364,8 @@ def cmd_tune(args) -> int:
                           trials_per_iter=args.trials_per_iter, population=args.population, seed=args.seed,
                           rpc_tracker=args.rpc_tracker, rpc_key=args.rpc_key)
     kwargs = _compile_kwargs(args)
-    summary = tune_model(args.model, args.target, args.logs, options, **kwargs)
+    with _progress(quiet=False) as progress:  # task lines go through it: above the live bar on a terminal
+        summary = tune_model(args.model, args.target, args.logs, options, out=progress, progress=progress, **kwargs)
     print(format_summary(summary))
     return 0
 
