@@ -49,6 +49,7 @@ __all__ = [
     "driver_stub",
     "embedded_cubins",
     "find_wheels",
+    "generated_cuda_source",
     "library_cubins",
     "load_cuda_module_library",
     "nvrtc_build",
@@ -288,6 +289,19 @@ def check_library_cubins(path: str | os.PathLike, arch: str) -> list[Cubin]:
     if other:
         raise ToolchainError(f"{path}: holds cubins for {', '.join(other)}, expected {arch}")
     return cubins
+
+
+def generated_cuda_source(executable) -> str:
+    """The CUDA C source of the kernels in a build's `tvm.compile` result (kept in memory only)."""
+    pending, sources = [executable.mod], []
+    while pending:
+        module = pending.pop()
+        if module.kind == "cuda":
+            sources.append(module.inspect_source("cuda"))
+        pending.extend(module.imports)
+    if not sources:
+        raise ToolchainError("the build holds no CUDA module")
+    return "\n".join(sources)
 
 
 def cuda_source_to_ptx(source: str, arch: str) -> str:

@@ -8,6 +8,7 @@ import ctypes
 import ctypes.util
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 
@@ -63,8 +64,7 @@ def test_library_holds_a_cubin_of_the_requested_arch(kernel_library):
 
 def test_generated_ptx_assembles_with_ptxas(kernel_library):
     arch, executable, _ = kernel_library
-    (device_module,) = executable.mod.imports
-    ptx = cuda.cuda_source_to_ptx(device_module.inspect_source("cuda"), arch)
+    ptx = cuda.cuda_source_to_ptx(cuda.generated_cuda_source(executable), arch)
     assert f".target {arch}" in ptx
     cubin = cuda.assemble_ptx(ptx, arch)
     assert [c.arch for c in cuda.embedded_cubins(b"\0" + cubin)] == [arch]
@@ -136,3 +136,82 @@ def test_stub_is_never_taken_for_a_gpu(kernel_library):
     _, _, path = kernel_library
     with pytest.raises(ToolchainError, match="only edgecc's build-time libcuda.so.1 stub is loaded"):
         load(path)
+
+
+# ----- the tiny models, compiled for every CUDA target ------------------------------------------------
+DATA = Path(__file__).parent / "data"
+MODELS = ("resnet_tiny", "mobilenetv2_tiny", "transformer_tiny")
+#: (target name, options, the arch its cubins must have, the host CPU of its library)
+CUDA_TARGETS = {
+    "cuda-sm_87": ("cuda", {"arch": "sm_87"}, "sm_87", "x86_64"),
+    "cuda-sm_90": ("cuda", {"arch": "sm_90"}, "sm_90", "x86_64"),
+    "jetson-orin-gpu": ("jetson-orin-gpu", {}, "sm_87", "aarch64"),
+}
+
+
+@pytest.fixture(scope="module", params=[(m, t) for m in MODELS for t in CUDA_TARGETS], ids="-".join)
+def compiled_model(request, tmp_path_factory):
+    """(arch, host, CompiledModel, library path) of one tiny model for one CUDA target."""
+    import edgecc
+
+    model, key = request.param
+    target, options, arch, host = CUDA_TARGETS[key]
+    compiled = edgecc.compile(str(DATA / f"{model}.onnx"), target=target, target_options=options)
+    path = tmp_path_factory.mktemp(f"{model}-{key}") / f"{model}.so"
+    compiled.export(path)
+    return arch, host, compiled, path
+
+
+def test_model_library_holds_cubins_of_the_target_arch(compiled_model):
+    from edgecc.runtime.module import library_arch
+
+    arch, host, compiled, path = compiled_model
+    assert library_arch(str(path)) == host
+    assert compiled.stats.fallbacks == []
+    cubins = cuda.check_library_cubins(path, arch)
+    assert all(c.data[48] == int(arch[3:]) for c in cubins)  # e_flags low byte: the SM version
+
+
+def test_model_kernels_assemble_with_ptxas(compiled_model):
+    arch, _, compiled, _ = compiled_model
+    source = cuda.generated_cuda_source(compiled.executable)
+    kernels = source.count("extern \"C\" __global__")
+    assert kernels >= len(compiled.stats.kernel_table)
+    cubin = cuda.assemble_ptx(cuda.cuda_source_to_ptx(source, arch), arch)
+    assert [c.arch for c in cuda.embedded_cubins(b"\0" + cubin)] == [arch]
+
+
+def test_unknown_arch_on_the_command_line_is_one_line(tmp_path):
+    done = subprocess.run([sys.executable, "-m", "edgecc", "compile", str(DATA / "resnet_tiny.onnx"), "--target", "cuda",
+                           "--arch", "sm_75", "-o", str(tmp_path / "m.so")], capture_output=True, text=True)
+    assert done.returncode == 2, done.stderr
+    assert done.stderr.strip().splitlines() == [
+        "edgecc: error: cuda: unknown arch 'sm_75' (known: sm_80, sm_86, sm_87, sm_89, sm_90)"]
+    assert not (tmp_path / "m.so").exists()
+
+
+# ----- deploy runner -----------------------------------------------------------------------------------
+@pytest.mark.parametrize("arch, machine", [("x86_64", 62), ("aarch64", 183)])
+def test_cuda_deploy_folder_carries_tvms_cuda_runtime(arch, machine, tmp_path):
+    from edgecc.runtime.deploy import deploy_folder
+
+    out = deploy_folder(arch, tmp_path / "deploy", device="cuda")
+    assert sorted(p.name for p in out.iterdir()) == [
+        "edgecc-runner", "libtvm_ffi.so", "libtvm_runtime.so", "libtvm_runtime_cuda.so"]
+    header = (out / "edgecc-runner").read_bytes()[:20]
+    assert int.from_bytes(header[18:20], "little") == machine
+    needed = subprocess.run(["readelf", "-d", str(out / "libtvm_runtime_cuda.so")], capture_output=True, text=True,
+                            check=True).stdout
+    assert f"[{cuda.CUDA_RUNTIME}]" in needed and "[libcuda.so.1]" in needed
+
+
+@pytest.mark.skipif(ctypes.util.find_library("cuda") is not None, reason="this machine has an NVIDIA driver")
+def test_runner_without_the_driver_says_what_is_missing(kernel_library, tmp_path):
+    from edgecc.runtime.deploy import deploy_folder
+
+    out = deploy_folder("x86_64", tmp_path / "deploy", device="cuda")
+    done = subprocess.run([str(out / "edgecc-runner"), str(kernel_library[2])], capture_output=True, text=True)
+    assert done.returncode == 1
+    assert done.stderr.strip().splitlines() == [
+        "edgecc-runner: error: cannot load libtvm_runtime_cuda.so: libcuda.so.1: cannot open shared object file: "
+        "No such file or directory"]
