@@ -482,14 +482,29 @@ def _onnxruntime_outputs(model: str, inputs) -> dict:
 
 
 def cmd_inspect(args) -> int:
-    from edgecc.driver import CompileOptions, load_model, optimize
+    from edgecc.driver import CompileOptions
     from edgecc.ir import print_graph
+    from edgecc.ir.limits import use_limits
     from edgecc.targets import get_target
 
-    warnings: list[str] = []
     kwargs = _compile_kwargs(args)
     target = get_target(args.target, **kwargs.pop("target_options"))
     options = CompileOptions(target=target, **kwargs)
+    with use_limits(options.limits):
+        graph = _inspected_graph(args, target, options)
+    if args.fusion:
+        print(_fusion_report(graph))
+        return 0
+    print(print_graph(graph, elide_constants=not args.full), end="")
+    print(_summary(graph))
+    return 0
+
+
+def _inspected_graph(args, target, options):
+    """The model's IR as imported (--raw) or after the passes, with warnings and remarks on stderr."""
+    from edgecc.driver import load_model, optimize
+
+    warnings: list[str] = []
     graph = load_model(args.model, options.input_shapes, warnings)
     for w in warnings:
         print(f"edgecc: warning: {w}", file=sys.stderr)
@@ -499,12 +514,7 @@ def cmd_inspect(args) -> int:
         _print_remarks(remarks, args)
         if report:
             sys.stderr.write(report)
-    if args.fusion:
-        print(_fusion_report(graph))
-        return 0
-    print(print_graph(graph, elide_constants=not args.full), end="")
-    print(_summary(graph))
-    return 0
+    return graph
 
 
 def _summary(graph) -> str:
@@ -540,18 +550,27 @@ def _fusion_report(graph) -> str:
 def cmd_runner(args) -> int:
     from edgecc.runtime.deploy import deploy_folder
     from edgecc.runtime.module import library_arch
-    from edgecc.targets import ArmCpuTarget, get_target
+    from edgecc.targets import ArmCpuTarget, CudaTarget, get_target
 
-    target = get_target(args.target, cpu=args.cpu)
-    if not isinstance(target, ArmCpuTarget):
-        raise CliError(f"the deploy runner is built for ARM targets, not '{args.target}' "
+    target = get_target(args.target, **_target_options(args))
+    if isinstance(target, ArmCpuTarget):
+        arch, device = target.arch, "cpu"
+    elif isinstance(target, CudaTarget):
+        arch, device = target.host, "cuda"
+    else:
+        raise CliError(f"the deploy runner is built for ARM targets and CUDA GPUs, not '{args.target}' "
                        f"(on this machine, `edgecc run` runs a library directly)")
     if args.model:
-        arch = library_arch(args.model)
-        if arch != {"aarch64": "aarch64", "armv7": "arm"}[target.arch]:
-            raise CliError(f"{args.model}: built for {arch or 'no known CPU'}, not {target.arch}")
-    out = deploy_folder(target.arch, args.output, args.model)
+        got = library_arch(args.model)
+        if got != {"aarch64": "aarch64", "armv7": "arm", "x86_64": "x86_64"}[arch]:
+            raise CliError(f"{args.model}: built for {got or 'no known CPU'}, not {arch}")
+    out = deploy_folder(arch, args.output, args.model, device=device)
     print(f"wrote {out}: " + ", ".join(sorted(p.name for p in out.iterdir())))
+    if device == "cuda":
+        from edgecc.targets.cuda_toolchain import CUDA_RUNTIME
+
+        print(f"the board needs the NVIDIA driver (libcuda.so.1) and the CUDA 13 runtime ({CUDA_RUNTIME}) "
+              f"on its library path")
     print("copy it to the board and run: ./edgecc-runner model.so --input NAME=FILE.npy --output-dir . --repeat 20")
     return 0
 

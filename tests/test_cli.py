@@ -244,6 +244,20 @@ def test_remarks_print_notes_and_verbose_adds_rejections(tmp_path):
     assert rc == 0 and err.strip() == note
 
 
+def test_limits_apply_to_compile_and_inspect(tmp_path):
+    over = "initializer 'fc.weight' (10, 64): a tensor of 2560 bytes exceeds the limit of 1024 bytes"
+    resnet = os.path.join(DATA, "resnet_tiny.onnx")
+    for command in (["compile", resnet, "-o", tmp_path / "m.so"], ["inspect", resnet]):
+        rc, out, err = edgecc(*command, "--limit", "tensor_bytes=1k")
+        assert_one_line_error(rc, err, over)
+        assert out == ""
+    assert not (tmp_path / "m.so").exists()
+    rc, _, err = edgecc("inspect", resnet, "--limit", "tensor_bytes=1m")
+    assert rc == 0, err
+    rc, _, err = edgecc("inspect", resnet, "--limit", "tensors=1")
+    assert_one_line_error(rc, err, "unknown limit 'tensors'")
+
+
 def test_opt_levels_are_0_to_2():
     rc, _, err = edgecc("compile", MODEL, "-O", "3")
     assert rc == 2 and "argument -O: invalid choice: 3 (choose from 0, 1, 2)" in err
