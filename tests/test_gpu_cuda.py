@@ -215,3 +215,77 @@ def test_runner_without_the_driver_says_what_is_missing(kernel_library, tmp_path
     assert done.stderr.strip().splitlines() == [
         "edgecc-runner: error: cannot load libtvm_runtime_cuda.so: libcuda.so.1: cannot open shared object file: "
         "No such file or directory"]
+
+
+# ----- tools/gpu_check.py: what runs without a GPU ------------------------------------------------------
+GPU_CHECK = Path(__file__).parents[1] / "tools" / "gpu_check.py"
+
+
+@pytest.fixture(scope="module")
+def gpu_check_package(tmp_path_factory):
+    """A `gpu_check.py package` folder for sm_90 holding the tiny ResNet (exported by torch)."""
+    pytest.importorskip("torch")
+    out = tmp_path_factory.mktemp("gpu-check")
+    done = subprocess.run([sys.executable, str(GPU_CHECK), "package", str(out), "--arch", "sm_90",
+                           "--models", "resnet_tiny"], capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr
+    return out
+
+
+def _measure_without_tvm(folder, tmp_path, nvidia_smi_line: str | None):
+    """Run the package's own copy of gpu_check.py `measure` where importing TVM or edgecc fails,
+    with a stand-in nvidia-smi printing `nvidia_smi_line` (None: no nvidia-smi on PATH)."""
+    import os
+
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    if nvidia_smi_line is not None:
+        smi = bin_dir / "nvidia-smi"
+        smi.write_text(f"#!/bin/sh\necho '{nvidia_smi_line}'\n")
+        smi.chmod(0o755)
+    env = {**os.environ, "PATH": f"{bin_dir}:/usr/bin:/bin"}
+    code = ("import runpy, sys; sys.modules['tvm'] = sys.modules['edgecc'] = None; "
+            f"sys.argv = ['gpu_check.py', 'measure', {str(folder)!r}, '--repeat', '2']; "
+            f"runpy.run_path({str(folder / 'gpu_check.py')!r}, run_name='__main__')")
+    return subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env)
+
+
+def test_gpu_check_package_holds_what_the_gpu_machine_needs(gpu_check_package):
+    import json
+
+    import numpy as np
+    import onnxruntime as ort
+
+    manifest = json.loads((gpu_check_package / "manifest.json").read_text())
+    assert manifest["arch"] == "sm_90" and manifest["runner"] == "deploy/edgecc-runner"
+    (entry,) = manifest["models"]
+    assert [c.arch for c in cuda.library_cubins(gpu_check_package / entry["library"])] == ["sm_90"]
+    assert sorted(p.name for p in (gpu_check_package / "deploy").iterdir()) == [
+        "edgecc-runner", "libtvm_ffi.so", "libtvm_runtime.so", "libtvm_runtime_cuda.so"]
+    assert (gpu_check_package / "model_zoo.py").is_file() and (gpu_check_package / "gpu_check.py").is_file()
+    feeds = {name: np.load(gpu_check_package / file) for name, file in entry["inputs"].items()}
+    (output,) = ort.InferenceSession(str(gpu_check_package / entry["onnx"])).run(None, feeds)
+    assert output.shape == (1, 10) and np.isfinite(output).all()
+
+
+def test_gpu_check_measure_without_a_gpu_is_one_line(gpu_check_package, tmp_path):
+    done = _measure_without_tvm(gpu_check_package, tmp_path, None)
+    assert done.returncode == 2
+    assert done.stderr.strip().splitlines() == ["gpu_check: error: no NVIDIA GPU here (nvidia-smi not found)"]
+
+
+def test_gpu_check_measure_refuses_a_gpu_of_another_arch(gpu_check_package, tmp_path):
+    done = _measure_without_tvm(gpu_check_package, tmp_path, "NVIDIA Jetson AGX Orin, 8.7")
+    assert done.returncode == 2
+    assert done.stderr.strip().splitlines() == [
+        f"gpu_check: error: {gpu_check_package} was compiled for sm_90, this GPU (NVIDIA Jetson AGX Orin) is sm_87"]
+
+
+@pytest.mark.skipif(ctypes.util.find_library("cuda") is not None, reason="this machine has an NVIDIA driver")
+def test_gpu_check_measure_goes_through_the_deploy_runner(gpu_check_package, tmp_path):
+    """Without TVM and with a GPU that nvidia-smi claims: the check reaches the runner, which needs the driver."""
+    done = _measure_without_tvm(gpu_check_package, tmp_path, "NVIDIA H200, 9.0")
+    assert done.returncode == 2
+    assert done.stderr.strip().splitlines() == [
+        "gpu_check: error: resnet_tiny_sm_90.so: the runner failed: edgecc-runner: error: cannot load "
+        "libtvm_runtime_cuda.so: libcuda.so.1: cannot open shared object file: No such file or directory"]
