@@ -15,7 +15,7 @@ from typing import Any
 
 import numpy as np
 
-from edgecc.errors import FrontendError, UnsupportedOpError
+from edgecc.errors import FrontendError, ModelError, UnsupportedOpError
 from edgecc.ir import DTYPES, Graph, IRError, TensorType, Value, static_value
 from edgecc.ir.limits import check_count, check_tensor_bytes
 from edgecc.ir.types import np_dtype
@@ -363,8 +363,9 @@ class ConvertContext:
     def static_or_none(self, value: Value | None, what: str) -> np.ndarray | None:
         return None if value is None else self.static(value, what)
 
-    def fail(self, message: str) -> FrontendError:
-        return FrontendError(f"{self.where}: {message}")
+    def fail(self, message: str) -> ModelError:
+        """The error for a node that breaks its op's definition (or asks what cannot be static)."""
+        return ModelError(f"{self.where}: {message}")
 
     def unsupported(self, what: str) -> UnsupportedOpError:
         n = self.node

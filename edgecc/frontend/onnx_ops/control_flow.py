@@ -7,6 +7,7 @@ import numpy as np
 from edgecc.ir.limits import check_count
 
 from . import converter
+from .checks import count
 from ._util import stack, take
 
 
@@ -31,10 +32,12 @@ def _if(ctx, inputs, attrs):
     return outs
 
 
-@converter("Scan", since=9)
+@converter("Scan", since=9, checks={"num_scan_inputs": count()})
 def _scan(ctx, inputs, attrs):
     body = attrs["body"]
     n_scan = attrs["num_scan_inputs"]
+    if n_scan > len(inputs):
+        raise ctx.fail(f"attribute num_scan_inputs={n_scan} but the node has {len(inputs)} inputs")
     states, scans = list(inputs[:len(inputs) - n_scan]), list(inputs[len(inputs) - n_scan:])
     in_axes = list(attrs.get("scan_input_axes", [0] * n_scan))
     in_dirs = list(attrs.get("scan_input_directions", [0] * n_scan))

@@ -7,7 +7,7 @@ import numpy as np
 from edgecc.ir.types import np_dtype
 
 from . import converter
-from .checks import check_new_tensor
+from .checks import check_new_tensor, count
 from ._util import cast, optional_input
 
 
@@ -68,7 +68,7 @@ converter("RoiAlign", since=10)(_roi_align("output_half_pixel"))
 converter("RoiAlign", since=16)(_roi_align("half_pixel"))
 
 
-@converter("DeformConv", since=19)
+@converter("DeformConv", since=19, checks={"group": count(), "offset_group": count()})
 def _deform_conv(ctx, inputs, attrs):
     x, w, offset, bias, mask = inputs[0], inputs[1], inputs[2], optional_input(inputs, 3), optional_input(inputs, 4)
     if x.type.rank != 4:

@@ -66,6 +66,8 @@ def _rnn(ctx, inputs, attrs):
         c0 = None if c0 is None else ctx.emit("transpose", c0, perm=(1, 0, 2))
     steps, batch, _ = x.shape
     hidden = attrs.get("hidden_size") or r.shape[-1]
+    if hidden != r.shape[-1]:
+        raise ctx.fail(f"attribute hidden_size={hidden} but the recurrence weights have {r.shape[-1]} columns")
     valid_at = None
     if lengths is not None:  # steps past a sequence's length keep its state and output zeros
         from edgecc.ir import static_value
