@@ -41,10 +41,12 @@ class GpuTarget(Target):
     precision: str = "fp32"
     preset: str | None = None
     _host_cpu: ArmCpuTarget | None = field(init=False, repr=False, default=None)
-    #: the host a family compiles for unless told otherwise (the tag names any other)
+    #: the family name (`edgecc targets`) and the host it compiles for unless told otherwise
+    FAMILY: ClassVar[str] = "gpu"
     default_host: ClassVar[str] = "x86_64"
 
     def __post_init__(self):
+        self.family = self.FAMILY
         if self.host not in HOSTS:
             raise TargetError(f"{self.family}: unknown host '{self.host}' (known: {', '.join(HOSTS)})")
         if self.precision not in PRECISIONS:
@@ -129,8 +131,9 @@ class GpuTarget(Target):
 class OpenCLTarget(GpuTarget):
     """Any OpenCL GPU, x86-64 host unless told otherwise."""
 
+    FAMILY: ClassVar[str] = "opencl"
+
     def __post_init__(self):
-        self.family = "opencl"
         super().__post_init__()
         self.description = f"OpenCL GPU kernels, {self.host} host, {self.precision}"
 
@@ -160,13 +163,13 @@ class MaliTarget(OpenCLTarget):
 
     host: str = "aarch64"
     gpu: str = "mali-g610"
+    FAMILY: ClassVar[str] = "mali"
     default_host: ClassVar[str] = "aarch64"
 
     def __post_init__(self):
         if self.gpu not in MALI_GPUS:
             raise TargetError(f"mali: unknown gpu '{self.gpu}' (known: {', '.join(MALI_GPUS)})")
         super().__post_init__()
-        self.family = "mali"
         self.description = f"{MALI_GPUS[self.gpu]} through OpenCL, {self.host} host, {self.precision}"
 
     @property
@@ -183,11 +186,11 @@ class CudaTarget(GpuTarget):
     otherwise. Building needs the `.[cuda]` extra (NVRTC); `build_context` provides it."""
 
     arch: str = "sm_80"
+    FAMILY: ClassVar[str] = "cuda"
 
     def __post_init__(self):
         from .cuda_toolchain import check_arch
 
-        self.family = "cuda"
         check_arch(self.arch)
         super().__post_init__()
         self.description = f"NVIDIA GPU {self.arch} (CUDA), {self.host} host, {self.precision}"
