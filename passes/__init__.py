@@ -17,6 +17,7 @@ from . import (  # noqa: F401  (registration)
     fold_constants,
     fuse,
     lower_qdq,
+    partition_npu,
     prune_zero_channels,
     quantize,
     remove_identity,

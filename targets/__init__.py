@@ -14,6 +14,8 @@ from .arm import BOARDS, ArmCpuTarget, arm_preset
 from .base import CpuTarget, Target
 from .gpu import GPU_PRESETS, CudaTarget, GpuTarget, MaliTarget, OpenCLTarget, gpu_preset
 from .host import HostTarget
+from .npu.ethos_u import EthosUHostTarget
+from .npu.ethos_u.target import imx93_npu
 
 __all__ = [
     "ArmCpuTarget",
@@ -79,3 +81,6 @@ register_target("opencl", OpenCLTarget, "OpenCL GPU, x86-64 host")
 register_target("mali", MaliTarget, "Arm Mali GPU through OpenCL, AArch64 host")
 for _gpu in GPU_PRESETS.values():
     register_target(_gpu.name, gpu_preset(_gpu.name), _gpu.description, preset=True)
+register_target("ethos-u", EthosUHostTarget,
+                "this machine's x86-64 CPU + an Arm Ethos-U NPU through Vela (--accelerator, default ethos-u65-256)")
+register_target("imx93-npu", imx93_npu, "NXP i.MX 93: 2x Cortex-A55 + Ethos-U65-256 NPU through Vela", preset=True)

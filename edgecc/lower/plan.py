@@ -74,6 +74,8 @@ def plan_kernels(graph: Graph, precision: str = "fp32") -> KernelPlan:
         if is_view(node):
             views.append(node)
             continue
+        if node.op == "npu_region":  # runs on the NPU: a packed call, no kernel (lower/npu.py)
+            continue
         key = kernel_key(node)
         planned = by_key.get(key)
         if planned is None:

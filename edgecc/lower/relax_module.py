@@ -121,6 +121,13 @@ class _ModuleBuilder:
             self.env[id(node.output)] = out
             self.stats.views += 1
             return
+        if node.op == "npu_region":
+            from .npu import emit_npu_region
+
+            region = self.graph.meta["npu_regions"][node.attrs["region"]]
+            outs = emit_npu_region(self.bb, node, [self.relax_value(v) for v in node.inputs], region)
+            self.env.update((id(v), out) for v, out in zip(node.outputs, outs))
+            return
         key = self.plan.kernel_of(node).key
         args = [self.relax_value(v) for v in call_args(node)]
         out_types = [_tensor_type(v) for v in node.outputs]
@@ -158,6 +165,11 @@ class _ModuleBuilder:
                 out = self.bb.emit_output(result)
             self.bb.emit_func_output(out)
         metadata = {**metadata, "kernels": self.stats.kernel_table}
+        from .npu import npu_metadata
+
+        npu = npu_metadata(self.graph)  # the NPU regions' models and estimates, when there are any
+        if npu is not None:
+            metadata["npu"] = npu
         with self.bb.function(METADATA_FUNCTION, []):
             self.bb.emit_func_output(ir.StringImm(json.dumps(metadata, sort_keys=True)))
         return self.bb.get()

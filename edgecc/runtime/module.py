@@ -14,6 +14,7 @@ import numpy as np
 from edgecc.errors import InputError, ToolchainError
 
 from .library_file import library_device
+from .npu import ensure_region_function, register_regions
 from .specs import LibrarySpecs, check_inputs
 from .threads import pool_threads, use_threads
 
@@ -57,6 +58,7 @@ class Module(LibrarySpecs):
         self._lib = lib
         self.device = device  # where the kernels run ("cpu", "cuda"), as `library_device` tells
         self.threads = use_threads(threads)  # threads the kernels run on (None: every available core)
+        ensure_region_function()  # a library with NPU regions calls it (edgecc.runtime.npu)
         self._vm = relax.VirtualMachine(lib, self._devices())
         try:
             self.metadata = json.loads(str(self._vm["edgecc_metadata"]()))
@@ -65,6 +67,8 @@ class Module(LibrarySpecs):
         self.inputs = self.metadata["inputs"]
         self.outputs = self.metadata["outputs"]
         self._main = self._vm["main"]
+        if "npu" in self.metadata:  # NPU regions: emulated here (edgecc.runtime.npu)
+            self.emulation_note = register_regions(self.metadata["npu"])
 
     def _devices(self):
         """The VM's devices: the kernels' device, and the CPU for the host code."""

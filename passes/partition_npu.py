@@ -1,0 +1,168 @@
+"""partition-npu: hand the regions an NPU supports to its compiler; the rest stays on the CPU.
+
+Runs on a quantized graph after `lower-qdq` and before the CPU passes (layout, fusion), when the
+target has an NPU (`target.npu_backend`, see `edgecc.targets.npu`). Each op the backend supports
+joins a region of supported ops it reads from, unless that would make a cycle through a CPU op
+(a region must not feed a CPU op that feeds it back). Each region becomes an `npu_region` node
+holding the region as its body; its compiled form goes to `graph.meta["npu_regions"]`. Why an
+op stays on the CPU (the backend's reason, or the NPU compiler's refusal of its region) is a
+remark; so is each region's summary.
+"""
+
+from __future__ import annotations
+
+from edgecc.ir import Graph, Node, Value
+
+from .base import Pass, PassContext, register_pass
+
+__all__ = ["PartitionNpu", "NPU_REGIONS"]
+
+#: graph.meta key of the compiled regions: region name -> edgecc.targets.npu.CompiledRegion
+NPU_REGIONS = "npu_regions"
+#: ops that only move data: a region of nothing else is not worth a call of the NPU
+_DATA_MOVEMENT = {"reshape", "transpose", "squeeze", "unsqueeze", "flatten", "concat", "slice"}
+
+
+def _reach(start: list[Node], step) -> set[int]:
+    """Ids of the nodes reachable from `start` (not counting them) by `step(node) -> nodes`."""
+    seen: set[int] = set()
+    todo = list(start)
+    while todo:
+        for nxt in step(todo.pop()):
+            if id(nxt) not in seen:
+                seen.add(id(nxt))
+                todo.append(nxt)
+    return seen
+
+
+def _consumers(node: Node) -> list[Node]:
+    return [user for out in node.outputs for user, _ in out.uses]
+
+
+def _producers(node: Node) -> list[Node]:
+    return [v.producer for v in node.inputs if v is not None and v.producer is not None]
+
+
+def is_convex(nodes: list[Node]) -> bool:
+    """No path leaves the set and comes back: one call can compute it without a cycle."""
+    members = {id(n) for n in nodes}
+    after = _reach(nodes, _consumers) - members
+    before = _reach(nodes, _producers) - members
+    return not (after & before)
+
+
+def form_regions(graph: Graph, supported: set[int]) -> list[list[Node]]:
+    """Maximal connected regions of supported nodes (in graph order) that stay convex: a node
+    joins (and merges) the regions of the supported producers it reads when that makes no cycle."""
+    region_of: dict[int, int] = {}  # node id -> region index
+    regions: dict[int, list[Node]] = {}
+    for node in graph.nodes:
+        if id(node) not in supported:
+            continue
+        mine = [node]
+        for producer in _producers(node):
+            index = region_of.get(id(producer))
+            if index is None or any(n is producer for n in mine[1:]) or index not in regions:
+                continue
+            candidate = regions[index] + mine
+            if is_convex(candidate):
+                mine = candidate
+                del regions[index]
+        index = id(node)
+        regions[index] = sorted(mine, key=graph.nodes.index)
+        for n in mine:
+            region_of[id(n)] = index
+    return sorted(regions.values(), key=lambda r: graph.nodes.index(r[0]))
+
+
+def _body(graph: Graph, nodes: list[Node]) -> tuple[Graph, list[Value], list[Value]]:
+    """The region as a graph of its own, with the outer values it reads and those read outside."""
+    members = {id(n) for n in nodes}
+    inputs: list[Value] = []
+    for n in nodes:
+        for v in n.inputs:
+            if v is not None and v.const is None and (v.producer is None or id(v.producer) not in members) \
+                    and all(v is not i for i in inputs):
+                inputs.append(v)
+    outputs = [o for n in nodes for o in n.outputs
+               if o.is_graph_output or any(id(u) not in members for u, _ in o.uses)]
+    body = Graph("npu_body")
+    vmap: dict[int, Value] = {}
+    for v in inputs:
+        vmap[id(v)] = body.add_input(v.name, v.type)
+    for n in nodes:
+        for v in n.inputs:
+            if v is not None and v.const is not None and id(v) not in vmap:
+                vmap[id(v)] = body.add_constant(v.const, v.name, layout=v.type.layout, quant=v.type.quant)
+        copy = body.create_node(n.op, [vmap[id(v)] if v is not None else None for v in n.inputs], dict(n.attrs),
+                                name=n.name, output_names=[o.name for o in n.outputs],
+                                output_types=[o.type for o in n.outputs])
+        for old, new in zip(n.outputs, copy.outputs):
+            vmap[id(old)] = new
+    body.set_outputs(vmap[id(o)] for o in outputs)
+    return body, inputs, outputs
+
+
+def _replace(graph: Graph, nodes: list[Node], body: Graph, inputs, outputs, backend: str, name: str) -> Node:
+    region = graph.create_node("npu_region", inputs, {"backend": backend, "region": name}, name=name,
+                               output_names=[o.name for o in outputs], output_types=[o.type for o in outputs],
+                               after=nodes[-1])
+    region.subgraph = body
+    body.parent = region
+    names = [o.name for o in outputs]
+    for old, new in zip(outputs, region.outputs):
+        graph.replace_value(old, new)
+    for n in reversed(nodes):
+        graph.erase_node(n)
+    for value_name, new in zip(names, region.outputs):
+        if new.name != value_name and not any(v.name == value_name for v in graph.values()):
+            graph.rename_value(new, value_name)
+    return region
+
+
+@register_pass
+class PartitionNpu(Pass):
+    """Move the regions the target's NPU supports into `npu_region` nodes compiled for it."""
+
+    name = "partition-npu"
+
+    def run(self, graph: Graph, ctx: PassContext) -> bool:
+        backend = getattr(ctx.target, "npu_backend", None)
+        if backend is None:
+            return False
+        if not any(o.type.dtype in ("int8", "uint8") for n in graph.nodes for o in n.outputs):
+            from edgecc.errors import TargetError
+
+            raise TargetError(f"target '{ctx.target.family}': the NPU runs int8 models: compile with "
+                              "--quantize int8 --calibration DATA, or give a quantized model (QDQ or QOperator)")
+        supported: set[int] = set()
+        for node in graph.nodes:
+            reason = backend.support(node)
+            if reason is None:
+                supported.add(id(node))
+            else:
+                ctx.note(f"stays on the CPU: {reason}", node)
+        compiled = graph.meta.setdefault(NPU_REGIONS, {})
+        changed = False
+        for nodes in form_regions(graph, supported):
+            if all(n.op in _DATA_MOVEMENT for n in nodes):
+                for n in nodes:
+                    ctx.note("stays on the CPU: its region only moves data (no NPU call for it)", n)
+                continue
+            name = f"npu{len(compiled)}"
+            body, inputs, outputs = _body(graph, nodes)
+            outer_users = {id(b): [o] for b, o in zip(body.outputs, outputs)}
+            try:
+                compiled[name] = backend.compile_region(body, name, outer_users)
+            except backend.Rejected as exc:
+                for n in nodes:
+                    ctx.note(f"stays on the CPU: its region was refused: {exc}", n)
+                continue
+            estimate = compiled[name].estimates
+            ctx.note(f"{len(nodes)} op(s) on {backend.name} ({', '.join(n.op for n in nodes)}); "
+                     f"estimated {estimate.get('cycles_npu', 0):.0f} cycles", name)
+            _replace(graph, nodes, body, inputs, outputs, backend.name, name)
+            changed = True
+        if changed:
+            graph.topological_sort()  # CPU readers of a region may have stood between its members
+        return changed
