@@ -557,6 +557,10 @@ def cmd_runner(args) -> int:
         arch, device = target.arch, "cpu"
     elif isinstance(target, CudaTarget):
         arch, device = target.host, "cuda"
+    elif target.device_type == "opencl":
+        raise CliError(f"no deploy runner for '{args.target}': the apache-tvm wheels have no OpenCL runtime; build "
+                       f"TVM's runtime with USE_OPENCL=ON on the board and the runner against it "
+                       f"(docs/targets/gpu.md)")
     else:
         raise CliError(f"the deploy runner is built for ARM targets and CUDA GPUs, not '{args.target}' "
                        f"(on this machine, `edgecc run` runs a library directly)")

@@ -261,9 +261,11 @@ struct Model {
     return ffi::Module::LoadFromFile(path.find('/') == std::string::npos ? "./" + path : path);
   }
 
-  // GPU 0 when the library (or a module it imports, at any depth) holds CUDA kernels, else the CPU
+  // GPU 0 when the library (or a module it imports, at any depth) holds CUDA or OpenCL kernels, else
+  // the CPU (an OpenCL library needs a TVM runtime built with OpenCL, see docs/targets/gpu.md)
   static DLDevice DeviceOf(const ffi::Module& lib) {
     if (std::string(lib->kind()) == "cuda") return DLDevice{kDLCUDA, 0};
+    if (std::string(lib->kind()) == "opencl") return DLDevice{kDLOpenCL, 0};
     for (const ffi::Any& item : lib->imports()) {
       DLDevice dev = DeviceOf(item.cast<ffi::Module>());
       if (dev.device_type != kDLCPU) return dev;
