@@ -41,18 +41,18 @@ def profile_kernels(graph: Graph, target, schedule=None, repeat: int = 5, number
 
     from .plan import plan_kernels
 
-    dev = tvm.cpu()
+    dev = tvm.device(target.device_type)  # a GPU target's kernels are timed on its GPU
     results = []
     plan = plan_kernels(graph)
     for i, planned in enumerate(plan):
         kernel = planned.kernel
         scheduled = schedule(kernel) if schedule is not None else None
         func, how = (scheduled.func, scheduled.how) if scheduled is not None else (kernel.func, "none")
-        with target.tvm_target():
+        with target.tvm_target(), target.build_context():
             mod = tvm.compile(func.with_attr("global_symbol", "main"), target=target.tvm_target()).jit()
         specs = [{"name": str(k), "shape": v.type.shape, "dtype": v.type.dtype} for k, v in enumerate(kernel.args)]
         inputs = random_inputs(specs, seed=i, integer_high=1)  # integer inputs zero: indices stay in range
-        args = [tvm.runtime.tensor(inputs[spec["name"]]) for spec in specs]
+        args = [tvm.runtime.tensor(inputs[spec["name"]], dev) for spec in specs]
         args += [tvm.runtime.empty(v.type.shape, v.type.dtype, dev) for v in kernel.outputs]
         timer = mod.time_evaluator("main", dev, number=number, repeat=repeat)
         seconds = float(np.median(timer(*args).results))
