@@ -83,6 +83,7 @@ def _add_target_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--cpu", help="CPU model for CPU targets and AArch64 GPU hosts (e.g. cortex-a72, znver3)")
     p.add_argument("--arch", help="architecture: CUDA sm_80, sm_86, sm_87, sm_89, sm_90; ARM aarch64 or armv7")
     p.add_argument("--precision", choices=["fp32", "fp16"], help="GPU kernel precision (default fp32)")
+    p.add_argument("--accelerator", help="NPU configuration of NPU targets (ethos-u55-128, ethos-u65-256, ...)")
     p.add_argument("--target-option", action="append", default=[], metavar="KEY=VALUE", type=_key_value,
                    help="any other option of the target (e.g. host=aarch64, gpu=mali-g610); repeatable")
 
@@ -204,6 +205,8 @@ def build_parser() -> argparse.ArgumentParser:
     _add_model_options(i)
     _add_remark_options(i)
     i.add_argument("--fusion", action="store_true", help="list the fusion groups the target's pipeline forms")
+    i.add_argument("--partitions", action="store_true",
+                   help="NPU targets: list which ops run on the NPU and on the CPU, and why not the NPU")
     i.add_argument("--raw", action="store_true", help="show the IR as imported, before any pass")
     i.add_argument("--full", action="store_true", help="print constants in full")
     i.set_defaults(func=cmd_inspect)
@@ -269,7 +272,7 @@ def _key_value(text: str) -> tuple[str, str]:
 
 def _target_options(args) -> dict:
     """--cpu, --arch, --precision and every --target-option KEY=VALUE, for `get_target`."""
-    options = {name: getattr(args, name, None) for name in ("cpu", "arch", "precision")}
+    options = {name: getattr(args, name, None) for name in ("cpu", "arch", "precision", "accelerator")}
     options.update(getattr(args, "target_option", None) or [])
     return options
 
@@ -319,7 +322,17 @@ def cmd_compile(args) -> int:
         _report_quantization(compiled.graph.meta["quantization"], args)
     if not args.quiet:
         print(_compile_summary(compiled, out))
+        _print_partitions(compiled.graph)
     return 0
+
+
+def _print_partitions(graph) -> None:
+    """For an NPU target: what runs on the NPU and what on the CPU, and why (edgecc.targets.npu)."""
+    from edgecc.targets.npu.report import partition_report
+
+    report = partition_report(graph)
+    if report:
+        print(report)
 
 
 def _progress(quiet: bool):
@@ -494,6 +507,11 @@ def cmd_inspect(args) -> int:
         graph = _inspected_graph(args, target, options)
     if args.fusion:
         print(_fusion_report(graph))
+        return 0
+    if args.partitions:
+        from edgecc.targets.npu.report import partition_report
+
+        print(partition_report(graph) or f"target '{target.tag}' has no NPU: nothing is partitioned")
         return 0
     print(print_graph(graph, elide_constants=not args.full), end="")
     print(_summary(graph))

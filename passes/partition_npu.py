@@ -15,10 +15,12 @@ from edgecc.ir import Graph, Node, Value
 
 from .base import Pass, PassContext, register_pass
 
-__all__ = ["PartitionNpu", "NPU_REGIONS"]
+__all__ = ["PartitionNpu", "NPU_CPU_OPS", "NPU_REGIONS", "form_regions", "is_convex"]
 
 #: graph.meta key of the compiled regions: region name -> edgecc.targets.npu.CompiledRegion
 NPU_REGIONS = "npu_regions"
+#: graph.meta key of the ops left on the CPU: [(node name, op, reason)]
+NPU_CPU_OPS = "npu_cpu_ops"
 #: ops that only move data: a region of nothing else is not worth a call of the NPU
 _DATA_MOVEMENT = {"reshape", "transpose", "squeeze", "unsqueeze", "flatten", "concat", "slice"}
 
@@ -135,19 +137,25 @@ class PartitionNpu(Pass):
 
             raise TargetError(f"target '{ctx.target.family}': the NPU runs int8 models: compile with "
                               "--quantize int8 --calibration DATA, or give a quantized model (QDQ or QOperator)")
+        cpu_ops = graph.meta.setdefault(NPU_CPU_OPS, [])
+
+        def keep_on_cpu(node: Node, reason: str) -> None:
+            cpu_ops.append((node.name, node.op, reason))
+            ctx.note(f"stays on the CPU: {reason}", node)
+
         supported: set[int] = set()
         for node in graph.nodes:
             reason = backend.support(node)
             if reason is None:
                 supported.add(id(node))
             else:
-                ctx.note(f"stays on the CPU: {reason}", node)
+                keep_on_cpu(node, reason)
         compiled = graph.meta.setdefault(NPU_REGIONS, {})
         changed = False
         for nodes in form_regions(graph, supported):
             if all(n.op in _DATA_MOVEMENT for n in nodes):
                 for n in nodes:
-                    ctx.note("stays on the CPU: its region only moves data (no NPU call for it)", n)
+                    keep_on_cpu(n, "its region only moves data (not worth an NPU call)")
                 continue
             name = f"npu{len(compiled)}"
             body, inputs, outputs = _body(graph, nodes)
@@ -156,7 +164,7 @@ class PartitionNpu(Pass):
                 compiled[name] = backend.compile_region(body, name, outer_users)
             except backend.Rejected as exc:
                 for n in nodes:
-                    ctx.note(f"stays on the CPU: its region was refused: {exc}", n)
+                    keep_on_cpu(n, f"its region was refused: {exc}")
                 continue
             estimate = compiled[name].estimates
             ctx.note(f"{len(nodes)} op(s) on {backend.name} ({', '.join(n.op for n in nodes)}); "

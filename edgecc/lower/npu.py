@@ -53,4 +53,5 @@ def npu_metadata(graph) -> dict | None:
                         "estimates": r.estimates, "nhwc_inputs": r.nhwc_inputs, "nhwc_outputs": r.nhwc_outputs,
                         "reference_tflite": base64.b64encode(r.reference).decode(),
                         "npu_model": base64.b64encode(r.npu_model).decode()})
-    return {"backend": entries[0]["backend"], "regions": entries}
+    return {"backend": entries[0]["backend"], "regions": entries,
+            "cpu_ops": [list(x) for x in graph.meta.get("npu_cpu_ops", [])]}
