@@ -95,10 +95,13 @@ def embedded_modules(path: str | os.PathLike) -> list[EmbeddedModule]:
             data = fh.read()
     except OSError as exc:
         raise InputError(f"{path}: cannot read the library ({exc.strerror})") from None
-    offset = _elf_symbol_bytes(data, LIBRARY_BIN_SYMBOL)
-    if offset is None:
-        return []
-    size, = struct.unpack_from("<Q", data, offset)
+    try:
+        offset = _elf_symbol_bytes(data, LIBRARY_BIN_SYMBOL)
+        if offset is None:
+            return []
+        size, = struct.unpack_from("<Q", data, offset)
+    except (struct.error, IndexError):
+        raise InputError(f"{path}: not a complete shared library (its ELF tables are cut short or damaged)") from None
     reader = _Reader(data[offset + 8:offset + 8 + size], path)
     for _ in range(2):  # the import tree: row pointers and child indices
         reader.take(8 * reader.u64())

@@ -14,7 +14,7 @@ import numpy as np
 from edgecc.errors import InputError, ToolchainError
 
 from .library_file import library_device
-from .npu import ensure_region_function, register_regions
+from .npu import NPU_REGION_FUNCTION, ensure_region_function, register_regions
 from .specs import LibrarySpecs, check_inputs
 from .threads import pool_threads, use_threads
 
@@ -59,7 +59,10 @@ class Module(LibrarySpecs):
         self.device = device  # where the kernels run ("cpu", "cuda"), as `library_device` tells
         self.threads = use_threads(threads)  # threads the kernels run on (None: every available core)
         ensure_region_function()  # a library with NPU regions calls it (edgecc.runtime.npu)
-        self._vm = relax.VirtualMachine(lib, self._devices())
+        try:
+            self._vm = relax.VirtualMachine(lib, self._devices())
+        except AttributeError:  # a shared library without a Relax VM executable
+            raise InputError(f"{path}: not an edgecc library (no Relax VM executable)") from None
         try:
             self.metadata = json.loads(str(self._vm["edgecc_metadata"]()))
         except Exception as exc:  # noqa: BLE001 - a library not built by edgecc
@@ -69,6 +72,7 @@ class Module(LibrarySpecs):
         self._main = self._vm["main"]
         if "npu" in self.metadata:  # NPU regions: emulated here (edgecc.runtime.npu)
             self.emulation_note = register_regions(self.metadata["npu"])
+            self.emulated = True  # its timings say nothing about the NPU: the CLI refuses them
 
     def _devices(self):
         """The VM's devices: the kernels' device, and the CPU for the host code."""
@@ -194,6 +198,15 @@ def load_any(path: str | os.PathLike, threads: int | None = None, progress=None)
     if device == "cuda":
         raise ToolchainError(f"{path}: a CUDA library with {arch} host code runs on its board (edgecc runner), "
                              "not emulated here")
+    if _has_npu_regions(path):
+        raise ToolchainError(f"{path}: its NPU regions run on the board (edgecc run there, see docs/targets/npu.md); "
+                             "to run a model with NPU regions here, compile it for --target ethos-u")
     from .emulated import EmulatedModule
 
     return EmulatedModule(path, arch, threads, progress)
+
+
+def _has_npu_regions(path: str) -> bool:
+    """Whether the library calls NPU regions (their packed function's name is in its code)."""
+    with open(path, "rb") as fh:
+        return NPU_REGION_FUNCTION.encode() in fh.read()
