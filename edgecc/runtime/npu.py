@@ -12,8 +12,10 @@ import base64
 
 from edgecc.errors import ToolchainError
 
-__all__ = ["EMULATION_NOTE", "ensure_region_function", "register_regions"]
+__all__ = ["EMULATION_NOTE", "NPU_REGION_FUNCTION", "ensure_region_function", "register_regions"]
 
+#: the packed function a library calls for each NPU region: (region key, inputs..., outputs...)
+NPU_REGION_FUNCTION = "edgecc.npu_region"
 EMULATION_NOTE = "NPU regions run on LiteRT's int8 reference kernels here (no Ethos-U on this machine)"
 _INTERPRETERS: dict[str, object] = {}  # region key -> LiteRT interpreter, shared by every loaded library
 _REGISTERED = False
@@ -48,7 +50,7 @@ def ensure_region_function() -> None:
     if not _REGISTERED:
         import tvm
 
-        tvm.register_global_func("edgecc.npu_region", _run_region, override=True)
+        tvm.register_global_func(NPU_REGION_FUNCTION, _run_region, override=True)
         _REGISTERED = True
 
 
