@@ -289,3 +289,17 @@ def test_gpu_check_measure_goes_through_the_deploy_runner(gpu_check_package, tmp
     assert done.stderr.strip().splitlines() == [
         "gpu_check: error: resnet_tiny_sm_90.so: the runner failed: edgecc-runner: error: cannot load "
         "libtvm_runtime_cuda.so: libcuda.so.1: cannot open shared object file: No such file or directory"]
+
+
+def test_compile_without_the_nvrtc_wheel_is_one_line(tmp_path):
+    """The CLI in a process where the NVRTC wheel cannot be imported: exit 2 before any work."""
+    out = tmp_path / "m.so"
+    code = ("import sys; sys.modules['nvidia.cuda_nvrtc'] = None; from edgecc.cli import main; "
+            f"sys.exit(main(['compile', {str(DATA / 'resnet_tiny.onnx')!r}, '--target', 'jetson-orin-gpu', "
+            f"'-o', {str(out)!r}]))")
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert done.returncode == 2, done.stderr
+    assert done.stderr.strip().splitlines() == [
+        "edgecc: error: CUDA builds need NVRTC and the CUDA headers from the CUDA wheels; missing: "
+        "nvidia-cuda-nvrtc-cu12; install them with pip install 'edgecc[cuda]' (in a checkout: pip install -e '.[cuda]')"]
+    assert not out.exists()
