@@ -115,7 +115,7 @@ def schedule_qdense(kernel, target):
     if weight is not None and weight.rank == 3:
         return _schedule_gemm(kernel, target, "qdense_pack", int(weight.shape[2]), PARALLEL_MIN_MACS)
     n = kernel.outputs[0].type.shape[-1] if kernel.outputs and kernel.outputs[0].type.rank else 1
-    block = _divisor_tile(n, (2 * lanes, lanes))
-    if block == 1:
+    block = _divisor_tile(n, (2 * lanes, lanes, lanes // 2, lanes // 4))  # 1000 classes: 8 columns
+    if block < 4:
         return _generic(kernel, target, _schedule(kernel))
     return _schedule_gemm(kernel, target, "qdense", block, PARALLEL_MIN_MACS)

@@ -2,7 +2,8 @@
 
 qconv and qdense multiply sign- or zero-extended 8-bit (or 16-bit) integers and sum them in int32
 (`qconv`, `qconv2d_NCHWc`, `qdepthwise_conv2d_NCHWc`, `qdense`, `qdense_pack` blocks, which the
-schedules in `edgecc.lower.schedules.quant` look for). The epilogue (`qepilogue`) adds the int32
+schedules in `edgecc.lower.schedules.quant` look for); blocked convolutions whose sums stay below
+2**24 multiply-add in float32, which is exact there, and convert the sum to int32. The epilogue (`qepilogue`) adds the int32
 bias and, when there is a multiplier, scales the accumulator in float32 and rounds half to even
 back to the output integer type, clamped to [out_min, out_max]; a float32 output stops after the
 scaling. quantize/dequantize/requantize/qadd are elementwise.
@@ -214,13 +215,7 @@ def _lower_blocked_qconv(node, data, weight, bias, mult):
     if a["group"] > 1:
         if wib != 1 or a["group"] != icc * ib:
             raise LoweringError(f"qconv {node.name}: blocked grouped convolutions must be depthwise")
-        acc = te.compute(
-            (n, occ, oh, ow, ob),
-            lambda b, c, y, x, j: te.sum(
-                padded[b, c, y * sh + ry * dh, x * sw + rx * dw, j].astype(ACC)
-                * weight[c, 0, ry, rx, 0, j].astype(ACC), axis=[ry, rx]),
-            name="qdepthwise_conv2d_NCHWc",
-        )
+        acc = _depthwise_sum(padded, weight, (oh, ow, ob), (sh, sw), (dh, dw), (ry, rx))
     elif pairs:
         rc = te.reduce_axis((0, icc), name="rc")
         rp = te.reduce_axis((0, ib // 2), name="rp")
@@ -235,14 +230,51 @@ def _lower_blocked_qconv(node, data, weight, bias, mult):
     else:
         rc = te.reduce_axis((0, icc), name="rc")
         ri = te.reduce_axis((0, ib), name="ri")
-        acc = te.compute(
+        dtype = _sum_dtype(padded, weight, icc * ib * kh * kw)
+        acc = _as_int32(te.compute(
             (n, occ, oh, ow, ob),
             lambda b, oc, y, x, o: te.sum(
-                padded[b, rc, y * sh + ry * dh, x * sw + rx * dw, ri].astype(ACC)
-                * weight[oc, rc, ry, rx, ri, o].astype(ACC), axis=[rc, ry, rx, ri]),
+                padded[b, rc, y * sh + ry * dh, x * sw + rx * dw, ri].astype(dtype)
+                * weight[oc, rc, ry, rx, ri, o].astype(dtype), axis=[rc, ry, rx, ri]),
             name="qconv2d_NCHWc",
-        )
+        ))
     return [_blocked_epilogue(node, acc, ob, bias, mult)]
+
+
+#: float32 holds every integer up to 2**24 exactly
+FLOAT_EXACT = 1 << 24
+
+
+def _sum_dtype(data, weight, terms: int) -> str:
+    """float32 when sums of `terms` products of data and weight values stay below 2**24 in
+    magnitude (every partial sum is then an exact float32 integer and the product a vector FMA),
+    else int32."""
+    largest = max(abs(v) for v in INT_RANGE[str(data.dtype)]) * max(abs(v) for v in INT_RANGE[str(weight.dtype)])
+    return "float32" if terms * largest < FLOAT_EXACT else ACC
+
+
+def _as_int32(acc):
+    """The accumulator as int32 (a float32 one holds exact integers)."""
+    if str(acc.dtype) == ACC:
+        return acc
+    return te.compute(acc.shape, lambda *i: acc(*i).astype(ACC), name="accumulator_int32")
+
+
+def _depthwise_sum(padded, weight, out, strides, dilations, window):
+    """Depthwise NCHW{b}c window sums (`qdepthwise_conv2d_NCHWc`) as int32, multiply-added in
+    float32 where that is exact (`_sum_dtype`)."""
+    n, icc = _shape(padded)[:2]
+    oh, ow, ob = out
+    (sh, sw), (dh, dw), (ry, rx) = strides, dilations, window
+    dtype = _sum_dtype(padded, weight, int(weight.shape[2]) * int(weight.shape[3]))
+    acc = te.compute(
+        (n, icc, oh, ow, ob),
+        lambda b, c, y, x, j: te.sum(
+            padded[b, c, y * sh + ry * dh, x * sw + rx * dw, j].astype(dtype)
+            * weight[c, 0, ry, rx, 0, j].astype(dtype), axis=[ry, rx]),
+        name="qdepthwise_conv2d_NCHWc",
+    )
+    return _as_int32(acc)
 
 
 def _blocked_epilogue(node, acc, ob: int, bias, mult, offset=None):
