@@ -303,3 +303,16 @@ def test_compile_without_the_nvrtc_wheel_is_one_line(tmp_path):
         "edgecc: error: CUDA builds need NVRTC and the CUDA headers from the CUDA wheels; missing: "
         "nvidia-cuda-nvrtc-cu12; install them with pip install 'edgecc[cuda]' (in a checkout: pip install -e '.[cuda]')"]
     assert not out.exists()
+
+
+def test_cuda_build_refuses_kernels_without_thread_binding():
+    """Unscheduled kernels would compile silently into host code: the CUDA build names them instead."""
+    import edgecc
+    from edgecc.errors import ScheduleError
+
+    with pytest.raises(ScheduleError) as info:
+        edgecc.compile(str(DATA / "resnet_tiny.onnx"), target="cuda", target_options={"arch": "sm_87"},
+                       schedules="none")
+    message = str(info.value)
+    assert message.startswith("a GPU library cannot hold kernels without thread binding: k0_conv (")
+    assert "\n" not in message
