@@ -17,6 +17,7 @@ import pytest
 from onnx import TensorProto, helper, numpy_helper
 from ort_compare import run_ort
 
+from edgecc.tune.apply import record_wins
 from edgecc.tune.database import RECORDS, TASKS, WORKLOADS, TuningLog
 
 #: small searches: a few candidates per round, a small population
@@ -87,7 +88,7 @@ def test_tuning_produces_records_and_the_default_schedule_time(tuned):
 def test_compile_applies_the_best_record_when_it_beats_the_default(tuned, tmp_path):
     model, logs = tuned
     log = TuningLog.open(logs / TAG)
-    expect_tuned = log.best(0).seconds < log.task(0)["default_secs"]
+    expect_tuned = record_wins(log.best(0).seconds, log.task(0)["default_secs"])
     out = tmp_path / "dense.so"
     rc, stdout, err = edgecc("compile", model, "-o", out, "--cpu", "znver3", "--tuning-logs", logs)
     assert rc == 0, err
@@ -104,6 +105,19 @@ def test_a_record_slower_than_the_default_is_not_applied(tuned, tmp_path):
     logs = copy_logs(tuned, tmp_path)
     log = TuningLog.open(logs / TAG)
     log.update_task(0, default_secs=log.best(0).seconds / 2)  # the default now "measured" faster
+    rc, stdout, err = edgecc("compile", model, "-o", tmp_path / "d.so", "--cpu", "znver3", "--tuning-logs", logs)
+    assert rc == 0, err
+    assert "0 of 1 kernels from tuning records" in stdout
+
+
+@pytest.mark.parametrize("default", ["missing", "within the noise"])
+def test_a_record_that_does_not_clearly_beat_the_default_is_not_applied(tuned, tmp_path, default):
+    model, _ = tuned
+    logs = copy_logs(tuned, tmp_path)
+    log = TuningLog.open(logs / TAG)
+    best = log.best(0).seconds
+    log.update_task(0, default_secs=None if default == "missing" else best * 1.02)
+    assert not record_wins(best, log.task(0)["default_secs"])
     rc, stdout, err = edgecc("compile", model, "-o", tmp_path / "d.so", "--cpu", "znver3", "--tuning-logs", logs)
     assert rc == 0, err
     assert "0 of 1 kernels from tuning records" in stdout

@@ -3,8 +3,10 @@
 For each kernel, `TunedSchedules.lookup` finds its workload in the target's tuning log (structural
 hash, then structural equality), takes the fastest measured record, and replays that record's
 trace onto the kernel with `tvm.s_tir.Schedule`. A record is used only if it beat edgecc's default
-schedule of the same kernel as measured during tuning; otherwise, and for kernels without records,
-the default schedules apply. Only records of the compile's own target are considered
+schedule of the same kernel, as measured during tuning, by more than `MIN_GAIN` (the run-to-run
+noise of one kernel's measurement); a kernel whose default schedule has no measured time keeps
+the default. Otherwise, and for kernels without records, the default schedules apply. Only
+records of the compile's own target are considered
 (`TuningLog` checks the target of the log and of every record).
 
 `TunedSchedules` is the `edgecc.lower.schedules.ScheduleSource` the driver hands to lowering: a
@@ -19,7 +21,15 @@ from edgecc.errors import TuningLogError
 
 from .database import TuningLog, default_logs_root, workload_module
 
-__all__ = ["TunedSchedules"]
+__all__ = ["MIN_GAIN", "TunedSchedules", "record_wins"]
+
+#: the fraction by which a record must beat the default schedule's time to be applied
+MIN_GAIN = 0.05
+
+
+def record_wins(record_secs: float, default_secs: float | None) -> bool:
+    """Whether a record measured `record_secs` beats a default measured `default_secs` beyond the noise."""
+    return default_secs is not None and default_secs > 0 and record_secs < default_secs * (1 - MIN_GAIN)
 
 
 class TunedSchedules:
@@ -61,8 +71,7 @@ class TunedSchedules:
         best = self.log.best(index)
         if best is None:
             return None
-        default = self.log.task(index).get("default_secs")
-        if default is not None and best.seconds >= default:
+        if not record_wins(best.seconds, self.log.task(index).get("default_secs")):
             self.kept_default += 1
             return None
         func = self._replay(index, best)

@@ -277,7 +277,7 @@ def _tune_task(task: TuningTask, index: int, count: int, log: TuningLog, target,
         log.update_task(workload, name=task.name, kind=task.kind, flops=task.flops, calls=task.calls)
     measured = _measured_hashes(log, workload, task.mod)
     builder, plain_builder = _make_builder(measured)
-    if "default_secs" not in log.task(workload):
+    if log.task(workload).get("default_secs") is None:  # not measured yet, or the measurement failed
         default = _measure_default(task, target, plain_builder, runner)
         log.update_task(workload, default_secs=default)
     default = log.task(workload).get("default_secs")
