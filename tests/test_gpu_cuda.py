@@ -316,3 +316,14 @@ def test_cuda_build_refuses_kernels_without_thread_binding():
     message = str(info.value)
     assert message.startswith("a GPU library cannot hold kernels without thread binding: k0_conv (")
     assert "\n" not in message
+
+
+def test_runner_command_builds_the_cuda_deploy_folder(tmp_path):
+    done = subprocess.run([sys.executable, "-m", "edgecc", "runner", "--target", "cuda", "-o", str(tmp_path / "deploy")],
+                          capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr
+    lines = done.stdout.splitlines()
+    assert lines[0] == (f"wrote {tmp_path / 'deploy'}: edgecc-runner, libtvm_ffi.so, libtvm_runtime.so, "
+                        "libtvm_runtime_cuda.so")
+    assert lines[1] == ("the board needs the NVIDIA driver (libcuda.so.1) and the CUDA 13 runtime (libcudart.so.13) "
+                        "on its library path")
