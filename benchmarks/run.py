@@ -386,8 +386,9 @@ def _tuning_section(results: list[dict]) -> list[str]:
              "`edgecc-tuned` compiles with the committed logs in `tuning_logs/<target tag>/` (see",
              "[tuning.md](tuning.md)). `tuned` is the number of kernels scheduled from a tuning record out of",
              "the model's kernels: a record is used only where it beat edgecc's default schedule of that kernel",
-             "when both were measured during tuning. Trials are the candidates measured for the model's kernels",
-             "(all runs together); tuning time is the wall time of the `edgecc tune` runs on this machine.", "",
+             "by more than 5% when both were measured during tuning. Trials are the candidates measured for the",
+             "model's kernels (all runs together); tuning time is the wall time of the `edgecc tune` runs on",
+             "this machine.", "",
              "| model | target | kernels with records | trials | trials per kernel | tuning time (s) |",
              "|---|---|---:|---:|---:|---:|"]
     for res in tuned:

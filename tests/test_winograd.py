@@ -49,13 +49,13 @@ def test_rule_weight_cost_is_an_option():
 
 
 # ----- compiled kernels --------------------------------------------------------------------------
-def _conv_block(c: int, o: int, hw: tuple[int, int], pads, seed: int = 0):
+def _conv_block(c: int, o: int, hw: tuple[int, int], pads, seed: int = 0, batch: int = 1):
     """conv 3x3 (+bias) -> relu -> + a second input: the Winograd kernel gets a fused bias,
     activation and residual add."""
     rng = np.random.default_rng(seed)
     oh, ow = hw[0] + pads[0] + pads[2] - 2, hw[1] + pads[1] + pads[3] - 2
-    inputs = {"x": rng.standard_normal((1, c, *hw)).astype(np.float32),
-              "z": rng.standard_normal((1, o, oh, ow)).astype(np.float32)}
+    inputs = {"x": rng.standard_normal((batch, c, *hw)).astype(np.float32),
+              "z": rng.standard_normal((batch, o, oh, ow)).astype(np.float32)}
     inits = {"w": (rng.standard_normal((o, c, 3, 3)) * 0.2).astype(np.float32),
              "b": rng.standard_normal(o).astype(np.float32)}
     nodes = [
@@ -76,13 +76,14 @@ def _winograd_tiles(compiled) -> list[int]:
     return [n.attrs["tile"] for n in nodes if n.op == "winograd_conv"]
 
 
-@pytest.mark.parametrize("m, hw, pads", [
-    (2, (10, 10), (1, 1, 1, 1)),
-    (4, (10, 10), (1, 1, 1, 1)),  # 10 rows: the last tile of each image axis is partial
-    (4, (9, 13), (0, 1, 1, 0)),  # unpadded and asymmetric sides
+@pytest.mark.parametrize("m, hw, pads, batch", [
+    (2, (10, 10), (1, 1, 1, 1), 1),
+    (4, (10, 10), (1, 1, 1, 1), 1),  # 10 rows: the last tile of each image axis is partial
+    (4, (9, 13), (0, 1, 1, 0), 1),  # unpadded and asymmetric sides
+    (2, (7, 6), (1, 1, 1, 1), 3),  # tiles of several images in one GEMM
 ])
-def test_winograd_kernel_matches_direct_conv_and_onnxruntime(m, hw, pads):
-    model, inputs = _conv_block(16, 32, hw, pads)
+def test_winograd_kernel_matches_direct_conv_and_onnxruntime(m, hw, pads, batch):
+    model, inputs = _conv_block(16, 32, hw, pads, batch=batch)
     expected = run_ort(model, inputs)[0]
     winograd = edgecc.compile(model, "host", passes=_pipeline(f"winograd{{tile={m}}}"), strict_schedules=True)
     direct = edgecc.compile(model, "host", passes=_pipeline("winograd"), disabled_passes=["winograd"])
