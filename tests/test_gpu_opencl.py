@@ -222,3 +222,11 @@ def test_missing_pyopencl_is_one_line_exit_2(built, tmp_path):
     assert done.returncode == 2
     lines = done.stderr.strip().splitlines()
     assert len(lines) == 1 and "needs pyopencl and PoCL" in lines[0]
+
+
+def test_runner_for_an_opencl_target_is_one_line_exit_2(tmp_path):
+    done = _edgecc("runner", "--target", "rk3588-gpu", "-o", tmp_path / "deploy")
+    assert done.returncode == 2
+    lines = done.stderr.strip().splitlines()
+    assert len(lines) == 1 and "no OpenCL runtime" in lines[0] and "USE_OPENCL=ON" in lines[0]
+    assert not (tmp_path / "deploy").exists()
