@@ -13,9 +13,9 @@ from __future__ import annotations
 import base64
 import hashlib
 
-__all__ = ["NPU_REGION_FUNCTION", "emit_npu_region", "npu_metadata"]
+from edgecc.runtime.npu import NPU_REGION_FUNCTION
 
-NPU_REGION_FUNCTION = "edgecc.npu_region"
+__all__ = ["emit_npu_region", "npu_metadata"]
 _TO_NHWC, _TO_NCHW = (0, 2, 3, 1), (0, 3, 1, 2)
 
 

@@ -53,34 +53,52 @@ def tensor_quantization(body, outer_users=None) -> dict[int, tuple[float, int]]:
                 if user.op == "dequantize" and user.input(1).const is not None:
                     zp = user.input(2).const if user.input(2) is not None else 0
                     put(v, float(np.asarray(user.input(1).const).reshape(-1)[0]), int(np.asarray(zp).reshape(-1)[0]))
-    for _ in range(len(body.nodes) + 1):  # propagate through ops that keep quantization
-        for n in body.nodes:
-            a = n.attrs
-            if n.op in ("qconv", "qdense"):
-                put(n.inputs[0], zp=a["data_zero_point"])
-                put(n.outputs[0], zp=a["out_zero_point"])
-            elif n.op == "qadd":
-                put(n.inputs[0], a["a_scale"], a["a_zero_point"])
-                put(n.inputs[1], a["b_scale"], a["b_zero_point"])
-                put(n.outputs[0], a["scale"], a["out_zero_point"])
-            elif n.op in ("max_pool", "reshape"):
-                s_in, z_in = known.get(id(n.inputs[0]), (None, None))
-                s_out, z_out = known.get(id(n.outputs[0]), (None, None))
-                put(n.inputs[0], s_out, z_out)
-                put(n.outputs[0], s_in, z_in)
+    def propagate():
+        for _ in range(len(body.nodes) + 1):  # through ops that keep quantization
+            for n in body.nodes:
+                a = n.attrs
+                if n.op in ("qconv", "qdense"):
+                    put(n.inputs[0], zp=a["data_zero_point"])
+                    put(n.outputs[0], zp=a["out_zero_point"])
+                elif n.op == "qadd":
+                    put(n.inputs[0], a["a_scale"], a["a_zero_point"])
+                    put(n.inputs[1], a["b_scale"], a["b_zero_point"])
+                    put(n.outputs[0], a["scale"], a["out_zero_point"])
+                elif n.op in ("max_pool", "reshape"):
+                    s_in, z_in = known.get(id(n.inputs[0]), (None, None))
+                    s_out, z_out = known.get(id(n.outputs[0]), (None, None))
+                    put(n.inputs[0], s_out, z_out)
+                    put(n.outputs[0], s_in, z_in)
+
+    propagate()
+    # a scale no op fixes: values that only reach convolutions and dense layers (through pooling
+    # and reshapes) may take any scale, as only in_scale * w_scale / out_scale matters there
+    for v in values:
+        if known.get(id(v), (None, None))[0] is None and _scale_free(v):
+            put(v, 1.0)
+            propagate()
     result = {}
     for v in values:
         s, z = known.get(id(v), (None, None))
         if z is None:
             raise RegionRejected(f"zero point of %{v.name} unknown")
         if s is None:
-            readers = {u.op for u, _ in v.uses}
-            if readers and readers <= {"qconv", "qdense"} and not v.is_graph_output:
-                s = 1.0
-            else:
-                raise RegionRejected(f"scale of %{v.name} unknown")
+            raise RegionRejected(f"scale of %{v.name} unknown")
         result[id(v)] = (s, z)
     return result
+
+
+def _scale_free(value) -> bool:
+    """Whether every path from `value` ends in a qconv/qdense input through max_pool/reshape only."""
+    if value.is_graph_output or not value.uses:
+        return False
+    for user, index in value.uses:
+        if user.op in ("qconv", "qdense") and index == 0:
+            continue
+        if user.op in ("max_pool", "reshape") and _scale_free(user.outputs[0]):
+            continue
+        return False
+    return True
 
 
 class _Writer:

@@ -1,0 +1,251 @@
+"""NPU targets (Ethos-U through Vela): partitioning, the regions' TFLite models and Vela's
+estimates, running the regions on LiteRT's reference kernels, and the refusals.
+
+Models are quantized by ONNX Runtime (QDQ, per-channel int8 weights, reduce_range as in
+tests/test_quant.py) and compared with ONNX Runtime's execution of the same quantized model."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+import numpy as np
+import onnx
+import pytest
+from onnx import helper
+
+import edgecc
+from edgecc.errors import TargetError, ToolchainError
+from ort_compare import make_model, run_ort
+
+pytest.importorskip("ethosu.vela", reason="needs the npu extra: pip install -e '.[npu]'")
+pytest.importorskip("ai_edge_litert", reason="needs the npu extra: pip install -e '.[npu]'")
+
+RNG = np.random.default_rng(0)
+QUANT_OPS = ("quantize", "dequantize")
+
+
+def weights(*shape, scale=0.3):
+    return (RNG.standard_normal(shape) * scale).astype(np.float32)
+
+
+def feeds(count: int, seed: int, shape=(1, 3, 16, 16)) -> list[dict]:
+    rng = np.random.default_rng(seed)
+    return [{"x": rng.standard_normal(shape).astype(np.float32)} for _ in range(count)]
+
+
+def ort_qdq(model: onnx.ModelProto, path, fmt: str = "QDQ") -> str:
+    from onnxruntime.quantization import CalibrationDataReader, QuantFormat, QuantType, quantize_static
+
+    src = str(path) + ".float.onnx"
+    onnx.save(model, src)
+
+    class Reader(CalibrationDataReader):
+        def __init__(self):
+            self.it = iter(feeds(16, seed=1))
+
+        def get_next(self):
+            return next(self.it, None)
+
+    quantize_static(src, str(path), Reader(), quant_format=getattr(QuantFormat, fmt), per_channel=True,
+                    reduce_range=True, weight_type=QuantType.QInt8, activation_type=QuantType.QInt8)
+    return str(path)
+
+
+def conv(x, w, out, **attrs):
+    return helper.make_node("Conv", [x, w, w + "_b"], [out], **attrs)
+
+
+def cnn() -> onnx.ModelProto:
+    """conv, depthwise conv, residual add, max pooling, 1x1 conv, flatten, fully connected."""
+    nodes = [
+        conv("x", "w1", "c1", kernel_shape=[3, 3], pads=[1, 1, 1, 1]), helper.make_node("Relu", ["c1"], ["r1"]),
+        conv("r1", "w2", "c2", kernel_shape=[3, 3], pads=[1, 1, 1, 1], group=8),
+        helper.make_node("Relu", ["c2"], ["r2"]),
+        helper.make_node("Add", ["r1", "r2"], ["a"]),
+        helper.make_node("MaxPool", ["a"], ["p"], kernel_shape=[2, 2], strides=[2, 2]),
+        conv("p", "w3", "c3", kernel_shape=[1, 1]), helper.make_node("Relu", ["c3"], ["r3"]),
+        helper.make_node("MaxPool", ["r3"], ["p2"], kernel_shape=[8, 8]),
+        helper.make_node("Flatten", ["p2"], ["f"]),
+        helper.make_node("Gemm", ["f", "w4", "w4_b"], ["y"], transB=1),
+    ]
+    init = {"w1": weights(8, 3, 3, 3), "w1_b": weights(8), "w2": weights(8, 1, 3, 3), "w2_b": weights(8),
+            "w3": weights(16, 8, 1, 1), "w3_b": weights(16), "w4": weights(10, 16), "w4_b": weights(10)}
+    return make_model(nodes, {"x": feeds(1, 0)[0]["x"]}, ["y"], init)
+
+
+def split_cnn() -> onnx.ModelProto:
+    """A float global average pooling (which Ethos-U does not get here) between int8 layers."""
+    nodes = [
+        conv("x", "w1", "c1", kernel_shape=[3, 3], pads=[1, 1, 1, 1]), helper.make_node("Relu", ["c1"], ["r1"]),
+        helper.make_node("GlobalAveragePool", ["r1"], ["g"]),
+        helper.make_node("Flatten", ["g"], ["f"]),
+        helper.make_node("Gemm", ["f", "w2", "w2_b"], ["y"], transB=1),
+    ]
+    init = {"w1": weights(8, 3, 3, 3), "w1_b": weights(8), "w2": weights(10, 8), "w2_b": weights(10)}
+    return make_model(nodes, {"x": feeds(1, 0)[0]["x"]}, ["y"], init)
+
+
+def branch_cnn() -> onnx.ModelProto:
+    """conv -> sigmoid (CPU) -> add, and conv -> add: one region may not hold both conv and add."""
+    nodes = [
+        conv("x", "w1", "c1", kernel_shape=[3, 3], pads=[1, 1, 1, 1]),
+        helper.make_node("Sigmoid", ["c1"], ["s"]),
+        helper.make_node("Add", ["c1", "s"], ["a"]),
+        conv("a", "w2", "y", kernel_shape=[3, 3], pads=[1, 1, 1, 1]),
+    ]
+    init = {"w1": weights(8, 3, 3, 3), "w1_b": weights(8), "w2": weights(4, 8, 3, 3), "w2_b": weights(4)}
+    return make_model(nodes, {"x": feeds(1, 0)[0]["x"]}, ["y"], init)
+
+
+def ops_of(graph) -> list[str]:
+    return [n.op for n in graph.nodes]
+
+
+def npu_ops(graph) -> list[list[str]]:
+    return [[b.op for b in n.subgraph.nodes] for n in graph.nodes if n.op == "npu_region"]
+
+
+def output_step(path: str) -> float:
+    """The scale of the quantized model's output (one quantization step of the result)."""
+    model = onnx.load(path)
+    dq = next(n for n in model.graph.node if n.op_type == "DequantizeLinear" and n.output[0] == model.graph.output[0].name)
+    scale = next(i for i in model.graph.initializer if i.name == dq.input[1])
+    return float(onnx.numpy_helper.to_array(scale))
+
+
+@pytest.fixture(scope="module")
+def cnn_qdq(tmp_path_factory):
+    return ort_qdq(cnn(), tmp_path_factory.mktemp("npu") / "cnn_qdq.onnx")
+
+
+@pytest.fixture(scope="module")
+def cnn_compiled(cnn_qdq):
+    return edgecc.compile(cnn_qdq, "ethos-u")
+
+
+def test_int8_cnn_runs_entirely_on_the_npu_and_matches_onnxruntime(cnn_qdq, cnn_compiled):
+    graph = cnn_compiled.graph
+    assert [op for op in ops_of(graph) if op not in QUANT_OPS] == ["npu_region"]
+    assert npu_ops(graph) == [["qconv", "qconv", "qadd", "max_pool", "qconv", "max_pool", "reshape", "qdense"]]
+    region = graph.meta["npu_regions"]["npu0"]
+    assert region.estimates["cycles_npu"] > 0 and region.estimates["sram_kib"] > 0
+    assert region.npu_model[4:8] == b"TFL3" and region.reference[4:8] == b"TFL3"
+    module = cnn_compiled.load()
+    assert "LiteRT" in module.emulation_note
+    step = output_step(cnn_qdq)
+    for feed in feeds(4, seed=7):
+        got = module.run(feed)["y"]
+        expected = run_ort(onnx.load(cnn_qdq), feed)[0]
+        assert np.abs(got - expected).max() <= step * 1.001  # within one quantization step of the output
+
+
+def test_npu_regions_equal_edgecc_int8_cpu_kernels(cnn_qdq, cnn_compiled):
+    on_cpu = edgecc.compile(cnn_qdq, "host").load()
+    on_npu = cnn_compiled.load()
+    step = output_step(cnn_qdq)
+    for feed in feeds(4, seed=8):
+        assert np.abs(on_npu.run(feed)["y"] - on_cpu.run(feed)["y"]).max() <= step * 1.001
+
+
+def test_library_runs_after_load_from_disk(cnn_qdq, cnn_compiled, tmp_path):
+    from edgecc.runtime import load
+
+    path = tmp_path / "m.so"
+    cnn_compiled.export(path)
+    module = load(path)
+    regions = module.metadata["npu"]["regions"]
+    assert [r["ops"][0] for r in regions] == ["qconv"] and regions[0]["estimates"]["accelerator"] == "ethos-u65-256"
+    feed = feeds(1, seed=9)[0]
+    np.testing.assert_array_equal(module.run(feed)["y"], cnn_compiled.load().run(feed)["y"])
+
+
+def test_unsupported_op_splits_into_npu_cpu_npu_regions(tmp_path):
+    path = ort_qdq(split_cnn(), tmp_path / "split.onnx")
+    compiled = edgecc.compile(path, "ethos-u")
+    ops = [op for op in ops_of(compiled.graph) if op not in QUANT_OPS]
+    assert ops[0] == "npu_region" and ops[-1] == "npu_region" and "npu_region" not in ops[1:-1]
+    cpu = {op: reason for _, op, reason in compiled.graph.meta["npu_cpu_ops"]}
+    assert "global_avg_pool" in cpu and "Ethos-U" in cpu["global_avg_pool"]
+    assert any("stays on the CPU" in str(r) and "global_avg_pool" in str(r) for r in compiled.remarks)
+    module = compiled.load()
+    for feed in feeds(3, seed=3):
+        assert np.abs(module.run(feed)["y"] - run_ort(onnx.load(path), feed)[0]).max() <= output_step(path) * 1.001
+
+
+def test_regions_never_cycle_through_a_cpu_op(tmp_path):
+    from edgecc.passes.partition_npu import is_convex
+
+    path = ort_qdq(branch_cnn(), tmp_path / "branch.onnx")
+    compiled = edgecc.compile(path, "ethos-u")
+    regions = npu_ops(compiled.graph)
+    assert regions == [["qconv"], ["qadd", "qconv"]]  # the conv feeds the sigmoid on the CPU and the add
+    module = compiled.load()
+    for feed in feeds(3, seed=4):
+        assert np.abs(module.run(feed)["y"] - run_ort(onnx.load(path), feed)[0]).max() <= output_step(path) * 1.001
+    graph = edgecc.driver.prepare(path, "host", disabled_passes=["fuse", "convert-layout", "winograd"])[0]
+    conv, add = [n for n in graph.nodes if n.op == "qconv"][0], [n for n in graph.nodes if n.op == "qadd"][0]
+    assert not is_convex([conv, add])
+
+
+def test_qoperator_model_imports_and_partitions(tmp_path):
+    path = ort_qdq(cnn(), tmp_path / "cnn_qop.onnx", fmt="QOperator")
+    assert "QLinearConv" in {n.op_type for n in onnx.load(path).graph.node}
+    compiled = edgecc.compile(path, "ethos-u")
+    assert sum(len(r) for r in npu_ops(compiled.graph)) >= 5
+    module = compiled.load()
+    feed = feeds(1, seed=5)[0]
+    assert np.abs(module.run(feed)["y"] - run_ort(onnx.load(path), feed)[0]).max() <= output_step(path) * 1.001
+
+
+def test_region_vela_refuses_stays_on_the_cpu(cnn_qdq, monkeypatch):
+    from edgecc.targets.npu.ethos_u import vela
+
+    def refuse(*args, **kwargs):
+        raise SystemExit("Error: the region does not fit")
+
+    monkeypatch.setattr("ethosu.vela.vela.main", refuse)
+    compiled = edgecc.compile(cnn_qdq, "ethos-u")
+    assert "npu_region" not in ops_of(compiled.graph)
+    assert any("its region was refused: Vela refused the region: Error: the region does not fit" in str(r)
+               for r in compiled.remarks)
+    assert vela.ACCELERATORS  # the module under test is the one patched
+    feed = feeds(1, seed=6)[0]
+    assert np.abs(compiled.load().run(feed)["y"] - run_ort(onnx.load(cnn_qdq), feed)[0]).max() <= \
+        output_step(cnn_qdq) * 1.001
+
+
+def test_float_model_is_refused_with_one_line(tmp_path):
+    path = tmp_path / "float.onnx"
+    onnx.save(cnn(), path)
+    proc = subprocess.run([sys.executable, "-m", "edgecc", "compile", str(path), "--target", "ethos-u",
+                           "-o", str(tmp_path / "m.so")], capture_output=True, text=True)
+    assert proc.returncode == 2 and not (tmp_path / "m.so").exists()
+    assert proc.stderr.strip().count("\n") == 0 and "--quantize int8" in proc.stderr
+
+
+def test_unknown_accelerator_is_a_target_error():
+    with pytest.raises(TargetError, match="unknown accelerator 'ethos-u99'"):
+        edgecc.targets.get_target("ethos-u", accelerator="ethos-u99")
+
+
+def test_missing_vela_names_the_extra(monkeypatch):
+    monkeypatch.setitem(sys.modules, "ethosu.vela.vela", None)
+    with pytest.raises(ToolchainError, match=r"pip install -e '\.\[npu\]'"):
+        edgecc.targets.get_target("ethos-u").check_toolchain()
+
+
+def test_cli_prints_partitions_and_vela_estimates(cnn_qdq, tmp_path):
+    out = tmp_path / "m.so"
+    proc = subprocess.run([sys.executable, "-m", "edgecc", "compile", cnn_qdq, "--target", "ethos-u",
+                           "--accelerator", "ethos-u55-128", "-o", str(out)], capture_output=True, text=True)
+    assert proc.returncode == 0, proc.stderr
+    assert "npu0 on ethos-u: 8 ops" in proc.stdout and "(ethos-u55-128, Vela)" in proc.stdout
+    assert "NPU cycles" in proc.stdout and "SRAM" in proc.stdout and "DRAM" in proc.stdout
+    assert "8 of 10 ops on the NPU (2 of the CPU's are quantize/dequantize)" in proc.stdout
+    run = subprocess.run([sys.executable, "-m", "edgecc", "run", str(out), "--compare-onnxruntime", cnn_qdq,
+                          "--rtol", "0", "--atol", str(output_step(cnn_qdq) * 1.001)], capture_output=True, text=True)
+    assert run.returncode == 0 and "LiteRT" in run.stderr, run.stderr
+    inspect = subprocess.run([sys.executable, "-m", "edgecc", "inspect", cnn_qdq, "--target", "ethos-u",
+                              "--partitions"], capture_output=True, text=True)
+    assert inspect.returncode == 0 and "x_QuantizeLinear (quantize): quantize is not in" in inspect.stdout
