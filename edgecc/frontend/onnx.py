@@ -20,7 +20,7 @@ from edgecc.ir import DTYPES, Graph, IRError, TensorType, Value, static_value
 from edgecc.ir.limits import check_count, check_tensor_bytes
 from edgecc.ir.types import np_dtype
 
-from .onnx_schema import check_attribute_types
+from .onnx_schema import check_attribute_types, check_input_types
 
 __all__ = ["load_onnx", "from_onnx", "ConvertContext", "MIN_OPSET"]
 
@@ -233,8 +233,10 @@ class ConvertContext:
         domain = node.domain if node.domain not in ("", "ai.onnx") else ""
         converter, version = find_converter(node.op_type, domain, self.opset)
         check_count(self.where, len(node.output))
-        check_attribute_types(node, domain, self.opset if not domain else self._domain_version(domain), self.where)
+        opset = self.opset if not domain else self._domain_version(domain)
+        check_attribute_types(node, domain, opset, self.where)
         inputs = [self._lookup(name) for name in node.input]
+        check_input_types(node, inputs, domain, opset, self.where)
         if converter is None:
             outputs = self._expand_or_raise(node, domain, inputs,
                                             UnsupportedOpError(node.op_type, node.name, self.opset, version))

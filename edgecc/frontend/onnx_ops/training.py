@@ -17,6 +17,9 @@ def _nll(ctx, log_prob, target, weight, attrs, *, plain_mean_at_minus_one: bool)
     reference averages over every element, the ignored ones included; SoftmaxCrossEntropyLoss's
     averages over the others only.
     """
+    if target.shape != log_prob.shape[:1] + log_prob.shape[2:]:
+        raise ctx.fail(f"the target has shape {target.shape}; scores of shape {log_prob.shape} need "
+                       f"{log_prob.shape[:1] + log_prob.shape[2:]} (the scores without their class axis)")
     dtype = log_prob.dtype
     classes = log_prob.shape[1]
     ignore = attrs.get("ignore_index")
