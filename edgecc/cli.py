@@ -254,7 +254,8 @@ def _add_tune_parsers(sub) -> None:
     tu.add_argument("--rpc-key", metavar="KEY", help="the key the boards registered with the tracker")
     tu.set_defaults(func=cmd_tune)
 
-    rp = sub.add_parser("report", help="report tuning logs: per-kernel results, tuning curves, two targets")
+    rp = sub.add_parser("report", help="report tuning logs (per-kernel results, tuning curves, two targets) "
+                                       "or a library's NPU regions (edgecc report model.so)")
     rp.add_argument("logs", nargs="+", metavar="DIR",
                     help="a target's tuning log folder (tuning_logs/<tag>); two to compare")
     rp.add_argument("--plot", metavar="FILE.png", help="plot best-so-far latency against trials")
@@ -386,6 +387,13 @@ def cmd_tune(args) -> int:
 def cmd_report(args) -> int:
     from edgecc.tune.report import report_logs
 
+    if len(args.logs) == 1 and os.path.isfile(args.logs[0]):  # a library: its NPU regions
+        from edgecc.runtime.npu import library_npu_metadata
+        from edgecc.targets.npu.report import library_report
+
+        npu = library_npu_metadata(args.logs[0])
+        print(library_report({"npu": npu}) if npu else f"{args.logs[0]}: no NPU regions")
+        return 0
     print(report_logs(args.logs, plot=args.plot, peak_gflops=args.peak_gflops))
     return 0
 

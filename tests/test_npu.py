@@ -249,3 +249,17 @@ def test_cli_prints_partitions_and_vela_estimates(cnn_qdq, tmp_path):
     inspect = subprocess.run([sys.executable, "-m", "edgecc", "inspect", cnn_qdq, "--target", "ethos-u",
                               "--partitions"], capture_output=True, text=True)
     assert inspect.returncode == 0 and "x_QuantizeLinear (quantize): quantize is not in" in inspect.stdout
+
+
+def test_imx93_library_reports_its_regions_and_is_not_emulated(cnn_qdq, tmp_path):
+    from edgecc.runtime import load_any
+
+    compiled = edgecc.compile(cnn_qdq, "imx93-npu")
+    assert compiled.target.tag == "imx93-npu+ethos-u65-256"
+    out = tmp_path / "imx93.so"
+    compiled.export(out)
+    report = subprocess.run([sys.executable, "-m", "edgecc", "report", str(out)], capture_output=True, text=True)
+    assert report.returncode == 0 and "npu0 on ethos-u: 8 ops" in report.stdout, report.stderr
+    assert "8 of 10 ops on the NPU" in report.stdout
+    with pytest.raises(ToolchainError, match="not emulated here"):
+        load_any(out)

@@ -199,8 +199,8 @@ def load_any(path: str | os.PathLike, threads: int | None = None, progress=None)
         raise ToolchainError(f"{path}: a CUDA library with {arch} host code runs on its board (edgecc runner), "
                              "not emulated here")
     if _has_npu_regions(path):
-        raise ToolchainError(f"{path}: its NPU regions run on the board (edgecc run there, see docs/targets/npu.md); "
-                             "to run a model with NPU regions here, compile it for --target ethos-u")
+        raise ToolchainError(f"{path}: a {arch} library with NPU regions is not emulated here and edgecc's runner "
+                             "cannot call an NPU yet (docs/targets/npu.md); compile for --target ethos-u to run it here")
     from .emulated import EmulatedModule
 
     return EmulatedModule(path, arch, threads, progress)

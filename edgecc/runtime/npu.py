@@ -12,7 +12,7 @@ import base64
 
 from edgecc.errors import ToolchainError
 
-__all__ = ["EMULATION_NOTE", "NPU_REGION_FUNCTION", "ensure_region_function", "register_regions"]
+__all__ = ["EMULATION_NOTE", "NPU_REGION_FUNCTION", "ensure_region_function", "library_npu_metadata", "register_regions"]
 
 #: the packed function a library calls for each NPU region: (region key, inputs..., outputs...)
 NPU_REGION_FUNCTION = "edgecc.npu_region"
@@ -60,3 +60,20 @@ def register_regions(npu: dict) -> str:
         if region["key"] not in _INTERPRETERS:
             _INTERPRETERS[region["key"]] = _interpreter(base64.b64decode(region["reference_tflite"]))
     return EMULATION_NOTE
+
+
+def library_npu_metadata(path: str) -> dict | None:
+    """The "npu" entry of a library's metadata read from the file without loading it (any CPU
+    architecture): None when the library has no NPU regions or no edgecc metadata."""
+    import json
+
+    with open(path, "rb") as fh:
+        data = fh.read()
+    start = data.find(b'{"format": "edgecc-')
+    if start < 0:
+        return None
+    try:
+        metadata, _ = json.JSONDecoder().raw_decode(data[start:].decode("utf-8", "replace"))
+    except ValueError:
+        return None
+    return metadata.get("npu")
