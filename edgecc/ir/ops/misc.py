@@ -6,7 +6,7 @@ import numpy as np
 
 from ..graph import IRError, Node
 from ..types import TensorType
-from ._util import in_type, norm_axis
+from ._util import at_least, in_type, norm_axis
 from .registry import Attr, Trait, register_op
 
 
@@ -35,7 +35,7 @@ register_op(
     "one_hot",
     ["indices", "values"],
     _one_hot_infer,
-    attrs={"depth": Attr("int"), "axis": Attr("int", -1)},
+    attrs={"depth": Attr("int", check=at_least(1)), "axis": Attr("int", -1)},
     traits=[Trait.INJECTIVE],
     fold=_one_hot_fold,
 )

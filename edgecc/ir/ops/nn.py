@@ -9,7 +9,7 @@ import numpy as np
 from ..graph import IRError, Node
 from ..layout import layout_of
 from ..types import TensorType
-from ._util import broadcast_shapes, in_type, norm_axis, require_float, same_as_input
+from ._util import at_least, broadcast_shapes, in_type, norm_axis, require_float, same_as_input
 from .registry import Attr, Trait, register_op
 
 _SPATIAL = "DHW"
@@ -186,7 +186,7 @@ register_op(
     attrs={**_POOL_ATTRS, "count_include_pad": Attr("int", 0)},
     traits=_POOL_TRAITS,
 )
-register_op("lp_pool", ["data"], _pool_infer, attrs={**_POOL_ATTRS, "p": Attr("int", 2)},
+register_op("lp_pool", ["data"], _pool_infer, attrs={**_POOL_ATTRS, "p": Attr("int", 2, check=at_least(1))},
             traits=[Trait.ANCHOR, Trait.REDUCTION, Trait.LAYOUT_SENSITIVE])
 
 
@@ -201,7 +201,7 @@ for _name in ("global_avg_pool", "global_max_pool"):
     register_op(_name, ["data"], _global_pool_infer, attrs={"layout": Attr("str", None)},
                 traits=[Trait.ANCHOR, Trait.LAYOUT_SENSITIVE, Trait.REDUCTION])
 register_op("global_lp_pool", ["data"], _global_pool_infer,
-            attrs={"layout": Attr("str", None), "p": Attr("int", 2)},
+            attrs={"layout": Attr("str", None), "p": Attr("int", 2, check=at_least(1))},
             traits=[Trait.ANCHOR, Trait.LAYOUT_SENSITIVE, Trait.REDUCTION])
 
 
@@ -269,7 +269,7 @@ register_op(
     "lrn",
     ["x"],
     same_as_input(),
-    attrs={"size": Attr("int"), "alpha": Attr("float", 1e-4), "beta": Attr("float", 0.75),
+    attrs={"size": Attr("int", check=at_least(1)), "alpha": Attr("float", 1e-4), "beta": Attr("float", 0.75),
            "bias": Attr("float", 1.0)},
     traits=[Trait.LAYOUT_SENSITIVE],
     doc="local response normalization across channels (axis 1)",

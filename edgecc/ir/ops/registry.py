@@ -50,10 +50,13 @@ _ATTR_KINDS = ("int", "float", "str", "ints", "floats", "bool", "tensor", "any")
 
 @dataclass(frozen=True)
 class Attr:
-    """An attribute's kind and default (REQUIRED when it has none)."""
+    """An attribute's kind, default (REQUIRED when it has none) and allowed values: `check(value)`
+    says what is wrong with a value, or None (ranges that depend on input ranks are checked by
+    the op's inference)."""
 
     kind: str
     default: Any = REQUIRED
+    check: Callable[[Any], str | None] | None = None
 
     def __post_init__(self):
         if self.kind not in _ATTR_KINDS:
@@ -156,6 +159,15 @@ class OpDef:
                 raise IRError(f"{self.name}: attribute {key}={value!r} is not a canonical {spec.kind} "
                               "(set attributes through Graph.create_node)")
 
+    def check_attr_values(self, node: Node) -> None:
+        """IRError naming the first attribute whose value its declaration does not allow."""
+        for key, spec in self.attrs.items():
+            value = node.attrs.get(key)
+            if spec.check is not None and value is not None:
+                problem = spec.check(value)
+                if problem is not None:
+                    raise IRError(f"{self.name} '{node.name}': attribute {key}={value!r} {problem}")
+
     def check_arity(self, node: Node) -> None:
         n = len(node.inputs)
         hi = self.max_inputs
@@ -168,9 +180,10 @@ class OpDef:
 
     # ----- inference, verification, folding -----------------------------------------------
     def infer(self, node: Node) -> list[TensorType]:
-        """The output types; LimitError when they ask for more outputs or bytes than the current
-        `edgecc.ir.limits` allow."""
+        """The output types; IRError for an attribute its declaration does not allow, LimitError
+        when they ask for more outputs or bytes than the current `edgecc.ir.limits` allow."""
         self.check_arity(node)
+        self.check_attr_values(node)
         types = list(self.infer_fn(node))
         if self.num_outputs is not None and len(types) != self.num_outputs:
             raise IRError(f"{self.name}: inference gave {len(types)} outputs")

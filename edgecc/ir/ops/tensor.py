@@ -7,7 +7,7 @@ import numpy as np
 
 from ..graph import IRError, Node
 from ..types import TensorType
-from ._util import broadcast_shapes, in_type, norm_axes, norm_axis
+from ._util import at_least, broadcast_shapes, in_type, norm_axes, norm_axis, one_of
 from .registry import Attr, Trait, register_op
 
 INJECTIVE = (Trait.INJECTIVE, Trait.LAYOUT_SENSITIVE)
@@ -25,7 +25,7 @@ register_op(
     "reshape",
     ["x"],
     _reshape_infer,
-    attrs={"shape": Attr("ints")},
+    attrs={"shape": Attr("ints", check=at_least(0))},
     traits=INJECTIVE,
     fold=lambda node, v: [v[0].reshape(node.attrs["shape"])],
     doc="reshape to a fully resolved static shape (no -1 or 0 entries)",
@@ -193,7 +193,7 @@ def _gather_nd_infer(node: Node):
 
 
 register_op("gather_nd", ["data", "indices"], _gather_nd_infer,
-            attrs={"batch_dims": Attr("int", 0)}, traits=INJECTIVE)
+            attrs={"batch_dims": Attr("int", 0, check=at_least(0))}, traits=INJECTIVE)
 
 
 def _scatter_infer(node: Node):
@@ -230,7 +230,7 @@ def _tile_infer(node: Node):
     return [TensorType(t.dtype, [d * r for d, r in zip(t.shape, reps)])]
 
 
-register_op("tile", ["x"], _tile_infer, attrs={"repeats": Attr("ints")}, traits=INJECTIVE,
+register_op("tile", ["x"], _tile_infer, attrs={"repeats": Attr("ints", check=at_least(0))}, traits=INJECTIVE,
             fold=lambda node, v: [np.tile(v[0], node.attrs["repeats"])])
 
 
@@ -264,7 +264,8 @@ register_op(
     "pad",
     ["x"],
     _pad_infer,
-    attrs={"pads": Attr("ints"), "mode": Attr("str", "constant"), "value": Attr("float", 0.0)},
+    attrs={"pads": Attr("ints"), "mode": Attr("str", "constant", check=one_of("constant", "reflect", "edge", "wrap")),
+           "value": Attr("float", 0.0)},
     traits=INJECTIVE,
     fold=_pad_fold,
     doc="pads are (begin..., end...) per axis; negative pads crop",
@@ -288,7 +289,7 @@ register_op(
     attrs={
         "sizes": Attr("ints"),
         "scales": Attr("floats", None),
-        "mode": Attr("str", "nearest"),
+        "mode": Attr("str", "nearest", check=one_of("nearest", "linear", "cubic")),
         "coordinate_transformation_mode": Attr("str", "half_pixel"),
         "nearest_mode": Attr("str", "round_prefer_floor"),
         "cubic_coeff_a": Attr("float", -0.75),
@@ -347,7 +348,7 @@ register_op(
     "full",
     [],
     _full_infer,
-    attrs={"shape": Attr("ints"), "value": Attr("any", 0.0), "dtype": Attr("str", "float32")},
+    attrs={"shape": Attr("ints", check=at_least(0)), "value": Attr("any", 0.0), "dtype": Attr("str", "float32")},
     traits=[Trait.INJECTIVE],
     fold=lambda node, v: [np.full(node.attrs["shape"], node.attrs["value"], dtype=node.attrs["dtype"])],
     doc="a tensor filled with one value (kept as an op so large fills are not stored as parameters)",
