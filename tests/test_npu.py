@@ -35,6 +35,7 @@ def feeds(count: int, seed: int, shape=(1, 3, 16, 16)) -> list[dict]:
 
 
 def ort_qdq(model: onnx.ModelProto, path, fmt: str = "QDQ") -> str:
+    """ONNX Runtime's static QDQ (or QOperator) quantization on 16 random samples."""
     from onnxruntime.quantization import CalibrationDataReader, QuantFormat, QuantType, quantize_static
 
     src = str(path) + ".float.onnx"
@@ -42,7 +43,9 @@ def ort_qdq(model: onnx.ModelProto, path, fmt: str = "QDQ") -> str:
 
     class Reader(CalibrationDataReader):
         def __init__(self):
-            self.it = iter(feeds(16, seed=1))
+            graph_input = model.graph.input[0]
+            shape = [d.dim_value for d in graph_input.type.tensor_type.shape.dim]
+            self.it = iter({graph_input.name: f["x"]} for f in feeds(16, seed=1, shape=shape))
 
         def get_next(self):
             return next(self.it, None)
@@ -263,3 +266,20 @@ def test_imx93_library_reports_its_regions_and_is_not_emulated(cnn_qdq, tmp_path
     assert "8 of 10 ops on the NPU" in report.stdout
     with pytest.raises(ToolchainError, match="not emulated here"):
         load_any(out)
+
+
+@pytest.mark.parametrize("name,on_npu", [("resnet_tiny", 14), ("mobilenetv2_tiny", 20)])
+def test_zoo_models_partition_and_match_onnxruntime(name, on_npu, tmp_path):
+    """Strided convolutions with explicit pads go to the NPU through a PAD; what stays on the CPU
+    is the stem's padded max pooling, the float global average pooling and the quantize/dequantize."""
+    import os
+
+    data = os.path.join(os.path.dirname(__file__), "data", f"{name}.onnx")
+    path = ort_qdq(onnx.load(data), tmp_path / f"{name}_qdq.onnx")
+    compiled = edgecc.compile(path, "ethos-u")
+    assert sum(len(r) for r in npu_ops(compiled.graph)) == on_npu
+    module = compiled.load()
+    step = output_step(path)
+    for feed in feeds(3, seed=12, shape=(1, 3, 64, 64)):
+        feed = {"input": feed["x"]}
+        assert np.abs(module.run(feed)["output"] - run_ort(onnx.load(path), feed)[0]).max() <= step * 1.001

@@ -2,8 +2,8 @@
 
 The limits are those of Vela's documented operator support (SUPPORTED_OPS.md of ethos-u-vela
 5.2) for the TFLite operator each op becomes, narrowed to what the TFLite writer (`tflite.py`)
-expresses: int8 tensors with batch 1, SAME or VALID padding, fused activations that TFLite can
-name. Vela has the last word: a region it would leave on the CPU is rejected as a whole.
+expresses: int8 tensors with batch 1, SAME or VALID padding (or, for convolutions, an explicit
+PAD), fused activations that TFLite can name. Vela has the last word: a region it would leave on the CPU is rejected as a whole.
 """
 
 from __future__ import annotations
@@ -20,7 +20,8 @@ SUPPORTED_OPS = {
 }
 _MAX_STRIDE = 3
 _MAX_KERNEL = 64  # convolution kernel height and width (Vela: 1..64 for stride > 1 and dilation)
-_MAX_POOL_KERNEL = 8  # SAME-padded pooling windows (Vela: 1..8)
+_MAX_POOL_KERNEL = 8
+_MAX_PAD = 3  # explicit pads (a TFLite PAD, which Vela folds into the convolution after it)  # SAME-padded pooling windows (Vela: 1..8)
 
 
 def padding_mode(in_sizes, kernel, strides, dilations, pads) -> str | None:
@@ -75,7 +76,10 @@ def _window(node, kind: str) -> str | None:
     if max(dilations) > 1 and node.op != "qconv":
         return f"dilation {list(dilations)}: pooling takes none"
     if padding_mode(x.shape[2:], kernel, strides, dilations, pads) is None:
-        return f"pads {list(pads)} are neither TFLite's SAME nor VALID"
+        if node.op != "qconv":
+            return f"pads {list(pads)} are neither TFLite's SAME nor VALID (pooling takes no explicit PAD)"
+        if max(pads) >= max(kernel) or max(pads) > _MAX_PAD:
+            return f"pads {list(pads)} exceed what Ethos-U folds into a convolution"
     limit = _MAX_KERNEL if node.op == "qconv" else (_MAX_POOL_KERNEL if any(pads) else 256)
     if max(kernel) > limit:
         return f"window {list(kernel)} exceeds Ethos-U's {limit}"

@@ -49,10 +49,8 @@ def tensor_quantization(body, outer_users=None) -> dict[int, tuple[float, int]]:
         if v.type.quant is not None and len(v.type.quant.scale) == 1:
             put(v, v.type.quant.scale[0], v.type.quant.zero_point[0])
         for outer in (outer_users or {}).get(id(v), ()):
-            for user, _ in outer.uses:
-                if user.op == "dequantize" and user.input(1).const is not None:
-                    zp = user.input(2).const if user.input(2) is not None else 0
-                    put(v, float(np.asarray(user.input(1).const).reshape(-1)[0]), int(np.asarray(zp).reshape(-1)[0]))
+            for user, index in outer.uses:
+                put(v, *_reader_quantization(user, index))
     def propagate():
         for _ in range(len(body.nodes) + 1):  # through ops that keep quantization
             for n in body.nodes:
@@ -74,7 +72,9 @@ def tensor_quantization(body, outer_users=None) -> dict[int, tuple[float, int]]:
     # a scale no op fixes: values that only reach convolutions and dense layers (through pooling
     # and reshapes) may take any scale, as only in_scale * w_scale / out_scale matters there
     for v in values:
-        if known.get(id(v), (None, None))[0] is None and _scale_free(v):
+        outer = (outer_users or {}).get(id(v), ())
+        free = all(_scale_free(o) for o in outer) if v.is_graph_output else _scale_free(v)
+        if known.get(id(v), (None, None))[0] is None and free:
             put(v, 1.0)
             propagate()
     result = {}
@@ -88,9 +88,28 @@ def tensor_quantization(body, outer_users=None) -> dict[int, tuple[float, int]]:
     return result
 
 
+def _reader_quantization(user, index: int) -> tuple[float | None, int | None]:
+    """The (scale, zero point) a reader outside the region gives the value it reads, if any."""
+    a = user.attrs
+    if user.op == "dequantize" and user.input(1).const is not None:
+        zp = user.input(2).const if user.input(2) is not None else 0
+        return float(np.asarray(user.input(1).const).reshape(-1)[0]), int(np.asarray(zp).reshape(-1)[0])
+    if user.op == "qadd":
+        side = "a" if index == 0 else "b"
+        return a[f"{side}_scale"], a[f"{side}_zero_point"]
+    if user.op in ("qconv", "qdense") and index == 0:
+        return None, a["data_zero_point"]
+    if user.op in ("max_pool", "reshape"):  # they keep quantization: ask their readers
+        for reader, i in user.outputs[0].uses:
+            scale, zp = _reader_quantization(reader, i)
+            if scale is not None:
+                return scale, zp
+    return None, None
+
+
 def _scale_free(value) -> bool:
     """Whether every path from `value` ends in a qconv/qdense input through max_pool/reshape only."""
-    if value.is_graph_output or not value.uses:
+    if not value.uses or (value.is_graph_output and value.graph is not None and value.graph.parent is None):
         return False
     for user, index in value.uses:
         if user.op in ("qconv", "qdense") and index == 0:
@@ -258,14 +277,18 @@ def _conv(w: _Writer, node) -> None:
     depthwise = a["group"] != 1
     w_scales, bias, x_scale = _weight_params(w, node, out_c)
     strides, dilations = a.get("strides") or (1, 1), a.get("dilations") or (1, 1)
-    pad = padding_mode(node.inputs[0].type.shape[2:], kernel, strides, dilations, a.get("pads") or (0,) * 4)
+    pads = a.get("pads") or (0,) * 4
+    pad = padding_mode(node.inputs[0].type.shape[2:], kernel, strides, dilations, pads)
+    data_in = w.value(node.inputs[0])
+    if pad is None:  # explicit pads: a PAD (filling the zero point, as edgecc does) before a VALID conv
+        data_in, pad = _explicit_pad(w, node, pads), "VALID"
     if depthwise:
         data, axis = weights[:, 0].transpose(1, 2, 0)[None], 3
     else:
         data, axis = weights.transpose(0, 2, 3, 1), 0
     wt = w.tensor(f"{node.name}.weight", data.shape, "int8", (w_scales, [0] * out_c, axis), data)
     bt = w.tensor(f"{node.name}.bias", (out_c,), "int32", (x_scale * w_scales, [0] * out_c, 0), bias)
-    inputs, outputs = [w.value(node.inputs[0]), wt, bt], [w.value(node.outputs[0])]
+    inputs, outputs = [data_in, wt, bt], [w.value(node.outputs[0])]
     opts_mod = DepthwiseConv2DOptions if depthwise else Conv2DOptions
     opts_mod.Start(w.fb)
     opts_mod.AddPadding(w.fb, getattr(Padding, pad))
@@ -280,6 +303,23 @@ def _conv(w: _Writer, node) -> None:
     code = B.BuiltinOperator.DEPTHWISE_CONV_2D if depthwise else B.BuiltinOperator.CONV_2D
     kind = O.BuiltinOptions.DepthwiseConv2DOptions if depthwise else O.BuiltinOptions.Conv2DOptions
     w.operator(code, inputs, outputs, kind, options)
+
+
+def _explicit_pad(w: _Writer, node, pads) -> int:
+    """A PAD of the convolution's input by `pads` (ONNX order); returns the padded tensor."""
+    from ethosu.vela.tflite import BuiltinOperator as B, BuiltinOptions as O, PadOptions
+
+    x = node.inputs[0]
+    n, c, h, wd = x.type.shape
+    top, left, bottom, right = pads
+    paddings = np.asarray([[0, 0], [top, bottom], [left, right], [0, 0]], np.int32)
+    pt = w.tensor(f"{node.name}.paddings", (4, 2), "int32", None, paddings)
+    scale, zp = w.quant[id(x)]
+    out = w.tensor(f"{node.name}.padded", (n, h + top + bottom, wd + left + right, c), "int8", ([scale], [zp], 0))
+    PadOptions.Start(w.fb)
+    options = PadOptions.End(w.fb)
+    w.operator(B.BuiltinOperator.PAD, [w.value(x), pt], [out], O.BuiltinOptions.PadOptions, options)
+    return out
 
 
 def _dense(w: _Writer, node) -> None:
