@@ -134,6 +134,8 @@ def test_convolution_epilogues_stay_fused_in_one_launch(built):
     module = load_any(path)
     convs = [k["name"] for k in module.metadata["kernels"] if k["kind"] == "conv"]
     assert len(convs) >= 8
+    rules = {k["kind"]: k["rule"] for k in module.metadata["kernels"]}
+    assert rules["conv"] == "dlight.Matmul" and rules["matmul"].startswith("dlight.")
     for name in convs:
         launches = module.launches[name]["launches"]
         assert len(launches) == 1, (name, launches)  # bias, residual add and relu in the GEMM's kernel
@@ -147,6 +149,8 @@ def test_launch_sizes_come_from_the_thread_bindings(built):
     module = load_any(path)
     depthwise = [p.kernel for p in plan_kernels(compiled.graph) if p.kernel.kind == "depthwise_conv"]
     assert depthwise
+    assert {k["rule"] for k in module.metadata["kernels"] if k["kind"] == "depthwise_conv"} == {
+        "edgecc.thread_per_output"}
     for kernel in depthwise:
         (launch,) = module.launches[kernel.name]["launches"]
         elements = int(np.prod(kernel.outputs[0].type.shape))

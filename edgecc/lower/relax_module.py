@@ -19,7 +19,7 @@ from edgecc.ir import Graph, Node, Value
 
 from .kernels import call_args
 from .plan import KernelPlan, PlannedKernel, plan_kernels
-from .schedules import ScheduledKernel, ScheduleFallback
+from .schedules import RULE_ATTR, ScheduledKernel, ScheduleFallback
 
 __all__ = ["build_relax_module", "LoweringStats", "METADATA_FUNCTION"]
 
@@ -110,8 +110,12 @@ class _ModuleBuilder:
             stats.fallbacks.append(scheduled.fallback)
         stats.kernels += 1
         stats.kernel_names.append(kernel.name)
-        stats.kernel_table.append({"name": kernel.name, "kind": kernel.kind, "scheduled_by": scheduled.how,
-                                   "flops": kernel.flops, "calls": planned.calls})
+        entry = {"name": kernel.name, "kind": kernel.kind, "scheduled_by": scheduled.how,
+                 "flops": kernel.flops, "calls": planned.calls}
+        rule = scheduled.func.attrs.get(RULE_ATTR) if scheduled.func.attrs is not None else None
+        if rule is not None:  # the rule that scheduled it, where the rule names itself (GPU rules)
+            entry["rule"] = str(rule)
+        stats.kernel_table.append(entry)
 
     def emit_node(self, node: Node) -> None:
         from tvm import relax

@@ -21,13 +21,15 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Protocol
 
-__all__ = ["RULES", "RULE_SETS", "RuleDoesNotApply", "ScheduleFallback", "ScheduleSource", "ScheduledKernel", "Scheduler",
+__all__ = ["RULES", "RULE_ATTR", "RULE_SETS", "RuleDoesNotApply", "ScheduleFallback", "ScheduleSource", "ScheduledKernel", "Scheduler",
            "make_scheduler", "register_rule"]
 
 #: kind -> rule(kernel, target) -> scheduled PrimFunc ("*": the generic rule for any kind): the CPU rules
 RULES: dict[str, Callable] = {}
 #: rule set (a target's `schedule_rules`: "cpu", "gpu") -> its rules by kind
 RULE_SETS: dict[str, dict[str, Callable]] = {"cpu": RULES}
+#: PrimFunc attribute a rule may set to name itself ("dlight.Matmul"); the metadata's kernel table shows it
+RULE_ATTR = "edgecc.schedule_rule"
 #: kinds with no schedule of their own: the generic rule is what they are meant to get
 GENERIC_KINDS = frozenset({"opaque"})
 

@@ -14,7 +14,7 @@ checks that (`edgecc.lower.device.check_thread_binding`).
 
 from __future__ import annotations
 
-from . import RuleDoesNotApply, register_rule
+from . import RULE_ATTR, RuleDoesNotApply, register_rule
 
 #: threads per block of the thread-per-output rule (a multiple of every GPU's warp or wavefront)
 THREADS_PER_OUTPUT_BLOCK = 128
@@ -42,7 +42,7 @@ def apply_dlight(kernel, target, rule_names: tuple[str, ...]):
                 continue
             func = (space[0] if isinstance(space, list) else space).mod["main"]
             if not unbound_blocks(func):
-                return func
+                return func.with_attr(RULE_ATTR, f"dlight.{name}")
     raise RuleDoesNotApply(f"no DLight rule of {', '.join(rule_names)} takes {kernel.name}")
 
 
@@ -77,7 +77,7 @@ def schedule_thread_per_output(kernel, target):
         if not sch.get(block).same_as(sch.get(out)):
             sch.compute_at(block, thread_loop)
             sch.set_scope(block, 0, "local")  # the running sum lives in the thread's registers
-    return sch.mod["main"]
+    return sch.mod["main"].with_attr(RULE_ATTR, "edgecc.thread_per_output")
 
 
 def _bind_spatial(sch, block, threads: int):
@@ -136,4 +136,4 @@ def schedule_every_block(kernel, target):
     threads = min(THREADS_PER_OUTPUT_BLOCK, target.max_threads_per_block)
     for block in _blocks(sch):
         _bind_spatial(sch, block, threads)
-    return sch.mod["main"]
+    return sch.mod["main"].with_attr(RULE_ATTR, "edgecc.every_block")
