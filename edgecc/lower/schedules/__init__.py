@@ -21,8 +21,8 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Protocol
 
-__all__ = ["RULES", "RULE_ATTR", "RULE_SETS", "RuleDoesNotApply", "ScheduleFallback", "ScheduleSource", "ScheduledKernel", "Scheduler",
-           "make_scheduler", "register_rule"]
+__all__ = ["RULES", "RULE_ATTR", "RULE_SETS", "RuleDoesNotApply", "ScheduleFallback",
+           "ScheduleSource", "ScheduledKernel", "Scheduler", "make_scheduler", "register_rule"]
 
 #: kind -> rule(kernel, target) -> scheduled PrimFunc ("*": the generic rule for any kind): the CPU rules
 RULES: dict[str, Callable] = {}
