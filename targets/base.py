@@ -3,8 +3,10 @@
 A target answers: which TVM target to generate code for, how to link the shared library (host
 or cross toolchain), which data layout and SIMD width the default schedules should use, which
 extra passes to run, and how a built library can be run here (natively, under an emulator, or
-not at all). Presets are named configurations of a target family (`rpi4` is `arm-cpu` with a
-Cortex-A72).
+not at all). Its backend members say where the kernels run (`device_type`: the CPU, a CUDA or an
+OpenCL GPU), which rule set schedules them (`schedule_rules`), in which precision, and what
+surrounds the build (`build_context`). Presets are named configurations of a target family
+(`rpi4` is `arm-cpu` with a Cortex-A72; `rk3588-gpu` is `mali` with a Mali-G610).
 """
 
 from __future__ import annotations
