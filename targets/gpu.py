@@ -21,7 +21,7 @@ from typing import Any, ClassVar
 
 from edgecc.errors import TargetError
 
-from .arm import ArmCpuTarget, require_tool
+from .arm import ArmCpuTarget
 from .base import Target
 
 __all__ = ["GPU_PRESETS", "PRECISIONS", "CudaTarget", "GpuPreset", "GpuTarget", "MaliTarget", "OpenCLTarget",
