@@ -255,7 +255,10 @@ def gpu_preset(name: str):
     """A factory for `get_target(name, precision=...)`; the board's GPU and host are fixed."""
     spec = GPU_PRESETS[name]
 
-    def make(precision: str = "fp32") -> GpuTarget:
+    def make(precision: str = "fp32", **others) -> GpuTarget:
+        if others:
+            raise TargetError(f"{name}: the preset fixes its GPU and host; it takes --precision only "
+                              f"(not {', '.join(sorted(others))})")
         return spec.factory(precision=precision, preset=name, **spec.settings)
 
     make.__doc__ = spec.description
