@@ -43,8 +43,8 @@ def built(tmp_path_factory):
     def build(model: str, target: str = "rk3588-gpu", precision: str = "fp32"):
         key = (model, target, precision)
         if key not in cache:
-            compiled = edgecc.compile(str(DATA / f"{model}.onnx"), target,
-                                      target_options={"precision": precision})
+            options = {"precision": precision} if precision != "fp32" else {}  # CPU targets take none
+            compiled = edgecc.compile(str(DATA / f"{model}.onnx"), target, target_options=options)
             path = folder / f"{model}-{target}-{precision}.so"
             compiled.export(path)
             cache[key] = (path, compiled)
@@ -236,3 +236,9 @@ def test_runner_for_an_opencl_target_is_one_line_exit_2(tmp_path):
     lines = done.stderr.strip().splitlines()
     assert len(lines) == 1 and "no OpenCL runtime" in lines[0] and "USE_OPENCL=ON" in lines[0]
     assert not (tmp_path / "deploy").exists()
+
+
+def test_a_cpu_library_embeds_no_device_code(built):
+    path, _ = built("resnet_tiny", "host")
+    assert [m.kind for m in embedded_modules(path)] == ["relax.VMExecutable", "_lib"]
+    assert library_device(path) == "cpu"
