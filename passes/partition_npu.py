@@ -159,6 +159,11 @@ class PartitionNpu(Pass):
                 continue
             name = f"npu{len(compiled)}"
             body, inputs, outputs = _body(graph, nodes)
+            crossing = [v for v in inputs + outputs if not v.type.dtype.startswith(("int", "uint"))]
+            if crossing:  # a float value of a pooling on int8 data may not leave the region
+                for n in nodes:
+                    keep_on_cpu(n, f"its region would pass the float tensor %{crossing[0].name} to the CPU")
+                continue
             outer_users = {id(b): [o] for b, o in zip(body.outputs, outputs)}
             try:
                 compiled[name] = backend.compile_region(body, name, outer_users)

@@ -8,7 +8,7 @@ PAD), fused activations that TFLite can name. Vela has the last word: a region i
 
 from __future__ import annotations
 
-__all__ = ["unsupported_reason", "SUPPORTED_OPS", "padding_mode", "fused_activation"]
+__all__ = ["unsupported_reason", "SUPPORTED_OPS", "padding_mode", "fused_activation", "int8_pool_params"]
 
 #: edgecc op -> the TFLite operator it becomes
 SUPPORTED_OPS = {
@@ -17,7 +17,13 @@ SUPPORTED_OPS = {
     "qadd": "ADD",
     "max_pool": "MAX_POOL_2D",
     "reshape": "RESHAPE",
+    "global_avg_pool": "MEAN (between a dequantize and a quantize)",
+    "avg_pool": "AVERAGE_POOL_2D (between a dequantize and a quantize of equal parameters)",
+    "dequantize": "(the int8 input of such a pooling)",
+    "quantize": "(the int8 output of such a pooling)",
 }
+#: float ops that run on int8 data when a dequantize feeds them and a quantize reads them
+_INT8_POOLS = ("global_avg_pool", "avg_pool")
 _MAX_STRIDE = 3
 _MAX_KERNEL = 64  # convolution kernel height and width (Vela: 1..64 for stride > 1 and dilation)
 _MAX_POOL_KERNEL = 8
@@ -144,12 +150,83 @@ def _reshape(node) -> str | None:
     return None
 
 
+def _per_tensor_int8(node) -> tuple[float, int] | None:
+    """(scale, zero point) of a per-tensor int8 quantize/dequantize with constant parameters."""
+    import numpy as np
+
+    int8 = node.outputs[0] if node.op == "quantize" else node.inputs[0]
+    scale, zp = node.inputs[1], node.inputs[2]
+    if int8.type.dtype != "int8" or scale.const is None or scale.type.size != 1:
+        return None
+    if zp is not None and zp.const is None:
+        return None
+    return float(np.asarray(scale.const).reshape(-1)[0]), int(np.asarray(zp.const).reshape(-1)[0]) if zp is not None else 0
+
+
+def int8_pool_params(node) -> tuple[tuple[float, int], tuple[float, int]] | str:
+    """For a float pooling between a dequantize and a quantize: ((in scale, zp), (out scale, zp)),
+    else why it is not such a pooling."""
+    producer = node.inputs[0].producer
+    readers = [u for u, _ in node.outputs[0].uses]
+    if producer is None or producer.op != "dequantize" or _per_tensor_int8(producer) is None:
+        return "float pooling not fed by a per-tensor int8 dequantize"
+    if node.outputs[0].is_graph_output or not readers or any(
+            u.op != "quantize" or _per_tensor_int8(u) is None for u in readers):
+        return "float pooling not read only by per-tensor int8 quantizes"
+    outs = {_per_tensor_int8(u) for u in readers}
+    if len(outs) != 1:
+        return "float pooling quantized twice with different parameters"
+    return _per_tensor_int8(producer), outs.pop()
+
+
+def _int8_pool(node) -> str | None:
+    params = int8_pool_params(node)
+    if isinstance(params, str):
+        return params
+    x = node.inputs[0].type
+    if x.rank != 4 or x.shape[0] != 1:
+        return f"pooling of a {list(x.shape)} tensor: only [1, C, H, W]"
+    if node.op == "avg_pool":
+        if params[0] != params[1]:
+            return "average pooling that changes scale or zero point (TFLite's int8 AVERAGE_POOL_2D keeps them)"
+        if node.attrs.get("ceil_mode") or (any(node.attrs.get("pads") or ()) and node.attrs.get("count_include_pad")):
+            return "ceil_mode or count_include_pad pooling"
+        return _window(node, "pooling")
+    return None
+
+
+def _dequantize(node) -> str | None:
+    if node.outputs[0].is_graph_output:
+        return "it makes the model's float output"
+    if _per_tensor_int8(node) is None:
+        return "not a per-tensor int8 dequantize with constant parameters"
+    users = [u for u, _ in node.outputs[0].uses]
+    if node.outputs[0].is_graph_output or not users or any(u.op not in _INT8_POOLS or _int8_pool(u) for u in users):
+        return "its float result goes to ops other than pooling that Ethos-U takes on int8 data"
+    return None
+
+
+def _quantize(node) -> str | None:
+    producer = node.inputs[0].producer
+    if producer is None and node.inputs[0].const is None:
+        return "it quantizes the model's float input"
+    if _per_tensor_int8(node) is None:
+        return "not a per-tensor int8 quantize with constant parameters"
+    if producer is None or producer.op not in _INT8_POOLS or _int8_pool(producer):
+        return "it quantizes a float result that is not a pooling Ethos-U takes on int8 data"
+    return None
+
+
+_PATTERN_CHECKS = {"global_avg_pool": _int8_pool, "avg_pool": _int8_pool, "dequantize": _dequantize,
+                   "quantize": _quantize}
 _CHECKS = {"qconv": _qconv, "qdense": _qdense, "qadd": _qadd, "max_pool": _max_pool, "reshape": _reshape}
 
 
 def unsupported_reason(node) -> str | None:
     """None when Ethos-U takes `node`, else one line saying why it stays on the CPU."""
+    if node.op in _PATTERN_CHECKS:  # float ops on int8 data: their own dtype rules
+        return _PATTERN_CHECKS[node.op](node)
     check = _CHECKS.get(node.op)
     if check is None:
-        return f"{node.op} is not in Ethos-U's operator table ({', '.join(SUPPORTED_OPS)})"
+        return f"{node.op} is not in Ethos-U's operator table ({', '.join(_CHECKS)}, int8 pooling)"
     return _int8_only(node) or check(node)

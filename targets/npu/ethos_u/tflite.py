@@ -17,7 +17,7 @@ import flatbuffers
 import numpy as np
 
 from ..backend import RegionRejected
-from .support import fused_activation, padding_mode
+from .support import _per_tensor_int8, fused_activation, padding_mode
 
 __all__ = ["region_to_tflite", "tensor_quantization"]
 
@@ -62,6 +62,10 @@ def tensor_quantization(body, outer_users=None) -> dict[int, tuple[float, int]]:
                     put(n.inputs[0], a["a_scale"], a["a_zero_point"])
                     put(n.inputs[1], a["b_scale"], a["b_zero_point"])
                     put(n.outputs[0], a["scale"], a["out_zero_point"])
+                elif n.op in ("dequantize", "quantize"):  # the int8 side of a pooling on int8 data
+                    s_z = _per_tensor_int8(n)
+                    put(n.inputs[0], *s_z)
+                    put(n.outputs[0], *s_z)
                 elif n.op in ("max_pool", "reshape"):
                     s_in, z_in = known.get(id(n.inputs[0]), (None, None))
                     s_out, z_out = known.get(id(n.outputs[0]), (None, None))
@@ -348,6 +352,10 @@ def _add(w: _Writer, node) -> None:
 
 
 def _max_pool(w: _Writer, node) -> None:
+    _pool(w, node, "MAX_POOL_2D")
+
+
+def _pool(w: _Writer, node, operator: str) -> None:
     from ethosu.vela.tflite import BuiltinOperator as B, BuiltinOptions as O, Pool2DOptions as P
     from ethosu.vela.tflite.Padding import Padding
 
@@ -361,7 +369,7 @@ def _max_pool(w: _Writer, node) -> None:
     P.AddFilterHeight(w.fb, kernel[0])
     P.AddFilterWidth(w.fb, kernel[1])
     options = P.End(w.fb)
-    w.operator(B.BuiltinOperator.MAX_POOL_2D, [w.value(node.inputs[0])], [w.value(node.outputs[0])],
+    w.operator(getattr(B.BuiltinOperator, operator), [w.value(node.inputs[0])], [w.value(node.outputs[0])],
                O.BuiltinOptions.Pool2DOptions, options)
 
 
@@ -378,7 +386,29 @@ def _reshape(w: _Writer, node) -> None:
                O.BuiltinOptions.ReshapeOptions, options)
 
 
-_OPS = {"qconv": _conv, "qdense": _dense, "qadd": _add, "max_pool": _max_pool, "reshape": _reshape}
+def _alias(w: _Writer, node) -> None:
+    """dequantize/quantize around a pooling on int8 data: the int8 tensor stands for both sides."""
+    w.index[id(node.outputs[0])] = w.value(node.inputs[0])
+
+
+def _mean(w: _Writer, node) -> None:
+    """global_avg_pool on int8 data: MEAN over H and W (NHWC axes 1, 2), keeping the dims."""
+    from ethosu.vela.tflite import BuiltinOperator as B, BuiltinOptions as O, ReducerOptions
+
+    axes = w.tensor(f"{node.name}.axes", (2,), "int32", None, np.asarray([1, 2], np.int32))
+    ReducerOptions.Start(w.fb)
+    ReducerOptions.AddKeepDims(w.fb, True)
+    options = ReducerOptions.End(w.fb)
+    w.operator(B.BuiltinOperator.MEAN, [w.value(node.inputs[0]), axes], [w.value(node.outputs[0])],
+               O.BuiltinOptions.ReducerOptions, options)
+
+
+def _avg_pool(w: _Writer, node) -> None:
+    _pool(w, node, "AVERAGE_POOL_2D")
+
+
+_OPS = {"dequantize": _alias, "quantize": _alias, "global_avg_pool": _mean, "avg_pool": _avg_pool,
+        "qconv": _conv, "qdense": _dense, "qadd": _add, "max_pool": _max_pool, "reshape": _reshape}
 
 
 def region_to_tflite(body, name: str, outer_users=None) -> bytes:
