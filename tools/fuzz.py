@@ -480,7 +480,8 @@ def write_report(path: Path, in_process: list[Result], through_cli: list[Result]
     for label, group in (("in process", in_process), ("through the CLI", through_cli)):
         counts = summarize(group)
         failed = sum(1 for r in group if r.failed)
-        lines.append(f"| {label} | {len(group)} | {counts.get('compiled', 0)} | {counts.get('refused', 0)} | {failed} |")
+        compiled, refused = counts.get("compiled", 0), counts.get("refused", 0)
+        lines.append(f"| {label} | {len(group)} | {compiled} | {refused} | {failed} |")
     failures = [r for r in results if r.failed]
     lines += ["", "## Failures", ""]
     lines += [f"- `{r.case}`: {r.outcome}: {r.message}" for r in failures] or ["None."]
@@ -489,9 +490,38 @@ def write_report(path: Path, in_process: list[Result], through_cli: list[Result]
         if r.outcome == "refused":
             key = _kind_of_refusal(r.message)
             refusals[key] = refusals.get(key, 0) + 1
-    lines += ["", "## How the refused cases were refused", "", "| error | cases |", "|---|---:|"]
+    lines += ["", "## How the refused cases were refused", "", "| refused for | cases |", "|---|---:|"]
     lines += [f"| {k} | {v} |" for k, v in sorted(refusals.items(), key=lambda kv: -kv[1])]
+    lines += ["", *_limits_section()]
     atomic_write(path, "\n".join(lines) + "\n")
+
+
+def _limits_section() -> list[str]:
+    """The compile limits, their defaults and what they bound (from edgecc.ir.limits)."""
+    from dataclasses import fields
+
+    from edgecc.ir.limits import LIMIT_HELP, Limits
+
+    lines = [
+        "## What is checked, and the limits",
+        "",
+        "Before a node is converted, its attributes are checked against the ONNX schema (declared types, required "
+        "attributes) and its inputs against the schema's type constraints; each converter declares the ranges of "
+        "its attributes and the ranks of its inputs (`@converter(..., checks=..., ranks=...)`, "
+        "`edgecc/frontend/onnx_ops/checks.py`), and each IR op the allowed values of its attributes "
+        "(`Attr(..., check=...)`). A node outside its definition is one line naming the node, the attribute and "
+        "the allowed range (exit 2).",
+        "",
+        "What a model may ask for is bounded by limits (`edgecc/ir/limits.py`); exceeding one is one line naming "
+        "the limit (exit 2), raised with `edgecc compile --limit NAME=VALUE` (VALUE takes k/m/g/t suffixes) or "
+        "`CompileOptions.limits`. A constant fold over its limits is not an error: the node runs in the library.",
+        "",
+        "| limit | default | bounds |",
+        "|---|---:|---|",
+    ]
+    defaults = Limits()
+    lines += [f"| `{f.name}` | {getattr(defaults, f.name)} | {LIMIT_HELP[f.name]} |" for f in fields(defaults)]
+    return lines
 
 
 def _machine() -> str:
@@ -500,16 +530,24 @@ def _machine() -> str:
         cpu = next(line.split(":", 1)[1].strip() for line in open("/proc/cpuinfo") if line.startswith("model name"))
     except (OSError, StopIteration):
         pass
-    return f"{cpu}, {len(os.sched_getaffinity(0))} cores available, {platform.system()}, Python {platform.python_version()}"
+    cores = len(os.sched_getaffinity(0))
+    return f"{cpu}, {cores} cores available, {platform.system()}, Python {platform.python_version()}"
+
+
+#: (words in the message, what the refusal was for), first match wins
+_REFUSALS = (
+    (("exceeds the limit",), "a compile limit"),
+    (("unsupported op",), "an op, op version or attribute value edgecc does not convert"),
+    (("must be known at compile time",), "a run-time value where a static one is needed"),
+    (("the op takes", "differ in type", "element type", "dtype", "needs a floating-point"), "an input's element type"),
+    (("attribute",), "an attribute's type or range"),
+    (("rank", "shape", "broadcast", "axis", "dimension", "window", "channels"), "an input's shape or rank"),
+)
 
 
 def _kind_of_refusal(message: str) -> str:
     text = message.removeprefix("edgecc: error: ")
-    for key in ("unsupported op", "exceeds the limit", "must be known at compile time", "attribute",
-                "element type", "shape", "dtype", "rank", "axis"):
-        if key in text:
-            return key
-    return "other"
+    return next((label for words, label in _REFUSALS if any(w in text for w in words)), "other")
 
 
 def main(argv=None) -> int:

@@ -145,7 +145,8 @@ class ConvertContext:
         if unknown:
             raise FrontendError(f"{self.source}: --input-shape names no model input: {', '.join(sorted(unknown))}")
         for tensor in self.model.graph.initializer:
-            check_tensor_bytes(f"{self.source}: initializer '{tensor.name}' {tuple(tensor.dims)}", _declared_bytes(tensor))
+            where = f"{self.source}: initializer '{tensor.name}' {tuple(tensor.dims)}"
+            check_tensor_bytes(where, _declared_bytes(tensor))
             try:
                 data = numpy_helper.to_array(tensor)
             except Exception as exc:  # noqa: BLE001

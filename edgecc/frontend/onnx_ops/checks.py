@@ -19,7 +19,8 @@ from collections.abc import Callable, Mapping, Sequence
 from edgecc.errors import ModelError
 from edgecc.ir.limits import current_limits
 
-__all__ = ["Check", "axis", "axes", "count", "at_least", "one_of", "per_spatial_axis", "pads", "with_checks"]
+__all__ = ["Check", "axis", "axes", "count", "at_least", "one_of", "per_spatial_axis", "pads", "check_node",
+           "check_new_tensor", "with_checks"]
 
 Rank = int | tuple[int, int | None]
 
