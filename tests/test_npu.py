@@ -6,6 +6,7 @@ tests/test_quant.py) and compared with ONNX Runtime's execution of the same quan
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 
@@ -287,3 +288,27 @@ def test_zoo_models_partition_and_match_onnxruntime(name, on_npu, tmp_path):
     for feed in feeds(3, seed=12, shape=(1, 3, 64, 64)):
         feed = {"input": feed["x"]}
         assert np.abs(module.run(feed)["output"] - run_ort(onnx.load(path), feed)[0]).max() <= step * 1.001
+
+
+@pytest.mark.slow
+def test_digits_cnn_runs_on_the_npu_within_one_point_of_fp32(tmp_path):
+    """The CNN of tests/test_quant.py trained on scikit-learn's digits, calibrated on its training
+    images by ONNX Runtime's QDQ quantization, every op but the input quantize and output
+    dequantize on the NPU (its NCHW flatten included: the dense weights take NHWC order)."""
+    pytest.importorskip("torch")
+    pytest.importorskip("sklearn")
+    sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", "benchmarks"))
+    import quantization as bench
+    from edgecc.runtime import load
+
+    x_train, y_train, x_test, y_test = bench.digits_split()
+    net = bench.train_cnn(x_train, y_train, epochs=8)
+    fp32 = bench.export_onnx(net, str(tmp_path / "digits.onnx"))
+    qdq = bench.ort_quantize(fp32, str(tmp_path / "digits_qdq.onnx"), x_train[:128], reduce_range=True)
+    compiled = edgecc.compile(qdq, "ethos-u", input_shapes={"x": (1, 1, 8, 8)})
+    assert [op for op in ops_of(compiled.graph) if op not in QUANT_OPS] == ["npu_region"]
+    compiled.export(tmp_path / "digits.so")
+    module = load(tmp_path / "digits.so")
+    acc_npu = float((bench.predictions(lambda x: module.run({"x": x})["logits"], x_test) == y_test).mean())
+    acc_fp32 = float((bench.predictions(bench.ort_runner(fp32, 1), x_test) == y_test).mean())
+    assert acc_npu >= acc_fp32 - 0.01, (acc_npu, acc_fp32)

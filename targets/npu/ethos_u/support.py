@@ -8,7 +8,8 @@ PAD), fused activations that TFLite can name. Vela has the last word: a region i
 
 from __future__ import annotations
 
-__all__ = ["unsupported_reason", "SUPPORTED_OPS", "padding_mode", "fused_activation", "int8_pool_params"]
+__all__ = ["unsupported_reason", "SUPPORTED_OPS", "padding_mode", "fused_activation", "int8_pool_params",
+           "flattens_into_dense"]
 
 #: edgecc op -> the TFLite operator it becomes
 SUPPORTED_OPS = {
@@ -139,10 +140,20 @@ def _max_pool(node) -> str | None:
     return _window(node, "pooling")
 
 
+def flattens_into_dense(node) -> bool:
+    """A flatten of an NCHW tensor with space and channels ([1, C, H, W] -> [1, C*H*W]) read only
+    by qdense layers: on NHWC data it is exact once their weight rows are permuted to match."""
+    x, y = node.inputs[0].type, node.outputs[0].type
+    return (x.rank == 4 and y.rank == 2 and y.shape == (1, x.size) and not node.outputs[0].is_graph_output
+            and bool(node.outputs[0].uses)
+            and all(u.op == "qdense" and i == 0 and u.inputs[1].const is not None for u, i in node.outputs[0].uses))
+
+
 def _reshape(node) -> str | None:
     x, y = node.inputs[0].type, node.outputs[0].type
-    if x.rank == 4 and x.shape[2] * x.shape[3] != 1 and x.shape[1] != 1 and y.rank != 4:
-        return "reshape of an NCHW tensor with space and channels: NHWC element order differs"
+    if x.rank == 4 and x.shape[2] * x.shape[3] != 1 and x.shape[1] != 1 and y.rank != 4 \
+            and not flattens_into_dense(node):
+        return "reshape of an NCHW tensor with space and channels not read by dense layers: NHWC order differs"
     if y.rank == 4 and y.shape[2] * y.shape[3] != 1 and y.shape[1] != 1 and x.rank != 4:
         return "reshape into an NCHW tensor with space and channels: NHWC element order differs"
     if x.rank == 4 and y.rank == 4 and x.shape != y.shape:

@@ -17,7 +17,7 @@ import flatbuffers
 import numpy as np
 
 from ..backend import RegionRejected
-from .support import _per_tensor_int8, fused_activation, padding_mode
+from .support import _per_tensor_int8, flattens_into_dense, fused_activation, padding_mode
 
 __all__ = ["region_to_tflite", "tensor_quantization"]
 
@@ -330,6 +330,11 @@ def _dense(w: _Writer, node) -> None:
     from ethosu.vela.tflite import BuiltinOperator as B, BuiltinOptions as O, FullyConnectedOptions as F
 
     weights = np.asarray(node.inputs[1].const, np.int8).T.copy()  # [N, K]
+    flatten = node.inputs[0].producer
+    if flatten is not None and flatten.op == "reshape" and flattens_into_dense(flatten):
+        # the input is NHWC data flattened: take the weight rows in that order (NCHW index of each)
+        _, c, h, wd = flatten.inputs[0].type.shape
+        weights = weights[:, np.arange(c * h * wd).reshape(c, h, wd).transpose(1, 2, 0).reshape(-1)].copy()
     n = weights.shape[0]
     w_scales, bias, x_scale = _weight_params(w, node, n)
     wt = w.tensor(f"{node.name}.weight", weights.shape, "int8", (w_scales, [0] * n, 0), weights)
@@ -376,6 +381,9 @@ def _pool(w: _Writer, node, operator: str) -> None:
 def _reshape(w: _Writer, node) -> None:
     from ethosu.vela.tflite import BuiltinOperator as B, BuiltinOptions as O, ReshapeOptions as R
 
+    x = node.inputs[0].type
+    if x.rank == 4 and x.shape[2] * x.shape[3] != 1 and x.shape[1] != 1 and not flattens_into_dense(node):
+        raise RegionRejected(f"{node.name}: the flatten's dense layers are not in its region (NHWC order differs)")
     shape = _nhwc(node.outputs[0].type.shape)
     st = w.tensor(f"{node.name}.shape", (len(shape),), "int32", None, np.asarray(shape, np.int32))
     vec = w._ints(R.StartNewShapeVector, shape)
