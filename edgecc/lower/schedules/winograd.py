@@ -32,7 +32,7 @@ def schedule_winograd_conv(kernel, target, tile: int | None = None):
     _epilogue_into_output(sch)
     if stages[0] is not None:
         _schedule_blocked_copy(sch, _find(sch, ("pad",)))
-    _schedule_input_transform(sch, _find(sch, ("winograd_input",)), target)
+    _schedule_input_transform(sch, _find(sch, ("winograd_input",)))
     _schedule_gemm(sch, _find(sch, ("winograd_gemm",)), target, tile)
     _schedule_output_transform(sch, _find(sch, ("winograd_output",)), alpha - 2)
     return sch.mod["main"]
@@ -45,7 +45,7 @@ def _epilogue_into_output(sch) -> None:
             sch.reverse_compute_inline(block)
 
 
-def _schedule_input_transform(sch, block, target) -> None:
+def _schedule_input_transform(sch, block) -> None:
     """Per (channel block, tile): B^T d into a small local buffer, then (B^T d) B."""
     a, b, c, p, i = sch.get_loops(block)
     sch.reorder(c, p, a, b, i)
