@@ -1,6 +1,7 @@
 """Post-training int8 quantization measured on a real trained model with real data.
 
     python benchmarks/quantization.py [--epochs 15] [--calibration 200] [--repeat 300] [--output docs/quantization.md]
+    python benchmarks/quantization.py --models resnet18,mobilenetv2,bert_encoder --calibration 8 --repeat 30
 
 A small CNN (three 3x3 convolutions with batch norm and ReLU, max pooling, two dense layers) is
 trained with PyTorch (seeded, CPU, a few seconds) on scikit-learn's digits (8x8 grey images,
@@ -19,6 +20,12 @@ weight tensors) and of all its parameters, and its latency on this machine (batc
 the median of --repeat runs after warm-up, the variants taking turns in rounds, ONNX Runtime and
 TVM with the same number of threads) are written between the result markers of the --output
 Markdown file, with the command, machine and date.
+
+With --models, real models from benchmarks/model_zoo.py (PyTorch definitions, random weights and
+batch-norm statistics) are measured instead, calibrated on --calibration random inputs: edgecc
+fp32, edgecc int8 (its own quantization), edgecc on ONNX Runtime's int8 model (QDQ, per-channel
+int8 weights, int8 activations), ONNX Runtime fp32 and int8; batch-1 latency, how many kernels
+got their own schedule, weight bytes. The table goes between the models markers of --output.
 """
 
 from __future__ import annotations
@@ -200,7 +207,7 @@ def onnx_bytes(path: str) -> tuple[int, int]:
 
 
 def time_variants(libraries: dict[str, tuple[str, str]], x: np.ndarray, repeat: int, threads: int,
-                  folder: str) -> dict[str, float]:
+                  folder: str, input_name: str = "x") -> dict[str, float]:
     """Median latency (ms) of each (kind, path) on x, each in its own worker process, taking
     turns (benchmarks/run.py's workers: edgecc libraries called with inputs already in TVM
     tensors, ONNX Runtime sessions with numpy inputs)."""
@@ -208,8 +215,8 @@ def time_variants(libraries: dict[str, tuple[str, str]], x: np.ndarray, repeat: 
     from run import Worker, time_round_robin
 
     inputs = os.path.join(folder, f"inputs{len(x)}.npz")
-    np.savez(inputs, x=x)
-    workers = [Worker(name.replace(" ", "_") + f"_{len(x)}", kind, path, inputs, ["x"], threads, folder)
+    np.savez(inputs, **{input_name: x})
+    workers = [Worker(name.replace(" ", "_") + f"_{len(x)}", kind, path, inputs, [input_name], threads, folder)
                for name, (kind, path) in libraries.items()]
     try:
         time_round_robin(workers, repeat, warmup=5, block=20)
@@ -217,6 +224,102 @@ def time_variants(libraries: dict[str, tuple[str, str]], x: np.ndarray, repeat: 
         for w in workers:
             w.close()
     return {name: statistics.median(w.times) * 1e3 for name, w in zip(libraries, workers)}
+
+
+# ----- real models (benchmarks/model_zoo.py) -----------------------------------------------------
+MODEL_BEGIN, MODEL_END = "<!-- models:begin -->", "<!-- models:end -->"
+
+
+def zoo_samples(name: str, count: int, seed: int) -> tuple[str, np.ndarray]:
+    """(input name, `count` random inputs of model_zoo's `name`): images or token ids."""
+    sys.path.insert(0, HERE)
+    from model_zoo import MODELS
+
+    example = MODELS[name][1]()
+    rng = np.random.default_rng(seed)
+    if str(example.dtype) == "torch.int64":
+        return "input_ids", rng.integers(0, 100, (count, *example.shape)).astype(np.int64)
+    return "input", rng.standard_normal((count, *example.shape)).astype(np.float32)
+
+
+def ort_quantize_zoo(model: str, out: str, input_name: str, calibration: np.ndarray) -> str:
+    """ONNX Runtime's quantize_static (QDQ, per-channel int8 weights, int8 activations, min/max)."""
+    from onnxruntime.quantization import CalibrationDataReader, QuantFormat, QuantType, quantize_static
+
+    class Reader(CalibrationDataReader):
+        def __init__(self):
+            self.it = iter([{input_name: c} for c in calibration])
+
+        def get_next(self):
+            return next(self.it, None)
+
+    quantize_static(model, out, Reader(), quant_format=QuantFormat.QDQ, per_channel=True,
+                    weight_type=QuantType.QInt8, activation_type=QuantType.QInt8)
+    return out
+
+
+def measure_zoo_model(name: str, work: str, calibration: int, repeat: int, threads: int) -> dict:
+    """edgecc fp32 and int8 (its own quantization and the model ONNX Runtime quantized) beside
+    ONNX Runtime fp32 and int8: median latency at batch 1, kernels scheduled by default/generic,
+    weight bytes. One row per variant."""
+    import edgecc
+    from edgecc.quant import QuantizeOptions
+
+    sys.path.insert(0, HERE)
+    from model_zoo import export
+
+    fp32 = export(name, os.path.join(work, f"{name}.onnx"))
+    input_name, calib = zoo_samples(name, calibration, seed=0)
+    ort_int8 = ort_quantize_zoo(fp32, os.path.join(work, f"{name}.ort_int8.onnx"), input_name, calib)
+    rows, libraries = {}, {}
+    builds = {"edgecc fp32": (fp32, None), "edgecc int8": (fp32, QuantizeOptions(calibration={input_name: calib})),
+              "edgecc on ORT int8": (ort_int8, None)}
+    for label, (src, quantize) in builds.items():
+        log(f"{name}: compiling {label}")
+        compiled = edgecc.compile(src, "host", quantize=quantize)
+        lib = os.path.join(work, f"{name}.{label.replace(' ', '_')}.so")
+        compiled.export(lib)
+        libraries[label] = ("tvm", lib)
+        by = compiled.stats.scheduled_by
+        rows[label] = {"kernels": f"{by.get('default', 0)} default, {by.get('generic', 0)} generic",
+                       "weights": weight_bytes(compiled.graph)}
+    libraries["ORT fp32"] = ("onnxruntime", fp32)
+    libraries["ORT int8"] = ("onnxruntime", ort_int8)
+    rows["ORT fp32"] = {"kernels": "", "weights": onnx_bytes(fp32)[0]}
+    rows["ORT int8"] = {"kernels": "", "weights": onnx_bytes(ort_int8)[0]}
+    log(f"{name}: timing")
+    x = zoo_samples(name, 1, seed=1)[1][0]
+    for label, ms in time_variants(libraries, x, repeat, threads, work, input_name).items():
+        rows[label]["ms"] = ms
+    return rows
+
+
+def write_model_results(path: str, results: dict[str, dict], command: str, threads: int) -> None:
+    """The real-model table between the models markers of `path` (written atomically)."""
+    lines = [f"`{command}` on {machine()} (SIMD flags: {simd_flags()}), {threads} threads, "
+             f"{datetime.date.today()}; {versions()}.", "",
+             "| model | variant | kernels | weights (MB) | batch 1 (ms) | vs edgecc fp32 |",
+             "|---|---|---|---:|---:|---:|"]
+    for name, rows in results.items():
+        base = rows["edgecc fp32"]["ms"]
+        for label, r in rows.items():
+            lines.append(f"| {name} | {label} | {r['kernels']} | {r['weights'] / 1e6:.1f} | {r['ms']:.2f} | "
+                         f"{r['ms'] / base:.2f}x |")
+    text = open(path).read()
+    start, end = text.index(MODEL_BEGIN) + len(MODEL_BEGIN), text.index(MODEL_END)
+    text = text[:start] + "\n" + "\n".join(lines) + "\n" + text[end:]
+    fd, tmp = tempfile.mkstemp(dir=os.path.dirname(os.path.abspath(path)))
+    with os.fdopen(fd, "w") as fh:
+        fh.write(text)
+    os.replace(tmp, path)
+
+
+def simd_flags() -> str:
+    """The x86 SIMD and dot-product flags of this machine's CPU (as lscpu prints them)."""
+    from edgecc.targets.host import host_cpu_features
+
+    wanted = ("avx2", "fma", "avx512f", "avx512bw", "avx512vl", "avx512_vnni", "avx_vnni")
+    return " ".join(f for f in wanted if f in host_cpu_features()) or "none of AVX2/AVX-512/VNNI"
 
 
 def machine() -> str:
@@ -250,8 +353,18 @@ def main(argv=None) -> int:
     parser.add_argument("--batch", type=int, default=64, help="the larger batch size timed besides 1")
     parser.add_argument("--threads", type=int, default=len(os.sched_getaffinity(0)))
     parser.add_argument("--output", default=os.path.join(ROOT, "docs", "quantization.md"))
+    parser.add_argument("--models", default="", metavar="M1,M2",
+                        help="instead of the digits CNN, measure these benchmarks/model_zoo.py models "
+                             "(resnet18, mobilenetv2, bert_encoder) with --calibration random inputs")
     args = parser.parse_args(argv)
     os.environ["TVM_NUM_THREADS"] = str(args.threads)
+    if args.models:
+        work = tempfile.mkdtemp(prefix="edgecc-quant-")
+        results = {m: measure_zoo_model(m, work, args.calibration, args.repeat, args.threads)
+                   for m in args.models.split(",")}
+        write_model_results(args.output, results, "python benchmarks/quantization.py " + " ".join(argv or sys.argv[1:]),
+                            args.threads)
+        return 0
 
     xtr, ytr, xte, yte = digits_split()
     calib = xtr[:args.calibration]
