@@ -173,8 +173,8 @@ def test_unsupported_op_splits_into_npu_cpu_npu_regions(tmp_path):
     ops = [op for op in ops_of(compiled.graph) if op not in QUANT_OPS]
     assert ops[0] == "npu_region" and ops[-1] == "npu_region" and "npu_region" not in ops[1:-1]
     cpu = {op: reason for _, op, reason in compiled.graph.meta["npu_cpu_ops"]}
-    assert cpu["cos"] == "cos is not in Ethos-U's operator table (qconv, qdense, qadd, max_pool, reshape, int8 pooling)"
-    assert any("stays on the CPU: cos is not in" in str(r) for r in compiled.remarks)
+    assert cpu["cos"] == "cos on float tensors: Ethos-U runs int8 ops only"
+    assert any("stays on the CPU: cos on float tensors" in str(r) for r in compiled.remarks)
     module = compiled.load()
     for feed in feeds(3, seed=3):
         assert np.abs(module.run(feed)["y"] - run_ort(onnx.load(path), feed)[0]).max() <= output_step(path) * 1.001
@@ -229,6 +229,11 @@ def test_float_model_is_refused_with_one_line(tmp_path):
                            "-o", str(tmp_path / "m.so")], capture_output=True, text=True)
     assert proc.returncode == 2 and not (tmp_path / "m.so").exists()
     assert proc.stderr.strip().count("\n") == 0 and "--quantize int8" in proc.stderr
+
+
+def test_npu_targets_need_opt_level_2(cnn_qdq):
+    with pytest.raises(TargetError, match="NPU partitioning needs -O2"):
+        edgecc.compile(cnn_qdq, "ethos-u", opt_level=1)
 
 
 def test_unknown_accelerator_is_a_target_error():

@@ -58,8 +58,11 @@ class NpuTarget:
     npu_backend: NpuBackend
 
     def passes(self, opt_level: int) -> list[str]:
-        cpu = super().passes(opt_level)  # type: ignore[misc]
-        return ["partition-npu", *cpu] if opt_level >= 2 else cpu
+        if opt_level < 2:  # lower-qdq, which makes the integer ops the NPU takes, runs at -O2
+            from edgecc.errors import TargetError
+
+            raise TargetError(f"target '{self.family}': NPU partitioning needs -O2 (the default), got -O{opt_level}")
+        return ["partition-npu", *super().passes(opt_level)]  # type: ignore[misc]
 
     def check_toolchain(self) -> None:
         super().check_toolchain()  # type: ignore[misc]

@@ -239,5 +239,7 @@ def unsupported_reason(node) -> str | None:
         return _PATTERN_CHECKS[node.op](node)
     check = _CHECKS.get(node.op)
     if check is None:
+        if any(v.type.dtype.startswith(("float", "bfloat")) for v in node.outputs):
+            return f"{node.op} on float tensors: Ethos-U runs int8 ops only"
         return f"{node.op} is not in Ethos-U's operator table ({', '.join(_CHECKS)}, int8 pooling)"
     return _int8_only(node) or check(node)
