@@ -131,3 +131,17 @@ def test_metaschedule_vnni_intrinsic_is_registered_for_vnni_targets():
     register_metaschedule_intrinsics(get_target("host", cpu="icelake-server"))
     impl = TensorIntrin.get(METASCHEDULE_VNNI).impl.script()
     assert "llvm.x86.avx512.vpdpbusd.512" in impl
+
+
+def test_float32_accumulation_only_where_it_is_exact():
+    """Depthwise, stem and packed dense sums multiply-add in float32 only while every partial
+    sum is an integer below 2**24 (float32 holds those exactly)."""
+    from tvm import te
+
+    from edgecc.lower.te_ops.quant import _sum_dtype
+
+    s8, u8 = te.placeholder((1,), "int8"), te.placeholder((1,), "uint8")
+    assert _sum_dtype(s8, s8, 1023) == "float32"  # 1023 x 128 x 128 < 2**24
+    assert _sum_dtype(s8, s8, 1024) == "int32"
+    assert _sum_dtype(u8, s8, 513) == "float32"  # 513 x 255 x 128 < 2**24
+    assert _sum_dtype(u8, s8, 514) == "int32"

@@ -2,8 +2,9 @@
 
 qconv and qdense multiply sign- or zero-extended 8-bit (or 16-bit) integers and sum them in int32
 (`qconv`, `qconv2d_NCHWc`, `qdepthwise_conv2d_NCHWc`, `qdense`, `qdense_pack` blocks, which the
-schedules in `edgecc.lower.schedules.quant` look for); blocked convolutions whose sums stay below
-2**24 multiply-add in float32, which is exact there, and convert the sum to int32. The epilogue (`qepilogue`) adds the int32
+schedules in `edgecc.lower.schedules.quant` look for); blocked convolutions and packed dense
+layers whose sums stay below 2**24 multiply-add in float32, which is exact there, and convert the
+sum to int32. The epilogue (`qepilogue`) adds the int32
 bias and, when there is a multiplier, scales the accumulator in float32 and rounds half to even
 back to the output integer type, clamped to [out_min, out_max]; a float32 output stops after the
 scaling. quantize/dequantize/requantize/qadd are elementwise.
@@ -371,12 +372,13 @@ def lower_qdense(node, ins):
     if len(weight.shape) == 3:
         nb, k, b = _shape(weight)
         rk = te.reduce_axis((0, k), name="rk")
-        acc = te.compute(
+        dtype = _sum_dtype(data, weight, k)
+        acc = _as_int32(te.compute(
             out_shape,
-            lambda *idx: te.sum(data[(*idx[:-1], rk)].astype(ACC)
-                                * weight[idx[-1] // b, rk, idx[-1] % b].astype(ACC), axis=rk),
+            lambda *idx: te.sum(data[(*idx[:-1], rk)].astype(dtype)
+                                * weight[idx[-1] // b, rk, idx[-1] % b].astype(dtype), axis=rk),
             name="qdense_pack",
-        )
+        ))
     else:
         k = int(weight.shape[0])
         rk = te.reduce_axis((0, k), name="rk")
