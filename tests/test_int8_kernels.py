@@ -143,5 +143,5 @@ def test_float32_accumulation_only_where_it_is_exact():
     s8, u8 = te.placeholder((1,), "int8"), te.placeholder((1,), "uint8")
     assert _sum_dtype(s8, s8, 1023) == "float32"  # 1023 x 128 x 128 < 2**24
     assert _sum_dtype(s8, s8, 1024) == "int32"
-    assert _sum_dtype(u8, s8, 513) == "float32"  # 513 x 255 x 128 < 2**24
-    assert _sum_dtype(u8, s8, 514) == "int32"
+    assert _sum_dtype(u8, s8, 514) == "float32"  # 514 x 255 x 128 < 2**24
+    assert _sum_dtype(u8, s8, 515) == "int32"
