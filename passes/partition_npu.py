@@ -77,6 +77,10 @@ def form_regions(graph: Graph, supported: set[int]) -> list[list[Node]]:
     return sorted(regions.values(), key=lambda r: graph.nodes.index(r[0]))
 
 
+def _is_float(value: Value) -> bool:
+    return not value.type.dtype.startswith(("int", "uint"))
+
+
 def _body(graph: Graph, nodes: list[Node]) -> tuple[Graph, list[Value], list[Value]]:
     """The region as a graph of its own, with the outer values it reads and those read outside."""
     members = {id(n) for n in nodes}
@@ -152,18 +156,13 @@ class PartitionNpu(Pass):
                 keep_on_cpu(node, reason)
         compiled = graph.meta.setdefault(NPU_REGIONS, {})
         changed = False
-        for nodes in form_regions(graph, supported):
+        for nodes in self._regions(graph, supported, keep_on_cpu):
             if all(n.op in _DATA_MOVEMENT for n in nodes):
                 for n in nodes:
                     keep_on_cpu(n, "its region only moves data (not worth an NPU call)")
                 continue
             name = f"npu{len(compiled)}"
             body, inputs, outputs = _body(graph, nodes)
-            crossing = [v for v in inputs + outputs if not v.type.dtype.startswith(("int", "uint"))]
-            if crossing:  # a float value of a pooling on int8 data may not leave the region
-                for n in nodes:
-                    keep_on_cpu(n, f"its region would pass the float tensor %{crossing[0].name} to the CPU")
-                continue
             outer_users = {id(b): [o] for b, o in zip(body.outputs, outputs)}
             try:
                 compiled[name] = backend.compile_region(body, name, outer_users)
@@ -179,3 +178,24 @@ class PartitionNpu(Pass):
         if changed:
             graph.topological_sort()  # CPU readers of a region may have stood between its members
         return changed
+
+    @staticmethod
+    def _regions(graph: Graph, supported: set[int], keep_on_cpu) -> list[list[Node]]:
+        """The regions, after moving to the CPU the ops that would pass a float tensor across a
+        region's edge (the float side of an op the NPU runs on int8 data, cut from its partner)."""
+        while True:
+            regions = form_regions(graph, supported)
+            dropped = False
+            for nodes in regions:
+                members = {id(n) for n in nodes}
+                for n in nodes:
+                    crossing = [v for v in n.inputs if v is not None and v.const is None and _is_float(v)
+                                and (v.producer is None or id(v.producer) not in members)]
+                    crossing += [o for o in n.outputs if _is_float(o) and (o.is_graph_output or any(
+                        id(u) not in members for u, _ in o.uses))]
+                    if crossing:
+                        supported.discard(id(n))
+                        keep_on_cpu(n, f"the float tensor %{crossing[0].name} would cross its region's edge")
+                        dropped = True
+            if not dropped:
+                return regions

@@ -61,7 +61,8 @@ def conv(x, w, out, **attrs):
 
 
 def cnn() -> onnx.ModelProto:
-    """conv, depthwise conv, residual add, max pooling, 1x1 conv, flatten, fully connected."""
+    """conv, depthwise conv, residual add, max pooling, two branches concatenated, average
+    pooling, flatten, fully connected."""
     nodes = [
         conv("x", "w1", "c1", kernel_shape=[3, 3], pads=[1, 1, 1, 1]), helper.make_node("Relu", ["c1"], ["r1"]),
         conv("r1", "w2", "c2", kernel_shape=[3, 3], pads=[1, 1, 1, 1], group=8),
@@ -69,12 +70,16 @@ def cnn() -> onnx.ModelProto:
         helper.make_node("Add", ["r1", "r2"], ["a"]),
         helper.make_node("MaxPool", ["a"], ["p"], kernel_shape=[2, 2], strides=[2, 2]),
         conv("p", "w3", "c3", kernel_shape=[1, 1]), helper.make_node("Relu", ["c3"], ["r3"]),
-        helper.make_node("MaxPool", ["r3"], ["p2"], kernel_shape=[8, 8]),
+        conv("p", "w4", "c4", kernel_shape=[3, 3], pads=[1, 1, 1, 1]), helper.make_node("Relu", ["c4"], ["r4"]),
+        helper.make_node("Concat", ["r3", "r4"], ["cat"], axis=1),
+        helper.make_node("AveragePool", ["cat"], ["ap"], kernel_shape=[2, 2], strides=[2, 2]),
+        helper.make_node("MaxPool", ["ap"], ["p2"], kernel_shape=[4, 4]),
         helper.make_node("Flatten", ["p2"], ["f"]),
-        helper.make_node("Gemm", ["f", "w4", "w4_b"], ["y"], transB=1),
+        helper.make_node("Gemm", ["f", "w5", "w5_b"], ["y"], transB=1),
     ]
     init = {"w1": weights(8, 3, 3, 3), "w1_b": weights(8), "w2": weights(8, 1, 3, 3), "w2_b": weights(8),
-            "w3": weights(16, 8, 1, 1), "w3_b": weights(16), "w4": weights(10, 16), "w4_b": weights(10)}
+            "w3": weights(8, 8, 1, 1), "w3_b": weights(8), "w4": weights(8, 8, 3, 3), "w4_b": weights(8),
+            "w5": weights(10, 16), "w5_b": weights(10)}
     return make_model(nodes, {"x": feeds(1, 0)[0]["x"]}, ["y"], init)
 
 
@@ -132,7 +137,9 @@ def cnn_compiled(cnn_qdq):
 def test_int8_cnn_runs_entirely_on_the_npu_and_matches_onnxruntime(cnn_qdq, cnn_compiled):
     graph = cnn_compiled.graph
     assert [op for op in ops_of(graph) if op not in QUANT_OPS] == ["npu_region"]
-    assert npu_ops(graph) == [["qconv", "qconv", "qadd", "max_pool", "qconv", "max_pool", "reshape", "qdense"]]
+    assert npu_ops(graph) == [["qconv", "qconv", "qadd", "max_pool", "qconv", "qconv", "dequantize", "dequantize",
+                               "concat", "quantize", "dequantize", "avg_pool", "quantize", "max_pool", "reshape",
+                               "qdense"]]
     assert {op: reason for _, op, reason in graph.meta["npu_cpu_ops"]} == {
         "quantize": "it quantizes the model's float input", "dequantize": "it makes the model's float output"}
     region = graph.meta["npu_regions"]["npu0"]
@@ -199,7 +206,7 @@ def test_qoperator_model_imports_and_partitions(tmp_path):
     path = ort_qdq(cnn(), tmp_path / "cnn_qop.onnx", fmt="QOperator")
     assert "QLinearConv" in {n.op_type for n in onnx.load(path).graph.node}
     compiled = edgecc.compile(path, "ethos-u")
-    assert sum(len(r) for r in npu_ops(compiled.graph)) >= 5
+    assert sum(len(r) for r in npu_ops(compiled.graph)) >= 8
     module = compiled.load()
     feed = feeds(1, seed=5)[0]
     assert np.abs(module.run(feed)["y"] - run_ort(onnx.load(path), feed)[0]).max() <= output_step(path) * 1.001
@@ -252,9 +259,9 @@ def test_cli_prints_partitions_and_vela_estimates(cnn_qdq, tmp_path):
     proc = subprocess.run([sys.executable, "-m", "edgecc", "compile", cnn_qdq, "--target", "ethos-u",
                            "--accelerator", "ethos-u55-128", "-o", str(out)], capture_output=True, text=True)
     assert proc.returncode == 0, proc.stderr
-    assert "npu0 on ethos-u: 8 ops" in proc.stdout and "(ethos-u55-128, Vela)" in proc.stdout
+    assert "npu0 on ethos-u: 16 ops" in proc.stdout and "(ethos-u55-128, Vela)" in proc.stdout
     assert "NPU cycles" in proc.stdout and "SRAM" in proc.stdout and "DRAM" in proc.stdout
-    assert "8 of 10 ops on the NPU (2 of the CPU's are quantize/dequantize)" in proc.stdout
+    assert "16 of 18 ops on the NPU (2 of the CPU's are quantize/dequantize)" in proc.stdout
     run = subprocess.run([sys.executable, "-m", "edgecc", "run", str(out), "--compare-onnxruntime", cnn_qdq,
                           "--rtol", "0", "--atol", str(output_step(cnn_qdq) * 1.001)], capture_output=True, text=True)
     assert run.returncode == 0 and "LiteRT" in run.stderr, run.stderr
@@ -271,8 +278,8 @@ def test_imx93_library_reports_its_regions_and_is_not_emulated(cnn_qdq, tmp_path
     out = tmp_path / "imx93.so"
     compiled.export(out)
     report = subprocess.run([sys.executable, "-m", "edgecc", "report", str(out)], capture_output=True, text=True)
-    assert report.returncode == 0 and "npu0 on ethos-u: 8 ops" in report.stdout, report.stderr
-    assert "8 of 10 ops on the NPU" in report.stdout
+    assert report.returncode == 0 and "npu0 on ethos-u: 16 ops" in report.stdout, report.stderr
+    assert "16 of 18 ops on the NPU" in report.stdout
     with pytest.raises(ToolchainError, match="not emulated here"):
         load_any(out)
 

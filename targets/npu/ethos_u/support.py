@@ -22,9 +22,10 @@ SUPPORTED_OPS = {
     "avg_pool": "AVERAGE_POOL_2D (between a dequantize and a quantize of equal parameters)",
     "dequantize": "(the int8 input of such a pooling)",
     "quantize": "(the int8 output of such a pooling)",
+    "concat": "CONCATENATION (between dequantizes and a quantize; QUANTIZE brings inputs to the output's scale)",
 }
 #: float ops that run on int8 data when a dequantize feeds them and a quantize reads them
-_INT8_POOLS = ("global_avg_pool", "avg_pool")
+_INT8_POOLS = ("global_avg_pool", "avg_pool", "concat")
 _MAX_STRIDE = 3
 _MAX_KERNEL = 64  # convolution kernel height and width (Vela: 1..64 for stride > 1 and dilation)
 _MAX_POOL_KERNEL = 8
@@ -174,20 +175,23 @@ def _per_tensor_int8(node) -> tuple[float, int] | None:
     return float(np.asarray(scale.const).reshape(-1)[0]), int(np.asarray(zp.const).reshape(-1)[0]) if zp is not None else 0
 
 
-def int8_pool_params(node) -> tuple[tuple[float, int], tuple[float, int]] | str:
-    """For a float pooling between a dequantize and a quantize: ((in scale, zp), (out scale, zp)),
-    else why it is not such a pooling."""
-    producer = node.inputs[0].producer
+def int8_pool_params(node) -> tuple[list[tuple[float, int]], tuple[float, int]] | str:
+    """For a float op between per-tensor int8 dequantizes and a quantize: ([(in scale, zp) per
+    input], (out scale, zp)), else why it is not such an op."""
+    ins = []
+    for v in node.inputs:
+        producer = v.producer if v is not None else None
+        if producer is None or producer.op != "dequantize" or _per_tensor_int8(producer) is None:
+            return f"float {node.op} not fed by per-tensor int8 dequantizes"
+        ins.append(_per_tensor_int8(producer))
     readers = [u for u, _ in node.outputs[0].uses]
-    if producer is None or producer.op != "dequantize" or _per_tensor_int8(producer) is None:
-        return "float pooling not fed by a per-tensor int8 dequantize"
     if node.outputs[0].is_graph_output or not readers or any(
             u.op != "quantize" or _per_tensor_int8(u) is None for u in readers):
-        return "float pooling not read only by per-tensor int8 quantizes"
+        return f"float {node.op} not read only by per-tensor int8 quantizes"
     outs = {_per_tensor_int8(u) for u in readers}
     if len(outs) != 1:
-        return "float pooling quantized twice with different parameters"
-    return _per_tensor_int8(producer), outs.pop()
+        return f"float {node.op} quantized twice with different parameters"
+    return ins, outs.pop()
 
 
 def _int8_pool(node) -> str | None:
@@ -195,10 +199,14 @@ def _int8_pool(node) -> str | None:
     if isinstance(params, str):
         return params
     x = node.inputs[0].type
+    if node.op == "concat":
+        if x.rank not in (2, 4) or x.shape[0] != 1 or len(node.inputs) < 2:
+            return f"concatenation of {list(x.shape)} tensors: only [1, C] or [1, C, H, W]"
+        return None
     if x.rank != 4 or x.shape[0] != 1:
         return f"pooling of a {list(x.shape)} tensor: only [1, C, H, W]"
     if node.op == "avg_pool":
-        if params[0] != params[1]:
+        if params[0][0] != params[1]:
             return "average pooling that changes scale or zero point (TFLite's int8 AVERAGE_POOL_2D keeps them)"
         if node.attrs.get("ceil_mode") or (any(node.attrs.get("pads") or ()) and node.attrs.get("count_include_pad")):
             return "ceil_mode or count_include_pad pooling"
@@ -213,7 +221,7 @@ def _dequantize(node) -> str | None:
         return "not a per-tensor int8 dequantize with constant parameters"
     users = [u for u, _ in node.outputs[0].uses]
     if node.outputs[0].is_graph_output or not users or any(u.op not in _INT8_POOLS or _int8_pool(u) for u in users):
-        return "its float result goes to ops other than pooling that Ethos-U takes on int8 data"
+        return "its float result goes to ops other than the pooling or concatenation Ethos-U takes on int8 data"
     return None
 
 
@@ -224,11 +232,12 @@ def _quantize(node) -> str | None:
     if _per_tensor_int8(node) is None:
         return "not a per-tensor int8 quantize with constant parameters"
     if producer is None or producer.op not in _INT8_POOLS or _int8_pool(producer):
-        return "it quantizes a float result that is not a pooling Ethos-U takes on int8 data"
+        return "it quantizes a float result that is not a pooling or concatenation Ethos-U takes on int8 data"
     return None
 
 
-_PATTERN_CHECKS = {"global_avg_pool": _int8_pool, "avg_pool": _int8_pool, "dequantize": _dequantize,
+_PATTERN_CHECKS = {"global_avg_pool": _int8_pool, "avg_pool": _int8_pool, "concat": _int8_pool,
+                   "dequantize": _dequantize,
                    "quantize": _quantize}
 _CHECKS = {"qconv": _qconv, "qdense": _qdense, "qadd": _qadd, "max_pool": _max_pool, "reshape": _reshape}
 

@@ -411,11 +411,36 @@ def _mean(w: _Writer, node) -> None:
                O.BuiltinOptions.ReducerOptions, options)
 
 
+def _concat(w: _Writer, node) -> None:
+    """concat on int8 data: each input requantized to the output's parameters (QUANTIZE) where
+    they differ, then CONCATENATION along the axis in NHWC order."""
+    from ethosu.vela.tflite import BuiltinOperator as B, BuiltinOptions as O, ConcatenationOptions
+
+    out = node.outputs[0]
+    out_quant = w.quant[id(out)]
+    inputs = []
+    for v in node.inputs:
+        tensor = w.value(v)
+        if w.quant[id(v)] != out_quant:
+            rescaled = w.tensor(f"{v.name}.rescaled", _nhwc(v.type.shape), "int8", ([out_quant[0]], [out_quant[1]], 0))
+            w.operator(B.BuiltinOperator.QUANTIZE, [tensor], [rescaled])
+            tensor = rescaled
+        inputs.append(tensor)
+    rank = out.type.rank
+    axis = node.attrs["axis"] % rank
+    if rank == 4:
+        axis = {0: 0, 1: 3, 2: 1, 3: 2}[axis]
+    ConcatenationOptions.Start(w.fb)
+    ConcatenationOptions.AddAxis(w.fb, axis)
+    options = ConcatenationOptions.End(w.fb)
+    w.operator(B.BuiltinOperator.CONCATENATION, inputs, [w.value(out)], O.BuiltinOptions.ConcatenationOptions, options)
+
+
 def _avg_pool(w: _Writer, node) -> None:
     _pool(w, node, "AVERAGE_POOL_2D")
 
 
-_OPS = {"dequantize": _alias, "quantize": _alias, "global_avg_pool": _mean, "avg_pool": _avg_pool,
+_OPS = {"dequantize": _alias, "quantize": _alias, "global_avg_pool": _mean, "avg_pool": _avg_pool, "concat": _concat,
         "qconv": _conv, "qdense": _dense, "qadd": _add, "max_pool": _max_pool, "reshape": _reshape}
 
 
