@@ -139,7 +139,8 @@ def test_compile_in_a_build_log_prints_one_line_per_stage_not_per_kernel(offset_
         stages[match[1]] = (int(match[2]), match[3] and int(match[3]))
     assert {"frontend", "passes", "lower"} <= set(stages)
     kernels = int(re.search(r"\): (\d+) kernels \(", out)[1])
-    assert stages["lower"] == (kernels, kernels)
+    done, total = stages["lower"]
+    assert done == total >= kernels  # every kernel lowered (some may end up as views, not counted as kernels)
     assert out.startswith(f"wrote {tmp_path / 'm.so'} (") and len(out.splitlines()) == 2
 
 
