@@ -181,6 +181,7 @@ def test_unsupported_op_splits_into_npu_cpu_npu_regions(tmp_path):
     assert ops[0] == "npu_region" and ops[-1] == "npu_region" and "npu_region" not in ops[1:-1]
     cpu = {op: reason for _, op, reason in compiled.graph.meta["npu_cpu_ops"]}
     assert cpu["cos"] == "cos on float tensors: Ethos-U runs int8 ops only"
+    assert compiled.graph.meta["npu_cpu_macs"] == 0  # both convolutions and the dense layer are on the NPU
     assert any("stays on the CPU: cos on float tensors" in str(r) for r in compiled.remarks)
     module = compiled.load()
     for feed in feeds(3, seed=3):
@@ -261,7 +262,8 @@ def test_cli_prints_partitions_and_vela_estimates(cnn_qdq, tmp_path):
     assert proc.returncode == 0, proc.stderr
     assert "npu0 on ethos-u: 16 ops" in proc.stdout and "(ethos-u55-128, Vela)" in proc.stdout
     assert "NPU cycles" in proc.stdout and "SRAM" in proc.stdout and "DRAM" in proc.stdout
-    assert "16 of 18 ops on the NPU (2 of the CPU's are quantize/dequantize)" in proc.stdout
+    assert "16 of 18 ops on the NPU (2 of the CPU's are quantize/dequantize); 114,848 of 114,848 MACs on the NPU " \
+        "(100.0%)" in proc.stdout
     run = subprocess.run([sys.executable, "-m", "edgecc", "run", str(out), "--compare-onnxruntime", cnn_qdq,
                           "--rtol", "0", "--atol", str(output_step(cnn_qdq) * 1.001)], capture_output=True, text=True)
     assert run.returncode == 0 and "LiteRT" in run.stderr, run.stderr

@@ -54,4 +54,5 @@ def npu_metadata(graph) -> dict | None:
                         "reference_tflite": base64.b64encode(r.reference).decode(),
                         "npu_model": base64.b64encode(r.npu_model).decode()})
     return {"backend": entries[0]["backend"], "regions": entries,
-            "cpu_ops": [list(x) for x in graph.meta.get("npu_cpu_ops", [])]}
+            "cpu_ops": [list(x) for x in graph.meta.get("npu_cpu_ops", [])],
+            "cpu_macs": graph.meta.get("npu_cpu_macs", 0)}

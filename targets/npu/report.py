@@ -1,5 +1,6 @@
 """What a partitioned graph runs where: per NPU region its ops, MACs and the compiler's estimates;
-the ops left on the CPU with the reason; "N of M ops on the NPU" and the share of MACs.
+the ops left on the CPU with the reason; "N of M ops on the NPU" and the share of the model's
+multiply-accumulates (convolutions and matrix products) on the NPU.
 
 Reads what `partition-npu` left in `graph.meta` (regions compiled, ops kept on the CPU) or the
 "npu" entry of a built library's metadata (`library_report`).
@@ -27,7 +28,7 @@ def _estimate_line(est: dict) -> str:
     return ", ".join(parts) + (f" ({est['accelerator']}, Vela)" if "accelerator" in est else "")
 
 
-def _format(regions: list[dict], cpu_ops: list[tuple[str, str, str]]) -> str:
+def _format(regions: list[dict], cpu_ops: list[tuple[str, str, str]], cpu_macs: int = 0) -> str:
     lines = []
     for r in regions:
         lines.append(f"{r['name']} on {r['backend']}: {len(r['ops'])} ops ({', '.join(r['ops'])}), "
@@ -42,8 +43,8 @@ def _format(regions: list[dict], cpu_ops: list[tuple[str, str, str]]) -> str:
     summary = f"{npu} of {total} ops on the NPU"
     if conversions:
         summary += f" ({conversions} of the CPU's are quantize/dequantize)"
-    if npu_macs:
-        summary += f"; {npu_macs:,} MACs on the NPU"
+    if npu_macs or cpu_macs:
+        summary += f"; {npu_macs:,} of {npu_macs + cpu_macs:,} MACs on the NPU ({npu_macs / (npu_macs + cpu_macs):.1%})"
     lines.append(summary)
     return "\n".join(lines)
 
@@ -56,7 +57,7 @@ def partition_report(graph) -> str:
     regions = [{"name": n.attrs["region"], "backend": n.attrs["backend"], "ops": compiled[n.attrs["region"]].ops,
                 "macs": compiled[n.attrs["region"]].macs, "estimates": compiled[n.attrs["region"]].estimates}
                for n in graph.nodes if n.op == "npu_region"]
-    return _format(regions, [tuple(x) for x in graph.meta["npu_cpu_ops"]])
+    return _format(regions, [tuple(x) for x in graph.meta["npu_cpu_ops"]], graph.meta.get("npu_cpu_macs", 0))
 
 
 def library_report(metadata: dict) -> str:
@@ -64,4 +65,4 @@ def library_report(metadata: dict) -> str:
     npu = metadata.get("npu")
     if not npu:
         return ""
-    return _format(npu["regions"], [tuple(x) for x in npu.get("cpu_ops", [])])
+    return _format(npu["regions"], [tuple(x) for x in npu.get("cpu_ops", [])], npu.get("cpu_macs", 0))

@@ -13,16 +13,9 @@ __all__ = ["EthosUBackend"]
 
 def region_macs(body) -> int:
     """Multiply-accumulates of the region's convolutions and dense layers."""
-    import math
+    from edgecc.passes.partition_npu import node_macs
 
-    macs = 0
-    for n in body.nodes:
-        if n.op == "qconv":
-            w = n.inputs[1].type.shape
-            macs += math.prod(n.outputs[0].type.shape) * math.prod(w[1:])
-        elif n.op == "qdense":
-            macs += math.prod(n.inputs[0].type.shape) * n.inputs[1].type.shape[1]
-    return macs
+    return sum(node_macs(n) for n in body.nodes)
 
 
 class EthosUBackend(NpuBackend):
