@@ -257,7 +257,8 @@ def _add_tune_parsers(sub) -> None:
     rp = sub.add_parser("report", help="report tuning logs (per-kernel results, tuning curves, two targets) "
                                        "or a library's NPU regions (edgecc report model.so)")
     rp.add_argument("logs", nargs="+", metavar="DIR",
-                    help="a target's tuning log folder (tuning_logs/<tag>); two to compare")
+                    help="a target's tuning log folder (tuning_logs/<tag>); two to compare; or one library "
+                         "built for an NPU target, to list its NPU regions")
     rp.add_argument("--plot", metavar="FILE.png", help="plot best-so-far latency against trials")
     rp.add_argument("--peak-gflops", type=float, metavar="X", help="the target's peak (default: from the log)")
     rp.set_defaults(func=cmd_report)
