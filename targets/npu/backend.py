@@ -19,8 +19,8 @@ class CompiledRegion:
 
     `reference` is the region as an int8 TFLite flatbuffer before the NPU compiler (what runs on
     this machine, on LiteRT); `npu_model` what the NPU compiler made of it (for the board);
-    `estimates` the compiler's performance estimate (cycles, SRAM and DRAM bytes, ...);
-    `input_layouts`/`output_layouts` say which 4-D tensors the NPU model takes as NHWC.
+    `estimates` the compiler's performance estimate (e.g. Vela: cycles_npu, sram_kib, dram_kib,
+    npu_ms, accelerator); `nhwc_inputs`/`nhwc_outputs` say which tensors the models take as NHWC.
     """
 
     backend: str
@@ -44,8 +44,10 @@ class NpuBackend:
         """None when the NPU can run `node` (an IR node of a quantized graph), else why not."""
         raise NotImplementedError
 
-    def compile_region(self, body, name: str) -> CompiledRegion:
-        """Compile a region (its body graph); RegionRejected when the NPU compiler refuses it."""
+    def compile_region(self, body, name: str, outer_users=None) -> CompiledRegion:
+        """Compile a region (its body graph); RegionRejected when the NPU compiler refuses it.
+        `outer_users` maps the id of each body output to the outer graph's values it stands for
+        (their readers may know its quantization)."""
         raise NotImplementedError
 
     def check_tools(self) -> None:

@@ -8,7 +8,7 @@ PAD), fused activations that TFLite can name. Vela has the last word: a region i
 
 from __future__ import annotations
 
-__all__ = ["unsupported_reason", "SUPPORTED_OPS", "padding_mode", "fused_activation", "int8_pool_params",
+__all__ = ["unsupported_reason", "SUPPORTED_OPS", "padding_mode", "fused_activation", "int8_pool_params", "per_tensor_int8",
            "flattens_into_dense"]
 
 #: edgecc op -> the TFLite operator it becomes
@@ -162,7 +162,7 @@ def _reshape(node) -> str | None:
     return None
 
 
-def _per_tensor_int8(node) -> tuple[float, int] | None:
+def per_tensor_int8(node) -> tuple[float, int] | None:
     """(scale, zero point) of a per-tensor int8 quantize/dequantize with constant parameters."""
     import numpy as np
 
@@ -181,14 +181,14 @@ def int8_pool_params(node) -> tuple[list[tuple[float, int]], tuple[float, int]] 
     ins = []
     for v in node.inputs:
         producer = v.producer if v is not None else None
-        if producer is None or producer.op != "dequantize" or _per_tensor_int8(producer) is None:
+        if producer is None or producer.op != "dequantize" or per_tensor_int8(producer) is None:
             return f"float {node.op} not fed by per-tensor int8 dequantizes"
-        ins.append(_per_tensor_int8(producer))
+        ins.append(per_tensor_int8(producer))
     readers = [u for u, _ in node.outputs[0].uses]
     if node.outputs[0].is_graph_output or not readers or any(
-            u.op != "quantize" or _per_tensor_int8(u) is None for u in readers):
+            u.op != "quantize" or per_tensor_int8(u) is None for u in readers):
         return f"float {node.op} not read only by per-tensor int8 quantizes"
-    outs = {_per_tensor_int8(u) for u in readers}
+    outs = {per_tensor_int8(u) for u in readers}
     if len(outs) != 1:
         return f"float {node.op} quantized twice with different parameters"
     return ins, outs.pop()
@@ -217,7 +217,7 @@ def _int8_pool(node) -> str | None:
 def _dequantize(node) -> str | None:
     if node.outputs[0].is_graph_output:
         return "it makes the model's float output"
-    if _per_tensor_int8(node) is None:
+    if per_tensor_int8(node) is None:
         return "not a per-tensor int8 dequantize with constant parameters"
     users = [u for u, _ in node.outputs[0].uses]
     if node.outputs[0].is_graph_output or not users or any(u.op not in _INT8_POOLS or _int8_pool(u) for u in users):
@@ -229,7 +229,7 @@ def _quantize(node) -> str | None:
     producer = node.inputs[0].producer
     if producer is None and node.inputs[0].const is None:
         return "it quantizes the model's float input"
-    if _per_tensor_int8(node) is None:
+    if per_tensor_int8(node) is None:
         return "not a per-tensor int8 quantize with constant parameters"
     if producer is None or producer.op not in _INT8_POOLS or _int8_pool(producer):
         return "it quantizes a float result that is not a pooling or concatenation Ethos-U takes on int8 data"

@@ -1,10 +1,9 @@
 """A region of a quantized edgecc graph -> an int8 TFLite flatbuffer (Vela's input).
 
 Written with the TFLite schema's flatbuffer builders that Vela ships (`ethosu.vela.tflite`), so
-no TensorFlow is needed. 4-D tensors become NHWC. Quantization is edgecc's, exactly:
-  * a tensor's scale and zero point come from its quantization parameters, the `qadd` that reads
-    or writes it, the `dequantize` that reads it, or, for a convolution's output read only by
-    convolutions, 1.0 (only the product in the multiplier matters there);
+no TensorFlow is needed (`flatbuffer.py`). 4-D tensors become NHWC. Quantization is edgecc's,
+exactly:
+  * a tensor's scale and zero point: `quantization.py`;
   * weights keep their int8 values; per-channel weight scales are chosen so that
     in_scale * w_scale[c] / out_scale equals edgecc's multiplier[c];
   * edgecc's int32 bias holds the data zero point's product with the weight sums (padding is
@@ -13,248 +12,23 @@ no TensorFlow is needed. 4-D tensors become NHWC. Quantization is edgecc's, exac
 
 from __future__ import annotations
 
-import flatbuffers
 import numpy as np
 
 from ..backend import RegionRejected
-from .support import _per_tensor_int8, flattens_into_dense, fused_activation, padding_mode
+from .flatbuffer import FlatbufferWriter, nhwc
+from .quantization import tensor_quantization
+from .support import flattens_into_dense, fused_activation, padding_mode
 
-__all__ = ["region_to_tflite", "tensor_quantization"]
-
-
-def _nhwc(shape):
-    return (shape[0], shape[2], shape[3], shape[1]) if len(shape) == 4 else tuple(shape)
+__all__ = ["region_to_tflite"]
 
 
-def tensor_quantization(body, outer_users=None) -> dict[int, tuple[float, int]]:
-    """(scale, zero point) of every int8 value of `body`, keyed by id; RegionRejected when one
-    is unknown or two users disagree. `outer_users` maps a body output's id to the outer graph's
-    values it stands for (their dequantize consumers know its scale)."""
-    known: dict[int, tuple[float | None, int | None]] = {}
-
-    def put(v, scale=None, zp=None):
-        s, z = known.get(id(v), (None, None))
-        if scale is not None:
-            if s is not None and not np.isclose(s, scale, rtol=1e-6):
-                raise RegionRejected(f"%{v.name} has two scales ({s} and {scale})")
-            s = float(scale)
-        if zp is not None:
-            if z is not None and z != zp:
-                raise RegionRejected(f"%{v.name} has two zero points ({z} and {zp})")
-            z = int(zp)
-        known[id(v)] = (s, z)
-
-    values = list(body.inputs) + [o for n in body.nodes for o in n.outputs]
-    for v in values:
-        if v.type.quant is not None and len(v.type.quant.scale) == 1:
-            put(v, v.type.quant.scale[0], v.type.quant.zero_point[0])
-        for outer in (outer_users or {}).get(id(v), ()):
-            for user, index in outer.uses:
-                put(v, *_reader_quantization(user, index))
-    def propagate():
-        for _ in range(len(body.nodes) + 1):  # through ops that keep quantization
-            for n in body.nodes:
-                a = n.attrs
-                if n.op in ("qconv", "qdense"):
-                    put(n.inputs[0], zp=a["data_zero_point"])
-                    put(n.outputs[0], zp=a["out_zero_point"])
-                elif n.op == "qadd":
-                    put(n.inputs[0], a["a_scale"], a["a_zero_point"])
-                    put(n.inputs[1], a["b_scale"], a["b_zero_point"])
-                    put(n.outputs[0], a["scale"], a["out_zero_point"])
-                elif n.op in ("dequantize", "quantize"):  # the int8 side of a pooling on int8 data
-                    s_z = _per_tensor_int8(n)
-                    put(n.inputs[0], *s_z)
-                    put(n.outputs[0], *s_z)
-                elif n.op in ("max_pool", "reshape"):
-                    s_in, z_in = known.get(id(n.inputs[0]), (None, None))
-                    s_out, z_out = known.get(id(n.outputs[0]), (None, None))
-                    put(n.inputs[0], s_out, z_out)
-                    put(n.outputs[0], s_in, z_in)
-
-    propagate()
-    # a scale no op fixes: values that only reach convolutions and dense layers (through pooling
-    # and reshapes) may take any scale, as only in_scale * w_scale / out_scale matters there
-    for v in values:
-        outer = (outer_users or {}).get(id(v), ())
-        free = all(_scale_free(o) for o in outer) if v.is_graph_output else _scale_free(v)
-        if known.get(id(v), (None, None))[0] is None and free:
-            put(v, 1.0)
-            propagate()
-    result = {}
-    for v in values:
-        s, z = known.get(id(v), (None, None))
-        if z is None:
-            raise RegionRejected(f"zero point of %{v.name} unknown")
-        if s is None:
-            raise RegionRejected(f"scale of %{v.name} unknown")
-        result[id(v)] = (s, z)
-    return result
-
-
-def _reader_quantization(user, index: int) -> tuple[float | None, int | None]:
-    """The (scale, zero point) a reader outside the region gives the value it reads, if any."""
-    a = user.attrs
-    if user.op == "dequantize" and user.input(1).const is not None:
-        zp = user.input(2).const if user.input(2) is not None else 0
-        return float(np.asarray(user.input(1).const).reshape(-1)[0]), int(np.asarray(zp).reshape(-1)[0])
-    if user.op == "qadd":
-        side = "a" if index == 0 else "b"
-        return a[f"{side}_scale"], a[f"{side}_zero_point"]
-    if user.op in ("qconv", "qdense") and index == 0:
-        return None, a["data_zero_point"]
-    if user.op in ("max_pool", "reshape"):  # they keep quantization: ask their readers
-        for reader, i in user.outputs[0].uses:
-            scale, zp = _reader_quantization(reader, i)
-            if scale is not None:
-                return scale, zp
-    return None, None
-
-
-def _scale_free(value) -> bool:
-    """Whether every path from `value` ends in a qconv/qdense input through max_pool/reshape only."""
-    if not value.uses or (value.is_graph_output and value.graph is not None and value.graph.parent is None):
-        return False
-    for user, index in value.uses:
-        if user.op in ("qconv", "qdense") and index == 0:
-            continue
-        if user.op in ("max_pool", "reshape") and _scale_free(user.outputs[0]):
-            continue
-        return False
-    return True
-
-
-class _Writer:
-    """Builds the flatbuffer: tensors and buffers as ops are added, then the model table."""
-
-    def __init__(self, quant: dict[int, tuple[float, int]]):
-        from ethosu.vela.tflite import TensorType
-
-        self.quant = quant
-        self.fb = flatbuffers.Builder(1 << 16)
-        self.tensors: list[int] = []  # offsets of Tensor tables
-        self.buffers: list[int] = [self._buffer(b"")]  # buffer 0: empty, by convention
-        self.index: dict[int, int] = {}  # value id -> tensor index
-        self.opcodes: dict[int, int] = {}  # builtin code -> opcode index
-        self.operators: list[int] = []
-        self.types = {"int8": TensorType.TensorType.INT8, "int32": TensorType.TensorType.INT32}
-
-    # ----- flatbuffer pieces -------------------------------------------------------------------
-    def _vector(self, start, items, prepend):
-        start(self.fb, len(items))
-        for item in reversed(items):
-            prepend(item)
-        return self.fb.EndVector()
-
-    def _ints(self, start, items):
-        return self._vector(start, [int(i) for i in items], self.fb.PrependInt32)
-
-    def _buffer(self, data: bytes) -> int:
-        from ethosu.vela.tflite import Buffer
-
-        vec = self.fb.CreateByteVector(data) if data else None
-        Buffer.Start(self.fb)
-        if vec is not None:
-            Buffer.AddData(self.fb, vec)
-        return Buffer.End(self.fb)
-
-    def _quantization(self, scales, zero_points, axis: int) -> int:
-        from ethosu.vela.tflite import QuantizationParameters as Q
-
-        s = self._vector(Q.StartScaleVector, [float(x) for x in scales], self.fb.PrependFloat32)
-        z = self._vector(Q.StartZeroPointVector, [int(x) for x in zero_points], self.fb.PrependInt64)
-        Q.Start(self.fb)
-        Q.AddScale(self.fb, s)
-        Q.AddZeroPoint(self.fb, z)
-        Q.AddQuantizedDimension(self.fb, axis)
-        return Q.End(self.fb)
-
-    def tensor(self, name: str, shape, dtype: str, quant=None, data: np.ndarray | None = None) -> int:
-        from ethosu.vela.tflite import Tensor
-
-        buffer = 0
-        if data is not None:
-            self.buffers.append(self._buffer(np.ascontiguousarray(data).tobytes()))
-            buffer = len(self.buffers) - 1
-        name_off = self.fb.CreateString(name)
-        shape_off = self._ints(Tensor.StartShapeVector, shape)
-        quant_off = self._quantization(*quant) if quant is not None else None
-        Tensor.Start(self.fb)
-        Tensor.AddShape(self.fb, shape_off)
-        Tensor.AddType(self.fb, self.types[dtype])
-        Tensor.AddBuffer(self.fb, buffer)
-        Tensor.AddName(self.fb, name_off)
-        if quant_off is not None:
-            Tensor.AddQuantization(self.fb, quant_off)
-        self.tensors.append(Tensor.End(self.fb))
-        return len(self.tensors) - 1
-
-    def value(self, v) -> int:
-        """The tensor of an int8 edgecc value (NHWC when 4-D), made on first use."""
-        if id(v) not in self.index:
-            scale, zp = self.quant[id(v)]
-            self.index[id(v)] = self.tensor(v.name, _nhwc(v.type.shape), "int8", ([scale], [zp], 0))
-        return self.index[id(v)]
-
-    def operator(self, code: int, inputs, outputs, options_type: int = 0, options: int | None = None) -> None:
-        from ethosu.vela.tflite import Operator
-
-        opcode = self.opcodes.setdefault(code, len(self.opcodes))
-        ins = self._ints(Operator.StartInputsVector, inputs)
-        outs = self._ints(Operator.StartOutputsVector, outputs)
-        Operator.Start(self.fb)
-        Operator.AddOpcodeIndex(self.fb, opcode)
-        Operator.AddInputs(self.fb, ins)
-        Operator.AddOutputs(self.fb, outs)
-        if options is not None:
-            Operator.AddBuiltinOptionsType(self.fb, options_type)
-            Operator.AddBuiltinOptions(self.fb, options)
-        self.operators.append(Operator.End(self.fb))
-
-    def finish(self, inputs, outputs, name: str) -> bytes:
-        from ethosu.vela.tflite import Model, OperatorCode, SubGraph
-
-        codes = []
-        for code in sorted(self.opcodes, key=self.opcodes.get):
-            OperatorCode.Start(self.fb)
-            OperatorCode.AddDeprecatedBuiltinCode(self.fb, min(code, 127))
-            OperatorCode.AddBuiltinCode(self.fb, code)
-            OperatorCode.AddVersion(self.fb, 1)
-            codes.append(OperatorCode.End(self.fb))
-        tensors = self._vector(SubGraph.StartTensorsVector, self.tensors, self.fb.PrependUOffsetTRelative)
-        ins = self._ints(SubGraph.StartInputsVector, inputs)
-        outs = self._ints(SubGraph.StartOutputsVector, outputs)
-        ops = self._vector(SubGraph.StartOperatorsVector, self.operators, self.fb.PrependUOffsetTRelative)
-        sg_name = self.fb.CreateString(name)
-        SubGraph.Start(self.fb)
-        SubGraph.AddTensors(self.fb, tensors)
-        SubGraph.AddInputs(self.fb, ins)
-        SubGraph.AddOutputs(self.fb, outs)
-        SubGraph.AddOperators(self.fb, ops)
-        SubGraph.AddName(self.fb, sg_name)
-        subgraph = SubGraph.End(self.fb)
-        code_vec = self._vector(Model.StartOperatorCodesVector, codes, self.fb.PrependUOffsetTRelative)
-        sg_vec = self._vector(Model.StartSubgraphsVector, [subgraph], self.fb.PrependUOffsetTRelative)
-        buf_vec = self._vector(Model.StartBuffersVector, self.buffers, self.fb.PrependUOffsetTRelative)
-        desc = self.fb.CreateString("edgecc")
-        Model.Start(self.fb)
-        Model.AddVersion(self.fb, 3)
-        Model.AddOperatorCodes(self.fb, code_vec)
-        Model.AddSubgraphs(self.fb, sg_vec)
-        Model.AddDescription(self.fb, desc)
-        Model.AddBuffers(self.fb, buf_vec)
-        self.fb.Finish(Model.End(self.fb), file_identifier=b"TFL3")
-        return bytes(self.fb.Output())
-
-
-# ----- ops ---------------------------------------------------------------------------------------
 def _activation(node) -> int:
     from ethosu.vela.tflite.ActivationFunctionType import ActivationFunctionType
 
     return getattr(ActivationFunctionType, fused_activation(node))
 
 
-def _weight_params(w: _Writer, node, channels: int):
+def _weight_params(w: FlatbufferWriter, node, channels: int):
     """Per-channel weight scales giving edgecc's multipliers, and TFLite's bias (int32)."""
     x_scale, x_zp = w.quant[id(node.inputs[0])]
     y_scale, _ = w.quant[id(node.outputs[0])]
@@ -271,7 +45,7 @@ def _weight_params(w: _Writer, node, channels: int):
     return w_scales, bias.astype(np.int32), x_scale
 
 
-def _conv(w: _Writer, node) -> None:
+def _conv(w: FlatbufferWriter, node) -> None:
     from ethosu.vela.tflite import BuiltinOperator as B, BuiltinOptions as O, Conv2DOptions, DepthwiseConv2DOptions
     from ethosu.vela.tflite.Padding import Padding
 
@@ -309,7 +83,7 @@ def _conv(w: _Writer, node) -> None:
     w.operator(code, inputs, outputs, kind, options)
 
 
-def _explicit_pad(w: _Writer, node, pads) -> int:
+def _explicit_pad(w: FlatbufferWriter, node, pads) -> int:
     """A PAD of the convolution's input by `pads` (ONNX order); returns the padded tensor."""
     from ethosu.vela.tflite import BuiltinOperator as B, BuiltinOptions as O, PadOptions
 
@@ -326,7 +100,7 @@ def _explicit_pad(w: _Writer, node, pads) -> int:
     return out
 
 
-def _dense(w: _Writer, node) -> None:
+def _dense(w: FlatbufferWriter, node) -> None:
     from ethosu.vela.tflite import BuiltinOperator as B, BuiltinOptions as O, FullyConnectedOptions as F
 
     weights = np.asarray(node.inputs[1].const, np.int8).T.copy()  # [N, K]
@@ -346,7 +120,7 @@ def _dense(w: _Writer, node) -> None:
                O.BuiltinOptions.FullyConnectedOptions, options)
 
 
-def _add(w: _Writer, node) -> None:
+def _add(w: FlatbufferWriter, node) -> None:
     from ethosu.vela.tflite import AddOptions, BuiltinOperator as B, BuiltinOptions as O
 
     AddOptions.Start(w.fb)
@@ -356,11 +130,11 @@ def _add(w: _Writer, node) -> None:
                [w.value(node.outputs[0])], O.BuiltinOptions.AddOptions, options)
 
 
-def _max_pool(w: _Writer, node) -> None:
+def _max_pool(w: FlatbufferWriter, node) -> None:
     _pool(w, node, "MAX_POOL_2D")
 
 
-def _pool(w: _Writer, node, operator: str) -> None:
+def _pool(w: FlatbufferWriter, node, operator: str) -> None:
     from ethosu.vela.tflite import BuiltinOperator as B, BuiltinOptions as O, Pool2DOptions as P
     from ethosu.vela.tflite.Padding import Padding
 
@@ -378,13 +152,13 @@ def _pool(w: _Writer, node, operator: str) -> None:
                O.BuiltinOptions.Pool2DOptions, options)
 
 
-def _reshape(w: _Writer, node) -> None:
+def _reshape(w: FlatbufferWriter, node) -> None:
     from ethosu.vela.tflite import BuiltinOperator as B, BuiltinOptions as O, ReshapeOptions as R
 
     x = node.inputs[0].type
     if x.rank == 4 and x.shape[2] * x.shape[3] != 1 and x.shape[1] != 1 and not flattens_into_dense(node):
         raise RegionRejected(f"{node.name}: the flatten's dense layers are not in its region (NHWC order differs)")
-    shape = _nhwc(node.outputs[0].type.shape)
+    shape = nhwc(node.outputs[0].type.shape)
     st = w.tensor(f"{node.name}.shape", (len(shape),), "int32", None, np.asarray(shape, np.int32))
     vec = w._ints(R.StartNewShapeVector, shape)
     R.Start(w.fb)
@@ -394,12 +168,12 @@ def _reshape(w: _Writer, node) -> None:
                O.BuiltinOptions.ReshapeOptions, options)
 
 
-def _alias(w: _Writer, node) -> None:
+def _alias(w: FlatbufferWriter, node) -> None:
     """dequantize/quantize around a pooling on int8 data: the int8 tensor stands for both sides."""
     w.index[id(node.outputs[0])] = w.value(node.inputs[0])
 
 
-def _mean(w: _Writer, node) -> None:
+def _mean(w: FlatbufferWriter, node) -> None:
     """global_avg_pool on int8 data: MEAN over H and W (NHWC axes 1, 2), keeping the dims."""
     from ethosu.vela.tflite import BuiltinOperator as B, BuiltinOptions as O, ReducerOptions
 
@@ -411,7 +185,7 @@ def _mean(w: _Writer, node) -> None:
                O.BuiltinOptions.ReducerOptions, options)
 
 
-def _concat(w: _Writer, node) -> None:
+def _concat(w: FlatbufferWriter, node) -> None:
     """concat on int8 data: each input requantized to the output's parameters (QUANTIZE) where
     they differ, then CONCATENATION along the axis in NHWC order."""
     from ethosu.vela.tflite import BuiltinOperator as B, BuiltinOptions as O, ConcatenationOptions
@@ -422,7 +196,7 @@ def _concat(w: _Writer, node) -> None:
     for v in node.inputs:
         tensor = w.value(v)
         if w.quant[id(v)] != out_quant:
-            rescaled = w.tensor(f"{v.name}.rescaled", _nhwc(v.type.shape), "int8", ([out_quant[0]], [out_quant[1]], 0))
+            rescaled = w.tensor(f"{v.name}.rescaled", nhwc(v.type.shape), "int8", ([out_quant[0]], [out_quant[1]], 0))
             w.operator(B.BuiltinOperator.QUANTIZE, [tensor], [rescaled])
             tensor = rescaled
         inputs.append(tensor)
@@ -436,7 +210,7 @@ def _concat(w: _Writer, node) -> None:
     w.operator(B.BuiltinOperator.CONCATENATION, inputs, [w.value(out)], O.BuiltinOptions.ConcatenationOptions, options)
 
 
-def _avg_pool(w: _Writer, node) -> None:
+def _avg_pool(w: FlatbufferWriter, node) -> None:
     _pool(w, node, "AVERAGE_POOL_2D")
 
 
@@ -446,7 +220,7 @@ _OPS = {"dequantize": _alias, "quantize": _alias, "global_avg_pool": _mean, "avg
 
 def region_to_tflite(body, name: str, outer_users=None) -> bytes:
     """The region's body graph as a TFLite model with the same inputs and outputs (4-D as NHWC)."""
-    writer = _Writer(tensor_quantization(body, outer_users))
+    writer = FlatbufferWriter(tensor_quantization(body, outer_users))
     for node in body.nodes:
         _OPS[node.op](writer, node)
     inputs = [writer.value(v) for v in body.inputs]
