@@ -508,8 +508,8 @@ def _limits_section() -> list[str]:
         "Before a node is converted, its attributes are checked against the ONNX schema (declared types, required "
         "attributes) and its inputs against the schema's type constraints; each converter declares the ranges of "
         "its attributes and the ranks of its inputs (`@converter(..., checks=..., ranks=...)`, "
-        "`edgecc/frontend/onnx_ops/checks.py`), and each IR op the allowed values of its attributes "
-        "(`Attr(..., check=...)`). A node outside its definition is one line naming the node, the attribute and "
+        "`edgecc/frontend/onnx_ops/checks.py`); IR ops declare the allowed values of their attributes next to "
+        "their definition (`Attr(..., check=...)`) and inference checks the rest. A node outside its definition is one line naming the node, the attribute and "
         "the allowed range (exit 2).",
         "",
         "What a model may ask for is bounded by limits (`edgecc/ir/limits.py`); exceeding one is one line naming "
