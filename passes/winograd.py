@@ -11,9 +11,9 @@ as multiplications plus a weight-reuse charge, weights x (rows + `weight_cost`):
 
     direct: 9 x (N*OH*OW + weight_cost)      F(m x m): (m+2)^2 x (tiles + weight_cost)
 
-and takes the cheapest. `weight_cost` = 24 fits the kernel profile of ResNet-18 on x86 (AVX-512
-and AVX2): 4x4 tiles at 56x56 and 28x28, 2x2 tiles at 14x14 (16 tiles of 4x4 were slower) and
-at 7x7 (faster than the direct convolution; 4 tiles of 4x4 were the slowest).
+and takes the cheapest. `weight_cost` = 32 fits the kernel profile of ResNet-18 (docs/winograd.md):
+4x4 tiles at 56x56 and 28x28, 2x2 tiles at 14x14 (16 tiles of 4x4 were slower), the direct
+convolution at 7x7 (2x2 tiles about even with it, 4 tiles of 4x4 the slowest).
 
 Run after convert-layout (the weight must be a blocked constant), before fuse.
 """
@@ -28,7 +28,7 @@ from edgecc.ir.ops.winograd import TILES, transform_weight
 from .base import Pass, PassContext, PassOptionError, register_pass
 
 #: the weight-reuse charge of the rule, in rows; see the module docstring
-WEIGHT_COST = 24
+WEIGHT_COST = 32
 
 
 def winograd_candidate(node: Node) -> str | None:
