@@ -284,6 +284,9 @@ def test_imx93_library_reports_its_regions_and_is_not_emulated(cnn_qdq, tmp_path
     assert "16 of 18 ops on the NPU" in report.stdout
     with pytest.raises(ToolchainError, match="not emulated here"):
         load_any(out)
+    runner = subprocess.run([sys.executable, "-m", "edgecc", "runner", "--target", "imx93-npu", "-o",
+                             str(tmp_path / "deploy")], capture_output=True, text=True)
+    assert runner.returncode == 2 and "no deploy runner for 'imx93-npu' yet" in runner.stderr
 
 
 @pytest.mark.parametrize("name,on_npu", [("resnet_tiny", 17), ("mobilenetv2_tiny", 23)])
