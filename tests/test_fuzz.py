@@ -60,8 +60,6 @@ def test_default_fuzz_run_compiles_or_refuses_every_case():
 
 
 @pytest.mark.fuzz
-def test_large_fuzz_run(request):
-    if "fuzz" not in (request.config.getoption("-m") or ""):
-        pytest.skip("the 5,000-case run is selected with -m fuzz")
+def test_large_fuzz_run():
     in_process, through_cli = fuzz.fuzz(seed=1, cases=5000, cli=20)
     assert not any(r.failed for r in in_process + through_cli), _failures(in_process + through_cli)
