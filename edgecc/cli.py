@@ -394,6 +394,11 @@ def cmd_report(args) -> int:
 
         npu = library_npu_metadata(args.logs[0])
         print(library_report({"npu": npu}) if npu else f"{args.logs[0]}: no NPU regions")
+        if npu and args.plot:
+            from edgecc.targets.npu.report import plot_regions
+
+            plot_regions(npu, args.plot)
+            print(f"wrote {args.plot}")
         return 0
     print(report_logs(args.logs, plot=args.plot, peak_gflops=args.peak_gflops))
     return 0

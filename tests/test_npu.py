@@ -279,9 +279,11 @@ def test_imx93_library_reports_its_regions_and_is_not_emulated(cnn_qdq, tmp_path
     assert compiled.target.tag == "imx93-npu+ethos-u65-256"
     out = tmp_path / "imx93.so"
     compiled.export(out)
-    report = subprocess.run([sys.executable, "-m", "edgecc", "report", str(out)], capture_output=True, text=True)
+    report = subprocess.run([sys.executable, "-m", "edgecc", "report", str(out), "--plot", str(tmp_path / "npu.png")],
+                            capture_output=True, text=True)
     assert report.returncode == 0 and "npu0 on ethos-u: 16 ops" in report.stdout, report.stderr
     assert "16 of 18 ops on the NPU" in report.stdout
+    assert (tmp_path / "npu.png").read_bytes()[:4] == b"\x89PNG"
     with pytest.raises(ToolchainError, match="not emulated here"):
         load_any(out)
     runner = subprocess.run([sys.executable, "-m", "edgecc", "runner", "--target", "imx93-npu", "-o",

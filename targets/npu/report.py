@@ -8,7 +8,7 @@ Reads what `partition-npu` left in `graph.meta` (regions compiled, ops kept on t
 
 from __future__ import annotations
 
-__all__ = ["partition_report", "library_report"]
+__all__ = ["partition_report", "library_report", "plot_regions"]
 
 _CONVERSIONS = ("quantize", "dequantize")
 
@@ -66,3 +66,35 @@ def library_report(metadata: dict) -> str:
     if not npu:
         return ""
     return _format(npu["regions"], [tuple(x) for x in npu.get("cpu_ops", [])], npu.get("cpu_macs", 0))
+
+
+def plot_regions(npu: dict, path: str) -> None:
+    """A PNG of a library's NPU regions: the NPU's estimated time per region, and the MACs on the
+    NPU against those left on the CPU. Written atomically."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from edgecc._files import atomic_output
+
+    regions = npu["regions"]
+    names = [r["name"] for r in regions]
+    times = [r["estimates"].get("npu_ms", 0.0) * 1e3 for r in regions]
+    npu_macs, cpu_macs = sum(r["macs"] for r in regions), npu.get("cpu_macs", 0)
+    fig, (left, right) = plt.subplots(1, 2, figsize=(10, 4), gridspec_kw={"width_ratios": [3, 1]})
+    left.bar(names, times)
+    for x, (t, r) in enumerate(zip(times, regions)):
+        left.annotate(f"{len(r['ops'])} ops\n{r['macs']:,} MACs", (x, t), ha="center", va="bottom", fontsize=7)
+    accelerator = regions[0]["estimates"].get("accelerator", npu["backend"]) if regions else npu["backend"]
+    left.set_ylim(0, max(times, default=0) * 1.25 or 1)  # room for the labels
+    left.set_ylabel("estimated NPU time (us)")
+    left.set_title(f"NPU regions on {accelerator} (Vela's estimate)")
+    right.bar(["NPU", "CPU"], [npu_macs, cpu_macs], color=["tab:green", "tab:gray"])
+    right.set_ylabel("multiply-accumulates")
+    total = npu_macs + cpu_macs
+    right.set_title(f"{npu_macs / total:.1%} of MACs on the NPU" if total else "no MACs")
+    fig.tight_layout()
+    with atomic_output(path, suffix=".png") as tmp:
+        fig.savefig(tmp, dpi=110, format="png")
+    plt.close(fig)
