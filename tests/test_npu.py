@@ -331,3 +331,14 @@ def test_digits_cnn_runs_on_the_npu_within_one_point_of_fp32(tmp_path):
     acc_npu = float((bench.predictions(lambda x: module.run({"x": x})["logits"], x_test) == y_test).mean())
     acc_fp32 = float((bench.predictions(bench.ort_runner(fp32, 1), x_test) == y_test).mean())
     assert acc_npu >= acc_fp32 - 0.01, (acc_npu, acc_fp32)
+
+
+def test_missing_litert_names_the_extra(cnn_compiled, tmp_path, monkeypatch):
+    from edgecc.runtime import load, npu
+
+    path = tmp_path / "m.so"
+    cnn_compiled.export(path)
+    monkeypatch.setattr(npu, "_INTERPRETERS", {})
+    monkeypatch.setitem(sys.modules, "ai_edge_litert.interpreter", None)
+    with pytest.raises(ToolchainError, match=r"needs LiteRT: pip install -e '\.\[npu\]'"):
+        load(path)
