@@ -19,9 +19,6 @@ import edgecc
 from edgecc.errors import TargetError, ToolchainError
 from ort_compare import make_model, run_ort
 
-pytest.importorskip("ethosu.vela", reason="needs the npu extra: pip install -e '.[npu]'")
-pytest.importorskip("ai_edge_litert", reason="needs the npu extra: pip install -e '.[npu]'")
-
 RNG = np.random.default_rng(0)
 QUANT_OPS = ("quantize", "dequantize")
 
