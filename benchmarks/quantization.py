@@ -227,7 +227,10 @@ def time_variants(libraries: dict[str, tuple[str, str]], x: np.ndarray, repeat: 
 
 
 # ----- real models (benchmarks/model_zoo.py) -----------------------------------------------------
-MODEL_BEGIN, MODEL_END = "<!-- models:begin -->", "<!-- models:end -->"
+def model_markers(cpu: str | None) -> tuple[str, str]:
+    """The markers around the real-model table (one table per --cpu)."""
+    name = f"models-{cpu}" if cpu else "models"
+    return f"<!-- {name}:begin -->", f"<!-- {name}:end -->"
 
 
 def zoo_samples(name: str, count: int, seed: int) -> tuple[str, np.ndarray]:
@@ -242,8 +245,9 @@ def zoo_samples(name: str, count: int, seed: int) -> tuple[str, np.ndarray]:
     return "input", rng.standard_normal((count, *example.shape)).astype(np.float32)
 
 
-def ort_quantize_zoo(model: str, out: str, input_name: str, calibration: np.ndarray) -> str:
-    """ONNX Runtime's quantize_static (QDQ, per-channel int8 weights, int8 activations, min/max)."""
+def ort_quantize_zoo(model: str, out: str, input_name: str, calibration: np.ndarray, reduce_range: bool = False) -> str:
+    """ONNX Runtime's quantize_static (QDQ, per-channel int8 weights, 7-bit with `reduce_range`,
+    int8 activations, min/max)."""
     from onnxruntime.quantization import CalibrationDataReader, QuantFormat, QuantType, quantize_static
 
     class Reader(CalibrationDataReader):
@@ -253,15 +257,17 @@ def ort_quantize_zoo(model: str, out: str, input_name: str, calibration: np.ndar
         def get_next(self):
             return next(self.it, None)
 
-    quantize_static(model, out, Reader(), quant_format=QuantFormat.QDQ, per_channel=True,
+    quantize_static(model, out, Reader(), quant_format=QuantFormat.QDQ, per_channel=True, reduce_range=reduce_range,
                     weight_type=QuantType.QInt8, activation_type=QuantType.QInt8)
     return out
 
 
-def measure_zoo_model(name: str, work: str, calibration: int, repeat: int, threads: int) -> dict:
+def measure_zoo_model(name: str, work: str, calibration: int, repeat: int, threads: int, cpu: str | None = None,
+                      reduce_range: bool = False) -> dict:
     """edgecc fp32 and int8 (its own quantization and the model ONNX Runtime quantized) beside
     ONNX Runtime fp32 and int8: median latency at batch 1, kernels scheduled by default/generic,
-    weight bytes. One row per variant."""
+    weight bytes (the float model's for edgecc fp32: Winograd keeps transformed weights). One row
+    per variant."""
     import edgecc
     from edgecc.quant import QuantizeOptions
 
@@ -270,19 +276,22 @@ def measure_zoo_model(name: str, work: str, calibration: int, repeat: int, threa
 
     fp32 = export(name, os.path.join(work, f"{name}.onnx"))
     input_name, calib = zoo_samples(name, calibration, seed=0)
-    ort_int8 = ort_quantize_zoo(fp32, os.path.join(work, f"{name}.ort_int8.onnx"), input_name, calib)
+    ort_int8 = ort_quantize_zoo(fp32, os.path.join(work, f"{name}.ort_int8.onnx"), input_name, calib, reduce_range)
+    from edgecc.targets import get_target
+
+    target = get_target("host", cpu=cpu)
     rows, libraries = {}, {}
     builds = {"edgecc fp32": (fp32, None), "edgecc int8": (fp32, QuantizeOptions(calibration={input_name: calib})),
               "edgecc on ORT int8": (ort_int8, None)}
     for label, (src, quantize) in builds.items():
         log(f"{name}: compiling {label}")
-        compiled = edgecc.compile(src, "host", quantize=quantize)
+        compiled = edgecc.compile(src, target, quantize=quantize)
         lib = os.path.join(work, f"{name}.{label.replace(' ', '_')}.so")
         compiled.export(lib)
         libraries[label] = ("tvm", lib)
         by = compiled.stats.scheduled_by
         rows[label] = {"kernels": f"{by.get('default', 0)} default, {by.get('generic', 0)} generic",
-                       "weights": weight_bytes(compiled.graph)}
+                       "weights": weight_bytes(compiled.graph) if quantize or src != fp32 else onnx_bytes(fp32)[0]}
     libraries["ORT fp32"] = ("onnxruntime", fp32)
     libraries["ORT int8"] = ("onnxruntime", ort_int8)
     rows["ORT fp32"] = {"kernels": "", "weights": onnx_bytes(fp32)[0]}
@@ -294,9 +303,10 @@ def measure_zoo_model(name: str, work: str, calibration: int, repeat: int, threa
     return rows
 
 
-def write_model_results(path: str, results: dict[str, dict], command: str, threads: int) -> None:
+def write_model_results(path: str, results: dict[str, dict], command: str, threads: int, cpu: str | None = None) -> None:
     """The real-model table between the models markers of `path` (written atomically)."""
-    lines = [f"`{command}` on {machine()} (SIMD flags: {simd_flags()}), {threads} threads, "
+    code_for = f"code for --cpu {cpu}, " if cpu else ""
+    lines = [f"`{command}` on {machine()} (SIMD flags: {simd_flags()}), {code_for}{threads} threads, "
              f"{datetime.date.today()}; {versions()}.", "",
              "| model | variant | kernels | weights (MB) | batch 1 (ms) | vs edgecc fp32 |",
              "|---|---|---|---:|---:|---:|"]
@@ -306,7 +316,8 @@ def write_model_results(path: str, results: dict[str, dict], command: str, threa
             lines.append(f"| {name} | {label} | {r['kernels']} | {r['weights'] / 1e6:.1f} | {r['ms']:.2f} | "
                          f"{r['ms'] / base:.2f}x |")
     text = open(path).read()
-    start, end = text.index(MODEL_BEGIN) + len(MODEL_BEGIN), text.index(MODEL_END)
+    begin_marker, end_marker = model_markers(cpu)
+    start, end = text.index(begin_marker) + len(begin_marker), text.index(end_marker)
     text = text[:start] + "\n" + "\n".join(lines) + "\n" + text[end:]
     fd, tmp = tempfile.mkstemp(dir=os.path.dirname(os.path.abspath(path)))
     with os.fdopen(fd, "w") as fh:
@@ -356,14 +367,17 @@ def main(argv=None) -> int:
     parser.add_argument("--models", default="", metavar="M1,M2",
                         help="instead of the digits CNN, measure these benchmarks/model_zoo.py models "
                              "(resnet18, mobilenetv2, bert_encoder) with --calibration random inputs")
+    parser.add_argument("--cpu", help="with --models: compile edgecc's variants for this LLVM CPU (e.g. haswell)")
+    parser.add_argument("--reduce-range", action="store_true",
+                        help="with --models: ONNX Runtime's int8 model with 7-bit weights (for AVX2 without VNNI)")
     args = parser.parse_args(argv)
     os.environ["TVM_NUM_THREADS"] = str(args.threads)
     if args.models:
         work = tempfile.mkdtemp(prefix="edgecc-quant-")
-        results = {m: measure_zoo_model(m, work, args.calibration, args.repeat, args.threads)
-                   for m in args.models.split(",")}
+        results = {m: measure_zoo_model(m, work, args.calibration, args.repeat, args.threads, args.cpu,
+                                        args.reduce_range) for m in args.models.split(",")}
         write_model_results(args.output, results, "python benchmarks/quantization.py " + " ".join(argv or sys.argv[1:]),
-                            args.threads)
+                            args.threads, args.cpu)
         return 0
 
     xtr, ytr, xte, yte = digits_split()
