@@ -281,7 +281,8 @@ def measure_zoo_model(name: str, work: str, calibration: int, repeat: int, threa
 
     target = get_target("host", cpu=cpu)
     rows, libraries = {}, {}
-    builds = {"edgecc fp32": (fp32, None), "edgecc int8": (fp32, QuantizeOptions(calibration={input_name: calib})),
+    own = QuantizeOptions(calibration={input_name: calib}, weight_bits=7 if reduce_range else 8)
+    builds = {"edgecc fp32": (fp32, None), "edgecc int8": (fp32, own),
               "edgecc on ORT int8": (ort_int8, None)}
     for label, (src, quantize) in builds.items():
         log(f"{name}: compiling {label}")
@@ -369,7 +370,8 @@ def main(argv=None) -> int:
                              "(resnet18, mobilenetv2, bert_encoder) with --calibration random inputs")
     parser.add_argument("--cpu", help="with --models: compile edgecc's variants for this LLVM CPU (e.g. haswell)")
     parser.add_argument("--reduce-range", action="store_true",
-                        help="with --models: ONNX Runtime's int8 model with 7-bit weights (for AVX2 without VNNI)")
+                        help="with --models: 7-bit weights in edgecc's and ONNX Runtime's int8 models (for AVX2 "
+                             "without VNNI)")
     args = parser.parse_args(argv)
     os.environ["TVM_NUM_THREADS"] = str(args.threads)
     if args.models:

@@ -104,6 +104,7 @@ class Quantize(Pass):
     per_channel: bool = True  # weights per output channel (else per tensor)
     skip: tuple[str, ...] = ()  # node names kept in float
     only: tuple[str, ...] = ()  # if given, quantize only these node names
+    weight_bits: int = 8  # 7: weights within [-63, 63] (x86 AVX2's vpmaddubsw)
 
     def run(self, graph: Graph, ctx: PassContext) -> bool:
         if self.dtype not in ("int8", "uint8"):
@@ -158,7 +159,7 @@ class Quantize(Pass):
     def _quantize_weight(self, graph: Graph, node: Node) -> None:
         w = node.inputs[1]
         axis = (0 if node.op == "conv" else 1) if self.per_channel else None
-        data, scale = symmetric_weight(w.const, axis)
+        data, scale = symmetric_weight(w.const, axis, bits=self.weight_bits)
         wq = graph.add_constant(data, f"{w.name}.int8")
         shape = scale.shape if axis is not None else ()
         s = graph.add_constant(scale.reshape(shape), f"{w.name}.scale")

@@ -7,7 +7,9 @@ Code for a CPU this machine lacks is checked in its assembly only; the AVX2 code
 
 from __future__ import annotations
 
+import os
 import subprocess
+import sys
 
 import numpy as np
 import onnx
@@ -17,6 +19,8 @@ from ort_compare import make_model, run_ort
 
 import edgecc
 from edgecc.targets import get_target
+
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "benchmarks"))
 
 #: --cpu -> (the dot-product instruction its int8 convolutions with 7-bit weights use, ones it must not)
 CPUS = {"haswell": ("vpmaddubsw", ("vpdpbusd",)), "alderlake": ("{vex} vpdpbusd", ("vpmaddubsw", "vpmaddwd")),
@@ -145,3 +149,37 @@ def test_float32_accumulation_only_where_it_is_exact():
     assert _sum_dtype(s8, s8, 1024) == "int32"
     assert _sum_dtype(u8, s8, 514) == "float32"  # 514 x 255 x 128 < 2**24
     assert _sum_dtype(u8, s8, 515) == "int32"
+
+
+def test_seven_bit_weights_take_vpmaddubsw_on_avx2(digits_model):
+    """edgecc's own quantization with weight_bits=7 keeps weights within [-63, 63], so AVX2 code
+    multiplies groups of four channels (vpmaddubsw) and stays exact (the plain int32 kernel)."""
+    from edgecc.quant import QuantizeOptions
+
+    path, calibration, feed = digits_model
+    options = QuantizeOptions(calibration={"x": calibration}, weight_bits=7)
+    avx2 = get_target("host", cpu="haswell")
+    compiled = edgecc.compile(path, avx2, input_shapes={"x": (1, 1, 8, 8)}, quantize=options)
+    layouts = [n.attrs["kernel_layout"] for n in compiled.graph.nodes if n.op == "qconv"]
+    layouts += [m.attrs["kernel_layout"] for n in compiled.graph.nodes if n.subgraph is not None
+                for m in n.subgraph.nodes if m.op == "qconv"]
+    assert any(lay.endswith("o4i") for lay in layouts), layouts
+    weights = [v.const for v in compiled.graph.constants.values()
+               if v.const is not None and v.const.dtype == np.int8 and v.const.ndim >= 2]  # not zero points
+    assert weights and max(int(np.abs(w.astype(np.int32)).max()) for w in weights) <= 63
+    reference = edgecc.compile(path, "host", input_shapes={"x": (1, 1, 8, 8)}, quantize=options,
+                               disabled_passes=["convert-layout"])
+    np.testing.assert_array_equal(compiled.load().run(feed)["logits"], reference.load().run(feed)["logits"])
+
+
+@pytest.fixture(scope="module")
+def digits_model(tmp_path_factory):
+    """The digits CNN of benchmarks/quantization.py, briefly trained, with calibration data."""
+    pytest.importorskip("torch")
+    pytest.importorskip("sklearn")
+    import quantization as bench
+
+    x_train, y_train, x_test, _ = bench.digits_split()
+    net = bench.train_cnn(x_train, y_train, epochs=2)
+    path = bench.export_onnx(net, str(tmp_path_factory.mktemp("digits") / "digits.onnx"))
+    return path, x_train[:64], {"x": x_test[:1]}

@@ -65,7 +65,8 @@ def quantize_graph(graph, qopts: QuantizeOptions, opt_level: int = 2, disabled_p
             result = evaluate(graph, eval_feeds, refs, skip=tuple(skip), **common)
         report["evaluation"] = {"samples": count, **result}
     report["kept_fp32"] = skip
-    Quantize(dtype=qopts.activation_dtype, per_channel=qopts.per_channel, skip=tuple(skip)).run(graph, PassContext())
+    Quantize(dtype=qopts.activation_dtype, per_channel=qopts.per_channel, skip=tuple(skip),
+             weight_bits=qopts.weight_bits).run(graph, PassContext())
     report["quantized"] = [n for n in report["layers"] if n not in skip]
     graph.meta["quantization"] = report
     return report

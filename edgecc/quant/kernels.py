@@ -86,14 +86,15 @@ def _narrow(w: np.ndarray) -> np.ndarray:
     raise ValueError("integer weights do not fit in int16")
 
 
-def symmetric_weight(weight: np.ndarray, axis: int | None, dtype: str = "int8"):
+def symmetric_weight(weight: np.ndarray, axis: int | None, dtype: str = "int8", bits: int | None = None):
     """Symmetric quantization of float weights, per channel along `axis` (None: per tensor).
 
-    Returns (integer weights, scales): scale = max|w| / 127 (1 for an all-zero channel), weights
-    round(w / scale) in [-127, 127].
+    Returns (integer weights, scales): scale = max|w| / qmax (1 for an all-zero channel), weights
+    round(w / scale) in [-qmax, qmax]; qmax = 127 for int8, 63 with `bits=7` (x86 AVX2's
+    vpmaddubsw multiplies such weights without saturating).
     """
     w = np.asarray(weight, np.float32)
-    qmax = {"int8": 127, "int16": 32767}[dtype]
+    qmax = {"int8": 127, "int16": 32767}[dtype] if bits is None else (1 << (bits - 1)) - 1
     if axis is None:
         amax = np.abs(w).max(initial=0.0).reshape(1)
     else:

@@ -31,6 +31,8 @@ class QuantizeOptions:
       report).
     max_samples: use at most this many calibration samples; eval_samples of them (the first)
       for sensitivity and budget checks.
+    weight_bits: 8, or 7 (weights within [-63, 63]): on x86 CPUs with AVX2 but no VNNI, 7-bit
+      weights let int8 convolutions use vpmaddubsw (four products per lane) instead of pairs.
     """
 
     calibration: Any = None
@@ -47,6 +49,7 @@ class QuantizeOptions:
     sensitivity: bool = False
     max_samples: int | None = None
     eval_samples: int = 64
+    weight_bits: int = 8
 
     def check(self) -> None:
         if self.dtype != "int8":
@@ -55,6 +58,8 @@ class QuantizeOptions:
             raise CalibrationError("quantization needs calibration data (--calibration DATA)")
         if self.activation_dtype not in ("int8", "uint8"):
             raise CalibrationError(f"activation type must be int8 or uint8, got {self.activation_dtype}")
+        if self.weight_bits not in (7, 8):
+            raise CalibrationError(f"weight bits must be 7 or 8, got {self.weight_bits}")
         if self.budget_metric not in ("error", "top1"):
             raise CalibrationError(f"budget metric must be 'error' or 'top1', got {self.budget_metric}")
         if self.keep_fp32 < 0:
