@@ -21,8 +21,6 @@ import sys
 import tempfile
 import time
 
-import numpy as np
-
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, HERE)
 
@@ -64,35 +62,6 @@ def time_blocks(vms: dict, args: list, blocks: int, per_block: int) -> dict[str,
     return times
 
 
-def model_inputs(path: str) -> list:
-    import onnx
-    import tvm
-
-    model = onnx.load(path, load_external_data=False)
-    init = {i.name for i in model.graph.initializer}
-    rng = np.random.default_rng(0)
-    arrays = []
-    for inp in model.graph.input:
-        if inp.name in init:
-            continue
-        shape = [d.dim_value for d in inp.type.tensor_type.shape.dim]
-        if inp.type.tensor_type.elem_type == onnx.TensorProto.INT64:
-            arrays.append(rng.integers(0, 100, shape).astype(np.int64))
-        else:
-            arrays.append(rng.standard_normal(shape).astype(np.float32))
-    return [tvm.runtime.tensor(a) for a in arrays]
-
-
-def machine() -> str:
-    try:
-        out = subprocess.run(["lscpu"], capture_output=True, text=True, check=False).stdout
-    except OSError:
-        return "unknown"
-    fields = dict(line.split(":", 1) for line in out.splitlines() if ":" in line)
-    flags = [f for f in fields.get("Flags", "").split() if f.startswith(("avx", "fma"))]
-    return f"{fields.get('Model name', '?').strip()}, {os.cpu_count()} CPUs, flags: {' '.join(flags)}"
-
-
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--baseline", required=True, metavar="DIR", help="install folder of the baseline revision")
@@ -106,6 +75,8 @@ def main(argv=None) -> int:
     os.environ["TVM_NUM_THREADS"] = str(args.threads)  # the same pool size for both libraries
 
     import model_zoo
+    import run
+    import tvm
 
     os.makedirs(args.work, exist_ok=True)
     rows = []
@@ -120,12 +91,14 @@ def main(argv=None) -> int:
             print(f"{name}: compiled by {label} ({where})", file=sys.stderr)
             libs[label] = out
         vms = {label: load(path) for label, path in libs.items()}
-        times = time_blocks(vms, model_inputs(onnx_path), args.blocks, args.per_block)
+        inputs, _ = run.model_inputs(onnx_path)
+        times = time_blocks(vms, [tvm.runtime.tensor(a) for a in inputs.values()], args.blocks, args.per_block)
         base, head = times[args.baseline_name], times["this tree"]
         rows.append((name, min(base), statistics.median(base), min(head), statistics.median(head)))
     print(f"# edgecc: {args.baseline_name} against this tree\n")
     print(f"- command: `python3 benchmarks/compare_revisions.py {' '.join(argv or sys.argv[1:])}`")
-    print(f"- machine: {machine()}")
+    cpu, flags = run.lscpu()
+    print(f"- machine: {cpu or run.cpu_model()}, {os.cpu_count()} CPUs, ISA flags: {' '.join(flags)}")
     print(f"- date: {datetime.date.today().isoformat()}; {args.threads} threads for both; "
           f"{args.blocks} alternating blocks of {args.per_block} runs\n")
     print(f"| model | {args.baseline_name} min / median (ms) | this tree min / median (ms) | median ratio |")
