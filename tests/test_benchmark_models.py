@@ -11,7 +11,6 @@ from ort_compare import run_ort
 
 import edgecc
 
-torch = pytest.importorskip("torch")
 sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", "benchmarks"))
 import model_zoo  # noqa: E402
 

@@ -224,7 +224,6 @@ GPU_CHECK = Path(__file__).parents[1] / "tools" / "gpu_check.py"
 @pytest.fixture(scope="module")
 def gpu_check_package(tmp_path_factory):
     """A `gpu_check.py package` folder for sm_90 holding the tiny ResNet (exported by torch)."""
-    pytest.importorskip("torch")
     out = tmp_path_factory.mktemp("gpu-check")
     done = subprocess.run([sys.executable, str(GPU_CHECK), "package", str(out), "--arch", "sm_90",
                            "--models", "resnet_tiny"], capture_output=True, text=True)

@@ -311,8 +311,6 @@ def test_digits_cnn_runs_on_the_npu_within_one_point_of_fp32(tmp_path):
     """The CNN of tests/test_quant.py trained on scikit-learn's digits, calibrated on its training
     images by ONNX Runtime's QDQ quantization, every op but the input quantize and output
     dequantize on the NPU (its NCHW flatten included: the dense weights take NHWC order)."""
-    pytest.importorskip("torch")
-    pytest.importorskip("sklearn")
     sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", "benchmarks"))
     import quantization as bench
     from edgecc.runtime import load
