@@ -6,11 +6,12 @@
 
 from __future__ import annotations
 
+import inspect
 from collections.abc import Callable
 
 from edgecc.errors import TargetError
 
-from .arm import BOARDS, ArmCpuTarget, arm_preset
+from .arm import BOARDS, ArmCpuTarget, arm_preset, armv7_target
 from .base import CpuTarget, Target
 from .gpu import GPU_PRESETS, CudaTarget, GpuTarget, MaliTarget, OpenCLTarget, gpu_preset
 from .host import HostTarget
@@ -53,10 +54,22 @@ def get_target(name: str, **options) -> Target:
         raise TargetError(f"unknown target '{name}' (known: {known})")
     factory, _ = _TARGETS[name]
     options = {k: v for k, v in options.items() if v is not None}
-    try:
-        return factory(**options)
-    except TypeError as exc:
-        raise TargetError(f"target '{name}': {exc}") from None
+    _check_options(name, factory, options)
+    return factory(**options)
+
+
+def option_names(factory: Callable[..., Target]) -> list[str]:
+    """The keyword options a target factory (a target class or a preset's function) takes."""
+    params = inspect.signature(factory).parameters.values()
+    return [p.name for p in params if p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY)]
+
+
+def _check_options(name: str, factory: Callable[..., Target], options: dict) -> None:
+    known = option_names(factory)
+    unknown = sorted(set(options) - set(known))
+    if unknown:
+        its = ", ".join(known) if known else "none"
+        raise TargetError(f"target '{name}' takes no option '{unknown[0]}' (its options: {its})")
 
 
 def list_targets() -> dict[str, str]:
@@ -72,7 +85,7 @@ def list_presets() -> dict[str, str]:
 register_target("host", HostTarget, "this machine's x86-64 CPU (LLVM)")
 register_target("x86", HostTarget, "alias of host")
 register_target("arm-cpu", ArmCpuTarget, "ARM CPU, AArch64 or ARMv7-A (--cpu cortex-a72, cortex-a7, ...), cross-compiled")
-register_target("armv7", lambda **kw: ArmCpuTarget(arch="armv7", **kw),
+register_target("armv7", armv7_target,
                 "ARMv7-A hard-float with NEON (default --cpu cortex-a7), cross-compiled")
 for _board in BOARDS.values():
     register_target(_board.name, arm_preset(_board.name), _board.description, preset=True)

@@ -21,7 +21,8 @@ from edgecc.errors import TargetError, ToolchainError
 
 from .base import CpuTarget
 
-__all__ = ["ARCHES", "BOARDS", "CPUS", "FEATURES", "ArmArch", "ArmCpu", "ArmCpuTarget", "Board", "arm_preset"]
+__all__ = ["ARCHES", "BOARDS", "CPUS", "FEATURES", "ArmArch", "ArmCpu", "ArmCpuTarget", "Board", "arm_preset",
+           "armv7_target"]
 
 
 @dataclass(frozen=True)
@@ -253,3 +254,8 @@ def arm_preset(board: str):
 
     make.__doc__ = spec.description
     return make
+
+
+def armv7_target(cpu: str | None = None, threads: int | None = None, features=None) -> ArmCpuTarget:
+    """`armv7`: ARMv7-A hard-float with NEON (default CPU cortex-a7)."""
+    return ArmCpuTarget(cpu=cpu, arch="armv7", features=features, threads=threads)

@@ -252,13 +252,11 @@ GPU_PRESETS = {p.name: p for p in [
 
 
 def gpu_preset(name: str):
-    """A factory for `get_target(name, precision=...)`; the board's GPU and host are fixed."""
+    """A factory for `get_target(name, precision=...)`; the board's GPU and host are fixed, so
+    precision is its only option."""
     spec = GPU_PRESETS[name]
 
-    def make(precision: str = "fp32", **others) -> GpuTarget:
-        if others:
-            raise TargetError(f"{name}: the preset fixes its GPU and host; it takes --precision only "
-                              f"(not {', '.join(sorted(others))})")
+    def make(precision: str = "fp32") -> GpuTarget:
         return spec.factory(precision=precision, preset=name, **spec.settings)
 
     make.__doc__ = spec.description

@@ -351,6 +351,31 @@ def test_unknown_target_and_unknown_pass(tmp_path):
     assert not (tmp_path / "m.so").exists()
 
 
+@pytest.mark.parametrize("options, message", [
+    (["--precision", "fp16"], "target 'host' takes no option 'precision' (its options: cpu, threads)"),
+    (["--arch", "sm_80"], "target 'host' takes no option 'arch' (its options: cpu, threads)"),
+    (["--target", "opencl", "--arch", "sm_80"], "target 'opencl' takes no option 'arch' (its options: host, cpu,"),
+    (["--target-option", "foo=1"], "target 'host' takes no option 'foo' (its options: cpu, threads)"),
+    (["--target", "rk3588-gpu", "--cpu", "cortex-a55"], "target 'rk3588-gpu' takes no option 'cpu' (its options: "
+                                                         "precision)"),
+])
+def test_an_option_the_target_does_not_take_is_named_with_the_targets_options(tmp_path, options, message):
+    rc, _, err = edgecc("compile", MODEL, *options, "-o", tmp_path / "m.so")
+    assert_one_line_error(rc, err, message)
+    assert not (tmp_path / "m.so").exists()
+
+
+def test_a_type_error_inside_a_target_constructor_is_not_a_user_error(monkeypatch):
+    from edgecc import targets
+
+    def broken(cpu=None):
+        raise TypeError("internal")
+
+    monkeypatch.setitem(targets._TARGETS, "broken", (broken, "raises TypeError"))
+    with pytest.raises(TypeError, match="internal"):
+        targets.get_target("broken", cpu="x")
+
+
 def test_bad_command_line_exits_2():
     rc, _, err = edgecc("compile")
     assert rc == 2 and "usage:" in err

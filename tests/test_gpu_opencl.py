@@ -73,8 +73,7 @@ def test_gpu_targets_and_presets_are_listed_with_their_devices():
     ("mali", {"precision": "fp8"}, "mali: unknown precision 'fp8' (known: fp32, fp16)"),
     ("mali", {"gpu": "mali-t860"}, "mali: unknown gpu 'mali-t860'"),
     ("opencl", {"cpu": "cortex-a76"}, "opencl: --cpu names an AArch64 host CPU"),
-    ("rk3588-gpu", {"arch": "sm_87"}, "rk3588-gpu: the preset fixes its GPU and host; it takes --precision only "
-                                      "(not arch)"),
+    ("rk3588-gpu", {"arch": "sm_87"}, "target 'rk3588-gpu' takes no option 'arch' (its options: precision)"),
 ])
 def test_bad_gpu_target_options_are_one_line_errors(name, options, message):
     with pytest.raises(edgecc.errors.TargetError) as info:
