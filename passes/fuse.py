@@ -20,6 +20,7 @@ from dataclasses import dataclass, field
 
 from edgecc.ir import Graph, Node, Trait, Value
 
+from ._outline import outline
 from .base import Pass, PassContext, register_pass
 
 
@@ -139,37 +140,5 @@ def _compatible(group: _Group, node: Node, pattern: str, value: Value) -> bool:
 
 def _materialize(graph: Graph, group: _Group) -> Node:
     """Replace the group's nodes by one `fused` node holding them as its body."""
-    members = {id(n) for n in group.nodes}
-    inputs: list[Value] = []
-    for n in group.nodes:
-        for v in n.inputs:
-            if v is not None and (v.producer is None or id(v.producer) not in members) and all(v is not i for i in inputs):
-                inputs.append(v)
-    outputs = [o for n in group.nodes for o in n.outputs
-               if o.is_graph_output or any(id(u) not in members for u, _ in o.uses)]
-    body = Graph("body")
-    vmap: dict[int, Value] = {}
-    for v in inputs:
-        vmap[id(v)] = body.add_input(v.name, v.type)
-    for n in group.nodes:
-        copy = body.create_node(n.op, [vmap[id(v)] if v is not None else None for v in n.inputs], dict(n.attrs),
-                                name=n.name, output_names=[o.name for o in n.outputs],
-                                output_types=[o.type for o in n.outputs])
-        for old, new in zip(n.outputs, copy.outputs):
-            vmap[id(old)] = new
-    body.set_outputs(vmap[id(o)] for o in outputs)
-    last = group.nodes[-1]
-    fused = graph.create_node("fused", inputs, {"kind": group.kind, "anchor": group.anchor},
-                              name=f"fused.{group.anchor or last.op}", output_names=[o.name for o in outputs],
-                              output_types=[o.type for o in outputs], after=last)
-    fused.subgraph = body
-    body.parent = fused
-    names = [o.name for o in outputs]
-    for old, new in zip(outputs, fused.outputs):
-        graph.replace_value(old, new)
-    for n in reversed(group.nodes):
-        graph.erase_node(n)
-    for name, new in zip(names, fused.outputs):
-        if new.name != name and not any(v.name == name for v in graph.values()):
-            graph.rename_value(new, name)
-    return fused
+    return outline(graph, group.nodes, "fused", {"kind": group.kind, "anchor": group.anchor},
+                   name=f"fused.{group.anchor or group.nodes[-1].op}")

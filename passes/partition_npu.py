@@ -13,6 +13,7 @@ from __future__ import annotations
 
 from edgecc.ir import Graph, Node, Value
 
+from ._outline import extract_body, replace_with_body
 from .base import Pass, PassContext, register_pass
 
 __all__ = ["PartitionNpu", "NPU_CPU_MACS", "NPU_CPU_OPS", "NPU_REGIONS", "form_regions", "is_convex", "node_macs"]
@@ -94,51 +95,6 @@ def _is_float(value: Value) -> bool:
     return not value.type.dtype.startswith(("int", "uint"))
 
 
-def _body(graph: Graph, nodes: list[Node]) -> tuple[Graph, list[Value], list[Value]]:
-    """The region as a graph of its own, with the outer values it reads and those read outside."""
-    members = {id(n) for n in nodes}
-    inputs: list[Value] = []
-    for n in nodes:
-        for v in n.inputs:
-            if v is not None and v.const is None and (v.producer is None or id(v.producer) not in members) \
-                    and all(v is not i for i in inputs):
-                inputs.append(v)
-    outputs = [o for n in nodes for o in n.outputs
-               if o.is_graph_output or any(id(u) not in members for u, _ in o.uses)]
-    body = Graph("npu_body")
-    vmap: dict[int, Value] = {}
-    for v in inputs:
-        vmap[id(v)] = body.add_input(v.name, v.type)
-    for n in nodes:
-        for v in n.inputs:
-            if v is not None and v.const is not None and id(v) not in vmap:
-                vmap[id(v)] = body.add_constant(v.const, v.name, layout=v.type.layout, quant=v.type.quant)
-        copy = body.create_node(n.op, [vmap[id(v)] if v is not None else None for v in n.inputs], dict(n.attrs),
-                                name=n.name, output_names=[o.name for o in n.outputs],
-                                output_types=[o.type for o in n.outputs])
-        for old, new in zip(n.outputs, copy.outputs):
-            vmap[id(old)] = new
-    body.set_outputs(vmap[id(o)] for o in outputs)
-    return body, inputs, outputs
-
-
-def _replace(graph: Graph, nodes: list[Node], body: Graph, inputs, outputs, backend: str, name: str) -> Node:
-    region = graph.create_node("npu_region", inputs, {"backend": backend, "region": name}, name=name,
-                               output_names=[o.name for o in outputs], output_types=[o.type for o in outputs],
-                               after=nodes[-1])
-    region.subgraph = body
-    body.parent = region
-    names = [o.name for o in outputs]
-    for old, new in zip(outputs, region.outputs):
-        graph.replace_value(old, new)
-    for n in reversed(nodes):
-        graph.erase_node(n)
-    for value_name, new in zip(names, region.outputs):
-        if new.name != value_name and not any(v.name == value_name for v in graph.values()):
-            graph.rename_value(new, value_name)
-    return region
-
-
 @register_pass
 class PartitionNpu(Pass):
     """Move the regions the target's NPU supports into `npu_region` nodes compiled for it."""
@@ -176,10 +132,10 @@ class PartitionNpu(Pass):
                     keep_on_cpu(n, "its region only moves data (not worth an NPU call)")
                 continue
             name = f"npu{len(compiled)}"
-            body, inputs, outputs = _body(graph, nodes)
-            outer_users = {id(b): [o] for b, o in zip(body.outputs, outputs)}
+            outlined = extract_body(nodes, "npu_body", copy_constants=True)
+            outer_users = {id(b): [o] for b, o in zip(outlined.body.outputs, outlined.outputs)}
             try:
-                compiled[name] = backend.compile_region(body, name, outer_users)
+                compiled[name] = backend.compile_region(outlined.body, name, outer_users)
             except backend.Rejected as exc:
                 for n in nodes:
                     keep_on_cpu(n, f"its region was refused: {exc}")
@@ -187,7 +143,7 @@ class PartitionNpu(Pass):
             estimate = compiled[name].estimates
             ctx.note(f"{len(nodes)} op(s) on {backend.name} ({', '.join(n.op for n in nodes)}); "
                      f"estimated {estimate.get('cycles_npu', 0):.0f} cycles", name)
-            _replace(graph, nodes, body, inputs, outputs, backend.name, name)
+            replace_with_body(graph, nodes, outlined, "npu_region", {"backend": backend.name, "region": name}, name)
             changed = True
         if changed:
             graph.topological_sort()  # CPU readers of a region may have stood between its members

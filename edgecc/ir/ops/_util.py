@@ -87,6 +87,20 @@ def broadcast_infer(out_dtype: str | None = None):
     return infer
 
 
+def body_infer(node: Node):
+    """Inference of an op with a body subgraph (`fused`, `npu_region`): the body's inputs bind, in
+    order, to the node's inputs; its outputs are the node's outputs."""
+    body = node.subgraph
+    if body is None:
+        raise IRError(f"{node.op}: node has no body")
+    if len(body.inputs) != len(node.inputs):
+        raise IRError(f"{node.op}: body takes {len(body.inputs)} inputs, node passes {len(node.inputs)}")
+    for outer, inner in zip(node.inputs, body.inputs):
+        if outer is None or outer.type.shape != inner.type.shape or outer.type.dtype != inner.type.dtype:
+            raise IRError(f"{node.op}: input {outer} does not match body input {inner}")
+    return [v.type for v in body.outputs]
+
+
 def require_float(node: Node, idx: int = 0) -> None:
     dtype = in_type(node, idx).dtype
     if not dtype.startswith(("float", "bfloat")):

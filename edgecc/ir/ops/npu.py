@@ -7,26 +7,13 @@ its name; the compiled form is kept by the graph (`graph.meta["npu_regions"][reg
 
 from __future__ import annotations
 
-from ..graph import IRError, Node
+from ._util import body_infer
 from .registry import Attr, Trait, register_op
-
-
-def _npu_region_infer(node: Node):
-    body = node.subgraph
-    if body is None:
-        raise IRError("npu_region: node has no body")
-    if len(body.inputs) != len(node.inputs):
-        raise IRError(f"npu_region: body takes {len(body.inputs)} inputs, node passes {len(node.inputs)}")
-    for outer, inner in zip(node.inputs, body.inputs):
-        if outer is None or outer.type.shape != inner.type.shape or outer.type.dtype != inner.type.dtype:
-            raise IRError(f"npu_region: input {outer} does not match body input {inner}")
-    return [v.type for v in body.outputs]
-
 
 register_op(
     "npu_region",
     ["inputs*"],
-    _npu_region_infer,
+    body_infer,
     attrs={"backend": Attr("str"), "region": Attr("str")},
     traits=[Trait.OPAQUE],
     num_outputs=None,
