@@ -52,6 +52,14 @@ def test_compile_run_and_save_outputs_by_name(library, tmp_path):
         np.testing.assert_allclose(saved["output"], expected, rtol=1e-4, atol=1e-4)
 
 
+def test_report_of_a_file_that_is_not_an_edgecc_library_is_a_user_error(library, tmp_path):
+    (tmp_path / "notes.md").write_text("# notes\n")
+    rc, _, err = edgecc("report", tmp_path / "notes.md")
+    assert_one_line_error(rc, err, "notes.md: not a library built by edgecc")
+    rc, out, err = edgecc("report", library)
+    assert rc == 0 and out.strip() == f"{library}: no NPU regions", err
+
+
 def test_compare_onnxruntime_reports_errors_per_output(library):
     rc, out, err = edgecc("run", library, "--compare-onnxruntime", MODEL)
     assert rc == 0, err

@@ -120,3 +120,24 @@ def test_emulated_run_fetches_the_runtime_and_builds_the_runner_on_first_use(tmp
     default = runner.run(str(lib), "--repeat", "1", "--warmup", "0", what=str(lib))
     assert default.splitlines()[-1].endswith(f"on {len(os.sched_getaffinity(0))} threads"), default
     shutil.rmtree(tmp_path / "cache")
+
+
+def test_metadata_is_read_from_the_file_whatever_the_order_of_its_keys(mobilenet, monkeypatch):
+    from edgecc.runtime import library_file
+
+    compiled, lib = mobilenet
+    assert library_file.library_metadata(lib) == load(lib).metadata
+    text = json.dumps({"outputs": [], "format": "edgecc-1", "npu": {"regions": []}}).encode()
+    blob = b"{ not json" + len(text).to_bytes(8, "little") + text
+    monkeypatch.setattr(library_file, "embedded_modules",
+                        lambda path: [library_file.EmbeddedModule("relax.VMExecutable", blob)])
+    assert library_file.library_metadata("x.so") == {"outputs": [], "format": "edgecc-1", "npu": {"regions": []}}
+
+
+def test_a_file_that_is_not_an_edgecc_library_has_no_metadata(tmp_path):
+    from edgecc.errors import InputError
+    from edgecc.runtime.library_file import library_metadata
+
+    (tmp_path / "notes.md").write_text("# not a library\n")
+    with pytest.raises(InputError, match="notes.md: not a library built by edgecc"):
+        library_metadata(tmp_path / "notes.md")

@@ -11,13 +11,14 @@ library from a CPU one before trying to load it, and can run an OpenCL library's
 
 from __future__ import annotations
 
+import json
 import os
 import struct
 from dataclasses import dataclass
 
 from edgecc.errors import InputError
 
-__all__ = ["EmbeddedModule", "OpenCLSource", "embedded_modules", "library_device", "opencl_source"]
+__all__ = ["EmbeddedModule", "OpenCLSource", "embedded_modules", "library_device", "library_metadata", "opencl_source"]
 
 LIBRARY_BIN_SYMBOL = b"__tvm_ffi__library_bin"
 #: module kind -> the device its code runs on
@@ -118,6 +119,34 @@ def library_device(path: str | os.PathLike) -> str:
         if module.kind in DEVICE_OF_KIND:
             return DEVICE_OF_KIND[module.kind]
     return "cpu"
+
+
+def library_metadata(path: str | os.PathLike) -> dict:
+    """The library's `edgecc_metadata` JSON, read from its Relax VM executable without loading
+    it (a library of any CPU); InputError when the file is not a library built by edgecc."""
+    for module in embedded_modules(path):
+        if module.kind == "relax.VMExecutable":
+            metadata = _metadata_constant(module.data)
+            if metadata is not None:
+                return metadata
+    raise InputError(f"{os.fspath(path)}: not a library built by edgecc")
+
+
+def _metadata_constant(executable: bytes) -> dict | None:
+    """The string constant of the executable (a uint64 byte count, then the bytes) that holds a
+    JSON object whose "format" is edgecc's."""
+    start = executable.find(b"{")
+    while start >= 0:
+        size, = struct.unpack_from("<Q", executable, start - 8) if start >= 8 else (0,)
+        if 0 < size <= len(executable) - start:
+            try:
+                value = json.loads(executable[start:start + size])
+            except ValueError:
+                value = None
+            if isinstance(value, dict) and str(value.get("format", "")).startswith("edgecc-"):
+                return value
+        start = executable.find(b"{", start + 1)
+    return None
 
 
 @dataclass(frozen=True)

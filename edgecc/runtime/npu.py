@@ -64,16 +64,8 @@ def register_regions(npu: dict) -> str:
 
 def library_npu_metadata(path: str) -> dict | None:
     """The "npu" entry of a library's metadata read from the file without loading it (any CPU
-    architecture): None when the library has no NPU regions or no edgecc metadata."""
-    import json
+    architecture): None when the library has no NPU regions; InputError when the file is not a
+    library built by edgecc."""
+    from .library_file import library_metadata
 
-    with open(path, "rb") as fh:
-        data = fh.read()
-    start = data.find(b'{"format": "edgecc-')
-    if start < 0:
-        return None
-    try:
-        metadata, _ = json.JSONDecoder().raw_decode(data[start:].decode("utf-8", "replace"))
-    except ValueError:
-        return None
-    return metadata.get("npu")
+    return library_metadata(path).get("npu")
