@@ -12,11 +12,12 @@ remark; so is each region's summary.
 from __future__ import annotations
 
 from edgecc.ir import Graph, Node, Value
+from edgecc.ir.ops.nn import macs
 
 from ._outline import extract_body, replace_with_body
 from .base import Pass, PassContext, register_pass
 
-__all__ = ["PartitionNpu", "NPU_CPU_MACS", "NPU_CPU_OPS", "NPU_REGIONS", "form_regions", "is_convex", "node_macs"]
+__all__ = ["NPU_CPU_MACS", "NPU_CPU_OPS", "NPU_REGIONS", "PartitionNpu", "form_regions", "is_convex"]
 
 #: graph.meta key of the compiled regions: region name -> edgecc.targets.npu.CompiledRegion
 NPU_REGIONS = "npu_regions"
@@ -26,17 +27,6 @@ NPU_CPU_OPS = "npu_cpu_ops"
 NPU_CPU_MACS = "npu_cpu_macs"
 #: ops that only move data: a region of nothing else is not worth a call of the NPU
 _DATA_MOVEMENT = {"reshape", "transpose", "squeeze", "unsqueeze", "flatten", "concat", "slice"}
-
-
-def node_macs(node: Node) -> int:
-    """Multiply-accumulates of a convolution or matrix product (0 for other ops)."""
-    import math
-
-    if node.op in ("conv", "qconv"):
-        return math.prod(node.outputs[0].type.shape) * math.prod(node.inputs[1].type.shape[1:])
-    if node.op in ("qdense", "matmul") and node.inputs[1].type.rank == 2:
-        return math.prod(node.outputs[0].type.shape) * node.inputs[1].type.shape[0]
-    return 0
 
 
 def _reach(start: list[Node], step) -> set[int]:
@@ -114,7 +104,7 @@ class PartitionNpu(Pass):
 
         def keep_on_cpu(node: Node, reason: str) -> None:
             cpu_ops.append((node.name, node.op, reason))
-            graph.meta[NPU_CPU_MACS] = graph.meta.get(NPU_CPU_MACS, 0) + node_macs(node)
+            graph.meta[NPU_CPU_MACS] = graph.meta.get(NPU_CPU_MACS, 0) + macs(node)
             ctx.note(f"stays on the CPU: {reason}", node)
 
         supported: set[int] = set()

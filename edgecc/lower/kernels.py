@@ -12,8 +12,6 @@ import hashlib
 from collections.abc import Iterator
 from dataclasses import dataclass
 
-import numpy as np
-
 from edgecc.errors import LoweringError
 from edgecc.ir import Graph, Node, Value
 
@@ -49,20 +47,9 @@ def body_of(node: Node) -> tuple[Graph | None, list[Node]]:
 
 def kernel_flops(nodes: list[Node]) -> float:
     """Multiply-adds x 2 of the conv/dense/matmul (float or integer) among `nodes` (0 for others)."""
-    from edgecc.ir.ops.nn import conv_geometry
+    from edgecc.ir.ops.nn import macs
 
-    total = 0.0
-    for node in nodes:
-        out = node.outputs[0].type
-        if node.op in ("conv", "qconv"):
-            g = conv_geometry(node)
-            total += 2.0 * out.size * (g["C"] // g["group"]) * int(np.prod(g["kernel"]))
-        elif node.op == "winograd_conv":  # counted as the direct 3x3 convolution it replaces
-            x = node.inputs[0].type.shape
-            total += 2.0 * out.size * x[1] * x[4] * 9
-        elif node.op in ("dense", "matmul", "qdense"):
-            total += 2.0 * out.size * node.inputs[0].type.shape[-1]
-    return total
+    return 2.0 * sum(macs(node) for node in nodes)
 
 
 def _inlined(value: Value) -> bool:

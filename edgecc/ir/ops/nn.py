@@ -81,6 +81,21 @@ def conv_geometry(node: Node) -> dict:
     )
 
 
+def macs(node: Node) -> int:
+    """Multiply-accumulates of a convolution or matrix product, float or integer (0 for other
+    ops); a `winograd_conv` counts as the direct 3x3 convolution it replaces."""
+    out = node.outputs[0].type
+    if node.op in ("conv", "qconv"):
+        g = conv_geometry(node)
+        return out.size * (g["C"] // g["group"]) * math.prod(g["kernel"])
+    if node.op == "winograd_conv":  # data (N, C/ib, H, W, ib)
+        x = in_type(node, 0).shape
+        return out.size * x[1] * x[4] * 9
+    if node.op in ("dense", "matmul", "qdense"):
+        return out.size * in_type(node, 0).shape[-1]
+    return 0
+
+
 def _conv_infer(node: Node) -> list[TensorType]:
     require_float(node)
     g = conv_geometry(node)

@@ -13,9 +13,9 @@ __all__ = ["EthosUBackend"]
 
 def region_macs(body) -> int:
     """Multiply-accumulates of the region's convolutions and dense layers."""
-    from edgecc.passes.partition_npu import node_macs
+    from edgecc.ir.ops.nn import macs
 
-    return sum(node_macs(n) for n in body.nodes)
+    return sum(macs(n) for n in body.nodes)
 
 
 class EthosUBackend(NpuBackend):
