@@ -265,13 +265,20 @@ def bench_model(name: str, folder: str, args) -> dict:
         entry["runs"] = len(w.times)
         q1, _, q3 = statistics.quantiles(w.times, n=4) if len(w.times) > 1 else (w.times[0],) * 3
         entry["spread"] = (q3 - q1) / statistics.median(w.times)
-    best = min(ort_labels, key=lambda label: result["variants"][label]["median_ms"])
-    result["ort_best"] = best
-    base, base_min = result["variants"][best]["median_ms"], result["variants"][best]["min_ms"]
+    add_ratios(result)
+    return result
+
+
+def add_ratios(result: dict) -> None:
+    """Ratios of every variant to ONNX Runtime's best configuration: the lowest median (marked
+    `ort_best`) for the medians, the lowest minimum for the minimums."""
+    ort = {k: v for k, v in result["variants"].items() if k.startswith("onnxruntime")}
+    result["ort_best"] = min(ort, key=lambda label: ort[label]["median_ms"])
+    base = ort[result["ort_best"]]["median_ms"]
+    base_min = min(v["min_ms"] for v in ort.values())
     for entry in result["variants"].values():
         entry["ratio"] = entry["median_ms"] / base
         entry["ratio_min"] = entry["min_ms"] / base_min
-    return result
 
 
 # ----- report ---------------------------------------------------------------------------------------
@@ -333,12 +340,14 @@ def write_report(results: list[dict], info: dict, command: str, path: str) -> No
         "Latency of whole models on the host CPU: edgecc untuned (and tuned, where tuning records",
         "apply) against ONNX Runtime on the same inputs, each in its own process, taking turns.",
         "ONNX Runtime runs with 1 thread and with as many threads as edgecc; the ratios are to its best",
-        "configuration (`*` in the table, the lowest median). Latency is the minimum and the median of",
-        "the runs after warm-up; ratio = edgecc latency / ONNX Runtime latency, for the medians and for",
-        "the minimums (below 1 is faster than ONNX Runtime). Compile time and peak memory are measured",
-        "on the compile's own process. `nowinograd`, `nofuse` and `nolayout` turn one pass off to show",
-        "what it contributes. Spread is the interquartile range of the runs over their median: the",
-        "machine is shared and noisy, so compare ratios from one run, not absolute times across runs.",
+        "configuration: `*` in the table, the lowest median, for the ratios of the medians; the lowest",
+        "minimum for the ratios of the minimums. Latency is the minimum and the median of the runs after",
+        "warm-up; ratio = edgecc latency / ONNX Runtime latency (below 1 is faster than ONNX Runtime).",
+        "Compile time and peak memory are measured on the compile's own process. `nowinograd`,",
+        "`nofuse` and `nolayout` turn one pass off to show what it contributes. Spread is the",
+        "interquartile range of the runs over their median: the machine is shared and noisy, so compare",
+        "ratios from one run, not absolute times across runs; where the spread is large, the minimums",
+        "are the steadier comparison.",
         "This file is written by `benchmarks/run.py`; do not edit it by hand.",
         "",
         f"- date: {info['date']}",
@@ -401,17 +410,17 @@ def _tuning_section(results: list[dict]) -> list[str]:
 
 def _contributions(results: list[dict]) -> list[str]:
     lines = ["## What each pass contributes", "",
-             "Median latency with the pass turned off over the median of `edgecc` (above 1: the pass makes",
-             "the model faster).", "",
+             "Minimum latency with the pass turned off over the minimum of `edgecc` (above 1: the pass makes",
+             "the model faster). A model the pass leaves unchanged shows the run's noise.", "",
              "| model | without Winograd | without fusion | without layout transform |", "|---|---:|---:|---:|"]
     for res in results:
         v = res["variants"]
         if "edgecc" not in v:
             continue
-        base = v["edgecc"]["median_ms"]
+        base = v["edgecc"]["min_ms"]
         cells = []
         for label in ("edgecc-nowinograd", "edgecc-nofuse", "edgecc-nolayout"):
-            cells.append(f"{v[label]['median_ms'] / base:.2f}" if label in v else "-")
+            cells.append(f"{v[label]['min_ms'] / base:.2f}" if label in v else "-")
         lines.append(f"| {res['model']} | {cells[0]} | {cells[1]} | {cells[2]} |")
     return lines + [""]
 
@@ -453,6 +462,8 @@ def main() -> None:
     parser.add_argument("--output", default=os.path.join(ROOT, "docs", "benchmarks.md"))
     parser.add_argument("--work-dir", default=None, help="where models and libraries go (default: a temp dir)")
     parser.add_argument("--no-tvm-default", dest="tvm_default", action="store_false")
+    parser.add_argument("--from-json", default=None,
+                        help="write the report from the results of an earlier run (its .json) instead of measuring")
     args = parser.parse_args()
     args.ort_threads = sorted({int(t) for t in (args.ort_threads or f"1,{args.threads}").split(",")})
     args.variants = args.variants.split(",")
@@ -460,6 +471,25 @@ def main() -> None:
     if unknown:
         parser.error(f"unknown variants {sorted(unknown)} (known: {', '.join(VARIANTS)})")
     os.environ["TVM_NUM_THREADS"] = str(args.threads)
+    if args.from_json:
+        with open(args.from_json) as fh:
+            recorded = json.load(fh)
+        results, command = recorded["results"], recorded["command"]
+        for result in results:
+            add_ratios(result)
+    else:
+        results = measure(args)
+        command = "python benchmarks/run.py " + " ".join(sys.argv[1:])
+    write_report(results, machine_info(args.threads), command.strip(), args.output)
+    plot(results, os.path.join(os.path.dirname(args.output), "benchmarks.png"))
+    from edgecc._files import atomic_write
+
+    record = {"command": command.strip(), "results": results}
+    atomic_write(os.path.splitext(args.output)[0] + ".json", json.dumps(record, indent=1))
+    log(f"wrote {args.output}")
+
+
+def measure(args) -> list[dict]:
     folder = args.work_dir or tempfile.mkdtemp(prefix="edgecc-bench-")
     os.makedirs(folder, exist_ok=True)
     results = []
@@ -467,12 +497,7 @@ def main() -> None:
         results.append(bench_model(name, folder, args))
         r = results[-1]["variants"]
         log(f"{name}: " + ", ".join(f"{k} {v['median_ms']:.2f} ms ({v['ratio']:.2f}x)" for k, v in r.items()))
-    command = "python benchmarks/run.py " + " ".join(sys.argv[1:])
-    write_report(results, machine_info(args.threads), command.strip(), args.output)
-    plot(results, os.path.join(os.path.dirname(args.output), "benchmarks.png"))
-    with open(os.path.splitext(args.output)[0] + ".json", "w") as fh:
-        json.dump(results, fh, indent=1)
-    log(f"wrote {args.output}")
+    return results
 
 
 if __name__ == "__main__":
