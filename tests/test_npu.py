@@ -16,7 +16,8 @@ import pytest
 from onnx import helper
 
 import edgecc
-from edgecc.errors import TargetError, ToolchainError
+from edgecc.errors import InputError, TargetError, ToolchainError
+from edgecc.runtime.npu import EMULATION_NOTE
 from ort_compare import make_model, run_ort
 
 RNG = np.random.default_rng(0)
@@ -151,6 +152,14 @@ def test_int8_cnn_runs_entirely_on_the_npu_and_matches_onnxruntime(cnn_qdq, cnn_
         assert np.abs(got - expected).max() <= step * 1.001  # within one quantization step of the output
 
 
+def test_a_library_with_npu_regions_refuses_to_be_timed_from_python(cnn_qdq, cnn_compiled):
+    module = cnn_compiled.load()
+    feed = feeds(1, seed=9)[0]
+    for timing, what in ((module.benchmark, "benchmark"), (module.profile, "profile")):
+        with pytest.raises(InputError, match=f"{what} refused: NPU regions run on LiteRT"):
+            timing(feed)
+
+
 def test_npu_regions_equal_edgecc_int8_cpu_kernels(cnn_qdq, cnn_compiled):
     on_cpu = edgecc.compile(cnn_qdq, "host").load()
     on_npu = cnn_compiled.load()
@@ -264,6 +273,11 @@ def test_cli_prints_partitions_and_vela_estimates(cnn_qdq, tmp_path):
     run = subprocess.run([sys.executable, "-m", "edgecc", "run", str(out), "--compare-onnxruntime", cnn_qdq,
                           "--rtol", "0", "--atol", str(output_step(cnn_qdq) * 1.001)], capture_output=True, text=True)
     assert run.returncode == 0 and "LiteRT" in run.stderr, run.stderr
+    timed = subprocess.run([sys.executable, "-m", "edgecc", "run", str(out), "--benchmark", "3"],
+                           capture_output=True, text=True)
+    assert timed.returncode == 2 and timed.stdout == "", timed.stderr
+    assert timed.stderr == f"edgecc: error: {out}: --benchmark refused: {EMULATION_NOTE}, whose timings say nothing " \
+        "about the board\n"
     inspect = subprocess.run([sys.executable, "-m", "edgecc", "inspect", cnn_qdq, "--target", "ethos-u",
                               "--partitions"], capture_output=True, text=True)
     assert inspect.returncode == 0 and "x_QuantizeLinear (quantize): it quantizes the model's float input" in inspect.stdout

@@ -4,7 +4,7 @@
 output specs from the library's metadata) but runs each call as a process: the AArch64 deploy
 runner under `qemu-aarch64 -L /usr/aarch64-linux-gnu`, inputs and outputs passed as .npy files in
 a temporary folder. It checks what a cross build computes; it says nothing about speed, so
-`benchmark` refuses: emulated timings must never be taken for the board's.
+`benchmark` and `profile` refuse: emulated timings must never be taken for the board's.
 
 On first use the board's TVM runtime is downloaded (the apache-tvm wheels for its platform) and
 the runner is cross-compiled against it, with a line on `progress` (default: stderr) for each.
@@ -80,6 +80,7 @@ class EmulatedModule(LibrarySpecs):
                  progress: Callable[[str], None] | None = None):
         self.path = os.fspath(path)
         self.arch = arch
+        self.emulation_note = f"the {arch} library runs under qemu-user emulation here"
         self.emulator = Emulator(arch, threads, progress)
         self.metadata = json.loads(self.emulator.run(os.path.abspath(self.path), "--info", what=self.path))
         self.inputs = self.metadata["inputs"]
@@ -98,6 +99,7 @@ class EmulatedModule(LibrarySpecs):
             return {spec["name"]: np.load(Path(tmp) / f"output{k}.npy") for k, spec in enumerate(self.outputs)}
 
     def benchmark(self, inputs, repeat: int = 20, warmup: int = 3):
-        raise EdgeccError(f"{self.path}: not timing a library run under qemu-user emulation; emulated timings say "
-                          f"nothing about the {self.arch} board. Time it on the board: "
-                          f"`./edgecc-runner model.so --repeat {repeat}`")
+        self.refuse_emulated_timing("benchmark")
+
+    def profile(self, inputs, repeat: int = 10):
+        self.refuse_emulated_timing("profile")

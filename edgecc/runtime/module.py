@@ -72,7 +72,7 @@ class Module(LibrarySpecs):
         self._main = self._vm["main"]
         if "npu" in self.metadata:  # NPU regions: emulated here (edgecc.runtime.npu)
             self.emulation_note = register_regions(self.metadata["npu"])
-            self.emulated = True  # its timings say nothing about the NPU: the CLI refuses them
+            self.emulated = True  # its timings say nothing about the NPU: benchmark and profile refuse
 
     def _devices(self):
         """The VM's devices: the kernels' device, and the CPU for the host code."""
@@ -100,7 +100,9 @@ class Module(LibrarySpecs):
         return {spec["name"]: r.numpy() for spec, r in zip(self.outputs, results)}
 
     def benchmark(self, inputs: Mapping[str, np.ndarray], repeat: int = 20, warmup: int = 3) -> TimingResult:
-        """Time `repeat` runs after `warmup` untimed ones (inputs already on the device)."""
+        """Time `repeat` runs after `warmup` untimed ones (inputs already on the device); InputError
+        for a library with emulated parts."""
+        self.refuse_emulated_timing("benchmark")
         arrays = self._arrays(inputs)
         for _ in range(warmup):
             self._call(arrays)
@@ -113,12 +115,14 @@ class Module(LibrarySpecs):
 
     def profile(self, inputs: Mapping[str, np.ndarray], repeat: int = 10):
         """Per-kernel times of `repeat` runs (`edgecc.runtime.profile.KernelProfile` records, slowest
-        first). Needs a library whose metadata lists its kernels (edgecc 0.1 with `kernels`)."""
+        first). Needs a library whose metadata lists its kernels (edgecc 0.1 with `kernels`) and
+        that runs all natively."""
         import tvm
         from tvm import relax
 
         from .profile import profile_vm
 
+        self.refuse_emulated_timing("profile")
         kernels = self.metadata.get("kernels")
         if not kernels:
             raise InputError(f"{self.path}: the library's metadata lists no kernels; recompile it to profile it")

@@ -151,8 +151,10 @@ class OpenCLModule(LibrarySpecs):
         return {spec["name"]: r.numpy() for spec, r in zip(self.outputs, results)}
 
     def benchmark(self, inputs, repeat: int = 20, warmup: int = 3):
-        raise EdgeccError(f"{self.path}: not timing a library whose kernels run on PoCL; emulated timings say "
-                          f"nothing about the GPU. Time it on the board with the deploy runner")
+        self.refuse_emulated_timing("benchmark")
+
+    def profile(self, inputs, repeat: int = 10):
+        self.refuse_emulated_timing("profile")
 
 
 def _kernel_names(executable) -> list[str]:

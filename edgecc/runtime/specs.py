@@ -1,5 +1,6 @@
 """What a library takes and returns: input/output specs from its metadata, input checking and
-reproducible random inputs. Shared by the native (`module`) and emulated (`emulated`) runners.
+reproducible random inputs; and whether its timings mean anything (an emulated library refuses
+to be timed). Shared by the native (`module`) and emulated (`emulated`, `opencl`) runners.
 
 A spec is a dict `{"name", "shape", "dtype"}` as written in the library's `edgecc_metadata`.
 """
@@ -21,6 +22,16 @@ class LibrarySpecs:
     path: str
     inputs: list[dict]
     outputs: list[dict]
+    #: whether some of the library runs emulated here (qemu-user, PoCL, LiteRT for NPU regions),
+    #: and how, in a phrase that ends with "here" or names the stand-in
+    emulated: bool = False
+    emulation_note: str | None = None
+
+    def refuse_emulated_timing(self, what: str) -> None:
+        """InputError when the library runs emulated: its timings say nothing about the board."""
+        if self.emulated:
+            raise InputError(f"{self.path}: {what} refused: {self.emulation_note}, whose timings say nothing "
+                             f"about the board")
 
     @property
     def input_names(self) -> list[str]:
