@@ -364,8 +364,8 @@ def test_unknown_target_and_unknown_pass(tmp_path):
     (["--arch", "sm_80"], "target 'host' takes no option 'arch' (its options: cpu, threads)"),
     (["--target", "opencl", "--arch", "sm_80"], "target 'opencl' takes no option 'arch' (its options: host, cpu,"),
     (["--target-option", "foo=1"], "target 'host' takes no option 'foo' (its options: cpu, threads)"),
-    (["--target", "rk3588-gpu", "--cpu", "cortex-a55"], "target 'rk3588-gpu' takes no option 'cpu' (its options: "
-                                                         "precision)"),
+    (["--target", "rk3588-gpu", "--cpu", "cortex-a55"],
+     "target 'rk3588-gpu' takes no option 'cpu' (its options: precision)"),
 ])
 def test_an_option_the_target_does_not_take_is_named_with_the_targets_options(tmp_path, options, message):
     rc, _, err = edgecc("compile", MODEL, *options, "-o", tmp_path / "m.so")

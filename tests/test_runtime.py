@@ -125,7 +125,7 @@ def test_emulated_run_fetches_the_runtime_and_builds_the_runner_on_first_use(tmp
 def test_metadata_is_read_from_the_file_whatever_the_order_of_its_keys(mobilenet, monkeypatch):
     from edgecc.runtime import library_file
 
-    compiled, lib = mobilenet
+    _, lib = mobilenet
     assert library_file.library_metadata(lib) == load(lib).metadata
     text = json.dumps({"outputs": [], "format": "edgecc-1", "npu": {"regions": []}}).encode()
     blob = b"{ not json" + len(text).to_bytes(8, "little") + text
