@@ -17,6 +17,7 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping, Sequence
 
 from edgecc.errors import ModelError
+from edgecc.ir import ops as ir_ops
 from edgecc.ir.limits import current_limits
 
 __all__ = ["Check", "axis", "axes", "count", "at_least", "one_of", "per_spatial_axis", "pads", "check_node",
@@ -82,18 +83,24 @@ def count(low: int = 1, limit: str | None = None) -> Check:
 
 def at_least(low: float, *, each: bool = False) -> Check:
     """A number (or, with `each`, every number of a list) of at least `low`; NaN never is."""
+    check = ir_ops.at_least(low)
 
     def problem(value, ranks):
-        values = value if each else [value]
-        bad = [v for v in values if not v >= low]
-        return f"must be at least {low}" + (f" (has {bad[0]})" if each else "") if bad else None
+        values = tuple(value) if each else value
+        message = check(values)
+        if message is None or not each:
+            return message
+        return f"{message} (has {next(v for v in values if not v >= low)})"
 
     return problem
 
 
 def one_of(*choices) -> Check:
+    """One of `choices`."""
+    check = ir_ops.one_of(*choices)
+
     def problem(value, ranks):
-        return None if value in choices else f"must be one of {', '.join(map(repr, choices))}"
+        return check(value)
 
     return problem
 

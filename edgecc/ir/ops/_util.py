@@ -42,7 +42,7 @@ def norm_axes(axes: Sequence[int], rank: int, op: str = "op") -> tuple[int, ...]
 
 
 def at_least(low: int):
-    """Attribute check: an integer (or each of a list of integers) of at least `low`."""
+    """Attribute check: a number (or each of a tuple of numbers) of at least `low`; NaN never is."""
 
     def check(value):
         values = value if isinstance(value, tuple) else (value,)
