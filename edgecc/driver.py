@@ -97,7 +97,7 @@ def optimize(graph: Graph, target, options: CompileOptions, remarks: list | None
         pipeline = parse_pipeline(options.passes)
     else:
         pipeline = opt_level_pipeline(options.opt_level, target.passes(options.opt_level))
-    for name in options.disabled_passes:
+    for name in [*options.disabled_passes, *(set(options.print_ir_after) - {"all"})]:
         get_pass(name)  # unknown names are an error, not a silent no-op
     pipeline = without_passes(pipeline, set(options.disabled_passes))
     manager = PassManager(pipeline, verify_each=options.verify_each, print_ir_after=set(options.print_ir_after),

@@ -2,7 +2,6 @@
 
 import os
 import re
-import select
 import subprocess
 import sys
 
@@ -11,6 +10,7 @@ import onnx
 import pytest
 from onnx import helper
 from ort_compare import make_model, run_ort
+from terminal import read_terminal
 
 from edgecc import cli
 from edgecc.errors import InputError, TargetError
@@ -150,21 +150,6 @@ def test_compile_in_a_build_log_prints_one_line_per_stage_not_per_kernel(offset_
     done, total = stages["lower"]
     assert done == total >= kernels  # every kernel lowered (some may end up as views, not counted as kernels)
     assert out.startswith(f"wrote {tmp_path / 'm.so'} (") and len(out.splitlines()) == 2
-
-
-def read_terminal(leader: int) -> str:
-    """Everything written to a pseudo-terminal whose other side was closed."""
-    chunks = []
-    while select.select([leader], [], [], 30.0)[0]:
-        try:
-            chunk = os.read(leader, 65536)
-        except OSError:  # EIO: closed and drained
-            break
-        if not chunk:
-            break
-        chunks.append(chunk)
-    os.close(leader)
-    return b"".join(chunks).decode()
 
 
 def test_compile_on_a_terminal_draws_one_live_bar(tmp_path):
@@ -356,6 +341,9 @@ def test_unknown_target_and_unknown_pass(tmp_path):
     assert_one_line_error(rc, err, "unknown target 'quantum-9000'")
     rc, _, err = edgecc("compile", MODEL, "--disable-pass", "no-such-pass", "-o", tmp_path / "m.so")
     assert_one_line_error(rc, err, "unknown pass 'no-such-pass'")
+    for name in ("bogus", "fixpoint"):  # a group is no pass whose IR could be printed
+        rc, _, err = edgecc("compile", MODEL, "--print-ir-after", name, "-o", tmp_path / "m.so")
+        assert_one_line_error(rc, err, f"unknown pass '{name}'")
     assert not (tmp_path / "m.so").exists()
 
 
