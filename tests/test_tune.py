@@ -202,6 +202,27 @@ def test_report_table_curves_and_comparison(tuned, tmp_path):
     assert "ratio" in out and "1.00" in out
 
 
+def test_a_failed_plot_leaves_the_previous_image(tmp_path, monkeypatch):
+    from types import SimpleNamespace
+
+    from matplotlib.figure import Figure
+
+    from edgecc.tune import report
+
+    def fail_halfway(self, path, **kwargs):
+        with open(path, "wb") as fh:
+            fh.write(b"\x89PNG half")
+        raise OSError("disk full")
+
+    png = tmp_path / "curves.png"
+    png.write_bytes(b"previous image")
+    monkeypatch.setattr(report, "summarize", lambda log: [])
+    monkeypatch.setattr(Figure, "savefig", fail_halfway)
+    with pytest.raises(OSError, match="disk full"):
+        report.plot_curves([SimpleNamespace(tag="x86_64-znver3")], str(png))
+    assert png.read_bytes() == b"previous image" and os.listdir(tmp_path) == ["curves.png"]
+
+
 @pytest.mark.slow
 def test_a_killed_run_resumes_without_losing_or_remeasuring_records(tmp_path):
     model = dense_model(tmp_path / "dense.onnx", n=16, k=64, m=64)

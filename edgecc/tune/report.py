@@ -93,8 +93,11 @@ def format_comparison(a: TuningLog, b: TuningLog) -> str:
 
 
 def plot_curves(logs: list[TuningLog], path: str, top: int = 12) -> None:
-    """Best-so-far latency (relative to the default schedule) against trials, one line per workload."""
+    """Best-so-far latency (relative to the default schedule) against trials, one line per workload;
+    the image is written atomically."""
     import matplotlib
+
+    from edgecc._files import atomic_output
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
@@ -112,8 +115,11 @@ def plot_curves(logs: list[TuningLog], path: str, top: int = 12) -> None:
         ax.set_title(f"tuning curves: {log.tag}")
         ax.legend(fontsize=7, loc="upper right")
     fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
+    try:
+        with atomic_output(path) as tmp:  # the format follows the extension, as savefig's
+            fig.savefig(tmp, dpi=110)
+    finally:
+        plt.close(fig)
 
 
 def report_logs(folders: list[str], plot: str | None = None, peak_gflops: float | None = None) -> str:
