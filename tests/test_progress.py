@@ -2,9 +2,9 @@
 
 import io
 import os
-import select
 
 import pytest
+from terminal import read_terminal
 
 from edgecc.progress import Progress
 
@@ -50,21 +50,6 @@ def test_terminal_bar_is_cut_to_the_terminal_width(monkeypatch):
     assert stream.getvalue() == "\r" + "edgecc: a-very-long-stage-nam"[:29] + "\x1b[K"
 
 
-def read_all(leader: int) -> str:
-    """Everything written to a closed pseudo-terminal (the kernel hands it over asynchronously)."""
-    chunks = []
-    while select.select([leader], [], [], 5.0)[0]:
-        try:
-            chunk = os.read(leader, 65536)
-        except OSError:  # EIO: the other side is closed and everything was read
-            break
-        if not chunk:
-            break
-        chunks.append(chunk)
-    os.close(leader)
-    return b"".join(chunks).decode()
-
-
 def test_pseudo_terminal_sees_the_bar_and_no_newlines():
     leader, follower = os.openpty()
     with os.fdopen(follower, "w") as stream:
@@ -72,7 +57,7 @@ def test_pseudo_terminal_sees_the_bar_and_no_newlines():
         with Progress(stream, clock) as progress:
             assert progress.live
             feed(progress, clock, "build", 3, step=1.0)
-    seen = read_all(leader)
+    seen = read_terminal(leader)
     assert "\redgecc: build [################--------] 2/3   2.0 s\x1b[K" in seen
     assert "\n" not in seen and seen.endswith("\r\x1b[K")
 
