@@ -29,37 +29,25 @@ NPU_CPU_MACS = "npu_cpu_macs"
 _DATA_MOVEMENT = {"reshape", "transpose", "squeeze", "unsqueeze", "flatten", "concat", "slice"}
 
 
-def _reach(start: list[Node], step) -> set[int]:
-    """Ids of the nodes reachable from `start` (not counting them) by `step(node) -> nodes`."""
-    seen: set[int] = set()
-    todo = list(start)
-    while todo:
-        for nxt in step(todo.pop()):
-            if id(nxt) not in seen:
-                seen.add(id(nxt))
-                todo.append(nxt)
-    return seen
-
-
-def _consumers(node: Node) -> list[Node]:
-    return [user for out in node.outputs for user, _ in out.uses]
-
-
 def _producers(node: Node) -> list[Node]:
     return [v.producer for v in node.inputs if v is not None and v.producer is not None]
 
 
-def is_convex(nodes: list[Node]) -> bool:
-    """No path leaves the set and comes back: one call can compute it without a cycle."""
-    members = {id(n) for n in nodes}
-    after = _reach(nodes, _consumers) - members
-    before = _reach(nodes, _producers) - members
+def is_convex(dg, nodes: list[Node]) -> bool:
+    """No path leaves the set and comes back: one call can compute it without a cycle.
+    `dg` is the graph's networkx view (`Graph.to_networkx()`)."""
+    import networkx as nx
+
+    members = {n.name for n in nodes}
+    after = set().union(*nx.bfs_layers(dg, members)) - members
+    before = set().union(*nx.bfs_layers(dg.reverse(copy=False), members)) - members
     return not (after & before)
 
 
 def form_regions(graph: Graph, supported: set[int]) -> list[list[Node]]:
     """Maximal connected regions of supported nodes (in graph order) that stay convex: a node
     joins (and merges) the regions of the supported producers it reads when that makes no cycle."""
+    dg = graph.to_networkx()
     region_of: dict[int, int] = {}  # node id -> region index
     regions: dict[int, list[Node]] = {}
     for node in graph.nodes:
@@ -71,7 +59,7 @@ def form_regions(graph: Graph, supported: set[int]) -> list[list[Node]]:
             if index is None or any(n is producer for n in mine[1:]) or index not in regions:
                 continue
             candidate = regions[index] + mine
-            if is_convex(candidate):
+            if is_convex(dg, candidate):
                 mine = candidate
                 del regions[index]
         index = id(node)

@@ -206,7 +206,7 @@ def test_regions_never_cycle_through_a_cpu_op(tmp_path):
         assert np.abs(module.run(feed)["y"] - run_ort(onnx.load(path), feed)[0]).max() <= output_step(path) * 1.001
     graph = edgecc.driver.prepare(path, "host", disabled_passes=["fuse", "convert-layout", "winograd"])[0]
     conv, add = [n for n in graph.nodes if n.op == "qconv"][0], [n for n in graph.nodes if n.op == "qadd"][0]
-    assert not is_convex([conv, add])
+    assert not is_convex(graph.to_networkx(), [conv, add])
 
 
 def test_qoperator_model_imports_and_partitions(tmp_path):
