@@ -33,10 +33,10 @@ HOSTS = ("x86_64", "aarch64")
 
 @dataclass
 class GpuTarget(Target):
-    """Common ground of GPU targets: a host CPU (`host`: x86_64 or aarch64; `cpu`: its LLVM CPU
-    name for aarch64) and the kernels' `precision`."""
+    """Common ground of GPU targets: a host CPU (`host`: x86_64 or aarch64, default the family's
+    `default_host`; `cpu`: its LLVM CPU name for aarch64) and the kernels' `precision`."""
 
-    host: str = "x86_64"
+    host: str | None = None
     cpu: str | None = None
     precision: str = "fp32"
     preset: str | None = None
@@ -47,6 +47,7 @@ class GpuTarget(Target):
 
     def __post_init__(self):
         self.family = self.FAMILY
+        self.host = self.host or self.default_host
         if self.host not in HOSTS:
             raise TargetError(f"{self.family}: unknown host '{self.host}' (known: {', '.join(HOSTS)})")
         if self.precision not in PRECISIONS:
@@ -92,14 +93,11 @@ class GpuTarget(Target):
     def max_threads_per_block(self) -> int:
         return 256
 
-    @property
-    def num_cores(self) -> int:
-        return 1
-
     def passes(self, opt_level: int) -> list[str]:
+        """Fusion only: the -O2 pipeline's clean-up already ran, and convolutions keep NCHW."""
         if opt_level < 2:
             return []
-        return ["fold-constants", "eliminate-dead-code", "fuse"]
+        return ["fuse"]
 
     # --- building and running ------------------------------------------------------------------
     def check_toolchain(self) -> None:
@@ -161,7 +159,6 @@ MALI_GPUS = {
 class MaliTarget(OpenCLTarget):
     """An Arm Mali GPU through OpenCL, AArch64 host (`gpu` names the Mali model)."""
 
-    host: str = "aarch64"
     gpu: str = "mali-g610"
     FAMILY: ClassVar[str] = "mali"
     default_host: ClassVar[str] = "aarch64"

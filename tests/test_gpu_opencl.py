@@ -68,6 +68,29 @@ def test_gpu_targets_and_presets_are_listed_with_their_devices():
     assert get_target("host").device_type == "cpu" and get_target("host").schedule_rules == "cpu"
 
 
+@pytest.mark.parametrize("name, options, host, tag", [
+    ("mali", {}, "aarch64", "mali-g610"),
+    ("mali", {"host": "x86_64"}, "x86_64", "mali-g610-x86_64"),
+    ("opencl", {}, "x86_64", "opencl-generic"),
+    ("opencl", {"host": "aarch64"}, "aarch64", "opencl-generic-aarch64"),
+    ("cuda", {"arch": "sm_87", "precision": "fp16"}, "x86_64", "cuda-sm_87-fp16"),
+])
+def test_gpu_hosts_default_to_the_familys_and_other_hosts_name_themselves_in_the_tag(name, options, host, tag):
+    target = get_target(name, **options)
+    assert (target.host, target.tag) == (host, tag)
+    assert target.tvm_target_dict()["host"]["mtriple"] == f"{host}-linux-gnu"
+
+
+@pytest.mark.parametrize("name", ["opencl", "mali", "cuda", "rk3588-gpu", "jetson-orin-gpu"])
+def test_gpu_pipeline_ends_with_fusion_after_a_single_clean_up(name):
+    from edgecc.passes import Fixpoint, opt_level_pipeline
+
+    pipeline = opt_level_pipeline(2, get_target(name).passes(2))
+    assert isinstance(pipeline[-2], Fixpoint) and {"fold-constants", "eliminate-dead-code"} <= {
+        p.name for p in pipeline[-2].passes}
+    assert pipeline[-1].name == "fuse"
+
+
 @pytest.mark.parametrize("name, options, message", [
     ("cuda", {"arch": "sm_70"}, "cuda: unknown arch 'sm_70' (known: sm_80, sm_86, sm_87, sm_89, sm_90)"),
     ("mali", {"precision": "fp8"}, "mali: unknown precision 'fp8' (known: fp32, fp16)"),
