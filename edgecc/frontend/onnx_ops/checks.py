@@ -17,7 +17,7 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping, Sequence
 
 from edgecc.errors import ModelError
-from edgecc.ir import ops as ir_ops
+from edgecc.ir.ops import attr_checks
 from edgecc.ir.limits import current_limits
 
 __all__ = ["Check", "axis", "axes", "count", "at_least", "one_of", "per_spatial_axis", "pads", "check_node",
@@ -83,7 +83,7 @@ def count(low: int = 1, limit: str | None = None) -> Check:
 
 def at_least(low: float, *, each: bool = False) -> Check:
     """A number (or, with `each`, every number of a list) of at least `low`; NaN never is."""
-    check = ir_ops.at_least(low)
+    check = attr_checks.at_least(low)
 
     def problem(value, ranks):
         values = tuple(value) if each else value
@@ -97,7 +97,7 @@ def at_least(low: float, *, each: bool = False) -> Check:
 
 def one_of(*choices) -> Check:
     """One of `choices`."""
-    check = ir_ops.one_of(*choices)
+    check = attr_checks.one_of(*choices)
 
     def problem(value, ranks):
         return check(value)

@@ -41,25 +41,6 @@ def norm_axes(axes: Sequence[int], rank: int, op: str = "op") -> tuple[int, ...]
     return out
 
 
-def at_least(low: int):
-    """Attribute check: a number (or each of a tuple of numbers) of at least `low`; NaN never is."""
-
-    def check(value):
-        values = value if isinstance(value, tuple) else (value,)
-        return None if all(v >= low for v in values) else f"must be at least {low}"
-
-    return check
-
-
-def one_of(*choices):
-    """Attribute check: one of `choices`."""
-
-    def check(value):
-        return None if value in choices else f"must be one of {', '.join(map(repr, choices))}"
-
-    return check
-
-
 def same_as_input(idx: int = 0):
     """Inference: one output with the type of input `idx` (layout kept, quantization dropped)."""
 

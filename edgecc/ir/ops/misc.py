@@ -6,7 +6,8 @@ import numpy as np
 
 from ..graph import IRError, Node
 from ..types import TensorType
-from ._util import at_least, in_type, norm_axis
+from ._util import in_type, norm_axis
+from .attr_checks import at_least
 from .registry import Attr, Trait, register_op
 
 

@@ -9,7 +9,8 @@ import numpy as np
 from ..graph import IRError, Node
 from ..layout import layout_of
 from ..types import TensorType
-from ._util import at_least, broadcast_shapes, in_type, norm_axis, require_float, same_as_input
+from ._util import broadcast_shapes, in_type, norm_axis, require_float, same_as_input
+from .attr_checks import at_least
 from .registry import Attr, Trait, register_op
 
 _SPATIAL = "DHW"

@@ -7,7 +7,8 @@ import numpy as np
 
 from ..graph import IRError, Node
 from ..types import TensorType
-from ._util import at_least, broadcast_shapes, in_type, norm_axes, norm_axis, one_of
+from ._util import broadcast_shapes, in_type, norm_axes, norm_axis
+from .attr_checks import at_least, one_of
 from .registry import Attr, Trait, register_op
 
 INJECTIVE = (Trait.INJECTIVE, Trait.LAYOUT_SENSITIVE)
