@@ -175,8 +175,6 @@ def test_seven_bit_weights_take_vpmaddubsw_on_avx2(digits_model):
 @pytest.fixture(scope="module")
 def digits_model(tmp_path_factory):
     """The digits CNN of benchmarks/quantization.py, briefly trained, with calibration data."""
-    pytest.importorskip("torch")
-    pytest.importorskip("sklearn")
     import quantization as bench
 
     x_train, y_train, x_test, _ = bench.digits_split()

@@ -146,19 +146,17 @@ def test_x86_int8_convolutions_multiply_channel_groups_on_avx2(tmp_path):
 @pytest.fixture(scope="module")
 def digits(tmp_path_factory):
     """A small CNN trained on scikit-learn's digits and exported to ONNX, with its data."""
-    pytest.importorskip("torch")
-    pytest.importorskip("sklearn")
     x_train, y_train, x_test, y_test = bench.digits_split()
     net = bench.train_cnn(x_train, y_train, epochs=8)
     path = bench.export_onnx(net, str(tmp_path_factory.mktemp("digits") / "digits.onnx"))
     return {"model": path, "calibration": x_train[:128], "x": x_test, "y": y_test}
 
 
-def accuracy(run, x, y, batch: int = 1) -> float:
-    return float((bench.predictions(run, x, batch) == y[: len(x) - len(x) % batch]).mean())
-
-
-def test_int8_digits_cnn_keeps_fp32_accuracy_and_beats_onnxruntime_int8(digits, tmp_path):
+def test_int8_digits_cnn_keeps_fp32_accuracy_and_changes_fewer_decisions_than_onnxruntime_int8(digits, tmp_path):
+    """edgecc's int8 keeps the fp32 accuracy and departs from the fp32 model's top-1 decisions no
+    more often than ONNX Runtime's int8 of the same model and samples. Agreement with fp32 measures
+    the quantization; accuracy against the labels would also count the images that a quantization
+    error happens to turn right (one of 500 decides such a comparison)."""
     x, y = digits["x"], digits["y"]
     fp32 = bench.edgecc_compile(digits["model"], batch=1)
     int8 = bench.edgecc_compile(digits["model"], batch=1, calibration=digits["calibration"])
@@ -167,12 +165,14 @@ def test_int8_digits_cnn_keeps_fp32_accuracy_and_beats_onnxruntime_int8(digits, 
     ops = all_ops(int8.graph)
     assert ops.count("qconv") == 3 and ops.count("qdense") == 2 and not float_kernels(int8.graph)
     assert bench.onnx_bytes(digits["model"])[0] == 4 * bench.weight_bytes(int8.graph)  # a quarter of the float weights
-    acc_fp32 = accuracy(bench.edgecc_runner(fp32), x, y)
-    acc_int8 = accuracy(bench.edgecc_runner(int8), x, y)
-    acc_ort = accuracy(bench.ort_runner(ort_int8, 1), x, y)
+    top1_fp32 = bench.predictions(bench.edgecc_runner(fp32), x)
+    top1_int8 = bench.predictions(bench.edgecc_runner(int8), x)
+    top1_ort = bench.predictions(bench.ort_runner(ort_int8, 1), x)
+    acc_fp32, acc_int8 = (top1_fp32 == y).mean(), (top1_int8 == y).mean()
     assert acc_fp32 > 0.9
     assert acc_int8 >= acc_fp32 - 0.01, (acc_int8, acc_fp32)
-    assert acc_int8 >= acc_ort, (acc_int8, acc_ort)
+    agree_int8, agree_ort = (top1_int8 == top1_fp32).mean(), (top1_ort == top1_fp32).mean()
+    assert agree_int8 >= agree_ort, (agree_int8, agree_ort)
     report = int8.graph.meta["quantization"]
     assert len(report["quantized"]) == 5 and report["samples"] == 128
 
