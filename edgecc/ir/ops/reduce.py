@@ -95,17 +95,33 @@ for _name, _fn in (("argmax", np.argmax), ("argmin", np.argmin)):
     )
 
 
-def _cumsum_fold(node, v):
-    x = v[0]
-    axis = node.attrs["axis"] % x.ndim
-    if node.attrs["reverse"]:
-        x = np.flip(x, axis)
-    out = np.cumsum(x, axis=axis, dtype=x.dtype)
-    if node.attrs["exclusive"]:
-        out = out - x
-    if node.attrs["reverse"]:
-        out = np.flip(out, axis)
-    return [out]
+def _cumulative_fold(scan, exclusive):
+    """Folder of a cumulative op: `scan(x, axis)` is the inclusive scan, `exclusive(x, out, axis)`
+    turns it into the exclusive one; `reverse` scans the flipped input and flips the result."""
+
+    def fold(node, values):
+        x = values[0]
+        axis = node.attrs["axis"] % x.ndim
+        if node.attrs["reverse"]:
+            x = np.flip(x, axis)
+        out = scan(x, axis=axis, dtype=x.dtype)
+        if node.attrs["exclusive"]:
+            out = exclusive(x, out, axis)
+        if node.attrs["reverse"]:
+            out = np.flip(out, axis)
+        return [out]
+
+    return fold
+
+
+def _exclusive_sum(x, out, axis):
+    return out - x
+
+
+def _exclusive_product(x, out, axis):
+    """The products shifted one step along `axis`, starting with 1."""
+    ones = np.ones_like(np.take(out, [0], axis=axis))
+    return np.concatenate([ones, np.take(out, range(x.shape[axis] - 1), axis=axis)], axis=axis)
 
 
 def _cumulative_infer(node: Node):
@@ -121,22 +137,8 @@ register_op(
     _cumulative_infer,
     attrs={"axis": Attr("int"), "exclusive": Attr("int", 0), "reverse": Attr("int", 0)},
     traits=[Trait.OPAQUE, Trait.LAYOUT_SENSITIVE],
-    fold=_cumsum_fold,
+    fold=_cumulative_fold(np.cumsum, _exclusive_sum),
 )
-
-
-def _cumprod_fold(node, values):
-    x = values[0]
-    axis = node.attrs["axis"] % x.ndim
-    if node.attrs["reverse"]:
-        x = np.flip(x, axis)
-    out = np.cumprod(x, axis=axis, dtype=x.dtype)
-    if node.attrs["exclusive"]:
-        ones = np.ones_like(np.take(out, [0], axis=axis))
-        out = np.concatenate([ones, np.take(out, range(x.shape[axis] - 1), axis=axis)], axis=axis)
-    if node.attrs["reverse"]:
-        out = np.flip(out, axis)
-    return [out]
 
 
 register_op(
@@ -145,7 +147,7 @@ register_op(
     _cumulative_infer,
     attrs={"axis": Attr("int"), "exclusive": Attr("int", 0), "reverse": Attr("int", 0)},
     traits=(Trait.LAYOUT_SENSITIVE, Trait.OPAQUE),
-    fold=_cumprod_fold,
+    fold=_cumulative_fold(np.cumprod, _exclusive_product),
     doc="cumulative product along `axis`, as ONNX CumProd",
 )
 
