@@ -88,15 +88,16 @@ class PartitionNpu(Pass):
 
             raise TargetError(f"target '{ctx.target.family}': the NPU runs int8 models: compile with "
                               "--quantize int8 --calibration DATA, or give a quantized model (QDQ or QOperator)")
-        cpu_ops = graph.meta.setdefault(NPU_CPU_OPS, [])
+        cpu_ops = graph.meta[NPU_CPU_OPS] = []
 
         def keep_on_cpu(node: Node, reason: str) -> None:
             cpu_ops.append((node.name, node.op, reason))
-            graph.meta[NPU_CPU_MACS] = graph.meta.get(NPU_CPU_MACS, 0) + macs(node)
             ctx.note(f"stays on the CPU: {reason}", node)
 
         supported: set[int] = set()
         for node in graph.nodes:
+            if node.op == "npu_region":  # partitioned by an earlier run
+                continue
             reason = backend.support(node)
             if reason is None:
                 supported.add(id(node))
@@ -125,6 +126,7 @@ class PartitionNpu(Pass):
             changed = True
         if changed:
             graph.topological_sort()  # CPU readers of a region may have stood between its members
+        graph.meta[NPU_CPU_MACS] = sum(macs(n) for n in graph.nodes)  # what is not in a region
         return changed
 
     @staticmethod

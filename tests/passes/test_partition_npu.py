@@ -108,3 +108,15 @@ def test_targets_without_an_npu_are_left_alone():
           return %y
         }""", target=None)
     assert not changed
+
+
+def test_running_twice_counts_the_cpu_work_once():
+    graph, _ = run_pipeline("partition-npu,partition-npu", """
+        graph @main(%x: i8[2,3], %w: i8[3,2]) {
+          %a = neg(%x) : i8[2,3]
+          %y = matmul(%a, %w) : i8[2,2]
+          return %y
+        }""", target=Npu(ByName({"neg"})))
+    assert [n.op for n in graph.nodes] == ["npu_region", "matmul"]
+    assert graph.meta["npu_cpu_macs"] == 2 * 2 * 3
+    assert [op for _, op, _ in graph.meta["npu_cpu_ops"]] == ["matmul"]
