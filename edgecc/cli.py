@@ -501,44 +501,28 @@ def _onnxruntime_outputs(model: str, inputs) -> dict:
 
 
 def cmd_inspect(args) -> int:
-    from edgecc.driver import CompileOptions
+    from edgecc.driver import prepare_model
     from edgecc.ir import print_graph
-    from edgecc.ir.limits import use_limits
-    from edgecc.targets import get_target
 
     kwargs = _compile_kwargs(args)
-    target = get_target(args.target, **kwargs.pop("target_options"))
-    options = CompileOptions(target=target, **kwargs)
-    with use_limits(options.limits):
-        graph = _inspected_graph(args, target, options)
+    prepared = prepare_model(args.model, args.target, raw=args.raw, **kwargs)
+    for w in prepared.warnings:
+        print(f"edgecc: warning: {w}", file=sys.stderr)
+    _print_remarks(prepared.remarks, args)
+    if prepared.pass_report:
+        sys.stderr.write(prepared.pass_report)
+    graph = prepared.graph
     if args.fusion:
         print(_fusion_report(graph))
         return 0
     if args.partitions:
         from edgecc.targets.npu.report import partition_report
 
-        print(partition_report(graph) or f"target '{target.tag}' has no NPU: nothing is partitioned")
+        print(partition_report(graph) or f"target '{prepared.target.tag}' has no NPU: nothing is partitioned")
         return 0
     print(print_graph(graph, elide_constants=not args.full), end="")
     print(_summary(graph))
     return 0
-
-
-def _inspected_graph(args, target, options):
-    """The model's IR as imported (--raw) or after the passes, with warnings and remarks on stderr."""
-    from edgecc.driver import load_model, optimize
-
-    warnings: list[str] = []
-    graph = load_model(args.model, options.input_shapes, warnings)
-    for w in warnings:
-        print(f"edgecc: warning: {w}", file=sys.stderr)
-    if not args.raw:
-        remarks: list = []
-        report = optimize(graph, target, options, remarks)
-        _print_remarks(remarks, args)
-        if report:
-            sys.stderr.write(report)
-    return graph
 
 
 def _summary(graph) -> str:

@@ -20,7 +20,8 @@ from edgecc.errors import EdgeccError
 from edgecc.ir import Graph
 from edgecc.ir.limits import Limits, use_limits
 
-__all__ = ["CompileOptions", "CompiledModel", "compile", "load_model", "optimize", "prepare"]
+__all__ = ["CompileOptions", "CompiledModel", "Prepared", "compile", "load_model", "optimize", "prepare",
+           "prepare_model"]
 
 
 @dataclass
@@ -102,12 +103,11 @@ def optimize(graph: Graph, target, options: CompileOptions, remarks: list | None
     pipeline = without_passes(pipeline, set(options.disabled_passes))
     manager = PassManager(pipeline, verify_each=options.verify_each, print_ir_after=set(options.print_ir_after),
                           out=options.log or sys.stderr)
-    ctx = PassContext(target=target, opt_level=options.opt_level)
     try:
-        manager.run(graph, ctx)
+        manager.run(graph, PassContext(target=target, opt_level=options.opt_level))
     finally:
         if remarks is not None:
-            remarks.extend(ctx.remarks)
+            remarks.extend(manager.remarks)
     return manager.timing_report() if options.time_passes else ""
 
 
@@ -125,20 +125,48 @@ def _scheduler(target, options: CompileOptions):
     return make_scheduler(target, records)
 
 
+@dataclass
+class Prepared:
+    """A model through the frontend and, unless `raw`, quantization and the passes."""
+
+    graph: Graph
+    target: Any
+    options: CompileOptions
+    warnings: list[str]  # what the frontend noted
+    remarks: list  # what the passes noted (edgecc.passes.Remark)
+    pass_report: str = ""  # per-pass times, when options.time_passes
+    timings: dict[str, float] = field(default_factory=dict)  # seconds per stage
+
+
 def prepare(model, target: Any = "host", **kwargs):
     """Frontend and passes only: returns (optimized Graph, Target, CompileOptions, warnings)."""
+    prepared = prepare_model(model, target, **kwargs)
+    return prepared.graph, prepared.target, prepared.options, prepared.warnings
+
+
+def prepare_model(model, target: Any = "host", raw: bool = False, **kwargs) -> Prepared:
+    """Frontend, then (unless `raw`) quantization and passes, with what they said and took."""
     from edgecc.targets import get_target
 
     options = CompileOptions(target=target, **kwargs)
-    target_obj = get_target(options.target, **options.target_options)
-    warnings: list[str] = []
     with use_limits(options.limits):
-        graph = load_model(model, options.input_shapes, warnings)
+        return _prepare(model, get_target(options.target, **options.target_options), options, raw)
+
+
+def _prepare(model, target_obj, options: CompileOptions, raw: bool = False) -> Prepared:
+    prepared = Prepared(None, target_obj, options, [], [])
+    with _stage("frontend", options, prepared.timings):
+        prepared.graph = load_model(model, options.input_shapes, prepared.warnings)
         if isinstance(model, Graph):
-            graph = graph.clone()
-        _quantize(graph, options)
-        optimize(graph, target_obj, options)
-    return graph, target_obj, options, warnings
+            prepared.graph = prepared.graph.clone()
+    if raw:
+        return prepared
+    if options.quantize is not None:
+        with _stage("quantize", options, prepared.timings, announce=False):  # it reports its own steps
+            _quantize(prepared.graph, options)
+    with _stage("passes", options, prepared.timings):
+        prepared.pass_report = optimize(prepared.graph, target_obj, options, prepared.remarks)
+    return prepared
 
 
 def _quantize(graph: Graph, options: CompileOptions) -> None:
@@ -157,14 +185,16 @@ def _quantize(graph: Graph, options: CompileOptions) -> None:
 
 
 @contextmanager
-def _stage(name: str, options: CompileOptions, timings: dict[str, float]) -> Iterator[None]:
-    """Time a compile stage into `timings` and report its start and end to `options.progress`."""
-    if options.progress is not None:
+def _stage(name: str, options: CompileOptions, timings: dict[str, float], announce: bool = True) -> Iterator[None]:
+    """Time a compile stage into `timings` and, if `announce`, report its start and end to
+    `options.progress` (stages that report their own steps do not announce themselves)."""
+    announce = announce and options.progress is not None
+    if announce:
         options.progress(name, 0, 1)
     start = time.perf_counter()
     yield
     timings[name] = time.perf_counter() - start
-    if options.progress is not None:
+    if announce:
         options.progress(name, 1, 1)
 
 
@@ -179,25 +209,13 @@ def _compile(model, options: CompileOptions) -> CompiledModel:
     from edgecc.lower.build import compile_graph
     from edgecc.targets import get_target
 
-    timings: dict[str, float] = {}
     target_obj = get_target(options.target, **options.target_options)
     target_obj.check_toolchain()
-    warnings: list[str] = []
-    remarks: list = []
-    with _stage("frontend", options, timings):
-        graph = load_model(model, options.input_shapes, warnings)
-        if isinstance(model, Graph):
-            graph = graph.clone()
-    if options.quantize is not None:
-        start = time.perf_counter()
-        _quantize(graph, options)  # reports its own steps
-        timings["quantize"] = time.perf_counter() - start
-    with _stage("passes", options, timings):
-        report = optimize(graph, target_obj, options, remarks)
-    start = time.perf_counter()
-    scheduler = _scheduler(target_obj, options)
-    executable, stats = compile_graph(graph, target_obj, scheduler.schedule if scheduler else None,
-                                      metadata={"target": target_obj.tag}, progress=options.progress,
-                                      strict_schedules=options.strict_schedules)
-    timings["build"] = time.perf_counter() - start
-    return CompiledModel(graph, executable, target_obj, stats, timings, warnings, report, remarks)
+    prepared = _prepare(model, target_obj, options)
+    with _stage("build", options, prepared.timings, announce=False):  # lowering reports its kernels
+        scheduler = _scheduler(target_obj, options)
+        executable, stats = compile_graph(prepared.graph, target_obj, scheduler.schedule if scheduler else None,
+                                          metadata={"target": target_obj.tag}, progress=options.progress,
+                                          strict_schedules=options.strict_schedules)
+    return CompiledModel(prepared.graph, executable, target_obj, stats, prepared.timings, prepared.warnings,
+                         prepared.pass_report, prepared.remarks)
