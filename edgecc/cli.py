@@ -561,7 +561,7 @@ def cmd_runner(args) -> int:
     from edgecc.targets import ArmCpuTarget, CudaTarget, get_target
 
     target = get_target(args.target, **_target_options(args))
-    if getattr(target, "npu_backend", None) is not None:
+    if target.npu_backend is not None:
         raise CliError(f"no deploy runner for '{args.target}' yet: the runner cannot call the NPU "
                        f"(docs/targets/npu.md, 'On the i.MX 93')")
     if isinstance(target, ArmCpuTarget):

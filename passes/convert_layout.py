@@ -277,8 +277,9 @@ class ConvertLayout(Pass):
         if layout != "NCHWc":
             raise TargetError(f"target layout {layout!r} is not supported by convert-layout (NCHWc or none)")
         lanes = self.lanes or (ctx.target.lanes("float32") if ctx.target is not None else 8)
-        converter = _Converter(graph, lanes, getattr(ctx.target, "int8_dot_channels", 1),
-                               getattr(ctx.target, "int8_narrow_dot_channels", 1))
+        target = ctx.target
+        dots = (target.int8_dot_channels, target.int8_narrow_dot_channels) if target is not None else (1, 1)
+        converter = _Converter(graph, lanes, *dots)
         for node in list(graph.nodes):
             if node.graph is graph and node in graph.nodes:
                 converter.convert(node)

@@ -80,7 +80,7 @@ class PartitionNpu(Pass):
     name = "partition-npu"
 
     def run(self, graph: Graph, ctx: PassContext) -> bool:
-        backend = getattr(ctx.target, "npu_backend", None)
+        backend = ctx.target.npu_backend if ctx.target is not None else None
         if backend is None:
             return False
         if not any(o.type.dtype in ("int8", "uint8") for n in graph.nodes for o in n.outputs):

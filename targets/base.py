@@ -23,6 +23,8 @@ class Target:
 
     family: str = field(init=False, default="")
     description: str = field(init=False, default="")
+    #: the NPU that takes the regions it supports (`edgecc.targets.npu.NpuBackend`); None: no NPU
+    npu_backend = None
 
     @property
     def tag(self) -> str:
