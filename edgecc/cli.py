@@ -558,23 +558,14 @@ def _fusion_report(graph) -> str:
 def cmd_runner(args) -> int:
     from edgecc.runtime.deploy import deploy_folder
     from edgecc.runtime.module import library_arch
-    from edgecc.targets import ArmCpuTarget, CudaTarget, get_target
+    from edgecc.errors import TargetError
+    from edgecc.targets import get_target
 
     target = get_target(args.target, **_target_options(args))
-    if target.npu_backend is not None:
-        raise CliError(f"no deploy runner for '{args.target}' yet: the runner cannot call the NPU "
-                       f"(docs/targets/npu.md, 'On the i.MX 93')")
-    if isinstance(target, ArmCpuTarget):
-        arch, device = target.arch, "cpu"
-    elif isinstance(target, CudaTarget):
-        arch, device = target.host, "cuda"
-    elif target.device_type == "opencl":
-        raise CliError(f"no deploy runner for '{args.target}': the apache-tvm wheels have no OpenCL runtime; build "
-                       f"TVM's runtime with USE_OPENCL=ON on the board and the runner against it "
-                       f"(docs/targets/gpu.md)")
-    else:
-        raise CliError(f"the deploy runner is built for ARM targets and CUDA GPUs, not '{args.target}' "
-                       f"(on this machine, `edgecc run` runs a library directly)")
+    try:
+        arch, device = target.deploy_runner()
+    except TargetError as exc:
+        raise CliError(f"no deploy runner for '{args.target}': {exc}") from None
     if args.model:
         got = library_arch(args.model)
         if got != {"aarch64": "aarch64", "armv7": "arm", "x86_64": "x86_64"}[arch]:

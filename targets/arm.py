@@ -201,6 +201,9 @@ class ArmCpuTarget(CpuTarget):
 
         return platform.machine() == self.arch
 
+    def deploy_runner(self) -> tuple[str, str]:
+        return self.arch, "cpu"
+
     def describe(self) -> dict[str, Any]:
         info = super().describe()
         info.update(arch=self.arch, cpu=self.cpu, features=list(self.features), preset=self.preset,

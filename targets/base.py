@@ -123,6 +123,14 @@ class Target:
         """Whether a library built for this target can run natively on this machine."""
         return False
 
+    def deploy_runner(self) -> tuple[str, str]:
+        """What `edgecc runner` builds for this target's board: (CPU architecture: aarch64, armv7
+        or x86_64; device the kernels run on: cpu or cuda). TargetError says why there is none."""
+        from edgecc.errors import TargetError
+
+        raise TargetError("the deploy runner is built for ARM targets and CUDA GPUs "
+                          "(on this machine, `edgecc run` runs a library directly)")
+
     def describe(self) -> dict[str, Any]:
         return {"family": self.family, "tag": self.tag, "tvm_target": self.tvm_target_dict()}
 

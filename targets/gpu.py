@@ -146,6 +146,10 @@ class OpenCLTarget(GpuTarget):
     def device_target_dict(self) -> dict[str, Any]:
         return {"kind": "opencl", "max_num_threads": self.max_threads_per_block}
 
+    def deploy_runner(self) -> tuple[str, str]:
+        raise TargetError("the apache-tvm wheels have no OpenCL runtime; build TVM's runtime with USE_OPENCL=ON "
+                          "on the board and the runner against it (docs/targets/gpu.md)")
+
 
 #: Mali GPUs edgecc knows -> description
 MALI_GPUS = {
@@ -225,6 +229,9 @@ class CudaTarget(GpuTarget):
 
         super().export_library(executable, path)
         check_library_cubins(path, self.arch)
+
+    def deploy_runner(self) -> tuple[str, str]:
+        return self.host, "cuda"
 
     def describe(self) -> dict[str, Any]:
         return {**super().describe(), "arch": self.arch}

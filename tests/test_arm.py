@@ -153,6 +153,23 @@ def test_runner_command_refuses_non_arm_targets(tmp_path):
     assert rc == 2 and "ARM targets" in one_error_line(err)
 
 
+@pytest.mark.parametrize("target, runner", [
+    ("rpi4", ("aarch64", "cpu")), ("armv7", ("armv7", "cpu")), ("arm-cpu", ("aarch64", "cpu")),
+    ("jetson-orin-gpu", ("aarch64", "cuda")), ("cuda", ("x86_64", "cuda")),
+])
+def test_each_board_target_names_the_runner_it_needs(target, runner):
+    assert get_target(target).deploy_runner() == runner
+
+
+@pytest.mark.parametrize("target, reason", [
+    ("host", "built for ARM targets and CUDA GPUs"), ("rk3588-gpu", "no OpenCL runtime"),
+    ("imx93-npu", "cannot call the NPU"), ("ethos-u", "cannot call the NPU"),
+])
+def test_targets_without_a_runner_say_why(target, reason):
+    with pytest.raises(TargetError, match=reason):
+        get_target(target).deploy_runner()
+
+
 # ----- cross builds ----------------------------------------------------------------------------
 def compile_for(target: str, model: str, path) -> str:
     compiled = edgecc.compile(os.path.join(DATA, f"{model}.onnx"), target)
