@@ -21,8 +21,8 @@ from __future__ import annotations
 import numpy as np
 
 from edgecc.ir import Graph, Node, QuantParams, Value, static_value
+from edgecc.ir import quant_arith as qk
 from edgecc.ir.ops.quant import INT_RANGE, dequantize_array, quant_params_of
-from edgecc.quant import kernels as qk
 
 from .base import Pass, PassContext, register_pass
 from .fold_constants import replace_with_constants

@@ -23,7 +23,7 @@ import numpy as np
 
 from edgecc.ir import Graph, Node, QuantParams, Value
 from edgecc.ir.ops.quant import INT_RANGE
-from edgecc.quant.kernels import symmetric_weight
+from edgecc.ir.quant_arith import symmetric_weight
 
 from .base import Pass, PassContext, register_pass
 

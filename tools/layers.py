@@ -28,7 +28,7 @@ LAYERS: list[tuple[str, str, tuple[str, ...]]] = [
     ("base", "errors, atomic files, output comparison",
      ("edgecc.errors", "edgecc._files", "edgecc.compare")),
     ("ir", "the IR, its op registry, integer arithmetic of quantized ops",
-     ("edgecc.ir", "edgecc.quant.kernels")),
+     ("edgecc.ir",)),
     ("frontend", "ONNX -> IR", ("edgecc.frontend",)),
     ("passes", "IR -> IR", ("edgecc.passes",)),
     ("targets", "hardware identity, toolchains, policy", ("edgecc.targets",)),

@@ -3,7 +3,7 @@
 Activations are per tensor: int8 or uint8, asymmetric (the range [min(lo, 0), max(hi, 0)] maps
 onto all of the type's integers, so zero is exact) or symmetric (zero point 0 for int8, 128 for
 uint8; scale max|x| / 127). Weights are symmetric int8 per output channel
-(`edgecc.quant.kernels.symmetric_weight`).
+(`edgecc.ir.quant_arith.symmetric_weight`).
 """
 
 from __future__ import annotations

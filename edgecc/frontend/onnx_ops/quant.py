@@ -20,9 +20,9 @@ from __future__ import annotations
 
 import numpy as np
 
+from edgecc.ir import quant_arith as qk
 from edgecc.ir import static_value
 from edgecc.ir.ops.quant import INT_RANGE
-from edgecc.quant import kernels as qk
 
 from ..onnx import onnx_dtype
 from . import converter

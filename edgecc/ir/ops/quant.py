@@ -11,7 +11,7 @@ Affine quantization maps a real value r to an integer q with r = scale * (q - ze
 
 qconv and qdense accumulate `bias + sum(x * w)` in int32, products of 8-bit (or 16-bit) integers.
 The data's zero point is only what padding fills in: its product with the weight sums belongs in
-the bias (`edgecc.quant.kernels` builds such biases), so the inner loop multiplies raw integers.
+the bias (`edgecc.ir.quant_arith` builds such biases), so the inner loop multiplies raw integers.
 The epilogue then either returns the int32 accumulator (no multiplier), scales it to float32
 (`dtype="float32"`: acc * multiplier), or requantizes it: clamp(round(acc * multiplier) + zp_out,
 out_min, out_max), where out_min/out_max (default: the dtype's range) also express a fused ReLU.
