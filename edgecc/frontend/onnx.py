@@ -67,7 +67,6 @@ def _opset_of(model) -> int:
 
 
 def _upgrade(model, source: str):
-    import onnx
     from onnx import version_converter
 
     try:

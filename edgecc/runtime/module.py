@@ -117,7 +117,6 @@ class Module(LibrarySpecs):
         """Per-kernel times of `repeat` runs (`edgecc.runtime.profile.KernelProfile` records, slowest
         first). Needs a library whose metadata lists its kernels (edgecc 0.1 with `kernels`) and
         that runs all natively."""
-        import tvm
         from tvm import relax
 
         from .profile import profile_vm

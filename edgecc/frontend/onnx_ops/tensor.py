@@ -389,16 +389,16 @@ def _center_crop_pad(ctx, inputs, attrs):
         raise ctx.fail(f"{len(target)} sizes for {len(axes)} axes")
     starts, ends, crop_axes = [], [], []
     pads = [0] * (2 * rank)
-    for axis, size in zip(axes, target):
-        dim = x.shape[axis]
+    for ax, size in zip(axes, target):
+        dim = x.shape[ax]
         if size < dim:
             begin = (dim - size) // 2
             starts.append(begin)
             ends.append(begin + size)
-            crop_axes.append(axis)
+            crop_axes.append(ax)
         elif size > dim:
             before = (size - dim) // 2
-            pads[axis], pads[axis + rank] = before, size - dim - before
+            pads[ax], pads[ax + rank] = before, size - dim - before
     if crop_axes:
         x = ctx.emit("slice", x, starts=tuple(starts), ends=tuple(ends), axes=tuple(crop_axes))
     if any(pads):

@@ -6,7 +6,7 @@ schedules look for.
 
 from __future__ import annotations
 
-from tvm import te, tirx, topi
+from tvm import te, topi
 
 from edgecc.ir import layout_of
 
