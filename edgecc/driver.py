@@ -7,7 +7,6 @@ and the build. The quantization workflow and the tuner sit above it and call it.
 
 from __future__ import annotations
 
-import itertools
 import os
 import sys
 import time
@@ -177,11 +176,7 @@ def _quantize(graph: Graph, options: CompileOptions) -> None:
     """
     if options.quantize is None:
         return
-    say = None
-    if options.progress is not None:
-        steps = itertools.count(1)  # the workflow says what it does; the count is what the bar shows
-        say = lambda message: options.progress("quantize", next(steps), 0)  # noqa: E731
-    options.quantize.quantize(graph, options.opt_level, options.disabled_passes, say)
+    options.quantize.quantize(graph, options.opt_level, options.disabled_passes, options.progress)
 
 
 @contextmanager

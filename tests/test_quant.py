@@ -212,6 +212,20 @@ def test_entropy_calibration_ignores_the_spike_of_exact_zeros():
     assert np.percentile(x[x > 0], 99.9) <= hi <= x.max()
 
 
+def test_calibration_reports_each_sample_to_the_progress_callable(digits):
+    """Calibration is a stage of the compile's progress: one step per sample run (two passes for a
+    histogram method), then sensitivity per layer, each with its total."""
+    heard = []
+    edgecc.compile(digits["model"], "host", input_shapes={"x": (1, 1, 8, 8)},
+                   progress=lambda stage, done, total: heard.append((stage, done, total)),
+                   quantize=QuantizeOptions(calibration={"x": digits["calibration"][:16]}, method="entropy",
+                                            sensitivity=True))
+    calibrate = [(done, total) for stage, done, total in heard if stage == "calibrate"]
+    assert calibrate == [(i, 32) for i in range(1, 33)]
+    sensitivity = [(done, total) for stage, done, total in heard if stage == "sensitivity"]
+    assert sensitivity == [(i, 5) for i in range(1, 6)]
+
+
 def test_sensitivity_and_accuracy_budget_keep_layers_in_fp32(digits):
     base = dict(calibration={"x": digits["calibration"][:32]})
     keep_one = edgecc.compile(digits["model"], "host", input_shapes={"x": (1, 1, 8, 8)},

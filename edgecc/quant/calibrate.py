@@ -14,6 +14,7 @@ Histogram methods take a second pass over the samples (the first one fixes the h
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -75,8 +76,10 @@ def _instrumented(graph, values):
 
 
 def calibrate(graph, samples, values, method: str = "minmax", percentile: float = 99.99,
-              symmetric: bool = False, compile_options: dict | None = None) -> Calibration:
-    """Observe `values` of `graph` on `samples`; returns their ranges under `method`."""
+              symmetric: bool = False, compile_options: dict | None = None,
+              progress: Callable[[int, int], None] | None = None) -> Calibration:
+    """Observe `values` of `graph` on `samples`; returns their ranges under `method`.
+    `progress(done, total)` hears each run of a sample (two passes for the histogram methods)."""
     import edgecc
 
     if method not in METHODS:
@@ -87,16 +90,20 @@ def calibrate(graph, samples, values, method: str = "minmax", percentile: float 
     module = edgecc.compile(probe, "host", **(compile_options or {})).load()
     stats = [_Stats() for _ in values]
     outputs = []
-    for feed in samples:
+    runs = len(samples) * (1 if method == "minmax" else 2)
+    tick = progress or (lambda done, total: None)
+    for i, feed in enumerate(samples):
         results = list(module.run(feed).values())
         outputs.append(dict(zip(out_names, results[:len(out_names)])))
         for s, r in zip(stats, results[len(out_names):]):
             s.observe_range(r)
+        tick(i + 1, runs)
     if method != "minmax":
-        for feed in samples:
+        for i, feed in enumerate(samples):
             results = list(module.run(feed).values())[len(out_names):]
             for s, r in zip(stats, results):
                 s.observe_hist(r)
+            tick(len(samples) + i + 1, runs)
     ranges = {}
     for v, s in zip(values, stats):
         if not np.isfinite(s.lo) or not np.isfinite(s.hi):

@@ -21,9 +21,13 @@ __all__ = ["quantize_graph"]
 
 
 def quantize_graph(graph, qopts: QuantizeOptions, opt_level: int = 2, disabled_passes=(),
-                   progress: Callable[[str], None] | None = None) -> dict:
-    """Quantize `graph` in place; returns a report (also stored as graph.meta['quantization'])."""
-    from edgecc.passes import PassContext, PassManager, get_pass, opt_level_pipeline
+                   progress: Callable[[str, int, int], None] | None = None) -> dict:
+    """Quantize `graph` in place; returns a report (also stored as graph.meta['quantization']).
+
+    `progress(stage, done, total)` hears the steps of calibration, sensitivity and the accuracy
+    budget (the compile driver's progress callable).
+    """
+    from edgecc.passes import PassContext, PassManager, get_pass, opt_level_pipeline, without_passes
     from edgecc.passes.quantize import Quantize, calibration_values, quantizable_nodes
 
     from .calibrate import calibrate
@@ -32,18 +36,18 @@ def quantize_graph(graph, qopts: QuantizeOptions, opt_level: int = 2, disabled_p
     from .sensitivity import choose_fp32_layers, evaluate, layer_sensitivity
 
     qopts.check()
-    say = progress or (lambda message: None)
+    step = progress or (lambda stage, done, total: None)
     for name in disabled_passes:
         get_pass(name)
-    pipeline = [p for p in opt_level_pipeline(opt_level) if p.name not in set(disabled_passes)]
+    pipeline = without_passes(opt_level_pipeline(opt_level), set(disabled_passes))
     PassManager(pipeline).run(graph, PassContext(opt_level=opt_level))
 
     samples = load_calibration(qopts.calibration, graph, qopts.max_samples)
     layers = quantizable_nodes(graph)
     values = calibration_values(graph, layers)
-    say(f"calibrating {len(values)} activations of {len(layers)} layers on {len(samples)} samples ({qopts.method})")
     compile_options = {"opt_level": opt_level}
-    found = calibrate(graph, samples, values, qopts.method, qopts.percentile, qopts.symmetric, compile_options)
+    found = calibrate(graph, samples, values, qopts.method, qopts.percentile, qopts.symmetric, compile_options,
+                      progress=lambda done, total: step("calibrate", done, total))
     annotate(graph, found.ranges, qopts.activation_dtype, qopts.symmetric)
 
     report: dict = {"method": qopts.method, "activation_dtype": qopts.activation_dtype,
@@ -54,12 +58,13 @@ def quantize_graph(graph, qopts: QuantizeOptions, opt_level: int = 2, disabled_p
         count = min(qopts.eval_samples, len(samples)) if qopts.eval_samples else len(samples)
         eval_feeds, refs = samples[:count], found.outputs[:count]
         common = dict(dtype=qopts.activation_dtype, per_channel=qopts.per_channel, compile_options=compile_options)
-        sens = layer_sensitivity(graph, layers, eval_feeds, refs, progress=say, **common)
+        sens = layer_sensitivity(graph, layers, eval_feeds, refs,
+                                 progress=lambda done, total: step("sensitivity", done, total), **common)
         report["sensitivity"] = sens
         kept, result = choose_fp32_layers(
             sens, keep=qopts.keep_fp32, budget=qopts.accuracy_budget, metric=qopts.budget_metric,
             evaluate_with=lambda kept: evaluate(graph, eval_feeds, refs, skip=tuple(skip) + kept, **common),
-            progress=say)
+            progress=lambda kept, layers: step("accuracy budget", kept, layers))
         skip += [k for k in kept if k not in skip]
         if result is None:
             result = evaluate(graph, eval_feeds, refs, skip=tuple(skip), **common)

@@ -52,15 +52,16 @@ def evaluate(graph, samples, references, *, skip=(), only=(), dtype="int8", per_
     return compare_outputs(outputs, references)
 
 
-def layer_sensitivity(graph, layers, samples, references, progress: Callable[[str], None] | None = None,
+def layer_sensitivity(graph, layers, samples, references, progress: Callable[[int, int], None] | None = None,
                       **kwargs) -> list[dict]:
-    """For each layer (node) of `layers`: the error with only that layer quantized."""
+    """For each layer (node) of `layers`: the error with only that layer quantized.
+    `progress(done, total)` hears each layer done."""
     out = []
     for i, node in enumerate(layers):
-        if progress:
-            progress(f"sensitivity {i + 1}/{len(layers)}: {node.name} ({node.op})")
         result = evaluate(graph, samples, references, only=(node.name,), **kwargs)
         out.append({"layer": node.name, "op": node.op, **result})
+        if progress:
+            progress(i + 1, len(layers))
     return out
 
 
@@ -72,9 +73,10 @@ def _worse(entry: dict, metric: str) -> float:
 
 def choose_fp32_layers(sensitivity: list[dict], *, keep: int = 0, budget: float | None = None, metric: str = "error",
                        evaluate_with: Callable[[tuple[str, ...]], dict] | None = None,
-                       progress: Callable[[str], None] | None = None) -> tuple[list[str], dict | None]:
+                       progress: Callable[[int, int], None] | None = None) -> tuple[list[str], dict | None]:
     """Layers to keep in float32: the `keep` most sensitive, then more, most sensitive first, until
-    the whole model's error (by `metric`) is within `budget`. Returns (layers, last evaluation)."""
+    the whole model's error (by `metric`) is within `budget`. Returns (layers, last evaluation).
+    `progress(kept, layers)` hears each evaluation."""
     ranked = [e["layer"] for e in sorted(sensitivity, key=lambda e: _worse(e, metric), reverse=True)]
     kept = ranked[:keep]
     result = None
@@ -82,8 +84,7 @@ def choose_fp32_layers(sensitivity: list[dict], *, keep: int = 0, budget: float 
         while True:
             result = evaluate_with(tuple(kept))
             if progress:
-                progress(f"{len(kept)} layer(s) in float32: {metric} {_worse(result, metric):.4g} "
-                         f"(budget {budget:g})")
+                progress(len(kept), len(ranked))
             if _worse(result, metric) <= budget or len(kept) == len(ranked):
                 break
             kept.append(ranked[len(kept)])
