@@ -8,7 +8,7 @@ multiplier in [1, C/b, 1, 1, b], qdense gets the packed weight; per-tensor quant
 requantize follow the blocked layout. On targets whose int8 kernels multiply input channels in
 groups of g (`target.int8_dot_channels`: 2 for AVX2's vpmaddwd, 4 for VNNI's vpdpbusd;
 `target.int8_narrow_dot_channels` for weights within [-64, 64]) qconv weights are
-OIHW{b/g}i{b'}o{g}i.
+OIHW{b/g}i{b'}o{g}i; with groups of four (VNNI) 8-bit qdense weights are (N/b, K/4, b, 4).
 
 b is chosen from the channel count alone (16 or 8 when they divide it, for SIMD width 8), so a
 producer's output block always equals its consumer's input block. Weights are rearranged at
@@ -229,21 +229,28 @@ class _Converter:
             self._replace(node, self.graph.create_node("dense", [a, wp], name=node.name, before=node).output)
 
     def qdense(self, node: Node) -> None:
-        """qdense with a constant [K, N] weight: the same (N/b, K, b) packing as dense."""
-        wp = self._packed_weight(node.inputs[1])
+        """qdense with a constant [K, N] weight: (N/b, K/4, b, 4) for 8-bit operands when the
+        target sums four products per int32 lane (VNNI), else the same (N/b, K, b) packing as dense."""
+        x, w = node.inputs[:2]
+        quads = self.int8_group == 4 and x.type.dtype in ("int8", "uint8") and w.type.dtype == "int8"
+        wp = self._packed_weight(w, 4 if quads else 1)
         if wp is not None:
             inputs = [node.inputs[0], wp, *node.inputs[2:]]
             self._replace(node, self.graph.create_node("qdense", inputs, dict(node.attrs), name=node.name,
                                                        before=node).output)
 
-    def _packed_weight(self, w: Value) -> Value | None:
-        """A constant [K, N] weight as (N/b, K, b), b two or one SIMD widths; None when it does not fit."""
+    def _packed_weight(self, w: Value, group: int = 1) -> Value | None:
+        """A constant [K, N] weight as (N/b, K, b), b two or one SIMD widths, or with `group` 4 as
+        (N/b, K/4, b, 4) when K divides into fours; None when it does not fit."""
         if w.const is None or w.type.rank != 2:
             return None
         k, n = w.type.shape
         block = next((b for b in (2 * self.lanes, self.lanes) if n % b == 0), None)
         if block is None:
             return None
+        if group == 4 and k % 4 == 0:
+            quads = w.const.reshape(k // 4, 4, n // block, block).transpose(2, 0, 3, 1)
+            return self.graph.add_constant(np.ascontiguousarray(quads), f"{w.name}.packed{block}x4")
         packed = np.ascontiguousarray(w.const.reshape(k, n // block, block).transpose(1, 0, 2))
         return self.graph.add_constant(packed, f"{w.name}.packed{block}")
 

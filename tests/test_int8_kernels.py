@@ -181,3 +181,63 @@ def digits_model(tmp_path_factory):
     net = bench.train_cnn(x_train, y_train, epochs=2)
     path = bench.export_onnx(net, str(tmp_path_factory.mktemp("digits") / "digits.onnx"))
     return path, x_train[:64], {"x": x_test[:1]}
+
+
+def quantized_dense_model(tmp_path, k: int, n: int, activation: str) -> tuple[str, dict]:
+    """[2, 6, k] @ [k, n] + bias -> relu -> @ [n, n] (MatMul layers, as in a transformer),
+    quantized by ONNX Runtime (QDQ, full 8-bit weights)."""
+    from onnxruntime.quantization import CalibrationDataReader, QuantFormat, QuantType, quantize_static
+
+    rng = np.random.default_rng(k * 100 + n)
+    w1 = rng.standard_normal((k, n)).astype(np.float32) * 0.2
+    w2 = rng.standard_normal((n, n)).astype(np.float32) * 0.1
+    b1 = rng.standard_normal(n).astype(np.float32) * 0.1
+    nodes = [helper.make_node("MatMul", ["x", "w1"], ["m1"]), helper.make_node("Add", ["m1", "b1"], ["a1"]),
+             helper.make_node("Relu", ["a1"], ["r1"]), helper.make_node("MatMul", ["r1", "w2"], ["y"])]
+    x = rng.standard_normal((2, 6, k)).astype(np.float32)
+    model = make_model(nodes, {"x": x}, ["y"], {"w1": w1, "b1": b1, "w2": w2})
+    src = tmp_path / "f.onnx"
+    onnx.save(model, src)
+    feeds = iter([{"x": rng.standard_normal(x.shape).astype(np.float32)} for _ in range(4)])
+
+    class Reader(CalibrationDataReader):
+        def get_next(self):
+            return next(feeds, None)
+
+    path = str(tmp_path / "q.onnx")
+    quantize_static(str(src), path, Reader(), quant_format=QuantFormat.QDQ, per_channel=False,
+                    weight_type=QuantType.QInt8,
+                    activation_type=QuantType.QInt8 if activation == "int8" else QuantType.QUInt8)
+    return path, {"x": rng.standard_normal(x.shape).astype(np.float32) * 2}
+
+
+def qdense_weights(compiled) -> list[tuple[int, ...]]:
+    nodes = list(compiled.graph.nodes) + [m for n in compiled.graph.nodes if n.subgraph is not None
+                                          for m in n.subgraph.nodes]
+    return [tuple(n.inputs[1].type.shape) for n in nodes if n.op == "qdense"]
+
+
+@pytest.mark.parametrize("k,n,activation", [(64, 32, "int8"), (64, 32, "uint8"), (48, 16, "int8")])
+def test_vnni_qdense_matches_onnxruntime_exactly(tmp_path, k, n, activation):
+    """With VNNI, qdense weights are packed in groups of four rows (N/b, K/4, b, 4) and the
+    products are vpdpbusd's; int8 data is moved to uint8 and corrected in the epilogue."""
+    path, feed = quantized_dense_model(tmp_path, k, n, activation)
+    compiled = edgecc.compile(path, get_target("host", cpu="icelake-server"))
+    assert_every_kernel_scheduled(compiled)
+    shapes = qdense_weights(compiled)
+    assert shapes and all(len(s) == 4 and s[-1] == 4 for s in shapes), shapes
+    assert "\tvpdpbusd " in disassembly(compiled, tmp_path)
+    if get_target("host").has_feature("avx512vnni"):
+        got = list(compiled.load().run(feed).values())[0]
+        np.testing.assert_array_equal(got, run_ort(onnx.load(path), feed)[0])
+
+
+def test_avx2_qdense_keeps_the_packed_float_or_int32_path(tmp_path):
+    path, feed = quantized_dense_model(tmp_path, 64, 32, "int8")
+    compiled = edgecc.compile(path, get_target("host", cpu="haswell"))
+    assert_every_kernel_scheduled(compiled)
+    shapes = qdense_weights(compiled)
+    assert shapes and all(len(s) == 3 for s in shapes), shapes
+    assert "\tvpdpbusd " not in disassembly(compiled, tmp_path)
+    got = list(compiled.load().run(feed).values())[0]
+    np.testing.assert_array_equal(got, run_ort(onnx.load(path), feed)[0])

@@ -345,8 +345,10 @@ def _qdense_infer(node: Node):
         k, n = w.shape
     elif w.rank == 3:
         k, n = w.shape[1], w.shape[0] * w.shape[2]
+    elif w.rank == 4:
+        k, n = w.shape[1] * w.shape[3], w.shape[0] * w.shape[2]
     else:
-        raise IRError(f"qdense: weight must be [K, N] or packed (N/b, K, b), got {w.shape}")
+        raise IRError(f"qdense: weight must be [K, N] or packed (N/b, K, b) or (N/b, K/4, b, 4), got {w.shape}")
     if x.rank < 1 or x.shape[-1] != k:
         raise IRError(f"qdense: input {x.shape} does not match weight {w.shape}")
     dtype = _epilogue_types(node, n, "qdense")
@@ -357,6 +359,8 @@ def _qdense_fold(node: Node, v):
     w = np.asarray(v[1], np.int64)
     if w.ndim == 3:
         w = w.transpose(1, 0, 2).reshape(w.shape[1], -1)
+    elif w.ndim == 4:
+        w = w.transpose(1, 3, 0, 2).reshape(w.shape[1] * w.shape[3], -1)
     acc = np.asarray(v[0], np.int64) @ w
     if v[2] is not None:
         acc = acc + np.asarray(v[2], np.int64).reshape(-1)
@@ -370,8 +374,8 @@ register_op(
     attrs=dict(_KERNEL_ATTRS),
     traits=[Trait.ANCHOR],
     fold=_qdense_fold,
-    doc="integer data[..., K] @ W: int32 bias + sum(data * W), then the epilogue; W is [K, N] or "
-        "packed (N/b, K, b)",
+    doc="integer data[..., K] @ W: int32 bias + sum(data * W), then the epilogue; W is [K, N], "
+        "packed (N/b, K, b) or packed in groups of four rows (N/b, K/4, b, 4)",
 )
 
 

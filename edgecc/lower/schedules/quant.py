@@ -8,14 +8,16 @@ enough to pay for waking the thread pool.
 Convolutions whose weights keep groups of input channels innermost get a dot-product
 instruction as a tensor intrinsic (`x86_int8`): groups of four with vpdpbusd (VNNI) or
 vpmaddubsw + vpmaddwd (AVX2, 7-bit weights), pairs with vpmaddwd (AVX2). Their register tile always divides the output, so every tile is a full one.
+qdense with (N/b, K/4, b, 4) weights (VNNI targets) gets vpdpbusd the same way (`schedule_dot_dense`).
 Plain-layout integer convolutions get the generic rule.
 """
 
 from __future__ import annotations
 
 from . import register_rule
-from .cpu import (_divisor_tile, _find, _generic, _schedule, _schedule_blocked_copy, _schedule_gemm, _work,
-                  accumulator_registers, inline_all_but, output_block, schedule_nchwc_conv)
+from .cpu import (_divisor_tile, _extent, _find, _generic, _parallel_and_vectorize_flat, _schedule,
+                  _schedule_blocked_copy, _schedule_gemm, _work, accumulator_registers, inline_all_but, output_block,
+                  schedule_nchwc_conv)
 
 ACC = "int32"
 #: below this many multiply-accumulates a kernel runs on one core: waking the thread pool costs
@@ -112,6 +114,13 @@ def _schedule_weight_offset(sch, intrin: str, lanes: int) -> None:
 def schedule_qdense(kernel, target):
     lanes = target.lanes(ACC)
     weight = kernel.args[1].type if len(kernel.args) > 1 else None
+    if weight is not None and weight.rank == 4:
+        if getattr(target, "int8_dot_channels", 1) != 4:
+            return _generic(kernel, target, _schedule(kernel))
+        from .x86_int8 import quad_intrin
+
+        intrin, lanes = quad_intrin(target, int(weight.shape[2]))
+        return schedule_dot_dense(kernel, target, intrin, lanes)
     if weight is not None and weight.rank == 3:
         return _schedule_gemm(kernel, target, "qdense_pack", int(weight.shape[2]), PARALLEL_MIN_MACS)
     n = kernel.outputs[0].type.shape[-1] if kernel.outputs and kernel.outputs[0].type.rank else 1
@@ -119,3 +128,42 @@ def schedule_qdense(kernel, target):
     if block < 4:
         return _generic(kernel, target, _schedule(kernel))
     return _schedule_gemm(kernel, target, "qdense", block, PARALLEL_MIN_MACS)
+
+
+def schedule_dot_dense(kernel, target, intrin: str, lanes: int):
+    """qdense with (N/b, K/4, b, 4) weights: output rows x b columns tiled in registers, each
+    group of four rows of the weight times `lanes` columns one call of the tensor intrinsic
+    `intrin`; the uint8 copy of int8 data is made first, rows in parallel for large kernels."""
+    sch = _schedule(kernel)
+    dense = _find(sch, ("qdense_quads",))
+    staged = [_find(sch, (name,)) for name in ("data_uint8", "data_offset", "weight_offset")]
+    inline_all_but(sch, [dense] + [b for b in staged if b is not None])
+    out, dense = output_block(sch, dense)
+    parallel = _work(sch, dense) >= PARALLEL_MIN_MACS
+    if staged[0] is not None:
+        copy = _find(sch, ("data_uint8",))
+        if parallel:
+            _parallel_and_vectorize_flat(sch, copy, target.lanes("int8"))
+        else:
+            sch.vectorize(sch.fuse(*sch.get_loops(copy)))
+    if staged[2] is not None:
+        _schedule_weight_offset(sch, intrin, lanes)
+    *batch, rows, cols = sch.get_loops(out)
+    block = int(kernel.args[1].type.shape[2])
+    m_o, m_i = sch.split(rows, [None, _divisor_tile(_extent(sch, rows), (4, 2))])
+    n_o, n_i = sch.split(cols, [None, block])
+    sch.reorder(*batch, m_o, n_o, m_i, n_i)
+    par = sch.fuse(*batch, m_o, n_o)
+    if parallel:
+        sch.parallel(par)
+    sch.vectorize(n_i)
+    sch.compute_at(dense, par)
+    *spatial, columns, quads, group = sch.get_loops(dense)[1:]
+    vec_o, vec_i = sch.split(columns, [None, lanes])
+    sch.reorder(quads, *spatial, vec_o, vec_i, group)
+    for loop in (*spatial, vec_o):
+        sch.unroll(loop)
+    init = sch.decompose_reduction(dense, quads)
+    sch.vectorize(sch.get_loops(init)[-1])
+    sch.tensorize(vec_i, intrin)
+    return sch.mod["main"]

@@ -1,7 +1,7 @@
 """Lowerings of the quantized ops: integer multiply-accumulate in int32, requantizing epilogues.
 
 qconv and qdense multiply sign- or zero-extended 8-bit (or 16-bit) integers and sum them in int32
-(`qconv`, `qconv2d_NCHWc`, `qdepthwise_conv2d_NCHWc`, `qdense`, `qdense_pack` blocks, which the
+(`qconv`, `qconv2d_NCHWc`, `qdepthwise_conv2d_NCHWc`, `qdense`, `qdense_pack`, `qdense_quads` blocks, which the
 schedules in `edgecc.lower.schedules.quant` look for); blocked convolutions and packed dense
 layers whose sums stay below 2**24 multiply-add in float32, which is exact there, and convert the
 sum to int32. The epilogue (`qepilogue`) adds the int32
@@ -369,6 +369,8 @@ def lower_qdense(node, ins):
     bias = ins[2] if len(ins) > 2 else None
     mult = ins[3] if len(ins) > 3 else None
     out_shape = tuple(node.output.type.shape)
+    if len(weight.shape) == 4:
+        return [_lower_quad_qdense(node, data, weight, bias, mult)]
     if len(weight.shape) == 3:
         nb, k, b = _shape(weight)
         rk = te.reduce_axis((0, k), name="rk")
@@ -389,3 +391,39 @@ def lower_qdense(node, ins):
         )
     bias_at = None if bias is None else (lambda idx: per_channel(bias, idx[-1]))
     return [_epilogue(node, acc, bias_at, _mult_at(mult, lambda idx: idx[-1]))]
+
+
+def _lower_quad_qdense(node, data, weight, bias, mult):
+    """qdense with (N/b, K/4, b, 4) weights: uint8 data x int8 weights in groups of four rows
+    (`qdense_quads`, x86 vpdpbusd). int8 data is read as uint8 x + 128 (stage `data_uint8`) and
+    128 x (sum of each column's weights) (`weight_offset`) is subtracted in the epilogue, as in
+    `_lower_quad_qconv`, so the result is exactly the int8 product's."""
+    nb, quads, b, _ = _shape(weight)
+    out_shape = tuple(node.output.type.shape)
+    shift = str(data.dtype) == "int8"
+    src = data
+    if shift:
+        src = te.compute(_shape(data), lambda *i: (data(*i).astype(ACC) + UINT8_OFFSET).astype("uint8"),
+                         name="data_uint8")
+    rq, rj = te.reduce_axis((0, quads), name="rq"), te.reduce_axis((0, 4), name="rj")
+    acc = te.compute(
+        out_shape,
+        lambda *idx: te.sum(src[(*idx[:-1], rq * 4 + rj)].astype(ACC)
+                            * weight[idx[-1] // b, rq, idx[-1] % b, rj].astype(ACC), axis=[rq, rj]),
+        name="qdense_quads",
+    )
+    offset = None
+    if shift:
+        moved = te.compute((4,), lambda j: tirx.const(UINT8_OFFSET, "uint8"), name="data_offset")
+        wq, wj = te.reduce_axis((0, quads), name="wq"), te.reduce_axis((0, 4), name="wj")
+        offset = te.compute(
+            (nb, b),
+            lambda oc, o: te.sum(moved[wj].astype(ACC) * weight[oc, wq, o, wj].astype(ACC), axis=[wq, wj]),
+            name="weight_offset",
+        )
+    bias_at = None if bias is None else (lambda idx: per_channel(bias, idx[-1]))
+    if offset is not None:
+        with_bias = bias_at
+        bias_at = lambda idx: ((0 if with_bias is None else with_bias(idx))  # noqa: E731
+                               - offset[idx[-1] // b, idx[-1] % b])
+    return _epilogue(node, acc, bias_at, _mult_at(mult, lambda idx: idx[-1]))
