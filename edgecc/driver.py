@@ -12,7 +12,7 @@ import sys
 import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any, TextIO
 
 from edgecc.errors import EdgeccError
@@ -162,21 +162,25 @@ def _prepare(model, target_obj, options: CompileOptions, raw: bool = False) -> P
         return prepared
     if options.quantize is not None:
         with _stage("quantize", options, prepared.timings, announce=False):  # it reports its own steps
-            _quantize(prepared.graph, options)
+            _quantize(prepared.graph, target_obj, options)
     with _stage("passes", options, prepared.timings):
         prepared.pass_report = optimize(prepared.graph, target_obj, options, prepared.remarks)
     return prepared
 
 
-def _quantize(graph: Graph, options: CompileOptions) -> None:
+def _quantize(graph: Graph, target, options: CompileOptions) -> None:
     """Post-training quantization (calibration, quantize/dequantize pairs) when asked for.
 
     `options.quantize` (an `edgecc.quant.QuantizeOptions`) runs the quantization workflow, which
     lives above the driver: the driver calls it through the options object, never imports it.
+    A target with an NPU backend also gets what it runs in int8 quantized (`quantize_outputs`).
     """
     if options.quantize is None:
         return
-    options.quantize.quantize(graph, options.opt_level, options.disabled_passes, options.progress)
+    qopts = options.quantize
+    if target.npu_backend is not None and not qopts.quantize_outputs:
+        qopts = replace(qopts, quantize_outputs=True)
+    qopts.quantize(graph, options.opt_level, options.disabled_passes, options.progress)
 
 
 @contextmanager

@@ -321,6 +321,49 @@ def test_zoo_models_partition_and_match_onnxruntime(name, on_npu, tmp_path):
         assert np.abs(module.run(feed)["output"] - run_ort(onnx.load(path), feed)[0]).max() <= step * 1.001
 
 
+def test_edgecc_quantized_cnn_runs_entirely_on_the_npu(tmp_path):
+    """The float CNN quantized by edgecc for an NPU target: the residual add, the concatenation,
+    the average pooling (output with its input's parameters) and the dense output in int8, so
+    all of it but the input quantize and output dequantize is one NPU region, which computes
+    what edgecc's int8 CPU kernels compute for the same quantization within two output steps."""
+    from edgecc.quant import QuantizeOptions
+
+    model = cnn()
+    onnx.save(model, tmp_path / "cnn.onnx")
+    calibration = np.stack([f["x"] for f in feeds(64, seed=5)])
+    compiled = edgecc.compile(tmp_path / "cnn.onnx", "ethos-u", quantize=QuantizeOptions(calibration={"x": calibration}))
+    assert ops_of(compiled.graph) == ["quantize", "npu_region", "dequantize"]
+    host_options = QuantizeOptions(calibration={"x": calibration}, quantize_outputs=True)
+    on_host = edgecc.compile(tmp_path / "cnn.onnx", "host", quantize=host_options).load()
+    step = float(compiled.graph.nodes[-1].inputs[1].const)
+    module = compiled.load()
+    for x in calibration[:3]:  # inside the calibrated output range: no clipping at the int8 output
+        feed = {"x": x}
+        out = module.run(feed)["y"]
+        assert np.abs(out - on_host.run(feed)["y"]).max() <= 2 * step * 1.001
+        ref = run_ort(model, feed)[0]
+        assert np.abs(out - ref).max() <= 0.05 * np.abs(ref).max()
+
+
+@pytest.mark.parametrize("name,cpu_ops", [("resnet_tiny", ["quantize", "fused", "dequantize"]),
+                                           ("mobilenetv2_tiny", ["quantize", "dequantize"])])
+def test_edgecc_quantized_zoo_models_partition_like_ort_qdq_and_match_fp32(name, cpu_ops, tmp_path):
+    """Quantized by edgecc for an NPU target, the residual adds, the global average pooling and
+    the classifier's output are quantized too: what stays on the CPU is what stays there for
+    ONNX Runtime's QDQ model (input quantize, output dequantize, resnet_tiny's stem max pooling)."""
+    from edgecc.quant import QuantizeOptions
+
+    path = os.path.join(os.path.dirname(__file__), "data", f"{name}.onnx")
+    calibration = np.random.default_rng(3).standard_normal((16, 1, 3, 64, 64)).astype(np.float32)
+    compiled = edgecc.compile(path, "ethos-u", quantize=QuantizeOptions(calibration={"input": calibration}))
+    assert [op for op in ops_of(compiled.graph) if op != "npu_region"] == cpu_ops
+    module = compiled.load()
+    for feed in feeds(3, seed=13, shape=(1, 3, 64, 64)):
+        ref = run_ort(onnx.load(path), {"input": feed["x"]})[0]
+        out = module.run({"input": feed["x"]})["output"]
+        assert np.abs(out - ref).max() <= 0.03 * np.abs(ref).max()
+
+
 @pytest.mark.slow
 def test_digits_cnn_runs_on_the_npu_within_one_point_of_fp32(tmp_path):
     """The CNN of tests/test_quant.py trained on scikit-learn's digits, calibrated on its training
@@ -336,6 +379,29 @@ def test_digits_cnn_runs_on_the_npu_within_one_point_of_fp32(tmp_path):
     qdq = bench.ort_quantize(fp32, str(tmp_path / "digits_qdq.onnx"), x_train[:128], reduce_range=True)
     compiled = edgecc.compile(qdq, "ethos-u", input_shapes={"x": (1, 1, 8, 8)})
     assert [op for op in ops_of(compiled.graph) if op not in QUANT_OPS] == ["npu_region"]
+    compiled.export(tmp_path / "digits.so")
+    module = load(tmp_path / "digits.so")
+    acc_npu = float((bench.predictions(lambda x: module.run({"x": x})["logits"], x_test) == y_test).mean())
+    acc_fp32 = float((bench.predictions(bench.ort_runner(fp32, 1), x_test) == y_test).mean())
+    assert acc_npu >= acc_fp32 - 0.01, (acc_npu, acc_fp32)
+
+
+def test_edgecc_quantized_digits_cnn_runs_on_the_npu_within_one_point_of_fp32(tmp_path):
+    """The same CNN as a float model quantized by edgecc itself (--quantize int8 --calibration):
+    for an NPU target the final dense layer's output is quantized too, so everything but the
+    input quantize and output dequantize is one NPU region, and top-1 stays within a point."""
+    sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", "benchmarks"))
+    import quantization as bench
+    from edgecc.quant import QuantizeOptions
+    from edgecc.runtime import load
+
+    x_train, y_train, x_test, y_test = bench.digits_split()
+    net = bench.train_cnn(x_train, y_train, epochs=8)
+    fp32 = bench.export_onnx(net, str(tmp_path / "digits.onnx"))
+    qopts = QuantizeOptions(calibration={"x": x_train[:128]})
+    compiled = edgecc.compile(fp32, "ethos-u", input_shapes={"x": (1, 1, 8, 8)}, quantize=qopts)
+    assert ops_of(compiled.graph) == ["quantize", "npu_region", "dequantize"]
+    assert not qopts.quantize_outputs  # the caller's options are left as given
     compiled.export(tmp_path / "digits.so")
     module = load(tmp_path / "digits.so")
     acc_npu = float((bench.predictions(lambda x: module.run({"x": x})["logits"], x_test) == y_test).mean())

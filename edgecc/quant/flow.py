@@ -43,8 +43,8 @@ def quantize_graph(graph, qopts: QuantizeOptions, opt_level: int = 2, disabled_p
     PassManager(pipeline).run(graph, PassContext(opt_level=opt_level))
 
     samples = load_calibration(qopts.calibration, graph, qopts.max_samples)
-    layers = quantizable_nodes(graph)
-    values = calibration_values(graph, layers)
+    layers = quantizable_nodes(graph, qopts.quantize_outputs)
+    values = calibration_values(graph, layers, outputs=qopts.quantize_outputs)
     compile_options = {"opt_level": opt_level}
     found = calibrate(graph, samples, values, qopts.method, qopts.percentile, qopts.symmetric, compile_options,
                       progress=lambda done, total: step("calibrate", done, total))
@@ -57,7 +57,8 @@ def quantize_graph(graph, qopts: QuantizeOptions, opt_level: int = 2, disabled_p
     if qopts.needs_sensitivity and layers:
         count = min(qopts.eval_samples, len(samples)) if qopts.eval_samples else len(samples)
         eval_feeds, refs = samples[:count], found.outputs[:count]
-        common = dict(dtype=qopts.activation_dtype, per_channel=qopts.per_channel, compile_options=compile_options)
+        common = dict(dtype=qopts.activation_dtype, per_channel=qopts.per_channel, quantize_outputs=qopts.quantize_outputs,
+                      compile_options=compile_options)
         sens = layer_sensitivity(graph, layers, eval_feeds, refs,
                                  progress=lambda done, total: step("sensitivity", done, total), **common)
         report["sensitivity"] = sens
@@ -71,7 +72,7 @@ def quantize_graph(graph, qopts: QuantizeOptions, opt_level: int = 2, disabled_p
         report["evaluation"] = {"samples": count, **result}
     report["kept_fp32"] = skip
     Quantize(dtype=qopts.activation_dtype, per_channel=qopts.per_channel, skip=tuple(skip),
-             weight_bits=qopts.weight_bits).run(graph, PassContext())
+             weight_bits=qopts.weight_bits, outputs=qopts.quantize_outputs).run(graph, PassContext())
     report["quantized"] = [n for n in report["layers"] if n not in skip]
     graph.meta["quantization"] = report
     return report

@@ -33,6 +33,8 @@ class QuantizeOptions:
       for sensitivity and budget checks.
     weight_bits: 8, or 7 (weights within [-63, 63]): on x86 CPUs with AVX2 but no VNNI, 7-bit
       weights let int8 convolutions use vpmaddubsw (four products per lane) instead of pairs.
+    quantize_outputs: also give the graph outputs that quantized layers produce int8 results
+      (the compile driver sets it for targets with an NPU backend, which run whole int8 graphs).
     """
 
     calibration: Any = None
@@ -50,6 +52,7 @@ class QuantizeOptions:
     max_samples: int | None = None
     eval_samples: int = 64
     weight_bits: int = 8
+    quantize_outputs: bool = False
 
     def check(self) -> None:
         if self.dtype != "int8":

@@ -37,16 +37,18 @@ def compare_outputs(outputs: Sequence[dict], references: Sequence[dict]) -> dict
 
 
 def evaluate(graph, samples, references, *, skip=(), only=(), dtype="int8", per_channel=True,
-             compile_options: dict | None = None) -> dict:
-    """Quantize a copy of the annotated `graph` (all layers but `skip`, or just `only`), compile it
-    for the host, run it on `samples` and compare with the float `references`."""
+             quantize_outputs=False, compile_options: dict | None = None) -> dict:
+    """Quantize a copy of the annotated `graph` (all layers but `skip`, or just `only`; layer
+    results too with `quantize_outputs`), compile it for the host, run it on `samples` and compare
+    with the float `references`."""
     import edgecc
     from edgecc.passes import PassContext, PassManager
     from edgecc.passes.quantize import Quantize
 
     variant = graph.clone()
-    PassManager([Quantize(dtype=dtype, per_channel=per_channel, skip=tuple(skip), only=tuple(only))]).run(
-        variant, PassContext())
+    quantize = Quantize(dtype=dtype, per_channel=per_channel, skip=tuple(skip), only=tuple(only),
+                        outputs=quantize_outputs)
+    PassManager([quantize]).run(variant, PassContext())
     module = edgecc.compile(variant, "host", **(compile_options or {})).load()
     outputs = [module.run(feed) for feed in samples]
     return compare_outputs(outputs, references)
