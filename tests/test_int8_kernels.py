@@ -15,7 +15,7 @@ import numpy as np
 import onnx
 import pytest
 from onnx import helper
-from ort_compare import make_model, run_ort
+from ort_compare import make_model, ort_quantize, run_ort
 
 import edgecc
 from edgecc.targets import get_target
@@ -31,7 +31,6 @@ def quantized_conv_model(tmp_path, cin: int, cout: int, stride: int, pad: int, k
                          activation: str, group: int = 1, reduce_range: bool = True) -> tuple[str, dict]:
     """conv -> relu -> conv (+ the first conv's output: a residual add), quantized by ONNX
     Runtime (QDQ, per-channel weights: 7-bit with `reduce_range`, else full 8-bit)."""
-    from onnxruntime.quantization import CalibrationDataReader, QuantFormat, QuantType, quantize_static
 
     rng = np.random.default_rng(cin * 100 + cout)
     w1 = rng.standard_normal((cout, cin // group, kernel, kernel)).astype(np.float32) * 0.2
@@ -45,16 +44,8 @@ def quantized_conv_model(tmp_path, cin: int, cout: int, stride: int, pad: int, k
     model = make_model(nodes, {"x": x}, ["y"], {"w1": w1, "b1": b1, "w2": w2})
     src = tmp_path / "f.onnx"
     onnx.save(model, src)
-    feeds = iter([{"x": rng.standard_normal(x.shape).astype(np.float32)} for _ in range(4)])
-
-    class Reader(CalibrationDataReader):
-        def get_next(self):
-            return next(feeds, None)
-
-    path = str(tmp_path / "q.onnx")
-    quantize_static(str(src), path, Reader(), quant_format=QuantFormat.QDQ, per_channel=True,
-                    reduce_range=reduce_range, weight_type=QuantType.QInt8,
-                    activation_type=QuantType.QInt8 if activation == "int8" else QuantType.QUInt8)
+    feeds = [{"x": rng.standard_normal(x.shape).astype(np.float32)} for _ in range(4)]
+    path = ort_quantize(src, tmp_path / "q.onnx", feeds, activation=activation, reduce_range=reduce_range)
     return path, {"x": rng.standard_normal(x.shape).astype(np.float32)}
 
 
@@ -186,7 +177,6 @@ def digits_model(tmp_path_factory):
 def quantized_dense_model(tmp_path, k: int, n: int, activation: str) -> tuple[str, dict]:
     """[2, 6, k] @ [k, n] + bias -> relu -> @ [n, n] (MatMul layers, as in a transformer),
     quantized by ONNX Runtime (QDQ, full 8-bit weights)."""
-    from onnxruntime.quantization import CalibrationDataReader, QuantFormat, QuantType, quantize_static
 
     rng = np.random.default_rng(k * 100 + n)
     w1 = rng.standard_normal((k, n)).astype(np.float32) * 0.2
@@ -198,16 +188,9 @@ def quantized_dense_model(tmp_path, k: int, n: int, activation: str) -> tuple[st
     model = make_model(nodes, {"x": x}, ["y"], {"w1": w1, "b1": b1, "w2": w2})
     src = tmp_path / "f.onnx"
     onnx.save(model, src)
-    feeds = iter([{"x": rng.standard_normal(x.shape).astype(np.float32)} for _ in range(4)])
-
-    class Reader(CalibrationDataReader):
-        def get_next(self):
-            return next(feeds, None)
-
-    path = str(tmp_path / "q.onnx")
-    quantize_static(str(src), path, Reader(), quant_format=QuantFormat.QDQ, per_channel=False,
-                    weight_type=QuantType.QInt8,
-                    activation_type=QuantType.QInt8 if activation == "int8" else QuantType.QUInt8)
+    feeds = [{"x": rng.standard_normal(x.shape).astype(np.float32)} for _ in range(4)]
+    path = ort_quantize(src, tmp_path / "q.onnx", feeds, activation=activation, per_channel=False,
+                        reduce_range=False)
     return path, {"x": rng.standard_normal(x.shape).astype(np.float32) * 2}
 
 

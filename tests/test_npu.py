@@ -14,6 +14,7 @@ import numpy as np
 import onnx
 import pytest
 from onnx import helper
+from ort_compare import ort_quantize
 
 import edgecc
 from edgecc.errors import InputError, TargetError, ToolchainError
@@ -35,23 +36,12 @@ def feeds(count: int, seed: int, shape=(1, 3, 16, 16)) -> list[dict]:
 
 def ort_qdq(model: onnx.ModelProto, path, fmt: str = "QDQ") -> str:
     """ONNX Runtime's static QDQ (or QOperator) quantization on 16 random samples."""
-    from onnxruntime.quantization import CalibrationDataReader, QuantFormat, QuantType, quantize_static
-
     src = str(path) + ".float.onnx"
     onnx.save(model, src)
-
-    class Reader(CalibrationDataReader):
-        def __init__(self):
-            graph_input = model.graph.input[0]
-            shape = [d.dim_value for d in graph_input.type.tensor_type.shape.dim]
-            self.it = iter({graph_input.name: f["x"]} for f in feeds(16, seed=1, shape=shape))
-
-        def get_next(self):
-            return next(self.it, None)
-
-    quantize_static(src, str(path), Reader(), quant_format=getattr(QuantFormat, fmt), per_channel=True,
-                    reduce_range=True, weight_type=QuantType.QInt8, activation_type=QuantType.QInt8)
-    return str(path)
+    graph_input = model.graph.input[0]
+    shape = [d.dim_value for d in graph_input.type.tensor_type.shape.dim]
+    samples = [{graph_input.name: f["x"]} for f in feeds(16, seed=1, shape=shape)]
+    return ort_quantize(src, path, samples, fmt)
 
 
 def conv(x, w, out, **attrs):

@@ -11,7 +11,7 @@ import sys
 import numpy as np
 import onnx
 import pytest
-from ort_compare import run_ort
+from ort_compare import ort_quantize, run_ort
 
 import edgecc
 from edgecc.errors import CalibrationError
@@ -49,22 +49,8 @@ def float_kernels(graph) -> list[str]:
 
 
 def ort_quantize_static(src: str, out: str, feeds: list[dict], fmt: str, activation: str = "int8", **kw) -> str:
-    """ONNX Runtime's quantize_static, per-channel int8 weights. reduce_range=True (7-bit weights):
-    ONNX Runtime's AVX2 u8s8 kernels saturate 16-bit pair sums with full 8-bit weights, so its own
-    execution of a full-range model is not exact integer arithmetic to compare against."""
-    from onnxruntime.quantization import CalibrationDataReader, QuantFormat, QuantType, quantize_static
-
-    class Reader(CalibrationDataReader):
-        def __init__(self):
-            self.it = iter(feeds)
-
-        def get_next(self):
-            return next(self.it, None)
-
-    quantize_static(src, out, Reader(), quant_format=getattr(QuantFormat, fmt), per_channel=True,
-                    reduce_range=True, weight_type=QuantType.QInt8,
-                    activation_type=QuantType.QInt8 if activation == "int8" else QuantType.QUInt8, **kw)
-    return out
+    """ONNX Runtime's quantize_static with per-channel 7-bit weights (see `ort_quantize`)."""
+    return ort_quantize(src, out, feeds, fmt, activation, **kw)
 
 
 def image_feeds(count: int, seed: int = 0) -> list[dict]:

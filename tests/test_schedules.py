@@ -6,7 +6,7 @@ import os
 import numpy as np
 import onnx
 import pytest
-from ort_compare import run_ort
+from ort_compare import ort_quantize, run_ort
 
 import edgecc
 from edgecc.driver import prepare
@@ -48,21 +48,9 @@ def test_conv_tiles_fit_the_registers():
 
 # ----- fallbacks: kernels that did not get their intended schedule --------------------------------
 def _ort_quantized(tmp_path) -> str:
-    from onnxruntime.quantization import CalibrationDataReader, QuantFormat, QuantType, quantize_static
-
     rng = np.random.default_rng(0)
-    feeds = iter([{"input": rng.standard_normal((1, 3, 64, 64)).astype(np.float32)} for _ in range(8)])
-
-    class Reader(CalibrationDataReader):
-        def get_next(self):
-            return next(feeds, None)
-
-    out = str(tmp_path / "q.onnx")
-    # reduce_range: ONNX Runtime's own AVX2 int8 kernels are exact only with 7-bit weights
-    quantize_static(os.path.join(DATA, "resnet_tiny.onnx"), out, Reader(), quant_format=QuantFormat.QDQ,
-                    per_channel=True, reduce_range=True, weight_type=QuantType.QInt8,
-                    activation_type=QuantType.QInt8)
-    return out
+    feeds = [{"input": rng.standard_normal((1, 3, 64, 64)).astype(np.float32)} for _ in range(8)]
+    return ort_quantize(os.path.join(DATA, "resnet_tiny.onnx"), tmp_path / "q.onnx", feeds)
 
 
 def test_quantized_cnn_gets_every_intended_schedule(tmp_path):
