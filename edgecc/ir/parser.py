@@ -8,7 +8,7 @@ import re
 import numpy as np
 
 from .graph import Graph, IRError, Node, Value
-from .types import QuantParams, TensorType, dtype_from_short, np_dtype
+from .types import QuantParams, TensorType, dtype_from_short, np_dtype, parse_dim
 
 __all__ = ["parse_graph", "ParseError"]
 
@@ -22,7 +22,7 @@ _TOKEN_RE = re.compile(
     (?P<ws>[ \t\r]+|\#[^\n]*)
   | (?P<nl>\n)
   | (?P<dense>dense<[^>]*>)
-  | (?P<type>[a-z]+\d*\[[0-9,\s]*\](?:<[^>]*>)?)
+  | (?P<type>[a-z]+\d*\[[0-9A-Za-z_,\s*+\-/()]*\](?:<[^>]*>)?)
   | (?P<value>%[A-Za-z0-9_.]+)
   | (?P<global>@[A-Za-z0-9_.]+)
   | (?P<string>"(?:[^"\\]|\\.)*")
@@ -81,7 +81,7 @@ class _Tokens:
 
 
 def parse_type(text: str) -> TensorType:
-    m = re.fullmatch(r"([a-z]+\d*)\[([0-9,\s]*)\](?:<([^>]*)>)?", text)
+    m = re.fullmatch(r"([a-z]+\d*)\[([0-9A-Za-z_,\s*+\-/()]*)\](?:<([^>]*)>)?", text)
     if not m:
         raise ParseError(f"bad type {text!r}")
     short, dims, extras = m.groups()
@@ -89,7 +89,10 @@ def parse_type(text: str) -> TensorType:
         dtype = dtype_from_short(short)
     except KeyError:
         raise ParseError(f"unknown element type {short!r}") from None
-    shape = tuple(int(d) for d in dims.split(",") if d.strip())
+    try:
+        shape = tuple(parse_dim(d) for d in dims.split(",") if d.strip())
+    except IRError as exc:
+        raise ParseError(f"bad type {text!r}: {exc}") from None
     layout, quant = None, None
     for part in (extras or "").split(";"):
         if not part:

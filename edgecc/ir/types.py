@@ -7,10 +7,11 @@ from dataclasses import dataclass, field, replace
 
 import numpy as np
 
+from .dims import Dim, dim_vars, is_static, parse_dim
 from .errors import IRError
 
 __all__ = [
-    "DTYPES", "QuantParams", "TensorType", "dtype_short", "dtype_from_short", "format_number", "format_type",
+    "DTYPES", "Dim", "QuantParams", "TensorType", "parse_dim", "dtype_short", "dtype_from_short", "format_number", "format_type",
     "np_dtype",
 ]
 
@@ -80,7 +81,8 @@ class TypeValueError(IRError, ValueError):
 
 @dataclass(frozen=True)
 class TensorType:
-    """A tensor with a static shape.
+    """A tensor type. Each dimension is an int or a `Dim`, a formula over named size variables
+    that the run time fixes (`f32[batch,seq,768]`).
 
     `layout` names the dimension order when it matters (`NCHW`, `NHWC`, `NCHW8c`);
     None means the plain order the model was written in.
@@ -94,20 +96,30 @@ class TensorType:
     def __post_init__(self):
         if self.dtype not in DTYPES:
             raise TypeValueError(f"unknown dtype {self.dtype!r}")
-        object.__setattr__(self, "shape", tuple(int(d) for d in self.shape))
-        if any(d < 0 for d in self.shape):
+        object.__setattr__(self, "shape", tuple(d if isinstance(d, Dim) else int(d) for d in self.shape))
+        if any(d < 0 for d in self.shape if not isinstance(d, Dim)):
             raise TypeValueError(f"negative dimension in shape {self.shape}")
+
+    @property
+    def is_static(self) -> bool:
+        """Whether every dimension is a plain int."""
+        return is_static(self.shape)
+
+    @property
+    def dim_vars(self) -> frozenset[str]:
+        """The size variables the shape mentions."""
+        return dim_vars(self.shape)
 
     @property
     def rank(self) -> int:
         return len(self.shape)
 
     @property
-    def size(self) -> int:
+    def size(self) -> int | Dim:
         return math.prod(self.shape)  # exact: a hostile shape must not wrap around
 
     @property
-    def nbytes(self) -> int:
+    def nbytes(self) -> int | Dim:
         return self.size * np_dtype(self.dtype).itemsize
 
     def with_shape(self, shape) -> TensorType:
@@ -152,7 +164,7 @@ def _quant_text(q: QuantParams) -> str:
 
 
 def format_type(t: TensorType) -> str:
-    """`f32[1,8,56,56,8]<NCHW8c>`, `i8[4]<q:scale=[0.1],zp=[0]>`."""
+    """`f32[1,8,56,56,8]<NCHW8c>`, `i8[4]<q:scale=[0.1],zp=[0]>`, `f32[batch,seq*12]`."""
     text = f"{DTYPES[t.dtype]}[{','.join(str(d) for d in t.shape)}]"
     extras = []
     if t.layout:
