@@ -34,8 +34,8 @@ def try_fold(graph: Graph, node: Node, small_elements: int, grow: bool) -> bool:
     if node.op == "identity" and node.output.is_graph_output:
         return False  # carries an output's name; folding it would only recreate it
     inputs = [v for v in node.inputs if v is not None]
-    if any(v.const is None for v in inputs):
-        return False
+    if any(v.const is None for v in inputs) or not all(o.type.is_static for o in node.outputs):
+        return False  # a symbolic-size output (a fill of shape (batch, 4)) is made at run time
     largest = max((v.type.size for v in inputs), default=0)
     out_size = sum(o.type.size for o in node.outputs)
     if out_size > small_elements and (not grow or out_size > largest):

@@ -1,14 +1,16 @@
 """simplify-shape-chains: static shape computations become constants.
 
 Models exported from PyTorch compute shapes at run time (Shape -> Gather -> Concat -> Reshape,
-or Shape -> Cast -> Sqrt for attention scaling). Shapes are static in edgecc, so every `shape`
-and `size` node, and every small computation that only depends on them and on constants, is
-replaced by its value. Run early, before passes that match on constants.
+or Shape -> Cast -> Sqrt for attention scaling). Every `shape` and `size` node, and every small
+computation that only depends on them and on constants, is replaced by its value when that value
+is a plain number. A value that depends on a symbolic dimension (`[batch, seq, 64]`) stays
+computed at run time. Run early, before passes that match on constants.
 """
 
 from __future__ import annotations
 
 from edgecc.ir import Graph, Trait, static_value
+from edgecc.ir.static_eval import is_symbolic_value
 
 from .base import Pass, PassContext, register_pass
 from .fold_constants import replace_with_constants
@@ -27,7 +29,7 @@ class SimplifyShapeChains(Pass):
             if not self._from_shapes(node):
                 continue
             arrays = [static_value(out, self.max_elements) for out in node.outputs]
-            if any(a is None for a in arrays):
+            if any(a is None or is_symbolic_value(a) for a in arrays):
                 continue
             replace_with_constants(graph, node, arrays)
             changed = True

@@ -1,6 +1,7 @@
 """ONNX -> edgecc IR.
 
-Reads a ModelProto (or a path, external data included), fixes every input shape statically, turns
+Reads a ModelProto (or a path, external data included), types every input (a symbolic ONNX
+dimension becomes a size variable, `Dim`, unless `input_shapes` fixes it), turns
 initializers into constants and each node into IR ops through the converter table in
 `edgecc.frontend.onnx_ops`. Converters pick by the op's version in the model's opset, so one
 converter serves every opset where the op's meaning did not change.
@@ -16,8 +17,10 @@ from typing import Any
 import numpy as np
 
 from edgecc.errors import FrontendError, ModelError, UnsupportedOpError
-from edgecc.ir import DTYPES, Graph, IRError, TensorType, Value, static_value
+from edgecc.ir import DTYPES, Dim, Graph, IRError, TensorType, Value, static_value
+from edgecc.ir.dims import format_shape
 from edgecc.ir.limits import check_count, check_tensor_bytes
+from edgecc.ir.static_eval import static_dims
 from edgecc.ir.types import np_dtype
 
 from .onnx_schema import check_attribute_types, check_input_types
@@ -31,9 +34,24 @@ MIN_OPSET = 11
 MAX_TESTED_OPSET = 21
 
 
-def load_onnx(path: str | os.PathLike, input_shapes: Mapping[str, Sequence[int]] | None = None,
+#: whether an input's symbolic dimensions stay symbolic when `input_shapes` does not name the
+#: input (else they are 1, with a warning)
+SYMBOLIC_BY_DEFAULT = False
+
+#: one entry of `input_shapes`: an int fixes the dimension, a (low, high) pair keeps it symbolic
+#: within bounds (high None: no upper bound), None or "?" keeps it symbolic
+DimSpec = int | tuple[int, int | None] | str | None
+
+
+def load_onnx(path: str | os.PathLike, input_shapes: Mapping[str, Sequence[DimSpec]] | None = None,
               warnings: list[str] | None = None) -> Graph:
-    """Read an ONNX file (with its external data) and convert it to a Graph."""
+    """Read an ONNX file (with its external data) and convert it to a Graph.
+
+    `input_shapes` gives, per input name, one entry per dimension (see `DimSpec`). Symbolic
+    dimensions are size variables named after the model's dim_param (sanitized), or
+    `<input>_d<axis>` for unnamed ones; the same name on two inputs is one variable. Bounds
+    land in `graph.meta["dim_bounds"]` as {variable: (low, high or None)}.
+    """
     import onnx
 
     path = os.fspath(path)
@@ -93,7 +111,7 @@ def _keep_legacy_resize(model) -> None:
             node.attribute.append(helper.make_attribute("nearest_mode", "floor"))
 
 
-def from_onnx(model, input_shapes: Mapping[str, Sequence[int]] | None = None, *,
+def from_onnx(model, input_shapes: Mapping[str, Sequence[DimSpec]] | None = None, *,
               warnings: list[str] | None = None, source: str = "<model>") -> Graph:
     """Convert a loaded ModelProto to a Graph."""
     if _opset_of(model) < MIN_OPSET:
@@ -134,9 +152,10 @@ class ConvertContext:
             "input_names": [],
             "output_names": [],
         }
+        self.dim_bounds: dict[str, tuple[int, int | None]] = {}
 
     # ----- inputs, outputs, initializers --------------------------------------------------
-    def add_inputs(self, input_shapes: Mapping[str, Sequence[int]]) -> None:
+    def add_inputs(self, input_shapes: Mapping[str, Sequence[DimSpec]]) -> None:
         from onnx import numpy_helper
 
         inits = {t.name for t in self.model.graph.initializer}
@@ -157,6 +176,8 @@ class ConvertContext:
             ttype = self._input_type(inp, input_shapes.get(inp.name))
             self.env[inp.name] = self.graph.add_input(inp.name, ttype)
             self.graph.meta["input_names"].append(inp.name)
+        if self.dim_bounds:
+            self.graph.meta["dim_bounds"] = dict(self.dim_bounds)
 
     def _input_type(self, inp, override) -> TensorType:
         type_proto = inp.type
@@ -175,29 +196,71 @@ class ConvertContext:
                 kind = dtype
             raise FrontendError(f"{self.source}: input '{inp.name}' has element type {kind}, "
                                 f"which edgecc does not support")
+        declared = list(tt.shape.dim) if tt.HasField("shape") else None
         if override is not None:
-            shape = [int(d) for d in override]
-            if tt.HasField("shape") and len(shape) != len(tt.shape.dim):
-                raise FrontendError(f"{self.source}: --input-shape for '{inp.name}' has rank {len(shape)}, "
-                                    f"the model's input has rank {len(tt.shape.dim)}")
-        else:
-            if not tt.HasField("shape"):
-                raise FrontendError(f"{self.source}: input '{inp.name}' has no shape; give one with --input-shape")
-            shape = []
-            for axis, dim in enumerate(tt.shape.dim):
-                if dim.HasField("dim_value") and dim.dim_value >= 0:
-                    shape.append(dim.dim_value)
-                else:
-                    label = dim.dim_param or "?"
-                    self.warnings.append(f"input '{inp.name}' dimension {axis} ('{label}') is symbolic; "
-                                         f"using 1 (set it with --input-shape {inp.name}=...)")
-                    shape.append(1)
+            override = list(override)
+            if declared is not None and len(override) != len(declared):
+                raise FrontendError(f"{self.source}: --input-shape for '{inp.name}' has rank {len(override)}, "
+                                    f"the model's input has rank {len(declared)}")
+        elif declared is None:
+            raise FrontendError(f"{self.source}: input '{inp.name}' has no shape; give one with --input-shape")
+        rank = len(override) if override is not None else len(declared)
+        if override is None and not SYMBOLIC_BY_DEFAULT:
+            override = [self._default_to_one(inp.name, axis, dim) for axis, dim in enumerate(declared)]
+        shape = [self._input_dim(inp.name, axis, declared[axis] if declared is not None else None,
+                                 override[axis] if override is not None else None)
+                 for axis in range(rank)]
         try:
             ttype = TensorType(dtype, shape)
         except ValueError as exc:
             raise FrontendError(f"{self.source}: input '{inp.name}': {exc}") from None
-        check_tensor_bytes(f"{self.source}: input '{inp.name}' {ttype.shape}", ttype.nbytes)
+        check_tensor_bytes(f"{self.source}: input '{inp.name}' {format_shape(ttype.shape)}", ttype.nbytes,
+                           self.dim_bounds)
         return ttype
+
+    def _input_dim(self, name: str, axis: int, declared, spec: DimSpec) -> int | Dim:
+        """One input dimension: the model's (`declared`, a TensorShapeProto.Dimension or None)
+        as `spec` (an entry of `input_shapes`) fixes, bounds or keeps it."""
+        where = f"{self.source}: input '{name}' dimension {axis}"
+        static = declared is not None and declared.HasField("dim_value") and declared.dim_value >= 0
+        if isinstance(spec, (tuple, list)):
+            bounds = _bounds(where, spec)
+            if bounds[0] == bounds[1]:
+                spec = bounds[0]
+            elif static:
+                if not bounds[0] <= declared.dim_value <= (bounds[1] or declared.dim_value):
+                    raise FrontendError(f"{where} is {declared.dim_value}, outside the range {_range_text(bounds)}")
+                return declared.dim_value
+            else:
+                var = self._dim_var(name, axis, declared)
+                low, high = self.dim_bounds.get(str(var), (1, None))
+                low, high = max(low, bounds[0]), _min_high(high, bounds[1])
+                if high is not None and low > high:
+                    raise FrontendError(f"{where}: the ranges given for '{var}' do not overlap")
+                self.dim_bounds[str(var)] = (low, high)
+                return var
+        if spec is None or spec == "?":
+            return declared.dim_value if static else self._dim_var(name, axis, declared)
+        if isinstance(spec, bool) or not isinstance(spec, (int, np.integer)):
+            raise FrontendError(f"{where}: {spec!r} is not a size (an int, a (low, high) range, or None)")
+        if spec < 0:
+            raise FrontendError(f"{where}: size {spec} is negative")
+        if static and spec != declared.dim_value:
+            raise FrontendError(f"{where} is {declared.dim_value} in the model, --input-shape gives {spec}")
+        return int(spec)
+
+    def _default_to_one(self, name: str, axis: int, declared) -> int | None:
+        if declared.HasField("dim_value") and declared.dim_value >= 0:
+            return None
+        label = declared.dim_param or "?"
+        self.warnings.append(f"input '{name}' dimension {axis} ('{label}') is symbolic; "
+                             f"using 1 (set it with --input-shape {name}=...)")
+        return 1
+
+    def _dim_var(self, name: str, axis: int, declared) -> Dim:
+        """The size variable of a symbolic input dimension: its dim_param, else <input>_d<axis>."""
+        param = declared.dim_param if declared is not None else ""
+        return Dim.var(dim_name(param) if param else f"{dim_name(name)}_d{axis}")
 
     def set_outputs(self) -> None:
         check_count(f"{self.source}: graph outputs", len(self.model.graph.output))
@@ -362,6 +425,15 @@ class ConvertContext:
                                 f"(it is computed from a run-time input)")
         return data
 
+    def static_shape(self, value: Value | None, what: str) -> list:
+        """The compile-time contents of a shape-valued input as a list of ints and Dims (a
+        shape vector computed from symbolic shapes); FrontendError when it depends on run-time data."""
+        dims = static_dims(value)
+        if dims is None:
+            raise FrontendError(f"{self.where}: {what} must be known at compile time "
+                                f"(it is computed from a run-time input)")
+        return list(dims)
+
     def static_or_none(self, value: Value | None, what: str) -> np.ndarray | None:
         return None if value is None else self.static(value, what)
 
@@ -417,6 +489,34 @@ def _function_body(node, domain: str, opset: int, inputs):
     if not function.node:
         return None
     return function, full
+
+
+def dim_name(text: str) -> str:
+    """A size variable's name from an ONNX dim_param or input name: letters, digits and _,
+    not first a digit (`batch size` -> `batch_size`, `2d` -> `d_2d`)."""
+    import re
+
+    name = re.sub(r"[^A-Za-z0-9_]", "_", text) or "d"
+    return "d_" + name if name[0].isdigit() else name
+
+
+def _bounds(where: str, spec) -> tuple[int, int | None]:
+    if len(spec) != 2:
+        raise FrontendError(f"{where}: a range is (low, high), got {tuple(spec)!r}")
+    low, high = spec
+    if isinstance(low, bool) or not isinstance(low, (int, np.integer)) or low < 1:
+        raise FrontendError(f"{where}: the range's low end must be a size of at least 1, got {low!r}")
+    if high is not None and (isinstance(high, bool) or not isinstance(high, (int, np.integer)) or high < low):
+        raise FrontendError(f"{where}: the range's high end must be a size of at least {low}, got {high!r}")
+    return int(low), None if high is None else int(high)
+
+
+def _min_high(a: int | None, b: int | None) -> int | None:
+    return b if a is None else a if b is None else min(a, b)
+
+
+def _range_text(bounds) -> str:
+    return f"{bounds[0]}..{'' if bounds[1] is None else bounds[1]}"
 
 
 def _declared_bytes(tensor) -> int:

@@ -18,10 +18,12 @@ import operator
 import re
 from collections.abc import Callable, Iterable, Mapping
 
+import numpy as np
+
 from .errors import IRError
 
 __all__ = ["Dim", "UndecidableDim", "dim_vars", "is_static", "parse_dim", "evaluate_dim",
-           "format_dim"]
+           "format_dim", "format_shape", "symbolic_array", "has_dims", "upper_bound"]
 
 
 class UndecidableDim(IRError, ValueError):
@@ -265,6 +267,47 @@ def _format_terms(terms: _Terms) -> str:
 
 def format_dim(d) -> str:
     return str(d)
+
+
+def format_shape(shape: Iterable) -> str:
+    """`(batch, seq, 768)`: a shape as text, symbolic dimensions by their formulas."""
+    dims = [str(d) for d in shape]
+    return "(" + ", ".join(dims) + ("," if len(dims) == 1 else "") + ")"
+
+
+def has_dims(array) -> bool:
+    """Whether a numpy array (of object dtype) holds a symbolic dimension."""
+    return getattr(array, "dtype", None) == object and any(isinstance(v, Dim) for v in array.reshape(-1))
+
+
+def symbolic_array(array, dtype: str):
+    """An object array of ints and Dims (a shape vector computed from symbolic shapes) in its
+    canonical form: plain `dtype` when no Dim is left, else object. ValueError when Dims would
+    become a non-integer dtype."""
+    import numpy as np
+
+    array = np.asarray(array, dtype=object)
+    if not has_dims(array):
+        return array.astype(dtype)
+    if not (dtype.startswith("int") or dtype.startswith("uint") or dtype == "bool"):
+        raise ValueError(f"symbolic dimensions as {dtype}")
+    if dtype == "bool":
+        return array.astype(bool)
+    return array
+
+
+def upper_bound(d, bounds: Mapping[str, tuple]) -> int | None:
+    """`d` at the upper bounds of its variables (None when one has none). Exact as a bound for the
+    formulas shapes hold (sums of products with positive coefficients, floor divisions of them)."""
+    if not isinstance(d, Dim):
+        return d
+    env = {}
+    for name in d.vars:
+        hi = (bounds.get(name) or (None, None))[1]
+        if hi is None:
+            return None
+        env[name] = hi
+    return evaluate_dim(d, env)
 
 
 def is_static(shape: Iterable) -> bool:

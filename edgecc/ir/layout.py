@@ -14,6 +14,7 @@ from functools import lru_cache
 
 import numpy as np
 
+from .dims import Dim
 from .errors import IRError
 
 __all__ = ["Layout", "layout_of"]
@@ -61,15 +62,15 @@ class Layout:
     def is_blocked(self) -> bool:
         return any(b is not None for _, b in self.axes)
 
-    def physical_shape(self, dims: dict[str, int]) -> tuple[int, ...]:
-        """Physical shape from logical sizes (`{'N':1,'C':64,'H':56,'W':56}`)."""
+    def physical_shape(self, dims: dict) -> tuple:
+        """Physical shape from logical sizes (`{'N':1,'C':64,'H':56,'W':56}`; ints or Dims)."""
         shape = []
         for axis, block in self.axes:
             if block is None:
                 size = dims[axis]
                 inner = self.block(axis)
                 if inner:
-                    if size % inner:
+                    if size % inner != 0:  # a symbolic size divides when its formula does
                         raise IRError(f"layout {self.name}: {axis}={size} is not a multiple of {inner}")
                     size //= inner
                 shape.append(size)
@@ -86,7 +87,7 @@ class Layout:
             key = axis.upper()
             if block is not None and size != block:
                 raise IRError(f"layout {self.name}: inner block of {key} is {size}, expected {block}")
-            dims[key] = dims.get(key, 1) * int(size)
+            dims[key] = dims.get(key, 1) * (size if isinstance(size, Dim) else int(size))
         return dims
 
     def to_plain(self, data: np.ndarray, plain: str) -> np.ndarray:

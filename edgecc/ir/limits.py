@@ -99,8 +99,17 @@ def check_count(what: str, count: int, limit_name: str = "outputs") -> None:
                          f"(raise it with --limit {limit_name}=N)")
 
 
-def check_tensor_bytes(what: str, nbytes: int) -> None:
-    """LimitError when one tensor of `nbytes` bytes exceeds the current `tensor_bytes` limit."""
+def check_tensor_bytes(what: str, nbytes, bounds=None) -> None:
+    """LimitError when one tensor of `nbytes` bytes exceeds the current `tensor_bytes` limit.
+    A symbolic size is checked at the upper bounds of its variables (`bounds`: {var: (lo, hi)}),
+    and not at all when one of them has no upper bound."""
+    from .dims import Dim, upper_bound
+
+    if isinstance(nbytes, Dim):
+        nbytes = upper_bound(nbytes, bounds or {})
+        if nbytes is None:
+            return
+        what += " at the largest allowed sizes"
     limit = current_limits().tensor_bytes
     if nbytes > limit:
         raise LimitError(f"{what}: a tensor of {nbytes} bytes exceeds the limit of {limit} bytes "

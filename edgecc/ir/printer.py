@@ -18,6 +18,7 @@ import numpy as np
 
 from typing import TYPE_CHECKING
 
+from .dims import Dim
 from .types import TensorType, format_number, format_type
 
 if TYPE_CHECKING:  # Graph.__str__ calls this module
@@ -43,6 +44,8 @@ def format_dense(data: np.ndarray, *, elide: bool = False) -> str:
 def format_attr_value(value) -> str:
     if value is None:
         return "none"
+    if isinstance(value, Dim):  # a symbolic dimension in a `dims` attribute: its formula, quoted
+        value = str(value)
     if isinstance(value, str):
         return '"' + value.replace("\\", "\\\\").replace('"', '\\"') + '"'
     if isinstance(value, np.ndarray):

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
+from ..dims import Dim, format_shape
 from ..graph import IRError, Node
 from ..types import TensorType
 
@@ -15,15 +16,25 @@ def in_type(node: Node, idx: int) -> TensorType:
     return value.type
 
 
-def broadcast_shapes(*shapes: Sequence[int], op: str = "broadcast") -> tuple[int, ...]:
-    """Numpy broadcasting of static shapes; IRError when they are incompatible."""
+def broadcast_shapes(*shapes: Sequence, op: str = "broadcast") -> tuple:
+    """Numpy broadcasting of shapes; IRError when they are incompatible.
+
+    A symbolic dimension broadcasts against 1 and against an equal formula; against another
+    size it would broadcast only if the run time made it 1 or equal, which edgecc does not
+    assume: that is an IRError naming both sizes.
+    """
     rank = max((len(s) for s in shapes), default=0)
     out = []
     for axis in range(rank):
         dims = {s[axis - rank + len(s)] for s in shapes if axis - rank + len(s) >= 0}
         dims.discard(1)
         if len(dims) > 1:
-            raise IRError(f"{op}: shapes {' and '.join(str(tuple(s)) for s in shapes)} do not broadcast")
+            text = " and ".join(format_shape(s) for s in shapes)
+            if any(isinstance(d, Dim) for d in dims):
+                sizes = " and ".join(sorted(str(d) for d in dims))
+                raise IRError(f"{op}: shapes {text} broadcast only if {sizes} are equal or 1 at run time, "
+                              f"which is not known at compile time")
+            raise IRError(f"{op}: shapes {text} do not broadcast")
         out.append(dims.pop() if dims else 1)
     return tuple(out)
 

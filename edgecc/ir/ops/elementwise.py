@@ -6,6 +6,7 @@ import math
 
 import numpy as np
 
+from ..dims import Dim, symbolic_array
 from ..graph import IRError
 from ..types import DTYPES, TensorType, np_dtype
 from ._util import broadcast_infer, in_type, require_float, same_as_input
@@ -162,6 +163,8 @@ def _cast_infer(node):
 def _cast_fold(node, values):
     x = values[0]
     to = node.attrs["to"]
+    if x.dtype == object:  # a shape vector with symbolic entries stays symbolic as an integer type
+        return [symbolic_array(x, to)]
     if np.issubdtype(x.dtype, np.floating) and np.issubdtype(np.dtype(to), np.integer):
         with np.errstate(invalid="ignore"):
             return [np.trunc(x).astype(to)]
@@ -193,7 +196,21 @@ register_op(
 
 
 # ----- binary ops ------------------------------------------------------------------------
+def _trunc_div(a, b):
+    """Integer division toward zero, as ONNX divides integers; a symbolic (non-negative)
+    dimension divides by floor division, which is the same for non-negative values."""
+    if not isinstance(a, Dim) and not isinstance(b, Dim):
+        a, b = int(a), int(b)
+        q = abs(a) // abs(b)
+        return q if (a < 0) == (b < 0) else -q
+    if not isinstance(b, Dim) and b < 0:
+        return -(a // -int(b))
+    return a // b
+
+
 def _int_div(a, b):
+    if a.dtype == object or b.dtype == object:  # shape arithmetic on symbolic dimensions
+        return np.frompyfunc(_trunc_div, 2, 1)(a, b)
     if np.issubdtype(a.dtype, np.integer):
         with np.errstate(divide="ignore", invalid="ignore"):
             return np.trunc(np.true_divide(a, b)).astype(a.dtype)

@@ -9,6 +9,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from ..dims import Dim, format_shape, parse_dim, symbolic_array
 from ..errors import IRError
 from ..limits import check_count, check_tensor_bytes
 from ..types import TensorType
@@ -45,7 +46,16 @@ class Trait:
     SHAPE = "shape"  # computes on shapes: always statically known in edgecc
 
 
-_ATTR_KINDS = ("int", "float", "str", "ints", "floats", "bool", "tensor", "any")
+_ATTR_KINDS = ("int", "float", "str", "ints", "dims", "floats", "bool", "tensor", "any")
+
+
+def _as_dim(value: Any) -> int | Dim:
+    """An int or a Dim (text such as "batch*2" is parsed) for a `dims` attribute entry."""
+    if isinstance(value, Dim):
+        return value
+    if isinstance(value, str):
+        return parse_dim(value)
+    return int(value)
 
 
 @dataclass(frozen=True)
@@ -77,6 +87,8 @@ class Attr:
             return value.decode() if isinstance(value, bytes) else str(value)
         if kind == "ints":
             return tuple(int(v) for v in np.asarray(value).reshape(-1))
+        if kind == "dims":
+            return tuple(_as_dim(v) for v in np.asarray(value, dtype=object).reshape(-1))
         if kind == "floats":
             return tuple(float(v) for v in np.asarray(value).reshape(-1))
         if kind == "tensor":
@@ -188,8 +200,10 @@ class OpDef:
         if self.num_outputs is not None and len(types) != self.num_outputs:
             raise IRError(f"{self.name}: inference gave {len(types)} outputs")
         check_count(f"{self.name} '{node.name}'", len(types), "outputs")
+        bounds = dim_bounds_of(node.graph) if any(not t.is_static for t in types) else None
         for i, ttype in enumerate(types):
-            check_tensor_bytes(f"{self.name} '{node.name}' output {i} {ttype.shape}", ttype.nbytes)
+            check_tensor_bytes(f"{self.name} '{node.name}' output {i} {format_shape(ttype.shape)}", ttype.nbytes,
+                               bounds)
         return types
 
     def verify(self, node: Node) -> None:
@@ -216,8 +230,18 @@ class OpDef:
         out = []
         for value, ttype in zip(results, (o.type for o in node.outputs)):
             arr = np.asarray(value)
-            out.append(arr.astype(ttype.dtype, copy=False).reshape(ttype.shape))
+            if arr.dtype == object:  # a shape vector with symbolic entries
+                out.append(symbolic_array(arr, ttype.dtype).reshape(ttype.shape))
+            else:
+                out.append(arr.astype(ttype.dtype, copy=False).reshape(ttype.shape))
         return out
+
+
+def dim_bounds_of(graph) -> dict:
+    """The bounds of the size variables (`meta["dim_bounds"]` of the outermost graph)."""
+    while graph is not None and graph.parent is not None:
+        graph = graph.parent.graph
+    return {} if graph is None else graph.meta.get("dim_bounds") or {}
 
 
 _REGISTRY: dict[str, OpDef] = {}

@@ -3,8 +3,11 @@ resize, and the shape ops whose results edgecc always knows statically."""
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
 
+from ..dims import Dim, UndecidableDim, format_shape, symbolic_array
 from ..graph import IRError, Node
 from ..types import TensorType
 from ._util import broadcast_shapes, in_type, norm_axes, norm_axis
@@ -14,11 +17,42 @@ from .registry import Attr, Trait, register_op
 INJECTIVE = (Trait.INJECTIVE, Trait.LAYOUT_SENSITIVE)
 
 
+def resolve_reshape(in_shape, target, allowzero: int = 0) -> tuple:
+    """ONNX Reshape's output shape from the input shape and a target with 0 (copy the input's
+    dimension, unless `allowzero`) and -1 (whatever is left) entries. Both may hold Dims; -1 is
+    the input's size divided by the product of the other entries, exact in the normal form of
+    `Dim` when the formula divides. IRError when the target does not fit."""
+    out = []
+    for i, d in enumerate(target):
+        if not isinstance(d, Dim) and d == 0 and not allowzero:
+            if i >= len(in_shape):
+                raise IRError(f"reshape: 0 at axis {i} copies a dimension the input {format_shape(in_shape)} "
+                              f"does not have")
+            out.append(in_shape[i])
+        else:
+            out.append(d if isinstance(d, Dim) else int(d))
+    free = [i for i, d in enumerate(out) if not isinstance(d, Dim) and d == -1]
+    if len(free) > 1:
+        raise IRError(f"reshape: shape {format_shape(target)} has more than one -1")
+    if free:
+        known = math.prod(d for i, d in enumerate(out) if i != free[0])
+        total = math.prod(in_shape)
+        try:
+            rest = total // known if known != 0 else None
+            fits = rest is not None and rest * known == total
+        except UndecidableDim:
+            fits = False
+        if not fits:
+            raise IRError(f"reshape: cannot reshape {format_shape(in_shape)} to {format_shape(target)}")
+        out[free[0]] = rest
+    return tuple(out)
+
+
 def _reshape_infer(node: Node):
     t = in_type(node, 0)
     shape = node.attrs["shape"]
-    if any(d < 0 for d in shape) or int(np.prod(shape, dtype=np.int64)) != t.size:
-        raise IRError(f"reshape: cannot reshape {t.shape} to {shape}")
+    if any(d < 0 for d in shape) or math.prod(shape) != t.size:
+        raise IRError(f"reshape: cannot reshape {format_shape(t.shape)} to {format_shape(shape)}")
     return [TensorType(t.dtype, shape, None, t.quant if not t.quant or not t.quant.per_channel else None)]
 
 
@@ -26,7 +60,7 @@ register_op(
     "reshape",
     ["x"],
     _reshape_infer,
-    attrs={"shape": Attr("ints", check=at_least(0))},
+    attrs={"shape": Attr("dims", check=at_least(0))},
     traits=INJECTIVE,
     fold=lambda node, v: [v[0].reshape(node.attrs["shape"])],
     doc="reshape to a fully resolved static shape (no -1 or 0 entries)",
@@ -81,7 +115,7 @@ def _split_infer(node: Node):
     axis = norm_axis(node.attrs["axis"], t.rank, "split")
     sizes = node.attrs["sizes"]
     if sum(sizes) != t.shape[axis] or min(sizes, default=0) < 0:
-        raise IRError(f"split: sizes {sizes} do not add up to {t.shape[axis]}")
+        raise IRError(f"split: sizes {format_shape(sizes)} do not add up to {t.shape[axis]}")
     out = []
     for s in sizes:
         shape = list(t.shape)
@@ -99,33 +133,85 @@ register_op(
     "split",
     ["x"],
     _split_infer,
-    attrs={"axis": Attr("int", 0), "sizes": Attr("ints")},
+    attrs={"axis": Attr("int", 0), "sizes": Attr("dims")},
     traits=INJECTIVE,
     fold=_split_fold,
     num_outputs=None,
 )
 
 
-def slice_ranges(shape, starts, ends, axes, steps) -> list[range]:
-    """Per-axis index ranges of an ONNX-style slice (clamped as numpy does)."""
+def slice_ranges(shape, starts, ends, axes, steps) -> list:
+    """Per-axis index ranges of an ONNX-style slice (clamped as numpy does): a `range` for a
+    static dimension, a `SymbolicRange` for a symbolic one."""
     rank = len(shape)
     axes = norm_axes(axes if axes else range(len(starts)), rank, "slice")
     steps = steps or (1,) * len(starts)
     if not len(starts) == len(ends) == len(axes) == len(steps):
         raise IRError("slice: starts, ends, axes and steps differ in length")
-    ranges = [range(d) for d in shape]
+    ranges = [range(d) if not isinstance(d, Dim) else SymbolicRange(0, d, 1) for d in shape]
     for s, e, a, st in zip(starts, ends, axes, steps):
         if st == 0:
             raise IRError("slice: step 0")
-        ranges[a] = range(*slice(s, e, st).indices(shape[a]))
+        if isinstance(shape[a], Dim):
+            ranges[a] = symbolic_slice(shape[a], s, e, st)
+        else:
+            ranges[a] = range(*slice(s, e, st).indices(shape[a]))
     return ranges
+
+
+#: a start or end at least this far from 0 means "from the first" or "to the last" element
+_OPEN_END = (1 << 31) - 1
+
+
+class SymbolicRange:
+    """start, length and step of a slice along a symbolic dimension (start may be a Dim)."""
+
+    __slots__ = ("start", "length", "step")
+
+    def __init__(self, start, length, step):
+        self.start, self.length, self.step = start, length, step
+
+    def __len__(self):
+        raise UndecidableDim(f"slice length {self.length} is not known at compile time")
+
+
+def symbolic_slice(dim: Dim, start: int, end: int, step: int) -> SymbolicRange:
+    """The slice [start:end:step] of an axis of symbolic size `dim`, or UndecidableDim when where
+    it starts or ends depends on the run-time size (`seq[0:3]`: 3 elements, or fewer)."""
+    def index(i: int, forward: bool):
+        if i >= _OPEN_END:
+            return dim if forward else dim - 1
+        if i <= -_OPEN_END:
+            return 0 if forward else -1
+        if i < 0:
+            at = dim + i
+            if not at >= (0 if forward else -1):
+                raise UndecidableDim(f"slice index {i} of a dimension of size {dim}")
+            return at
+        if forward and i == 0:
+            return 0
+        if not i <= dim:  # an int past a symbolic size clamps, which only the run time decides
+            raise UndecidableDim(f"slice index {i} of a dimension of size {dim}")
+        return i
+
+    try:
+        if step > 0:
+            lo, hi = index(start, True), index(end, True)
+            length = (hi - lo + step - 1) // step if hi - lo >= 0 else 0
+        else:
+            lo, hi = index(start, False), index(end, False)
+            length = (lo - hi - step - 1) // -step if lo - hi >= 0 else 0
+    except UndecidableDim:
+        raise UndecidableDim(f"slice [{start}:{end}:{step}] of a dimension of size {dim} has a length that is "
+                             f"not known at compile time") from None
+    return SymbolicRange(lo, length, step)
 
 
 def _slice_infer(node: Node):
     t = in_type(node, 0)
     a = node.attrs
     ranges = slice_ranges(t.shape, a["starts"], a["ends"], a["axes"], a["steps"])
-    return [TensorType(t.dtype, [len(r) for r in ranges], t.layout)]
+    return [TensorType(t.dtype, [r.length if isinstance(r, SymbolicRange) else len(r) for r in ranges], t.layout)]
 
 
 def _slice_fold(node, v):
@@ -216,7 +302,7 @@ register_op(
     "expand",
     ["x"],
     _expand_infer,
-    attrs={"shape": Attr("ints")},
+    attrs={"shape": Attr("dims")},
     traits=INJECTIVE,
     fold=lambda node, v: [np.broadcast_to(v[0], broadcast_shapes(v[0].shape, node.attrs["shape"])).copy()],
     doc="numpy broadcast of x against `shape`",
@@ -320,7 +406,7 @@ def _shape_infer(node: Node):
 def _shape_fold(node, v):
     shape = in_type(node, 0).shape
     start, end = _shape_range(node, len(shape))
-    return [np.array(shape[start:end], dtype=np.int64)]
+    return [symbolic_array(np.array(shape[start:end], dtype=object).reshape(-1), "int64")]
 
 
 register_op(
@@ -330,14 +416,14 @@ register_op(
     attrs={"start": Attr("int", 0), "end": Attr("int", None)},
     traits=[Trait.SHAPE],
     fold=_shape_fold,
-    doc="the static shape of x as int64 (folds to a constant)",
+    doc="the shape of x as int64 (folds to a constant when static, to a symbolic value otherwise)",
 )
 register_op(
     "size",
     ["x"],
     lambda node: [TensorType("int64", ())],
     traits=[Trait.SHAPE],
-    fold=lambda node, v: [np.array(in_type(node, 0).size, dtype=np.int64)],
+    fold=lambda node, v: [symbolic_array(np.array(in_type(node, 0).size, dtype=object), "int64")],
 )
 
 
@@ -349,7 +435,7 @@ register_op(
     "full",
     [],
     _full_infer,
-    attrs={"shape": Attr("ints", check=at_least(0)), "value": Attr("any", 0.0), "dtype": Attr("str", "float32")},
+    attrs={"shape": Attr("dims", check=at_least(0)), "value": Attr("any", 0.0), "dtype": Attr("str", "float32")},
     traits=[Trait.INJECTIVE],
     fold=lambda node, v: [np.full(node.attrs["shape"], node.attrs["value"], dtype=node.attrs["dtype"])],
     doc="a tensor filled with one value (kept as an op so large fills are not stored as parameters)",
