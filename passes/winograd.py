@@ -15,14 +15,16 @@ and takes the cheapest. `weight_cost` = 32 fits the kernel profile of ResNet-18 
 4x4 tiles at 56x56 and 28x28, 2x2 tiles at 14x14 (16 tiles of 4x4 were slower), the direct
 convolution at 7x7 (2x2 tiles about even with it, 4 tiles of 4x4 the slowest).
 
-Run after convert-layout (the weight must be a blocked constant), before fuse.
+A convolution whose output height or width is symbolic stays direct (with a remark); a symbolic
+batch is priced as batch 1. Run after convert-layout (the weight must be a blocked constant),
+before fuse.
 """
 
 from __future__ import annotations
 
 import numpy as np
 
-from edgecc.ir import Graph, Node, layout_of
+from edgecc.ir import Dim, Graph, Node, layout_of
 from edgecc.ir.ops.winograd import TILES, transform_weight
 
 from .base import Pass, PassContext, PassOptionError, register_pass
@@ -77,7 +79,11 @@ class Winograd(Pass):
             if winograd_candidate(node) is not None:
                 continue
             n, _, oh, ow, _ = node.output.shape
-            m = self.tile or choose_tile(n, oh, ow, self.weight_cost)
+            if isinstance(oh, Dim) or isinstance(ow, Dim):
+                ctx.note(f"stays direct: its output size {oh} x {ow} is symbolic", node)
+                continue
+            # a symbolic batch is priced as one image: the choice a batch-1 compile makes
+            m = self.tile or choose_tile(n if not isinstance(n, Dim) else 1, oh, ow, self.weight_cost)
             if m is None:
                 ctx.note(f"stays direct: a {oh}x{ow} output has too few tiles to reuse transformed weights", node)
                 continue

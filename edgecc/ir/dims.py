@@ -99,6 +99,9 @@ def _floordiv_int(a: _Terms, k: int) -> _Terms:
     rest = tuple((m, c) for m, c in a if m != ())
     if all(c % k == 0 for _, c in rest):  # (k*p + c) // k == p + c // k for integer p
         return _normal({**{m: c // k for m, c in rest}, (): const // k})
+    if len(a) == 1 and a[0][1] == 1 and len(a[0][0]) == 1 and not isinstance(a[0][0][0], str):
+        inner = a[0][0][0]  # (p // j) // k == p // (j*k)
+        return ((((("//", inner[1], inner[2] * k),), 1)),)
     return ((((("//", a, k),), 1)),)
 
 
