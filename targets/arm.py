@@ -5,7 +5,8 @@ features, which become LLVM attributes (`neon` -> `+neon`, `dotprod` -> `+dotpro
 `+fullfp16`). Presets name boards: `rpi4` is a Cortex-A72 with 4 cores. NEON registers are 16
 bytes wide, so float32 convolutions are blocked by 4 or 8 channels (NCHW4c/NCHW8c) and the
 default conv schedule may keep accumulators in 24 of AArch64's 32 vector registers (12 of
-ARMv7's 16 quad registers).
+ARMv7's 16 quad registers). With `dotprod` int8 convolutions and dense layers take their
+weights in groups of four input channels (`int8_dot_channels`) for sdot.
 
 Libraries are linked by `aarch64-linux-gnu-gcc` or `arm-linux-gnueabihf-gcc`; a missing
 toolchain is a ToolchainError naming the Debian package to install.
@@ -180,6 +181,16 @@ class ArmCpuTarget(CpuTarget):
         if self.threads is not None:
             return int(self.threads)
         return BOARDS[self.preset].cores if self.preset in BOARDS else 4
+
+    def has_feature(self, name: str) -> bool:
+        """Whether the code may use feature `name`, in LLVM's spelling (`dotprod`, `neon`,
+        `fullfp16`, `i8mm`): from the CPU's features or the explicit `features`, never the host's."""
+        return f"+{name}" in self.llvm_attrs()
+
+    @property
+    def int8_dot_channels(self) -> int:
+        """4 with the dot-product extension (sdot: four int8 products per int32 lane), else 1."""
+        return 4 if self.has_feature("dotprod") else 1
 
     # --- building and running ------------------------------------------------------------------
     def check_toolchain(self) -> None:

@@ -6,9 +6,11 @@ requantizing epilogue computed from the registers, rows in parallel when the ker
 enough to pay for waking the thread pool.
 
 Convolutions whose weights keep groups of input channels innermost get a dot-product
-instruction as a tensor intrinsic (`x86_int8`): groups of four with vpdpbusd (VNNI) or
-vpmaddubsw + vpmaddwd (AVX2, 7-bit weights), pairs with vpmaddwd (AVX2). Their register tile always divides the output, so every tile is a full one.
-qdense with (N/b, K/4, b, 4) weights (VNNI targets) gets vpdpbusd the same way (`schedule_dot_dense`).
+instruction as a tensor intrinsic: groups of four with vpdpbusd (x86 VNNI), vpmaddubsw +
+vpmaddwd (x86 AVX2, 7-bit weights) or sdot (AArch64 dotprod, `arm_int8`), pairs with vpmaddwd
+(x86 AVX2; other targets schedule pairs like the plain blocked convolution). Their register
+tile always divides the output, so every tile is a full one. qdense with (N/b, K/4, b, 4)
+weights gets the same four-product instruction (`schedule_dot_dense`).
 Plain-layout integer convolutions get the generic rule.
 """
 
@@ -29,16 +31,30 @@ PARALLEL_MIN_MACS = 1 << 20
 def schedule_qconv(kernel, target):
     sch = _schedule(kernel)
     if _find(sch, ("qconv2d_NCHWc_quads",)) is not None:
-        from .x86_int8 import quad_intrin
-
         intrin, lanes = quad_intrin(target, _out_block(kernel))
         return schedule_dot_conv(kernel, target, "qconv2d_NCHWc_quads", intrin, lanes)
     data = kernel.args[0].type.dtype if kernel.args else None
-    if _find(sch, ("qconv2d_NCHWc_pairs",)) is not None and data in ("int8", "uint8"):
+    if _find(sch, ("qconv2d_NCHWc_pairs",)) is not None and data in ("int8", "uint8") and target.has_feature("avx2"):
         from .x86_int8 import pmaddwd_intrin
 
         return schedule_dot_conv(kernel, target, "qconv2d_NCHWc_pairs", pmaddwd_intrin(data), 8)
-    return schedule_nchwc_conv(kernel, target, ("qconv2d_NCHWc", "qdepthwise_conv2d_NCHWc"), ACC, PARALLEL_MIN_MACS)
+    anchors = ("qconv2d_NCHWc", "qconv2d_NCHWc_pairs", "qdepthwise_conv2d_NCHWc")
+    return schedule_nchwc_conv(kernel, target, anchors, ACC, PARALLEL_MIN_MACS)
+
+
+def quad_intrin(target, out_block: int) -> tuple[str, int]:
+    """(intrinsic name, int32 lanes) of the target's four-product uint8 x int8 dot product:
+    sdot on AArch64 with dotprod, else the x86 choice (`x86_int8.quad_intrin`). Raises when the
+    target has none that fits `out_block` output channels."""
+    from .arm_int8 import SDOT_LANES, has_dot_product, sdot_intrin
+
+    if has_dot_product(target):
+        if out_block % SDOT_LANES:
+            raise ValueError(f"sdot needs output blocks of a multiple of {SDOT_LANES}, not {out_block}")
+        return sdot_intrin(), SDOT_LANES
+    from .x86_int8 import quad_intrin as x86_quad_intrin
+
+    return x86_quad_intrin(target, out_block)
 
 
 def _out_block(kernel) -> int:
@@ -117,8 +133,6 @@ def schedule_qdense(kernel, target):
     if weight is not None and weight.rank == 4:
         if getattr(target, "int8_dot_channels", 1) != 4:
             return _generic(kernel, target, _schedule(kernel))
-        from .x86_int8 import quad_intrin
-
         intrin, lanes = quad_intrin(target, int(weight.shape[2]))
         return schedule_dot_dense(kernel, target, intrin, lanes)
     if weight is not None and weight.rank == 3:
