@@ -37,12 +37,15 @@ class SimplifyShapeChains(Pass):
             graph.remove_unused_constants()
         return changed
 
-    @staticmethod
-    def _from_shapes(node) -> bool:
-        """A shape op, or a node all of whose inputs are constants (after earlier replacements)."""
+    def _from_shapes(self, node) -> bool:
+        """A shape op, or a node all of whose inputs are constants or known values computed from
+        shapes (a symbolic shape's static dimension: `shape(x)[2]` of x: f32[batch,seq,64])."""
         if node.op == "identity" and node.output.is_graph_output:
             return False
         if node.opdef.has(Trait.SHAPE):
             return True
         inputs = [v for v in node.inputs if v is not None]
-        return bool(inputs) and all(v.const is not None for v in inputs)
+        return bool(inputs) and all(
+            v.const is not None or (v.type.is_static and v.type.size <= self.max_elements
+                                    and static_value(v, self.max_elements) is not None)
+            for v in inputs)

@@ -99,9 +99,12 @@ def _floordiv_int(a: _Terms, k: int) -> _Terms:
     rest = tuple((m, c) for m, c in a if m != ())
     if all(c % k == 0 for _, c in rest):  # (k*p + c) // k == p + c // k for integer p
         return _normal({**{m: c // k for m, c in rest}, (): const // k})
-    if len(a) == 1 and a[0][1] == 1 and len(a[0][0]) == 1 and not isinstance(a[0][0][0], str):
-        inner = a[0][0][0]  # (p // j) // k == p // (j*k)
-        return ((((("//", inner[1], inner[2] * k),), 1)),)
+    if len(rest) == 1 and rest[0][1] == 1 and len(rest[0][0]) == 1 and not isinstance(rest[0][0][0], str):
+        _, p, j = rest[0][0][0]  # (p // j + c) // k == (p + j*c) // (j*k)
+        return _floordiv_int(_add(p, (((), j * const),)), j * k)
+    if const // k:  # (p + q*k + r) // k == (p + r) // k + q, with 0 <= r < k
+        inner = _floordiv_int(_normal({**dict(rest), (): const % k}), k)
+        return _add(inner, (((), const // k),))
     return ((((("//", a, k),), 1)),)
 
 

@@ -6,6 +6,7 @@ import math
 
 import numpy as np
 
+from ..dims import Dim, UndecidableDim
 from ..graph import IRError, Node
 from ..layout import layout_of
 from ..types import TensorType
@@ -35,12 +36,20 @@ def spatial_axes(layout) -> list[str]:
 
 
 def _window_out(size, k, stride, pad_begin, pad_end, dilation, ceil_mode=False):
+    """Output positions of a window along one axis. For a symbolic `size` the formula holds for
+    every input at least as large as the window; a smaller one is the run time's to refuse."""
     span = size + pad_begin + pad_end - dilation * (k - 1) - 1
-    if span < 0:
+    if not isinstance(span, Dim) and span < 0:
         raise IRError(f"window {k} (dilation {dilation}) is larger than the padded input {size}")
-    out = (math.ceil(span / stride) if ceil_mode else span // stride) + 1
-    if ceil_mode and (out - 1) * stride >= size + pad_begin:
-        out -= 1
+    out = ((span + stride - 1) // stride if ceil_mode else span // stride) + 1
+    if ceil_mode:
+        try:
+            last_starts_in_padding = (out - 1) * stride >= size + pad_begin
+        except UndecidableDim:
+            raise UndecidableDim(f"ceil_mode windows over a symbolic size {size}: whether the last window "
+                                 f"starts in the padding is not known at compile time") from None
+        if last_starts_in_padding:
+            out -= 1
     return out
 
 

@@ -329,7 +329,7 @@ def _pad_infer(node: Node):
     if node.attrs["mode"] not in ("constant", "reflect", "edge", "wrap"):
         raise IRError(f"pad: unknown mode {node.attrs['mode']}")
     shape = [d + pads[i] + pads[i + t.rank] for i, d in enumerate(t.shape)]
-    if min(shape, default=1) < 0:
+    if any(d < 0 for d in shape):
         raise IRError(f"pad: pads {pads} remove more than {t.shape}")
     return [TensorType(t.dtype, shape, t.layout)]
 

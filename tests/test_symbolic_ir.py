@@ -1,0 +1,284 @@
+"""Symbolic shapes in the IR, the ONNX frontend and the passes: type inference with Dims, shape
+vectors computed from symbolic shapes, refusals that name what only the run time knows."""
+
+import io
+
+import numpy as np
+import onnx
+import pytest
+import torch
+from onnx import TensorProto, helper
+from ort_compare import make_model
+
+import edgecc
+import edgecc.driver
+import edgecc.passes
+from edgecc.errors import FrontendError, LimitError
+from edgecc.ir import Dim, Graph, IRError, TensorType, UndecidableDim, parse_graph, print_graph, verify_graph
+from edgecc.ir.limits import check_tensor_bytes
+from edgecc.ir.ops.tensor import resolve_reshape
+from edgecc.ir.static_eval import is_symbolic_value, static_dims, static_value
+
+B, S, H, W = (Dim.var(n) for n in ("batch", "seq", "h", "w"))
+INT_MAX = (1 << 31) - 1
+
+
+def infer(op, *inputs, **attrs):
+    """The output shapes of one `op` node; an input is (dtype, shape) or a numpy constant."""
+    g = Graph()
+    values = []
+    for i, x in enumerate(inputs):
+        if isinstance(x, np.ndarray):
+            values.append(g.add_constant(x, f"c{i}"))
+        else:
+            values.append(g.add_input(f"x{i}", TensorType(*x)))
+    node = g.create_node(op, values, attrs)
+    g.set_outputs(node.outputs)
+    verify_graph(g)
+    assert print_graph(parse_graph(print_graph(g))) == print_graph(g)  # Dims print and parse back
+    shapes = [o.type.shape for o in node.outputs]
+    return shapes[0] if len(shapes) == 1 else shapes
+
+
+def f32(*shape):
+    return ("float32", shape)
+
+
+def weight(*shape):
+    return np.zeros(shape, np.float32)
+
+
+# ----- type inference --------------------------------------------------------------------------
+@pytest.mark.parametrize("a, b, out", [
+    ((B, S, 64), (64,), (B, S, 64)),
+    ((B, 1, 64), (1, S, 64), (B, S, 64)),
+    ((B, S), (B, S), (B, S)),
+    ((B, S * 4), (1,), (B, S * 4)),
+])
+def test_broadcasting_keeps_symbolic_dimensions(a, b, out):
+    assert infer("add", f32(*a), f32(*b)) == out
+    assert infer("where", ("bool", a), f32(*b), f32()) == out
+
+
+@pytest.mark.parametrize("a, b, named", [((B, 64), (S, 64), "batch and seq"), ((B,), (4,), "4 and batch")])
+def test_broadcasting_refuses_sizes_it_cannot_prove_equal(a, b, named):
+    with pytest.raises(IRError, match=f"add: shapes .* broadcast only if {named} are equal or 1 at run time"):
+        infer("add", f32(*a), f32(*b))
+
+
+def test_convolution_and_pooling_over_symbolic_batch_and_image_size():
+    x = f32(B, 3, H, W)
+    assert infer("conv", x, weight(8, 3, 3, 3), pads=(1, 1, 1, 1), strides=(2, 2)) == \
+        (B, 8, (H - 1) // 2 + 1, (W - 1) // 2 + 1)
+    assert infer("conv", f32(B, 3, 32, 32), weight(8, 3, 3, 3), pads=(1, 1, 1, 1)) == (B, 8, 32, 32)
+    assert infer("max_pool", x, kernel_shape=(3, 3), strides=(2, 2)) == (B, 3, (H - 3) // 2 + 1, (W - 3) // 2 + 1)
+    assert infer("avg_pool", x, kernel_shape=(2, 2), strides=(2, 2)) == (B, 3, H // 2, W // 2)
+    assert infer("global_avg_pool", x) == (B, 3, 1, 1)
+    assert infer("batch_norm", x, *(weight(3) for _ in range(4))) == (B, 3, H, W)
+    assert infer("layout_transform", f32(B, 16, H, W), src="NCHW", dst="NCHW8c") == (B, 2, H, W, 8)
+    with pytest.raises(IRError, match="input has seq channels"):
+        infer("conv", f32(B, S, H, W), weight(8, 3, 3, 3))
+
+
+def test_matrix_products_normalization_and_activations_of_a_transformer():
+    x = f32(B, S, 64)
+    assert infer("matmul", x, weight(64, 32)) == (B, S, 32)
+    assert infer("matmul", f32(B, 4, S, 16), f32(B, 4, 16, S)) == (B, 4, S, S)
+    assert infer("dense", x, weight(2, 64, 16)) == (B, S, 32)
+    for op in ("softmax", "gelu", "erf", "relu"):
+        assert infer(op, f32(B, 4, S, S)) == (B, 4, S, S)
+    assert infer("layer_norm", x, weight(64), weight(64)) == (B, S, 64)
+    assert infer("cast", ("int64", (B, S)), to="float32") == (B, S)
+    assert infer("reduce_mean", x, axes=(1,), keepdims=1) == (B, 1, 64)
+    assert infer("gather", weight(100, 64), ("int64", (B, S)), axis=0) == (B, S, 64)
+    assert infer("quantize", x, np.array(0.1, np.float32), dtype="int8") == (B, S, 64)
+    with pytest.raises(IRError, match="inner dimensions differ"):
+        infer("matmul", f32(B, S), weight(64, 8))
+
+
+def test_data_movement_with_symbolic_dimensions():
+    x = f32(B, S, 64)
+    assert infer("reshape", x, shape=(B, S, 4, 16)) == (B, S, 4, 16)
+    assert infer("reshape", x, shape=(B * S, 64)) == (B * S, 64)
+    assert infer("transpose", f32(B, S, 4, 16), perm=(0, 2, 1, 3)) == (B, 4, S, 16)
+    assert infer("concat", x, x, axis=1) == (B, S * 2, 64)
+    assert infer("split", x, axis=2, sizes=(32, 32)) == [(B, S, 32), (B, S, 32)]
+    assert infer("slice", x, starts=(1,), ends=(INT_MAX,), axes=(1,)) == (B, S - 1, 64)
+    assert infer("slice", x, starts=(0,), ends=(INT_MAX,), axes=(1,), steps=(2,)) == (B, (S + 1) // 2, 64)
+    assert infer("slice", x, starts=(0,), ends=(-1,), axes=(1,)) == (B, S - 1, 64)
+    assert infer("slice", x, starts=(0,), ends=(8,), axes=(2,)) == (B, S, 8)
+    assert infer("expand", f32(1, S, 1), shape=(B, 1, 64)) == (B, S, 64)
+    assert infer("full", shape=(B, S), value=1.0) == (B, S)
+    assert infer("pad", x, pads=(0, 1, 0, 0, 1, 0)) == (B, S + 2, 64)
+    with pytest.raises(IRError, match="cannot reshape"):
+        infer("reshape", x, shape=(B, S * 2, 64))
+
+
+@pytest.mark.parametrize("what, call, message", [
+    ("a slice whose length depends on the size", lambda: infer("slice", f32(B, S), starts=(0,), ends=(3,), axes=(1,)),
+     r"slice \[0:3:1\] of a dimension of size seq has a length that is not known at compile time"),
+    ("a slice from the end", lambda: infer("slice", f32(B, S), starts=(-3,), ends=(INT_MAX,), axes=(1,)),
+     r"size seq has a length that is not known"),
+    ("split sizes of a symbolic axis", lambda: infer("split", f32(B, S), axis=1, sizes=(1, 1)),
+     r"split: sizes \(1, 1\) do not add up to seq"),
+    ("ceil-mode pooling", lambda: infer("max_pool", f32(B, 3, H, W), kernel_shape=(2, 2), strides=(2, 2), ceil_mode=1),
+     "ceil_mode windows over a symbolic size h"),
+])
+def test_what_needs_a_static_size_is_refused_naming_the_dimension(what, call, message):
+    with pytest.raises(IRError, match=message):
+        call()
+
+
+def test_reshape_targets_resolve_zero_and_minus_one_symbolically():
+    assert resolve_reshape((B, S, 64), (0, 0, 4, -1)) == (B, S, 4, 16)
+    assert resolve_reshape((B, S, 4, 16), (0, -1, 64)) == (B, S, 64)
+    assert resolve_reshape((B, S, 64), (-1, 64)) == (B * S, 64)
+    assert resolve_reshape((B, S, 64), (B, S, 2, 32)) == (B, S, 2, 32)
+    with pytest.raises(IRError, match=r"cannot reshape \(batch, seq, 64\) to \(batch, -1, 7\)"):
+        resolve_reshape((B, S, 64), (B, -1, 7))
+    with pytest.raises(IRError, match="more than one -1"):
+        resolve_reshape((B, S), (-1, -1))
+
+
+def test_shape_vectors_computed_from_symbolic_shapes_are_formulas():
+    g = parse_graph("""graph @main(%x: f32[batch,seq,64]) {
+  %i0 = const i64[] dense<[0]>
+  %i1 = const i64[] dense<[1]>
+  %i2 = const i64[] dense<[2]>
+  %heads = const i64[1] dense<[4]>
+  %k = const i64[] dense<[4]>
+  %s = shape(%x) : i64[3]
+  %b = gather(%s, %i0) : i64[]
+  %n = gather(%s, %i1) : i64[]
+  %d = gather(%s, %i2) : i64[]
+  %dh = div(%d, %k) : i64[]
+  %bn = mul(%b, %n) : i64[]
+  %b1 = reshape(%b) {shape=[1]} : i64[1]
+  %n1 = reshape(%n) {shape=[1]} : i64[1]
+  %dh1 = reshape(%dh) {shape=[1]} : i64[1]
+  %bn1 = reshape(%bn) {shape=[1]} : i64[1]
+  %target = concat(%b1, %n1, %heads, %dh1) {axis=0} : i64[4]
+  %flat = concat(%bn1, %dh1) {axis=0} : i64[2]
+  %d64 = cast(%d) {to="float32"} : f32[]
+  return %target, %flat, %d64
+}
+""")
+    target, flat, d64 = g.outputs
+    assert static_dims(target) == (B, S, 4, 16)
+    assert static_dims(flat) == (B * S, 16)
+    assert static_value(d64) == np.float32(64)  # a static entry stays an ordinary number
+    assert is_symbolic_value(static_value(target)) and not is_symbolic_value(static_value(d64))
+    pm = edgecc.passes.PassManager(edgecc.passes.parse_pipeline("simplify-shape-chains"), verify_each=True)
+    pm.run(g, edgecc.passes.PassContext())
+    assert [v.producer.op for v in g.outputs] == ["concat", "concat", "identity"]  # formulas are no constants
+    assert g.outputs[2].producer.inputs[0].const == np.float32(64)
+    assert static_dims(g.outputs[0]) == (B, S, 4, 16)
+
+
+def test_byte_limits_use_the_upper_bounds_of_symbolic_sizes():
+    nbytes = B * S * 4
+    check_tensor_bytes("t", nbytes, {"batch": (1, 8)})  # seq unbounded: nothing to check
+    check_tensor_bytes("t", nbytes, {"batch": (1, 8), "seq": (1, 512)})
+    with pytest.raises(LimitError, match="t at the largest allowed sizes: a tensor of 17179869184 bytes"):
+        check_tensor_bytes("t", nbytes, {"batch": (1, 8), "seq": (1, 1 << 29)})
+
+
+# ----- the ONNX frontend -----------------------------------------------------------------------
+def _relu_model(*shapes, names=None):
+    inputs = {f"x{i}": np.zeros([1] * len(s), np.float32) for i, s in enumerate(shapes)}
+    nodes = [helper.make_node("Relu", [name], [f"y{i}"]) for i, name in enumerate(inputs)]
+    model = make_model(nodes, inputs, [f"y{i}" for i in range(len(shapes))])
+    for inp, shape in zip(model.graph.input, shapes):
+        for dim, d in zip(inp.type.tensor_type.shape.dim, shape):
+            dim.Clear()
+            if isinstance(d, int):
+                dim.dim_value = d
+            elif d:
+                dim.dim_param = d
+    return model
+
+
+def test_onnx_symbolic_dimensions_become_size_variables():
+    model = _relu_model(("batch", "seq len", 8), ("batch", None, "2d"))
+    every = {"x0": [None] * 3, "x1": ["?"] * 3}
+    g = edgecc.load_model(model, every)
+    assert [v.type.shape for v in g.inputs] == [(B, Dim.var("seq_len"), 8), (B, Dim.var("x1_d1"), Dim.var("d_2d"))]
+    assert "dim_bounds" not in g.meta
+    bounded = edgecc.load_model(model, {"x0": [(1, 8), (1, 512), 8], "x1": [(2, None), 5, 3]})
+    assert bounded.inputs[0].type.shape == (B, Dim.var("seq_len"), 8)
+    assert bounded.inputs[1].type.shape == (B, 5, 3)
+    assert bounded.meta["dim_bounds"] == {"batch": (2, 8), "seq_len": (1, 512)}  # ranges of one name meet
+    assert edgecc.load_model(model, {"x0": [4, 16, 8], "x1": [4, 2, 2]}).inputs[0].type.shape == (4, 16, 8)
+
+
+@pytest.mark.parametrize("shapes, message", [
+    ({"x0": [None, None, 5]}, r"input 'x0' dimension 2 is 8 in the model, --input-shape gives 5"),
+    ({"x0": [(4, 2), None, 8]}, r"dimension 0: the range's high end must be a size of at least 4, got 2"),
+    ({"x0": [(0, 2), None, 8]}, r"the range's low end must be a size of at least 1, got 0"),
+    ({"x0": [None, None, (9, 16)]}, r"dimension 2 is 8, outside the range 9..16"),
+    ({"x0": [None, "many", 8]}, r"dimension 1: 'many' is not a size"),
+    ({"x0": [None, None]}, r"has rank 2, the model's input has rank 3"),
+])
+def test_bad_input_shapes_are_refused_in_one_line(shapes, message):
+    with pytest.raises(FrontendError, match=message):
+        edgecc.load_model(_relu_model(("batch", "seq", 8)), shapes)
+
+
+def test_a_slice_that_needs_the_run_time_size_names_the_node_and_dimension():
+    model = _relu_model(("batch", "seq"))
+    starts, ends, axes = (helper.make_tensor(n, TensorProto.INT64, [1], [v]) for n, v in
+                          (("starts", 0), ("ends", 3), ("axes", 1)))
+    model.graph.initializer.extend([starts, ends, axes])
+    model.graph.node.append(helper.make_node("Slice", ["y0", "starts", "ends", "axes"], ["z"], name="first3"))
+    model.graph.output[0].name = "z"
+    with pytest.raises(FrontendError, match=r"node 'first3' \(Slice\): slice \[0:3:1\] of a dimension of size seq"):
+        edgecc.load_model(model, {"x0": [None, None]})
+
+
+# ----- passes on symbolic graphs ---------------------------------------------------------------
+class _TinyCnn(torch.nn.Module):
+    """conv-bn-relu, a max pool, a residual 3x3 block and a global pool: no Flatten."""
+
+    def __init__(self):
+        super().__init__()
+        self.stem = torch.nn.Sequential(torch.nn.Conv2d(3, 16, 3, padding=1, bias=False), torch.nn.BatchNorm2d(16),
+                                        torch.nn.ReLU(), torch.nn.MaxPool2d(2))
+        self.body = torch.nn.Sequential(torch.nn.Conv2d(16, 16, 3, padding=1), torch.nn.ReLU(),
+                                        torch.nn.Conv2d(16, 16, 3, padding=1))
+
+    def forward(self, x):
+        x = self.stem(x)
+        return torch.nn.functional.adaptive_avg_pool2d(torch.relu(x + self.body(x)), 1)
+
+
+def _export_cnn(axes: dict[int, str]) -> onnx.ModelProto:
+    torch.manual_seed(0)
+    buffer = io.BytesIO()
+    torch.onnx.export(_TinyCnn().eval(), (torch.randn(1, 3, 32, 32),), buffer, input_names=["x"], output_names=["y"],
+                      opset_version=17, dynamo=False, dynamic_axes={"x": axes, "y": {0: axes[0]}})
+    return onnx.load_from_string(buffer.getvalue())
+
+
+def _prepare(model, shapes):
+    return edgecc.driver.prepare_model(model, "host", input_shapes=shapes, verify_each=True)
+
+
+def test_cnn_with_a_symbolic_batch_runs_the_whole_pipeline():
+    prepared = _prepare(_export_cnn({0: "batch"}), {"x": [None, 3, 32, 32]})
+    g = prepared.graph
+    assert g.inputs[0].type.shape == (B, 3, 32, 32) and g.outputs[0].type.shape == (B, 16, 1, 1)
+    ops = {n.op for n in g.walk()}
+    assert "batch_norm" not in ops and "winograd_conv" in ops and "fused" in ops  # BN folded, layout, fusion
+    text = print_graph(g)
+    assert "f32[batch,2,16,16,8]<NCHW8c>" in text or "f32[batch,1,16,16,16]<NCHW16c>" in text
+    assert print_graph(parse_graph(text)) == text
+
+
+def test_cnn_with_symbolic_image_size_keeps_convolutions_direct_and_says_why():
+    prepared = _prepare(_export_cnn({0: "batch", 2: "h", 3: "w"}), {"x": [None, 3, None, None]})
+    g = prepared.graph
+    assert g.inputs[0].type.shape == (B, 3, H, W)
+    assert "winograd_conv" not in {n.op for n in g.walk()}
+    notes = [str(r) for r in prepared.remarks if r.pass_name == "winograd"]
+    assert notes and all("is symbolic" in n for n in notes)
+    assert "h x w is symbolic" in notes[0] and any("(h//2) x (w//2) is symbolic" in n for n in notes)
