@@ -209,6 +209,9 @@ def test_onnx_symbolic_dimensions_become_size_variables():
     assert bounded.inputs[1].type.shape == (B, 5, 3)
     assert bounded.meta["dim_bounds"] == {"batch": (2, 8), "seq_len": (1, 512)}  # ranges of one name meet
     assert edgecc.load_model(model, {"x0": [4, 16, 8], "x1": [4, 2, 2]}).inputs[0].type.shape == (4, 16, 8)
+    named = edgecc.load_model(model, {"x0": ["n", "s", 8], "x1": ["n", "s", "?"]})
+    n, s = Dim.var("n"), Dim.var("s")
+    assert [v.type.shape for v in named.inputs] == [(n, s, 8), (n, s, Dim.var("d_2d"))]
 
 
 @pytest.mark.parametrize("shapes, message", [
@@ -216,7 +219,8 @@ def test_onnx_symbolic_dimensions_become_size_variables():
     ({"x0": [(4, 2), None, 8]}, r"dimension 0: the range's high end must be a size of at least 4, got 2"),
     ({"x0": [(0, 2), None, 8]}, r"the range's low end must be a size of at least 1, got 0"),
     ({"x0": [None, None, (9, 16)]}, r"dimension 2 is 8, outside the range 9..16"),
-    ({"x0": [None, "many", 8]}, r"dimension 1: 'many' is not a size"),
+    ({"x0": [None, "2 many", 8]}, r"dimension 1: '2 many' is not a size"),
+    ({"x0": [None, None, "c"]}, r"dimension 2 is 8 in the model, --input-shape names it 'c'"),
     ({"x0": [None, None]}, r"has rank 2, the model's input has rank 3"),
 ])
 def test_bad_input_shapes_are_refused_in_one_line(shapes, message):

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import math
 import os
+import re
 from collections.abc import Mapping, Sequence
 from typing import Any
 
@@ -39,7 +40,8 @@ MAX_TESTED_OPSET = 21
 SYMBOLIC_BY_DEFAULT = False
 
 #: one entry of `input_shapes`: an int fixes the dimension, a (low, high) pair keeps it symbolic
-#: within bounds (high None: no upper bound), None or "?" keeps it symbolic
+#: within bounds (high None: no upper bound), None or "?" keeps it symbolic, a name makes it the
+#: size variable of that name
 DimSpec = int | tuple[int, int | None] | str | None
 
 
@@ -241,6 +243,10 @@ class ConvertContext:
                 return var
         if spec is None or spec == "?":
             return declared.dim_value if static else self._dim_var(name, axis, declared)
+        if isinstance(spec, str) and re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", spec):
+            if static:
+                raise FrontendError(f"{where} is {declared.dim_value} in the model, --input-shape names it '{spec}'")
+            return Dim.var(spec)
         if isinstance(spec, bool) or not isinstance(spec, (int, np.integer)):
             raise FrontendError(f"{where}: {spec!r} is not a size (an int, a (low, high) range, or None)")
         if spec < 0:
@@ -494,8 +500,6 @@ def _function_body(node, domain: str, opset: int, inputs):
 def dim_name(text: str) -> str:
     """A size variable's name from an ONNX dim_param or input name: letters, digits and _,
     not first a digit (`batch size` -> `batch_size`, `2d` -> `d_2d`)."""
-    import re
-
     name = re.sub(r"[^A-Za-z0-9_]", "_", text) or "d"
     return "d_" + name if name[0].isdigit() else name
 
