@@ -6,6 +6,10 @@ runner under `qemu-aarch64 -L /usr/aarch64-linux-gnu`, inputs and outputs passed
 a temporary folder. It checks what a cross build computes; it says nothing about speed, so
 `benchmark` and `profile` refuse: emulated timings must never be taken for the board's.
 
+A library with NPU regions (`--target imx93-npu`) runs its CPU part the same way; the runner,
+started with `--npu-host`, sends each region call through a pipe to this process, which runs the
+region on LiteRT (`edgecc.runtime.npu.serve_region_requests`) and sends the outputs back.
+
 On first use the board's TVM runtime is downloaded (the apache-tvm wheels for its platform) and
 the runner is cross-compiled against it, with a line on `progress` (default: stderr) for each.
 """
@@ -62,13 +66,46 @@ class Emulator:
         threads = ["--threads", str(self.threads)] if self.threads else []
         return [self.qemu, "-L", self.sysroot, str(self.runner), *args, *threads]
 
-    def run(self, *args: str, what: str) -> str:
+    def run(self, *args: str, what: str, serve_npu: bool = False) -> str:
+        """Run the runner with `args`; returns its stdout. With `serve_npu`, this process runs the
+        NPU regions the library calls (they must be registered, `edgecc.runtime.npu`)."""
         env = dict(os.environ, LD_LIBRARY_PATH=str(self.runner.parent))
-        done = subprocess.run(self.command(*args), capture_output=True, text=True, env=env, check=False)
-        if done.returncode != 0:
-            detail = (done.stderr.strip().splitlines() or [f"exit status {done.returncode}"])[-1]
+        if serve_npu:
+            returncode, stdout, stderr = _run_serving_npu(self.command(*args), env)
+        else:
+            done = subprocess.run(self.command(*args), capture_output=True, text=True, env=env, check=False)
+            returncode, stdout, stderr = done.returncode, done.stdout, done.stderr
+        if returncode != 0:
+            detail = (stderr.strip().splitlines() or [f"exit status {returncode}"])[-1]
             raise EdgeccError(f"{what}: the emulated runner failed: {detail}")
-        return done.stdout
+        return stdout
+
+
+def _run_serving_npu(command: list[str], env: dict) -> tuple[int, str, str]:
+    """Run `command` (the runner under qemu) with `--npu-host` pipes, answering its NPU region
+    calls until it exits; returns its exit status, stdout and stderr."""
+    from .npu import serve_region_requests
+
+    requests_read, requests_write = os.pipe()
+    answers_read, answers_write = os.pipe()
+    requests, answers = open(requests_read, "rb"), open(answers_write, "wb")
+    with tempfile.TemporaryFile() as out, tempfile.TemporaryFile() as err, requests, answers:
+        try:  # files for stdout and stderr: no pipe can fill up while this process serves regions
+            proc = subprocess.Popen([*command, "--npu-host", f"{answers_read},{requests_write}"], stdout=out,
+                                    stderr=err, env=env, pass_fds=(answers_read, requests_write))
+        finally:
+            os.close(answers_read)  # the runner's ends: the requests end when the runner exits
+            os.close(requests_write)
+        try:
+            serve_region_requests(requests, answers)
+        except BaseException:
+            proc.kill()
+            raise
+        finally:
+            proc.wait()
+        out.seek(0)
+        err.seek(0)
+        return proc.returncode, out.read().decode(errors="replace"), err.read().decode(errors="replace")
 
 
 class EmulatedModule(LibrarySpecs):
@@ -85,6 +122,13 @@ class EmulatedModule(LibrarySpecs):
         self.metadata = json.loads(self.emulator.run(os.path.abspath(self.path), "--info", what=self.path))
         self.inputs = self.metadata["inputs"]
         self.outputs = self.metadata["outputs"]
+        self.has_npu_regions = "npu" in self.metadata
+        if self.has_npu_regions:  # LiteRT's interpreters now: a missing LiteRT is one line before any run
+            from .npu import register_regions
+
+            register_regions(self.metadata["npu"])
+            self.emulation_note = (f"the {arch} CPU part runs under qemu-user emulation here, the NPU regions on "
+                                   f"LiteRT's int8 reference kernels (no Ethos-U on this machine)")
 
     def run(self, inputs: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
         """Run once under the emulator; returns output name -> numpy array."""
@@ -95,7 +139,7 @@ class EmulatedModule(LibrarySpecs):
                 file = Path(tmp) / f"input{k}.npy"
                 np.save(file, data)
                 args += ["--input", str(file)]
-            self.emulator.run(*args, what=self.path)
+            self.emulator.run(*args, what=self.path, serve_npu=self.has_npu_regions)
             return {spec["name"]: np.load(Path(tmp) / f"output{k}.npy") for k, spec in enumerate(self.outputs)}
 
     def benchmark(self, inputs, repeat: int = 20, warmup: int = 3):

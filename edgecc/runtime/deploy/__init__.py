@@ -1,7 +1,8 @@
 """The deploy runner: a small C++ program that runs an edgecc library on a board.
 
 `runner.cc` (beside this file) loads a library with TVM's C++ runtime, reads inputs from .npy
-files, writes outputs to .npy files, and can time runs. This module cross-compiles it and
+files, writes outputs to .npy files, and can time runs; the headers beside it serve the NPU regions
+of a library built for an NPU target (`npu_regions.h`). This module cross-compiles it and
 assembles a deploy folder (the runner, `libtvm_runtime.so`, `libtvm_ffi.so`) that a user copies to
 the board beside `model.so`; the runner finds the libraries next to itself.
 
@@ -43,6 +44,7 @@ __all__ = [
     "fetch_runtime",
     "pip_download_command",
     "runner_source",
+    "runner_sources",
     "runtime_dir",
 ]
 
@@ -57,6 +59,11 @@ _GNU_TRIPLES = {"aarch64": "aarch64-linux-gnu", "armv7": "arm-linux-gnueabihf", 
 
 def runner_source() -> Path:
     return Path(__file__).with_name("runner.cc")
+
+
+def runner_sources() -> list[Path]:
+    """runner.cc and the headers it includes (its NPU region support), beside this file."""
+    return [runner_source(), *sorted(Path(__file__).parent.glob("*.h"))]
 
 
 def _versions() -> tuple[str, str]:
@@ -153,7 +160,7 @@ def build_runner(arch: str, download: bool = True, progress: Callable[[str], Non
     """
     folder = fetch_runtime(arch, download, progress, device)
     source = runner_source()
-    digest = hashlib.sha256(source.read_bytes()).hexdigest()[:16]
+    digest = hashlib.sha256(b"".join(p.read_bytes() for p in runner_sources())).hexdigest()[:16]
     runner, stamp = folder / RUNNER_NAME, folder / f".{RUNNER_NAME}.sha256"
     if runner.is_file() and stamp.is_file() and stamp.read_text() == digest:
         return runner

@@ -3,7 +3,7 @@
 //   edgecc-runner MODEL.so --info
 //       print the model's metadata (input and output names, shapes, dtypes) as JSON
 //   edgecc-runner MODEL.so [--input NAME=FILE.npy]... [--output-dir DIR] [--repeat N] [--warmup N]
-//                [--threads N]
+//                [--threads N] [--npu-host READ_FD,WRITE_FD]
 //       read inputs from .npy files (an input not given is zeros), run once, write each output
 //       to DIR/output<i>.npy (in the metadata's output order); with --repeat, also time N runs
 //       after N warm-up runs and print the per-run latencies and their median
@@ -15,6 +15,10 @@
 // (libtvm_runtime_cuda.so, which needs the NVIDIA driver and libcudart.so.13) is loaded from the
 // runner's folder when it is there; inputs are copied to the GPU once, outputs back to the host,
 // and each timed run ends when the GPU has finished.
+// NPU regions: a library built for an NPU target (imx93-npu) calls `edgecc.npu_region` per region;
+// the runner serves it with TensorFlow Lite and the NPU's delegate on the board (npu_tflite.h), or,
+// with --npu-host, through two pipes to the process that started it (npu_host.h: edgecc's
+// emulation, which runs the runner under qemu-user and the regions on LiteRT).
 // Exit codes: 0 success, 2 bad arguments or inputs, 1 any other failure.
 
 #include <tvm/ffi/container/array.h>
@@ -43,6 +47,10 @@
 #include <stdexcept>
 #include <string>
 #include <vector>
+
+#include "npu_host.h"
+#include "npu_regions.h"
+#include "npu_tflite.h"
 
 namespace ffi = tvm::ffi;
 using ffi::Tensor;
@@ -239,6 +247,7 @@ struct Model {
   ffi::Function main;
   std::string metadata_json;
   std::vector<TensorSpec> inputs, outputs;
+  std::map<std::string, edgecc_npu::Region> npu_regions;
 
   explicit Model(const std::string& path)
       : library(LoadLibrary(path)), device(DeviceOf(library)), vm(Executable(library, path)) {
@@ -254,6 +263,7 @@ struct Model {
     auto meta = ffi::json::Parse(metadata_json).cast<ffi::json::Object>();
     inputs = Specs(meta, "inputs");
     outputs = Specs(meta, "outputs");
+    npu_regions = edgecc_npu::ReadRegions(meta);
   }
 
   static ffi::Module LoadLibrary(const std::string& path) {
@@ -348,6 +358,7 @@ struct Options {
   std::string library, output_dir;
   std::map<std::string, std::string> input_files;
   std::vector<std::string> positional_inputs;
+  std::string npu_host;  // "READ_FD,WRITE_FD": NPU regions run by the process that started the runner
   bool info = false;
   int repeat = 0, warmup = 3, threads = 0;
 };
@@ -377,9 +388,11 @@ Options ParseArgs(int argc, char** argv) {
     } else if (arg == "--threads") {
       opt.threads = std::stoi(value());
       if (opt.threads < 1) throw UsageError("--threads needs a number of at least 1");
+    } else if (arg == "--npu-host") {
+      opt.npu_host = value();
     } else if (arg == "-h" || arg == "--help") {
       throw UsageError("usage: edgecc-runner MODEL.so [--info] [--input NAME=FILE.npy]... [--output-dir DIR] "
-                       "[--repeat N] [--warmup N] [--threads N]");
+                       "[--repeat N] [--warmup N] [--threads N] [--npu-host READ_FD,WRITE_FD]");
     } else if (opt.library.empty() && arg[0] != '-') {
       opt.library = arg;
     } else {
@@ -425,15 +438,29 @@ void Time(Model& model, const std::vector<Tensor>& args, int warmup, int repeat)
               ms.back(), repeat, PoolThreads());
 }
 
+// What runs the library's NPU regions: the host through --npu-host's pipes, else TensorFlow Lite
+// with the NPU's delegate
+std::unique_ptr<edgecc_npu::RegionRunner> NpuRunner(const std::string& npu_host) {
+  if (npu_host.empty()) return std::make_unique<edgecc_npu::DelegateRegionRunner>();
+  size_t comma = npu_host.find(',');
+  if (comma == std::string::npos) throw UsageError("--npu-host needs READ_FD,WRITE_FD");
+  return std::make_unique<edgecc_npu::HostRegionRunner>(std::stoi(npu_host.substr(0, comma)),
+                                                        std::stoi(npu_host.substr(comma + 1)));
+}
+
 int Main(int argc, char** argv) {
   Options opt = ParseArgs(argc, argv);
   UseThreads(opt.threads);
   LoadDeviceRuntimes();
+  edgecc_npu::RegisterRegionFunction();  // before the library's VM looks its functions up
   Model model(opt.library);
   if (opt.info) {
     std::printf("%s\n", model.metadata_json.c_str());
     return 0;
   }
+  edgecc_npu::Regions& regions = edgecc_npu::LoadedRegions();
+  regions.table = model.npu_regions;
+  if (!regions.table.empty()) regions.runner = NpuRunner(opt.npu_host);
   std::vector<Tensor> args = model.ToDevice(ReadInputs(model, opt));
   std::vector<Tensor> results = model.Run(args);
   for (size_t k = 0; k < results.size(); ++k) {
