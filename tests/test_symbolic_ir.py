@@ -286,3 +286,13 @@ def test_cnn_with_symbolic_image_size_keeps_convolutions_direct_and_says_why():
     notes = [str(r) for r in prepared.remarks if r.pass_name == "winograd"]
     assert notes and all("is symbolic" in n for n in notes)
     assert "h x w is symbolic" in notes[0] and any("(h//2) x (w//2) is symbolic" in n for n in notes)
+
+
+def test_a_symbolic_dimension_an_op_fixes_is_fixed_with_a_warning():
+    model = _export_cnn({0: "batch", 1: "c", 2: "h", 3: "w"})
+    warnings = []
+    g = edgecc.load_model(model, {"x": [None] * 4}, warnings=warnings)
+    assert g.inputs[0].type.shape == (B, 3, H, W)
+    assert warnings == ["node '/stem/stem.0/Conv' (Conv) needs symbolic dimension 'c' to be 3; the inputs take it as 3"]
+    with pytest.raises(FrontendError, match=r"\(Conv\): conv: input has c channels, .* \(the model works only with c = 3\)"):
+        edgecc.load_model(model, {"x": [None, (4, 8), None, None]})

@@ -19,7 +19,7 @@ import numpy as np
 
 from edgecc.errors import FrontendError, ModelError, UnsupportedOpError
 from edgecc.ir import DTYPES, Dim, Graph, IRError, TensorType, Value, static_value
-from edgecc.ir.dims import format_shape
+from edgecc.ir.dims import DimBinding, format_shape
 from edgecc.ir.limits import check_count, check_tensor_bytes
 from edgecc.ir.static_eval import static_dims
 from edgecc.ir.types import np_dtype
@@ -118,12 +118,33 @@ def from_onnx(model, input_shapes: Mapping[str, Sequence[DimSpec]] | None = None
     """Convert a loaded ModelProto to a Graph."""
     if _opset_of(model) < MIN_OPSET:
         model = _upgrade(model, source)
-    ctx = ConvertContext(model, source, warnings if warnings is not None else [])
-    ctx.add_inputs(input_shapes or {})
-    for node in model.graph.node:
-        ctx.convert_node(node)
-    ctx.set_outputs()
-    return ctx.graph
+    fixed: dict[str, int] = {}  # size variables the model's ops fix (a conv's input channels)
+    notes: list[str] = []
+    while True:
+        ctx = ConvertContext(model, source, list(notes), fixed)
+        try:
+            ctx.add_inputs(input_shapes or {})
+            for node in model.graph.node:
+                ctx.convert_node(node)
+            ctx.set_outputs()
+        except DimBinding as binding:
+            notes.append(_fix_dimension(ctx, binding, fixed))
+            continue
+        if warnings is not None:
+            warnings.extend(ctx.warnings)
+        return ctx.graph
+
+
+def _fix_dimension(ctx: ConvertContext, binding: DimBinding, fixed: dict[str, int]) -> str:
+    """Record that an op fixes a symbolic input dimension (returns the warning), or refuse when
+    it cannot be fixed."""
+    bounds = ctx.dim_bounds.get(binding.var, (1, None))
+    if binding.var in fixed or binding.var not in ctx.input_vars or not (
+            bounds[0] <= binding.value <= (bounds[1] or binding.value)):
+        raise FrontendError(f"{ctx.where}: {binding}") from None
+    fixed[binding.var] = binding.value
+    return (f"{ctx.where} needs symbolic dimension '{binding.var}' to be {binding.value}; "
+            f"the inputs take it as {binding.value}")
 
 
 def onnx_dtype(elem_type: int) -> str:
@@ -140,8 +161,10 @@ def onnx_dtype(elem_type: int) -> str:
 class ConvertContext:
     """State of one conversion; converters use `emit`, `const`, `static` and `attr`."""
 
-    def __init__(self, model, source: str, warnings: list[str]):
+    def __init__(self, model, source: str, warnings: list[str], fixed: Mapping[str, int] | None = None):
         self.model = model
+        self.fixed = dict(fixed or {})  # size variables taken as these sizes
+        self.input_vars: set[str] = set()  # the size variables of the inputs
         self.source = source
         self.opset = _opset_of(model)
         self.warnings = warnings
@@ -235,6 +258,8 @@ class ConvertContext:
                 return declared.dim_value
             else:
                 var = self._dim_var(name, axis, declared)
+                if not isinstance(var, Dim):  # an op of the model fixes it (checked against the range)
+                    return var
                 low, high = self.dim_bounds.get(str(var), (1, None))
                 low, high = max(low, bounds[0]), _min_high(high, bounds[1])
                 if high is not None and low > high:
@@ -246,7 +271,7 @@ class ConvertContext:
         if isinstance(spec, str) and re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", spec):
             if static:
                 raise FrontendError(f"{where} is {declared.dim_value} in the model, --input-shape names it '{spec}'")
-            return Dim.var(spec)
+            return self._variable(spec)
         if isinstance(spec, bool) or not isinstance(spec, (int, np.integer)):
             raise FrontendError(f"{where}: {spec!r} is not a size (an int, a (low, high) range, or None)")
         if spec < 0:
@@ -263,10 +288,15 @@ class ConvertContext:
                              f"using 1 (set it with --input-shape {name}=...)")
         return 1
 
-    def _dim_var(self, name: str, axis: int, declared) -> Dim:
-        """The size variable of a symbolic input dimension: its dim_param, else <input>_d<axis>."""
+    def _dim_var(self, name: str, axis: int, declared) -> Dim | int:
+        """The size variable of a symbolic input dimension: its dim_param, else <input>_d<axis>
+        (or the size an op of the model fixes it to)."""
         param = declared.dim_param if declared is not None else ""
-        return Dim.var(dim_name(param) if param else f"{dim_name(name)}_d{axis}")
+        return self._variable(dim_name(param) if param else f"{dim_name(name)}_d{axis}")
+
+    def _variable(self, var: str) -> Dim | int:
+        self.input_vars.add(var)
+        return self.fixed.get(var, Dim.var(var))
 
     def set_outputs(self) -> None:
         check_count(f"{self.source}: graph outputs", len(self.model.graph.output))
@@ -315,7 +345,7 @@ class ConvertContext:
             except UnsupportedOpError as exc:
                 self.node = node
                 outputs = self._expand_or_raise(node, domain, inputs, exc)
-            except FrontendError:
+            except (FrontendError, DimBinding):
                 raise
             except IRError as exc:
                 raise FrontendError(f"{self.where}: {exc}") from None

@@ -22,12 +22,40 @@ import numpy as np
 
 from .errors import IRError
 
-__all__ = ["Dim", "UndecidableDim", "dim_vars", "is_static", "parse_dim", "evaluate_dim",
+__all__ = ["Dim", "UndecidableDim", "DimBinding", "require_size", "variable_name", "dim_vars", "is_static", "parse_dim", "evaluate_dim",
            "format_dim", "format_shape", "symbolic_array", "has_dims", "upper_bound"]
 
 
 class UndecidableDim(IRError, ValueError):
     """A question about a symbolic dimension that only the run time can answer."""
+
+
+class DimBinding(UndecidableDim):
+    """An op works only if size variable `var` is `value` (a convolution's input channels are
+    the weight's): a frontend may fix the variable and convert again."""
+
+    def __init__(self, var: str, value: int, message: str):
+        super().__init__(f"{message} (the model works only with {var} = {value})")
+        self.var, self.value = var, value
+
+
+def require_size(have, want, message: str) -> None:
+    """IRError(`message`) unless sizes `have` and `want` are equal; `DimBinding` when one of them
+    is a bare size variable and the other a plain int."""
+    if have == want:
+        return
+    for var, value in ((have, want), (want, have)):
+        if isinstance(var, Dim) and not isinstance(value, Dim) and variable_name(var) and value >= 1:
+            raise DimBinding(variable_name(var), int(value), message)
+    raise IRError(message)
+
+
+def variable_name(d) -> str | None:
+    """The name of `d` when it is a bare size variable (`seq`, not `seq*2`), else None."""
+    if isinstance(d, Dim) and len(d.terms) == 1 and d.terms[0][1] == 1 and len(d.terms[0][0]) == 1 \
+            and isinstance(d.terms[0][0][0], str):
+        return d.terms[0][0][0]
+    return None
 
 
 # A monomial is a sorted tuple of atoms; an atom is a variable name (str) or a floor division

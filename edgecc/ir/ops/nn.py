@@ -6,7 +6,7 @@ import math
 
 import numpy as np
 
-from ..dims import Dim, UndecidableDim
+from ..dims import Dim, UndecidableDim, format_shape, require_size
 from ..graph import IRError, Node
 from ..layout import layout_of
 from ..types import TensorType
@@ -75,11 +75,11 @@ def conv_geometry(node: Node) -> dict:
     kernel = tuple(kd[a] for a in sp)
     strides, dil, pads = _spatial_attrs(node, len(sp), kernel)
     group = node.attrs["group"]
-    if group < 1 or dims["C"] != kd["I"] * group or kd["O"] % group:
-        raise IRError(
-            f"conv: input has {dims['C']} channels, weight {tuple(w.shape)} with group {group} "
-            f"expects {kd['I'] * group}"
-        )
+    message = (f"conv: input has {dims['C']} channels, weight {tuple(w.shape)} with group {group} "
+               f"expects {kd['I'] * group}")
+    if group < 1 or kd["O"] % group:
+        raise IRError(message)
+    require_size(dims["C"], kd["I"] * group, message)
     out = [
         _window_out(dims[a], kernel[i], strides[i], pads[i], pads[i + len(sp)], dil[i])
         for i, a in enumerate(sp)
@@ -237,9 +237,10 @@ def _channel_params_infer(nparams: int):
         t = in_type(node, 0)
         axis = norm_axis(node.attrs.get("axis", 1), t.rank, node.op)
         for i in range(1, 1 + nparams):
-            if node.input(i) is not None and in_type(node, i).size != t.shape[axis]:
-                raise IRError(f"{node.op}: parameter {i} has {in_type(node, i).size} elements, "
-                              f"channel axis has {t.shape[axis]}")
+            if node.input(i) is not None:
+                require_size(t.shape[axis], in_type(node, i).size,
+                             f"{node.op}: parameter {i} has {in_type(node, i).size} elements, "
+                             f"channel axis has {t.shape[axis]}")
         return [t.with_quant(None)]
 
     return infer
@@ -333,8 +334,7 @@ def matmul_shape(a: tuple[int, ...], b: tuple[int, ...]) -> tuple[int, ...]:
         raise IRError("matmul: scalar operands are not allowed")
     a2 = (1,) + a if len(a) == 1 else a
     b2 = b + (1,) if len(b) == 1 else b
-    if a2[-1] != b2[-2]:
-        raise IRError(f"matmul: inner dimensions differ ({a} @ {b})")
+    require_size(a2[-1], b2[-2], f"matmul: inner dimensions differ ({format_shape(a)} @ {format_shape(b)})")
     batch = broadcast_shapes(a2[:-2], b2[:-2], op="matmul")
     out = batch + (a2[-2], b2[-1])
     if len(a) == 1:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from ..dims import format_shape, require_size
 from ..graph import IRError, Node
 from ..types import TensorType
 from ._util import in_type
@@ -12,8 +13,9 @@ def _dense_infer(node: Node):
     x, w = in_type(node, 0), in_type(node, 1)
     if w.rank != 3:
         raise IRError(f"dense: packed weight must be (N/b, K, b), got {w.shape}")
-    if x.rank < 1 or x.shape[-1] != w.shape[1]:
+    if x.rank < 1:
         raise IRError(f"dense: input {x.shape} does not match packed weight {w.shape}")
+    require_size(x.shape[-1], w.shape[1], f"dense: input {format_shape(x.shape)} does not match packed weight {w.shape}")
     if x.dtype != w.dtype:
         raise IRError(f"dense: input dtypes differ ({x.dtype} and {w.dtype})")
     return [TensorType(x.dtype, x.shape[:-1] + (w.shape[0] * w.shape[2],))]
