@@ -20,6 +20,7 @@ from __future__ import annotations
 import numpy as np
 
 from edgecc.ir import Graph, Node, Trait, Value
+from edgecc.ir.dims import is_static
 
 from .base import Pass, PassContext, register_pass
 
@@ -122,8 +123,9 @@ def _follow(plan: _Plan) -> str | None:
 
 
 def _is_flatten(node: Node) -> bool:
+    """(N, C, spatial...) -> (N, C*spatial) with a static spatial size (N may be symbolic)."""
     x, y = node.inputs[0].type, node.output.type
-    return x.rank >= 2 and y.rank == 2 and y.shape[0] == x.shape[0]
+    return x.rank >= 2 and y.rank == 2 and y.shape[0] == x.shape[0] and is_static(x.shape[1:])
 
 
 def _is_reader(node: Node, value: Value, axis: int, rank: int) -> bool:
