@@ -13,9 +13,11 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 
 from edgecc.errors import LoweringError
-from edgecc.ir import Graph, Node, Value
+from edgecc.ir import Dim, Graph, Node, Value
 
-__all__ = ["Kernel", "body_of", "build_kernel", "call_args", "kernel_flops", "kernel_key"]
+from .te_ops.shapes import bare_vars, dim_env, te_shape
+
+__all__ = ["Kernel", "body_of", "build_kernel", "build_shape_kernel", "call_args", "kernel_flops", "kernel_key"]
 
 #: constants of at most this many elements are baked into the kernel instead of passed in
 INLINE_CONST_ELEMENTS = 1
@@ -32,9 +34,17 @@ class Kernel:
     kind: str  # fusion-group kind (selects the default schedule)
     anchor: str | None  # op heading the group
     body: list[Node]  # the nodes it computes (the fused group's, or the node itself)
+    #: size variables passed as int64 scalar parameters after the tensor inputs (Relax PrimValue
+    #: arguments of call_tir): those no input or output dimension of the kernel holds by itself
+    tir_vars: tuple[str, ...] = ()
 
     @property
-    def flops(self) -> float:
+    def symbolic(self) -> bool:
+        """Whether some extent of the kernel is a size variable (not known at compile time)."""
+        return any(not v.type.is_static for v in (*self.args, *self.outputs))
+
+    @property
+    def flops(self) -> float | Dim:
         return kernel_flops(self.body)
 
 
@@ -45,11 +55,13 @@ def body_of(node: Node) -> tuple[Graph | None, list[Node]]:
     return None, [node]
 
 
-def kernel_flops(nodes: list[Node]) -> float:
-    """Multiply-adds x 2 of the conv/dense/matmul (float or integer) among `nodes` (0 for others)."""
+def kernel_flops(nodes: list[Node]) -> float | Dim:
+    """Multiply-adds x 2 of the conv/dense/matmul (float or integer) among `nodes` (0 for others);
+    a formula over size variables for a kernel with symbolic extents."""
     from edgecc.ir.ops.nn import macs
 
-    return 2.0 * sum(macs(node) for node in nodes)
+    total = sum(macs(node) for node in nodes)
+    return total * 2 if isinstance(total, Dim) else 2.0 * total
 
 
 def _inlined(value: Value) -> bool:
@@ -123,8 +135,7 @@ def _inline_const(value: Value):
     data = value.const
     scalar = data.reshape(-1)[0].item()
     dtype = value.type.dtype
-    shape = value.type.shape
-    return te.compute(shape, lambda *i: tirx.const(scalar, dtype), name=f"const_{value.name}")
+    return te.compute(te_shape(value.type.shape), lambda *i: tirx.const(scalar, dtype), name=f"const_{value.name}")
 
 
 def _half(t):
@@ -150,7 +161,40 @@ def build_kernel(node: Node, name: str, precision: str = "fp32") -> Kernel:
 
     With `precision` "fp16" the kernel reads its float32 inputs as float16, computes in half
     precision (ops that name a wider output dtype, convolutions and matrix products, accumulate
-    in it) and writes its outputs in their own dtypes: tensors between kernels stay float32."""
+    in it) and writes its outputs in their own dtypes: tensors between kernels stay float32.
+
+    Symbolic dimensions become one int64 `tirx.Var` per size variable (`te_ops.shapes`); a
+    variable that no parameter's dimension holds by itself is passed as a scalar parameter
+    after the tensor inputs (`Kernel.tir_vars`)."""
+    from tvm import tirx
+
+    env = {var: tirx.Var(var, "int64") for var in sorted(_kernel_dim_vars(node))}
+    with dim_env(env):
+        func_params, results, args = _lower_body(node, precision)
+    tir_vars = tuple(sorted(set(env) - set().union(*(bare_vars(v.type.shape) for v in [*args, *node.outputs]))))
+    from tvm import te
+
+    index_dtype = "int64" if env else None  # one index type: static and symbolic loops fuse without casts
+    func = te.create_prim_func(func_params + [env[v] for v in tir_vars] + results, index_dtype_override=index_dtype)
+    func = func.with_attr("global_symbol", name)
+    kind = node.attrs.get("kind", _single_kind(node)) if node.op == "fused" else _single_kind(node)
+    anchor = node.attrs.get("anchor") if node.op == "fused" else node.op
+    return Kernel(name, func, args, list(node.outputs), kind, anchor, body_of(node)[1], tir_vars)
+
+
+def _kernel_dim_vars(node: Node) -> set[str]:
+    """The size variables of every value the kernel reads, computes or writes."""
+    _, nodes = body_of(node)
+    out: set[str] = set()
+    for n in [node, *nodes]:
+        for v in (*n.inputs, *n.outputs):
+            if v is not None:
+                out |= v.type.dim_vars
+    return out
+
+
+def _lower_body(node: Node, precision: str):
+    """(placeholders, result tensors, outer values passed) of the node's kernel."""
     from tvm import te
 
     from .te_ops import get_lowering
@@ -164,7 +208,7 @@ def build_kernel(node: Node, name: str, precision: str = "fp32") -> Kernel:
         if _inlined(outer):
             env[id(inner)] = cast(_inline_const(outer))
             continue
-        ph = te.placeholder(outer.type.shape, outer.type.dtype, name=f"p{len(params)}")
+        ph = te.placeholder(te_shape(outer.type.shape), outer.type.dtype, name=f"p{len(params)}")
         env[id(inner)] = cast(ph)
         params.append(ph)
         args.append(outer)
@@ -191,10 +235,34 @@ def build_kernel(node: Node, name: str, precision: str = "fp32") -> Kernel:
     results = [env[id(v)] for v in result_values]
     results = [_restore_dtype(_materialize(t, params, i), v.type.dtype, i)
                for i, (t, v) in enumerate(zip(results, result_values))]
-    func = te.create_prim_func(params + results).with_attr("global_symbol", name)
-    kind = node.attrs.get("kind", _single_kind(node)) if node.op == "fused" else _single_kind(node)
-    anchor = node.attrs.get("anchor") if node.op == "fused" else node.op
-    return Kernel(name, func, args, list(node.outputs), kind, anchor, nodes)
+    return params, results, args
+
+
+def build_shape_kernel(node: Node, name: str):
+    """(PrimFunc, outer values it reads) computing the run-time shapes of `node`'s outputs with
+    its op's shape function (`te_ops.shape_function`): one int64 tensor of shape (rank,) per output."""
+    from tvm import te, tirx
+
+    from .te_ops import get_shape_function
+
+    shape_fn = get_shape_function(node.op)
+    if shape_fn is None:
+        raise LoweringError(f"node {node.name} ({node.op}): its output shape is known only at run time and "
+                            f"op '{node.op}' has no shape function")
+    inputs = [v for v in node.inputs if v is not None]
+    env = {var: tirx.Var(var, "int64") for var in sorted(set().union(*(v.type.dim_vars for v in inputs)))}
+    with dim_env(env):
+        params = {id(v): te.placeholder(te_shape(v.type.shape), v.type.dtype, name=f"p{i}")
+                  for i, v in enumerate(inputs)}
+        try:
+            outs = shape_fn(node, [params[id(v)] if v is not None else None for v in node.inputs])
+        except LoweringError:
+            raise
+        except Exception as exc:
+            raise LoweringError(f"cannot compute the shape of {node.op} (node {node.name}): {exc}") from exc
+    unique = list({id(v): v for v in inputs}.values())
+    func = te.create_prim_func([params[id(v)] for v in unique] + list(outs)).with_attr("global_symbol", name)
+    return func, unique
 
 
 def _materialize(t, params, i):

@@ -18,6 +18,7 @@ from dataclasses import dataclass, field
 from edgecc.ir import Graph, Node, Value
 
 from .kernels import call_args
+from .symbolic import SymbolicDims, dim_bounds
 from .plan import KernelPlan, PlannedKernel, plan_kernels
 from .schedules import RULE_ATTR, ScheduledKernel, ScheduleFallback
 
@@ -44,27 +45,31 @@ class LoweringStats:
     kernel_table: list[dict] = field(default_factory=list)
 
 
-def _tensor_type(v: Value):
-    from tvm import relax
-
-    return relax.TensorType(v.type.shape, v.type.dtype)
+def _spec_shape(shape) -> list:
+    """A shape for the metadata: ints, and the text of symbolic dimensions ("seq", "seq*2")."""
+    return [d if isinstance(d, int) else str(d) for d in shape]
 
 
 def graph_metadata(graph: Graph, extra: dict | None = None) -> dict:
+    """The library's description of its inputs and outputs; with symbolic dimensions, also
+    "dims": {variable: [lowest, highest or null]} for the variables the inputs define."""
     names_in = graph.meta.get("input_names") or [v.name for v in graph.inputs]
     names_out = graph.meta.get("output_names") or [v.name for v in graph.outputs]
-    return {
+    metadata = {
         "format": "edgecc-1",
         "inputs": [
-            {"name": n, "shape": list(v.type.shape), "dtype": v.type.dtype}
+            {"name": n, "shape": _spec_shape(v.type.shape), "dtype": v.type.dtype}
             for n, v in zip(names_in, graph.inputs)
         ],
         "outputs": [
-            {"name": n, "shape": list(v.type.shape), "dtype": v.type.dtype}
+            {"name": n, "shape": _spec_shape(v.type.shape), "dtype": v.type.dtype}
             for n, v in zip(names_out, graph.outputs)
         ],
-        **(extra or {}),
     }
+    input_vars = sorted(set().union(*(v.type.dim_vars for v in graph.inputs)))
+    if input_vars:
+        metadata["dims"] = {var: list(dim_bounds(graph, var)) for var in input_vars}
+    return {**metadata, **(extra or {})}
 
 
 class _ModuleBuilder:
@@ -82,6 +87,12 @@ class _ModuleBuilder:
         self.view_kernels: set[str] = set()  # keys of kernels that only reshape
         self.view_ids = {id(n) for n in plan.views}  # reshape nodes lowered to Relax views
         self.progress = progress
+        self.dims = SymbolicDims(graph)
+
+    def tensor_type(self, v: Value):
+        from tvm import relax
+
+        return relax.TensorType(self.dims.shape(v.type.shape), v.type.dtype)
 
     def relax_value(self, v: Value):
         from tvm import relax
@@ -110,8 +121,9 @@ class _ModuleBuilder:
             stats.fallbacks.append(scheduled.fallback)
         stats.kernels += 1
         stats.kernel_names.append(kernel.name)
+        flops = kernel.flops  # a formula ("256*batch*seq") for a kernel with symbolic extents
         entry = {"name": kernel.name, "kind": kernel.kind, "scheduled_by": scheduled.how,
-                 "flops": kernel.flops, "calls": planned.calls}
+                 "flops": flops if isinstance(flops, float) else str(flops), "calls": planned.calls}
         rule = scheduled.func.attrs.get(RULE_ATTR) if scheduled.func.attrs is not None else None
         if rule is not None:  # the rule that scheduled it, where the rule names itself (GPU rules)
             entry["rule"] = str(rule)
@@ -121,7 +133,8 @@ class _ModuleBuilder:
         from tvm import relax
 
         if id(node) in self.view_ids:
-            out = self.bb.emit(relax.op.reshape(self.relax_value(node.inputs[0]), node.output.type.shape))
+            out = self.bb.emit(relax.op.reshape(self.relax_value(node.inputs[0]),
+                                                self.dims.shape(node.output.type.shape)))
             self.env[id(node.output)] = out
             self.stats.views += 1
             return
@@ -132,9 +145,12 @@ class _ModuleBuilder:
             outs = emit_npu_region(self.bb, node, [self.relax_value(v) for v in node.inputs], region)
             self.env.update((id(v), out) for v, out in zip(node.outputs, outs))
             return
-        key = self.plan.kernel_of(node).key
+        self.dims.bind_fresh(self.bb, node, self.relax_value)  # sizes known only from run-time values
+        planned = self.plan.kernel_of(node)
+        key = planned.key
         args = [self.relax_value(v) for v in call_args(node)]
-        out_types = [_tensor_type(v) for v in node.outputs]
+        args += [relax.PrimValue(self.dims.vars[var]) for var in planned.kernel.tir_vars]
+        out_types = [self.tensor_type(v) for v in node.outputs]
         result = self.bb.emit(relax.call_tir(self.functions[key], args,
                                              out_types if len(out_types) > 1 else out_types[0]))
         if key in self.view_kernels:
@@ -157,10 +173,10 @@ class _ModuleBuilder:
                 self.progress("lower", i + 1, len(self.plan))
         params = []
         for v in self.graph.inputs:
-            var = relax.Var(v.name, _tensor_type(v))
+            var = relax.Var(v.name, self.tensor_type(v))
             self.env[id(v)] = var
             params.append(var)
-        with self.bb.function("main", params):
+        with self.bb.function("main", params, attrs=self.dims.function_attrs() or None):
             with self.bb.dataflow():
                 for node in self.graph.nodes:
                     self.emit_node(node)

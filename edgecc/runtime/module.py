@@ -14,8 +14,8 @@ import numpy as np
 from edgecc.errors import InputError, ToolchainError
 
 from .library_file import library_device
-from .npu import NPU_REGION_FUNCTION, ensure_region_function, register_regions
-from .specs import LibrarySpecs, check_inputs
+from .npu import ensure_region_function, register_regions
+from .specs import LibrarySpecs
 from .threads import pool_threads, use_threads
 
 __all__ = ["Module", "TimingResult", "library_arch", "load", "load_any"]
@@ -86,7 +86,7 @@ class Module(LibrarySpecs):
         if pool_threads() != self.threads:  # the pool is per calling thread; another module may have set it
             use_threads(self.threads)
         device = tvm.device(self.device)
-        return [tvm.runtime.tensor(data, device) for data in check_inputs(self.path, self.inputs, inputs)]
+        return [tvm.runtime.tensor(data, device) for data in self.check_inputs(inputs)]
 
     def _call(self, arrays):
         out = self._main(*arrays)
@@ -201,15 +201,7 @@ def load_any(path: str | os.PathLike, threads: int | None = None, progress=None)
     if device == "cuda":
         raise ToolchainError(f"{path}: a CUDA library with {arch} host code runs on its board (edgecc runner), "
                              "not emulated here")
-    if _has_npu_regions(path):
-        raise ToolchainError(f"{path}: a {arch} library with NPU regions is not emulated here and edgecc's runner "
-                             "cannot call an NPU yet (docs/targets/npu.md); compile for --target ethos-u to run it here")
     from .emulated import EmulatedModule
 
     return EmulatedModule(path, arch, threads, progress)
 
-
-def _has_npu_regions(path: str) -> bool:
-    """Whether the library calls NPU regions (their packed function's name is in its code)."""
-    with open(path, "rb") as fh:
-        return NPU_REGION_FUNCTION.encode() in fh.read()

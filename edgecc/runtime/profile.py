@@ -64,7 +64,8 @@ def _records(known: dict[str, dict], runs: list[dict[str, float]], calls: dict[s
     records = []
     for name, secs in seconds.items():
         meta = known[name]
-        flops = float(meta.get("flops") or 0.0) * calls[name]
+        flops = meta.get("flops") or 0.0  # text for a kernel with symbolic extents: not counted
+        flops = float(flops) * calls[name] if isinstance(flops, (int, float)) else 0.0
         records.append(KernelProfile(name, meta.get("kind", "?"), meta.get("scheduled_by", "?"), calls[name],
                                      secs * 1e3, secs / total, flops / secs / 1e9 if flops and secs else None))
     return sorted(records, key=lambda r: -r.ms)

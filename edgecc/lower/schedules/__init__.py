@@ -4,7 +4,8 @@
 `ScheduledKernel`: the PrimFunc and how it was scheduled, "tuned" (a tuning record), "default"
 (the rule of the kernel's kind), "generic" (the rule for any kind) or "none" (left as generated).
 Rules come in sets, one per kind of hardware (`cpu.py`, `quant.py`, `winograd.py`: "cpu"; `gpu.py`:
-"gpu"); a target names its set (`target.schedule_rules`).
+"gpu"); a target names its set (`target.schedule_rules`). On a "cpu" target, a kernel with
+symbolic extents (`kernel.symbolic`) gets the "symbolic" set (`symbolic.py`) and no tuning record.
 
 A kernel meant for a tuning record or a rule of its own that ends up with something else (the
 record did not replay, the rule raised, its kind has no rule) carries a `ScheduleFallback`
@@ -80,7 +81,7 @@ def register_rule(*kinds: str, rules: str = "cpu"):
 
 
 def _load_rules() -> None:
-    from . import cpu, gpu, quant, winograd  # noqa: F401  (registration)
+    from . import cpu, gpu, quant, symbolic, winograd  # noqa: F401  (registration)
 
 
 def _first_line(exc: BaseException) -> str:
@@ -97,10 +98,16 @@ class Scheduler:
         self.rules = RULE_SETS[target.schedule_rules]
         self.records = records
 
+    def _rules_for(self, kernel) -> dict[str, Callable]:
+        if self.target.schedule_rules == "cpu" and getattr(kernel, "symbolic", False):
+            return RULE_SETS["symbolic"]
+        return self.rules
+
     def schedule(self, kernel) -> ScheduledKernel:
         reasons: list[str] = []
         intended = "default"
-        if self.records is not None:
+        rules = self._rules_for(kernel)
+        if self.records is not None and rules is self.rules:
             try:
                 func = self.records.lookup(kernel)
             except Exception as exc:  # noqa: BLE001 - a record that does not replay: use the rules
@@ -109,7 +116,7 @@ class Scheduler:
             else:
                 if func is not None:
                     return ScheduledKernel(func, "tuned")
-        func, how, meant_generic = self._by_rules(kernel, reasons)
+        func, how, meant_generic = self._by_rules(kernel, rules, reasons)
         if meant_generic and intended == "default":
             intended = "generic"
         fallback = None
@@ -117,9 +124,9 @@ class Scheduler:
             fallback = ScheduleFallback(kernel.name, kernel.kind, intended, how, "; ".join(reasons))
         return ScheduledKernel(func, how, fallback)
 
-    def _by_rules(self, kernel, reasons: list[str]) -> tuple[object, str, bool]:
+    def _by_rules(self, kernel, rules: dict[str, Callable], reasons: list[str]) -> tuple[object, str, bool]:
         """(PrimFunc, how, whether the generic rule is what the kernel is meant to get)."""
-        rule = self.rules.get(kernel.kind)
+        rule = rules.get(kernel.kind)
         meant_generic = False
         if rule is not None:
             try:
@@ -133,7 +140,7 @@ class Scheduler:
         else:
             reasons.append(f"no schedule rule for kind '{kernel.kind}'")
         try:
-            return self.rules["*"](kernel, self.target), "generic", meant_generic
+            return rules["*"](kernel, self.target), "generic", meant_generic
         except Exception as exc:  # noqa: BLE001 - left as generated
             reasons.append(f"the generic rule raised {_first_line(exc)}")
         return kernel.func, "none", meant_generic

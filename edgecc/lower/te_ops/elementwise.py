@@ -8,6 +8,7 @@ import numpy as np
 from tvm import te, tirx
 
 from . import fastmath, lowering
+from .shapes import is_one, te_shape
 
 
 def dtype_of(x) -> str:
@@ -32,12 +33,12 @@ def broadcast_compute(inputs, out_shape, fn, name: str, dtype: str | None = None
         args = []
         for t in inputs:
             offset = rank - len(t.shape)
-            sub = [0 if int(t.shape[k]) == 1 and int(out_shape[k + offset]) != 1 else idx[k + offset]
+            sub = [0 if is_one(t.shape[k]) and not is_one(out_shape[k + offset]) else idx[k + offset]
                    for k in range(len(t.shape))]
             args.append(t(*sub) if sub else t())
         return fn(*args)
 
-    return te.compute(tuple(out_shape), body, name=name)
+    return te.compute(te_shape(out_shape), body, name=name)
 
 
 def _log1p(x):

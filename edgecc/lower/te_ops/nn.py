@@ -16,6 +16,7 @@ from edgecc.ir.ops.nn import conv_geometry, plain_layout, pool_geometry
 from . import fastmath, lowering
 from .elementwise import dtype_of
 from .packed import lower_blocked_conv, lower_layout_transform
+from .shapes import is_one, shape_of, te_shape
 
 HALF_TYPES = ("float16", "bfloat16")
 
@@ -25,8 +26,8 @@ def _acc(dtype: str) -> str:
     return "float32" if dtype in HALF_TYPES else dtype
 
 
-def _shape(t) -> tuple[int, ...]:
-    return tuple(int(d) for d in t.shape)
+def _shape(t) -> tuple:
+    return shape_of(t)
 
 
 def _c(value, dtype: str):
@@ -59,6 +60,11 @@ def _axis_source(i, size: int, begin: int, stride: int, extent: int):
     return tirx.floordiv(j, stride), conds
 
 
+def _untouched(begin, stride, end) -> bool:
+    """Whether an axis is neither padded, cropped nor strided."""
+    return all(isinstance(v, int) for v in (begin, stride, end)) and begin == 0 and end == 0 and stride == 1
+
+
 def pad_window(x, begin, end, value, stride=None, name: str = "pad"):
     """`x` padded by `begin`/`end` per axis (negative amounts crop); with `stride`, the input
     elements sit `stride` apart with `value` between them."""
@@ -70,7 +76,10 @@ def pad_window(x, begin, end, value, stride=None, name: str = "pad"):
 
     def body(*idx):
         src, conds = [], []
-        for i, n, b, s, e in zip(idx, shape, begin, stride, ext):
+        for i, n, b, s, e, pad_end in zip(idx, shape, begin, stride, ext, end):
+            if _untouched(b, s, pad_end):  # also for a symbolic extent, which the checks cannot compare
+                src.append(i)
+                continue
             j, c = _axis_source(i, n, b, s, e)
             src.append(j)
             conds += c
@@ -95,7 +104,7 @@ def per_channel(p, c):
 def _bcast_index(idx, shape, out_shape):
     """Numpy-broadcast index into `shape` from an index over `out_shape` (right-aligned)."""
     off = len(out_shape) - len(shape)
-    return [0 if d == 1 and out_shape[k + off] != 1 else idx[k + off] for k, d in enumerate(shape)]
+    return [0 if is_one(d) and not is_one(out_shape[k + off]) else idx[k + off] for k, d in enumerate(shape)]
 
 
 def _finish(t, dtype: str, name: str):
@@ -149,7 +158,7 @@ def lower_conv(node, ins):
     nsp = len(g["kernel"])
     dtype = str(data.dtype)
     padded = pad_window(data, [0, 0, *g["pads"][:nsp]], [0, 0, *g["pads"][nsp:]], _c(0, dtype))
-    out = _window_sum(padded, _out(node).shape, g["C"] // g["group"], g["O"] // g["group"], g["kernel"],
+    out = _window_sum(padded, te_shape(_out(node).shape), g["C"] // g["group"], g["O"] // g["group"], g["kernel"],
                       g["strides"], g["dilations"], lambda o, rc, rk: weight(o, rc, *rk), _acc(dtype), "conv")
     return [_epilogue(out, bias, dtype)]
 
@@ -175,7 +184,7 @@ def lower_conv_transpose(node, ins):
         c = tirx.floordiv(o, cout_g) * cin_g + rc if group > 1 else rc
         return weight(c, tirx.floormod(o, cout_g) if group > 1 else o, *[k - 1 - r for k, r in zip(kernel, rk)])
 
-    out = _window_sum(padded, _out(node).shape, cin_g, cout_g, kernel, (1,) * nsp, dil, weight_at,
+    out = _window_sum(padded, te_shape(_out(node).shape), cin_g, cout_g, kernel, (1,) * nsp, dil, weight_at,
                       _acc(dtype), "conv_transpose")
     return [_epilogue(out, bias, dtype)]
 
@@ -200,7 +209,7 @@ def _pool_window(node, x, pad_value, reducer, element, acc, name):
             src[k] = idx[k] * g["strides"][i] + rk[i] * g["dilations"][i]
         return reducer(element(padded(*src).astype(acc)), axis=rk)
 
-    return te.compute(_out(node).shape, body, name=name), g, pos
+    return te.compute(te_shape(_out(node).shape), body, name=name), g, pos
 
 
 @lowering("max_pool")
@@ -286,7 +295,7 @@ def _global_reduce(node, x, reducer, element, acc, name):
     count = 1
     for k in pos:
         count *= shape[k]
-    return te.compute(_out(node).shape, body, name=name), count
+    return te.compute(te_shape(_out(node).shape), body, name=name), count
 
 
 @lowering("global_max_pool")
@@ -482,7 +491,7 @@ def lower_matmul(node, ins):
     """numpy.matmul: 1-D operands gain and lose a unit axis; batch axes broadcast."""
     a, b = ins
     sa, sb = _shape(a), _shape(b)
-    out_shape = tuple(_out(node).shape)
+    out_shape = te_shape(_out(node).shape)
     dtype = str(a.dtype)
     acc = _acc(dtype)
     nbatch = len(out_shape) - (len(sa) > 1) - (len(sb) > 1)

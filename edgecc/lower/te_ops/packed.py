@@ -11,6 +11,7 @@ from tvm import te, topi
 from edgecc.ir import layout_of
 
 from . import lowering
+from .shapes import extent, shape_of, te_shape
 
 
 def _pad_blocked(data, pads, value=0.0):
@@ -23,8 +24,8 @@ def _pad_blocked(data, pads, value=0.0):
 
 def conv2d_nchwc(data, weight, strides, pads, dilations):
     """data (N, C/ib, H, W, ib) * weight (O/ob, C/ib, KH, KW, ib, ob) -> (N, O/ob, OH, OW, ob)."""
-    n, icc, h, w, ib = (int(d) for d in data.shape)
-    occ, _, kh, kw, _, ob = (int(d) for d in weight.shape)
+    n, icc, h, w, ib = shape_of(data)
+    occ, _, kh, kw, _, ob = shape_of(weight)
     sh, sw = strides
     dh, dw = dilations
     oh = (h + pads[0] + pads[2] - dh * (kh - 1) - 1) // sh + 1
@@ -45,8 +46,8 @@ def conv2d_nchwc(data, weight, strides, pads, dilations):
 
 def depthwise_conv2d_nchwc(data, weight, strides, pads, dilations):
     """data (N, C/b, H, W, b) * weight (C/b, 1, KH, KW, 1, b) -> (N, C/b, OH, OW, b)."""
-    n, cc, h, w, b = (int(d) for d in data.shape)
-    _, _, kh, kw, _, _ = (int(d) for d in weight.shape)
+    n, cc, h, w, b = shape_of(data)
+    _, _, kh, kw, _, _ = shape_of(weight)
     sh, sw = strides
     dh, dw = dilations
     oh = (h + pads[0] + pads[2] - dh * (kh - 1) - 1) // sh + 1
@@ -69,7 +70,7 @@ def lower_blocked_conv(node, ins):
     strides = a["strides"] or (1, 1)
     dilations = a["dilations"] or (1, 1)
     p = a["pads"] or (0, 0, 0, 0)
-    pads = (p[0], p[1], p[2], p[3])
+    pads = tuple(extent(d) for d in p[:4])
     if a["group"] > 1:
         out = depthwise_conv2d_nchwc(data, weight, strides, pads, dilations)
     else:
@@ -83,7 +84,7 @@ def lower_blocked_conv(node, ins):
 def lower_dense(node, ins):
     data, weight = ins
     nb, k, b = (int(d) for d in weight.shape)
-    shape = tuple(int(d) for d in data.shape[:-1]) + (nb * b,)
+    shape = shape_of(data)[:-1] + (nb * b,)
     rk = te.reduce_axis((0, k), name="rk")
     return [te.compute(
         shape,
@@ -122,4 +123,4 @@ def layout_index(src: str, dst: str, out_shape):
 def lower_layout_transform(node, ins):
     (x,) = ins
     index = layout_index(node.attrs["src"], node.attrs["dst"], node.output.type.shape)
-    return [te.compute(node.output.type.shape, lambda *idx: x[tuple(index(*idx))], name="layout_transform")]
+    return [te.compute(te_shape(node.output.type.shape), lambda *idx: x[tuple(index(*idx))], name="layout_transform")]

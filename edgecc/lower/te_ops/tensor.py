@@ -12,6 +12,7 @@ from edgecc.ir.ops.tensor import slice_ranges
 
 from . import lowering
 from .elementwise import broadcast_compute, dtype_of
+from .shapes import te_shape
 
 
 def _shape(t) -> list[int]:
@@ -40,6 +41,8 @@ def _wrap_index(idx, size: int):
 
 @lowering("reshape")
 def _lower_reshape(node, ins):
+    if not node.output.type.is_static:  # the attribute may hold 0 and -1: the type has the sizes
+        return [topi.reshape(ins[0], te_shape(node.output.type.shape))]
     return [topi.reshape(ins[0], node.attrs["shape"])]
 
 

@@ -19,6 +19,7 @@ from tvm import te, tirx, topi
 from edgecc.ir.ops.winograd import winograd_matrices
 
 from . import lowering
+from .shapes import shape_of
 
 
 def _combination(coefs, terms, dtype):
@@ -51,8 +52,8 @@ def _transform(matrix, read, dtype):
 
 def winograd_conv2d_nchwc(data, weight, m: int, pads):
     """data (N, C/ib, H, W, ib), weight (alpha, alpha, O/ob, C/ib, ib, ob) -> (N, O/ob, OH, OW, ob)."""
-    n, cc, h, w, ib = (int(d) for d in data.shape)
-    alpha, _, oc, _, _, ob = (int(d) for d in weight.shape)
+    n, cc, h, w, ib = shape_of(data)
+    alpha, _, oc, _, _, ob = shape_of(weight)
     top, left, bottom, right = pads
     oh, ow = h + top + bottom - 2, w + left + right - 2
     nh, nw = -(-oh // m), -(-ow // m)

@@ -1,0 +1,272 @@
+"""Default CPU schedules for kernels with symbolic extents: the "symbolic" rule set.
+
+The CPU rules (`cpu.py`) size their tiles from static extents. A kernel with a size variable in
+its shapes (a batch or sequence length known only at run time) comes here instead; its static
+axes are tiled and vectorized as there, its symbolic ones split with guards:
+
+- elementwise and other kernels: outer loops fused and parallel, a static innermost loop
+  vectorized;
+- row reductions (softmax, layer norm, pooling): every stage computed per row, rows parallel;
+- dense and matmul with static columns: a 4-row x vector-columns register tile, rows (symbolic)
+  split with a guard for the last partial tile, columns vectorized, tiles parallel;
+- NCHW{b}c convolutions with a symbolic batch: the CPU rule's register tile over the static
+  image axes, (batch, channel block, row) fused and parallel.
+- Winograd convolutions with a symbolic batch: the CPU rule's transforms, the batched GEMM's
+  (symbolic) tile axis split with a guard.
+
+Fixed-size kernels never reach these rules (`Scheduler` routes on `kernel.symbolic`).
+"""
+
+from __future__ import annotations
+
+from . import register_rule
+from .cpu import accumulator_registers, conv_tiling, inline_all_but, output_block
+
+RULES_NAME = "symbolic"
+
+#: rows of a matrix product's register tile (the symbolic axis, split with a guard)
+GEMM_ROWS = 4
+
+
+def _static(sch, loop) -> int | None:
+    """A loop's extent when it is a constant, else None."""
+    from tvm import tirx
+
+    extent = sch.get(loop).extent
+    return int(extent.value) if isinstance(extent, tirx.IntImm) else None
+
+
+def _blocks(sch):
+    return list(sch.get_child_blocks(sch.get_sblock("root", func_name="main")))
+
+
+def _find(sch, names: tuple[str, ...]):
+    for block in _blocks(sch):
+        if sch.get(block).name_hint in names:
+            return block
+    return None
+
+
+def _is_output(sch, block) -> bool:
+    params = sch.mod["main"].params
+    return any(w.source.same_as(p) for w in sch.get(block).writes for p in params)
+
+
+def _has_reduction(sch, block) -> bool:
+    from tvm.tirx import IterVar
+
+    return any(iv.iter_type == IterVar.CommReduce for iv in sch.get(block).iter_vars)
+
+
+def _lanes(kernel, target) -> int:
+    return target.lanes(kernel.outputs[0].type.dtype if kernel.outputs else "float32")
+
+
+def _vector_tile(extent: int | None, lanes: int) -> int:
+    if extent is None:
+        return 1
+    for tile in (lanes * 4, lanes * 2, lanes):
+        if tile <= extent and extent % tile == 0:
+            return tile
+    return 1
+
+
+def _parallel_and_vectorize(sch, block, lanes: int) -> None:
+    """Outer loops fused and parallel; a static innermost loop holding whole vectors vectorized."""
+    loops = sch.get_loops(block)
+    if not loops:
+        return
+    vec = _vector_tile(_static(sch, loops[-1]), lanes)
+    outer = loops[:-1]
+    if vec > 1:
+        _, inner = sch.split(loops[-1], [None, vec])
+        sch.vectorize(inner)
+    elif not outer:
+        outer = loops
+    if outer:
+        sch.parallel(sch.fuse(*outer) if len(outer) > 1 else outer[0])
+
+
+def _parallel_rows(sch, block) -> None:
+    """Parallelize the leading spatial loops of a reduction block."""
+    from tvm.tirx import IterVar
+
+    spatial = []
+    for loop, iv in zip(sch.get_loops(block), sch.get(block).iter_vars):
+        if iv.iter_type != IterVar.DataPar:
+            break
+        spatial.append(loop)
+    if spatial:
+        sch.parallel(sch.fuse(*spatial) if len(spatial) > 1 else spatial[0])
+
+
+def _generic(kernel, target, sch):
+    lanes = _lanes(kernel, target)
+    inline_all_but(sch, [b for b in _blocks(sch) if _has_reduction(sch, b)])
+    for block in _blocks(sch):
+        if _has_reduction(sch, block):
+            _parallel_rows(sch, block)
+        else:
+            _parallel_and_vectorize(sch, block, lanes)
+    return sch.mod["main"]
+
+
+def _schedule(kernel):
+    import tvm
+
+    return tvm.s_tir.Schedule(kernel.func)
+
+
+@register_rule("injective", "*", rules=RULES_NAME)
+def schedule_generic(kernel, target):
+    return _generic(kernel, target, _schedule(kernel))
+
+
+@register_rule("reduction", "pool", rules=RULES_NAME)
+def schedule_rows(kernel, target):
+    """Row reductions: every stage computed inside the output's (parallel) row loop."""
+    sch = _schedule(kernel)
+    outputs = [b for b in _blocks(sch) if _is_output(sch, b)]
+    rank = kernel.outputs[0].type.rank if kernel.outputs else 0
+    if len(outputs) != 1 or rank < 2:
+        return _generic(kernel, target, sch)
+    inline_all_but(sch, [b for b in _blocks(sch) if _has_reduction(sch, b)])
+    out = outputs[0]
+    loops = sch.get_loops(out)
+    row = sch.fuse(*loops[:rank - 1]) if rank > 2 else loops[0]
+    for block in reversed([b for b in _blocks(sch) if not _is_output(sch, b)]):
+        sch.compute_at(block, row)
+    sch.parallel(row)
+    inner = sch.get_loops(out)[-1]
+    vec = _vector_tile(_static(sch, inner), _lanes(kernel, target))
+    if vec > 1:
+        sch.vectorize(sch.split(inner, [None, vec])[1])
+    return sch.mod["main"]
+
+
+@register_rule("dense", rules=RULES_NAME)
+def schedule_dense(kernel, target):
+    return _schedule_gemm(kernel, target, "dense_pack")
+
+
+@register_rule("matmul", rules=RULES_NAME)
+def schedule_matmul(kernel, target):
+    return _schedule_gemm(kernel, target, "matmul")
+
+
+def _schedule_gemm(kernel, target, anchor_name: str):
+    """Rows (symbolic) x static columns register tiles; a symbolic column axis is left to the
+    generic schedule."""
+    sch = _schedule(kernel)
+    anchor = _find(sch, (anchor_name,))
+    if anchor is None:
+        return _generic(kernel, target, sch)
+    inline_all_but(sch, [anchor])
+    out, anchor = output_block(sch, anchor)
+    loops = sch.get_loops(out)
+    lanes = _lanes(kernel, target)
+    cols = _vector_tile(_static(sch, loops[-1]), lanes) if len(loops) >= 2 else 1
+    if cols == 1:
+        return _generic(kernel, target, sch)
+    cols = min(cols, 2 * lanes)
+    batch, rows, col = loops[:-2], loops[-2], loops[-1]
+    m_o, m_i = sch.split(rows, [None, GEMM_ROWS])  # guarded: the last tile may be partial
+    n_o, n_i = sch.split(col, [None, cols])
+    sch.reorder(*batch, m_o, n_o, m_i, n_i)
+    par = sch.fuse(*batch, m_o, n_o)
+    sch.parallel(par)
+    sch.vectorize(n_i)
+    sch.compute_at(anchor, par)
+    inner = sch.get_loops(anchor)[1:]
+    spatial, reduction = inner[:-1], inner[-1:]
+    sch.reorder(*reduction, *spatial)
+    for loop in spatial[:-1]:
+        sch.unroll(loop)
+    sch.vectorize(spatial[-1])
+    sch.decompose_reduction(anchor, reduction[0])
+    return sch.mod["main"]
+
+
+@register_rule("conv", "depthwise_conv", rules=RULES_NAME)
+def schedule_conv(kernel, target):
+    """NCHW{b}c convolution with a symbolic batch: the CPU rule's register tile on the static axes."""
+    sch = _schedule(kernel)
+    conv = _find(sch, ("conv2d_NCHWc", "depthwise_conv2d_NCHWc"))
+    if conv is None:
+        return _generic(kernel, target, sch)
+    unroll_window = "depthwise" in sch.get(conv).name_hint
+    pad = _find(sch, ("pad",))
+    inline_all_but(sch, [conv] + ([pad] if pad is not None else []))
+    out, conv = output_block(sch, conv)
+    n, oc, oh, ow, ob = sch.get_loops(out)
+    width, block = _static(sch, ow), _static(sch, ob)
+    if width is None or block is None or _static(sch, oh) is None:
+        return _generic(kernel, target, sch)
+    if pad is not None:  # padded copy first: no bounds checks in the inner loop
+        pn, pc, ph, _, pb = sch.get_loops(_find(sch, ("pad",)))
+        sch.parallel(sch.fuse(pn, pc, ph))
+        sch.vectorize(pb)
+    lanes = min(_lanes(kernel, target), block)
+    tile, vectors = conv_tiling(width, block, lanes, accumulator_registers(target))
+    ob_o, ob_i = sch.split(ob, [None, vectors * lanes])
+    ow_o, ow_i = sch.split(ow, [None, tile])
+    sch.reorder(n, oc, oh, ob_o, ow_o, ow_i, ob_i)
+    rows = sch.fuse(n, oc, oh)
+    sch.parallel(rows)
+    sch.vectorize(ob_i)
+    sch.compute_at(conv, sch.get_loops(out)[2])
+    inner = sch.get_loops(conv)[3:]
+    spatial, reduction = inner[:2], inner[2:]
+    sch.reorder(*reduction, *spatial)
+    if unroll_window:
+        for loop in reduction:
+            sch.unroll(loop)
+    sch.unroll(spatial[0])
+    sch.vectorize(spatial[1])
+    sch.decompose_reduction(conv, reduction[0])
+    return sch.mod["main"]
+
+
+@register_rule("winograd_conv", rules=RULES_NAME)
+def schedule_winograd_conv(kernel, target):
+    """Winograd convolution with a symbolic batch: the CPU rule's transforms; the batched GEMM's
+    tile count (batch x tiles per image) is symbolic, so its register tile is split with a guard."""
+    from . import winograd
+
+    sch = _schedule(kernel)
+    stages = [_find(sch, (name,)) for name in winograd._STAGES]
+    if any(b is None for b in stages[1:]):
+        return _generic(kernel, target, sch)
+    alpha = _static(sch, sch.get_loops(stages[2])[0])
+    inline_all_but(sch, [b for b in stages if b is not None])
+    winograd._epilogue_into_output(sch)
+    if stages[0] is not None:
+        pn, pc, ph, _, pb = sch.get_loops(_find(sch, ("pad",)))
+        sch.parallel(sch.fuse(pn, pc, ph))
+        sch.vectorize(pb)
+    winograd._schedule_input_transform(sch, _find(sch, ("winograd_input",)))
+    _winograd_gemm(sch, _find(sch, ("winograd_gemm",)), target)
+    winograd._schedule_output_transform(sch, _find(sch, ("winograd_output",)), alpha - 2)
+    return sch.mod["main"]
+
+
+def _winograd_gemm(sch, block, target) -> None:
+    """(a, b, O/ob, P, ob) = sum over (C/ib, ib), P symbolic: `tile` tiles x ob accumulators in registers."""
+    copy = sch.cache_write(block, 0, "local")
+    a, b, o, p, j = sch.get_loops(copy)
+    ob = _static(sch, j)
+    lanes = min(target.lanes("float32"), ob)
+    tile = max(accumulator_registers(target) // max(ob // lanes, 1), 1)
+    p_o, p_i = sch.split(p, [None, tile])  # guarded: the last tile may be partial
+    sch.reorder(a, b, o, p_o, p_i, j)
+    outer = sch.fuse(a, b, o, p_o)
+    sch.parallel(outer)
+    sch.vectorize(j)
+    sch.compute_at(block, outer)
+    (p_i, j), reduction = sch.get_loops(block)[1:3], sch.get_loops(block)[3:]
+    j_o, j_i = sch.split(j, [None, lanes])
+    sch.reorder(*reduction, p_i, j_o, j_i)
+    sch.unroll(p_i)
+    sch.unroll(j_o)
+    sch.vectorize(j_i)
+    sch.decompose_reduction(block, reduction[0])

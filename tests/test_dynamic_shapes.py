@@ -1,0 +1,200 @@
+"""Symbolic shapes end to end: graphs with size variables compile once and run at any allowed size.
+
+Lowering (Relax with symbolic shapes, kernels with symbolic extents and their schedules, memory
+planned for the upper bounds), the library's input checks, run-time shape functions, and the
+command line.
+"""
+
+import numpy as np
+import pytest
+
+import edgecc
+from edgecc.errors import InputError
+from edgecc.ir import parse_graph
+
+ENCODER_BLOCK = """graph @main(%x: f32[batch,seq,8], %mask: f32[batch,1,seq]) {
+  %w = const f32[8,16] dense<splat 0.25>
+  %b = const f32[16] dense<splat 0.5>
+  %y = matmul(%x, %w) : f32[batch,seq,16]
+  %z = add(%y, %b) : f32[batch,seq,16]
+  %r = relu(%z) : f32[batch,seq,16]
+  %s = softmax(%r) {axis=-1} : f32[batch,seq,16]
+  %t = transpose(%s) {perm=[0,2,1]} : f32[batch,16,seq]
+  %m = mul(%t, %mask) : f32[batch,16,seq]
+  %v = reshape(%m) {shape=[0,-1]} : f32[batch,seq*16]
+  return %v
+}
+"""
+
+
+def _softmax(x):
+    e = np.exp(x - x.max(-1, keepdims=True))
+    return e / e.sum(-1, keepdims=True)
+
+
+def encoder_block_reference(x, mask):
+    s = _softmax(np.maximum(x @ np.full((8, 16), 0.25, np.float32) + 0.5, 0))
+    return (s.transpose(0, 2, 1) * mask).reshape(x.shape[0], -1)
+
+
+def _block_graph(bounds=None):
+    graph = parse_graph(ENCODER_BLOCK)
+    if bounds is not None:
+        graph.meta["dim_bounds"] = bounds
+    return graph
+
+
+@pytest.fixture(scope="module")
+def block_module():
+    compiled = edgecc.compile(_block_graph({"batch": (1, 4), "seq": (1, 128)}), "host")
+    return compiled, compiled.load()
+
+
+@pytest.mark.parametrize("batch, seq", [(1, 16), (2, 64), (4, 128), (3, 7)])
+def test_one_library_runs_every_allowed_size(block_module, batch, seq):
+    _, module = block_module
+    rng = np.random.default_rng(batch * 1000 + seq)
+    x = rng.standard_normal((batch, seq, 8)).astype(np.float32)
+    mask = (rng.random((batch, 1, seq)) > 0.3).astype(np.float32)
+    out = module.run({"x": x, "mask": mask})["v"]
+    assert out.shape == (batch, seq * 16)
+    np.testing.assert_allclose(out, encoder_block_reference(x, mask), rtol=1e-5, atol=1e-6)
+
+
+def test_symbolic_kernels_get_the_symbolic_schedules(block_module):
+    compiled, module = block_module
+    assert compiled.stats.fallbacks == []
+    assert {k["scheduled_by"] for k in compiled.stats.kernel_table} == {"default"}
+    assert module.metadata["dims"] == {"batch": [1, 4], "seq": [1, 128]}
+    assert module.inputs[0]["shape"] == ["batch", "seq", 8]
+    assert module.outputs[0]["shape"] == ["batch", "seq*16"]
+    dense = [k for k in compiled.stats.kernel_table if k["kind"] == "dense"]
+    assert dense and dense[0]["flops"] == "batch*seq*256"
+
+
+@pytest.mark.parametrize("inputs, message", [
+    ({"x": (2, 200, 8), "mask": (2, 1, 200)}, "input 'x' dimension 1 (seq) is 200, the library allows 1..128"),
+    ({"x": (5, 4, 8), "mask": (5, 1, 4)}, "input 'x' dimension 0 (batch) is 5, the library allows 1..4"),
+    ({"x": (2, 4, 8), "mask": (2, 4)}, "input 'mask' has shape (2, 4) (rank 2), the model expects rank 3: (batch, 1, seq)"),
+    ({"x": (2, 4, 8), "mask": (2, 1, 5)},
+     "input 'mask' dimension 2 (seq) is 5, but input 'x' dimension 1 makes seq = 4"),
+    ({"x": (2, 0, 8), "mask": (2, 1, 0)}, "input 'x' dimension 1 (seq) is 0, the library allows 1..128"),
+    ({"x": (2, 4, 9), "mask": (2, 1, 4)}, "input 'x' dimension 2 is 9, the model expects 8"),
+    ({"x": (2, 4, 8), "mask": (2, 3, 4)}, "input 'mask' dimension 1 is 3, the model expects 1"),
+])
+def test_bad_input_shapes_are_one_clear_error(block_module, inputs, message):
+    _, module = block_module
+    arrays = {name: np.zeros(shape, np.float32) for name, shape in inputs.items()}
+    with pytest.raises(InputError) as info:
+        module.run(arrays)
+    assert str(info.value) == message
+
+
+def test_without_bounds_any_positive_size_runs():
+    module = edgecc.compile(_block_graph(), "host").load()
+    assert module.metadata["dims"] == {"batch": [1, None], "seq": [1, None]}
+    x = np.ones((1, 300, 8), np.float32)
+    mask = np.ones((1, 1, 300), np.float32)
+    np.testing.assert_allclose(module.run({"x": x, "mask": mask})["v"], encoder_block_reference(x, mask), rtol=1e-5)
+    with pytest.raises(InputError, match=r"input 'x' dimension 0 \(batch\) is 0, the library allows 1 or more"):
+        module.run({"x": np.ones((0, 3, 8), np.float32), "mask": np.ones((0, 1, 3), np.float32)})
+
+
+def _planned_storage(graph):
+    """The byte sizes main's memory planning gives its storages."""
+    import tvm
+    from tvm import relax
+
+    from edgecc.lower.relax_module import build_relax_module
+
+    mod, _ = build_relax_module(graph)
+    planned = tvm.transform.Sequential([
+        relax.transform.LegalizeOps(), relax.transform.ToNonDataflow(), relax.transform.RemovePurityChecking(),
+        relax.transform.CallTIRRewrite(), relax.transform.StaticPlanBlockMemory()])(mod)
+    return [line.split("R.shape([", 1)[1].split("])", 1)[0] for line in planned["main"].script().splitlines()
+            if "alloc_storage" in line]
+
+
+def test_memory_is_planned_for_the_upper_bounds():
+    bounded = _planned_storage(_block_graph({"batch": (1, 4), "seq": (1, 128)}))
+    assert bounded and all(size.isdigit() for size in bounded)
+    assert max(int(size) for size in bounded) == 4 * 128 * 16 * 4  # batch x seq x 16 float32 at the bounds
+    assert any("seq" in size for size in _planned_storage(_block_graph()))  # unbounded: sized per run
+
+
+def test_fixed_shapes_keep_the_fixed_size_path():
+    text = ENCODER_BLOCK.replace("batch", "2").replace("seq*16", "64").replace("seq", "4").replace("[0,-1]", "[2,64]")
+    compiled = edgecc.compile(parse_graph(text), "host")
+    from edgecc.lower.plan import plan_kernels
+
+    assert not any(k.kernel.symbolic or k.kernel.tir_vars for k in plan_kernels(compiled.graph))
+    module = compiled.load()
+    assert "dims" not in module.metadata
+    x, mask = np.ones((2, 4, 8), np.float32), np.ones((2, 1, 4), np.float32)
+    np.testing.assert_allclose(module.run({"x": x, "mask": mask})["v"], encoder_block_reference(x, mask), rtol=1e-5)
+    with pytest.raises(InputError, match=r"input 'x' has shape \(2, 5, 8\), the model expects \(2, 4, 8\)"):
+        module.run({"x": np.ones((2, 5, 8), np.float32), "mask": mask})
+
+
+def test_a_dimension_only_inside_a_formula_is_passed_to_the_kernel():
+    graph = parse_graph("""graph @main(%x: f32[n,4]) {
+  %y = reshape(%x) {shape=[-1]} : f32[n*4]
+  %z = relu(%y) : f32[n*4]
+  return %z
+}
+""")
+    from edgecc.lower.plan import plan_kernels
+
+    (relu,) = [k.kernel for k in plan_kernels(graph)]
+    assert relu.tir_vars == ("n",)
+    module = edgecc.compile(graph, "host").load()
+    x = np.linspace(-1, 1, 20, dtype=np.float32).reshape(5, 4)
+    np.testing.assert_array_equal(module.run({"x": x})["z"], np.maximum(x.reshape(-1), 0))
+
+
+@pytest.fixture
+def relu_with_run_time_shape(monkeypatch):
+    """relu given a shape function, as an op with data-dependent output sizes has."""
+    from tvm import te
+
+    from edgecc.lower import te_ops
+
+    def relu_shape(node, ins):
+        (x,) = ins
+        return [te.compute((len(x.shape),), lambda i: x.shape[0].astype("int64"), name="relu_shape")]
+
+    te_ops._load()
+    monkeypatch.setitem(te_ops._SHAPE_FUNCTIONS, "relu", relu_shape)
+
+
+def test_a_fresh_size_variable_is_bound_by_the_ops_shape_function(relu_with_run_time_shape):
+    from edgecc.lower.build import compile_graph
+    from edgecc.runtime import Module
+    from edgecc.targets import get_target
+
+    graph = parse_graph("""graph @main(%x: f32[n]) {
+  %y = relu(%x) : f32[k]
+  %z = softmax(%y) {axis=-1} : f32[k]
+  return %z
+}
+""")
+    executable, _ = compile_graph(graph, get_target("host"))
+    module = Module(executable.jit())
+    assert module.outputs[0]["shape"] == ["k"] and module.metadata["dims"] == {"n": [1, None]}
+    x = np.array([1.0, -2.0, 3.0], np.float32)
+    np.testing.assert_allclose(module.run({"x": x})["z"], _softmax(np.maximum(x, 0)), rtol=1e-6)
+
+
+def test_a_run_time_size_without_a_shape_function_is_refused():
+    from edgecc.errors import LoweringError
+    from edgecc.lower.build import compile_graph
+    from edgecc.targets import get_target
+
+    graph = parse_graph("""graph @main(%x: f32[n]) {
+  %y = relu(%x) : f32[k]
+  return %y
+}
+""")
+    with pytest.raises(LoweringError, match="its output shape is known only at run time and op 'relu' has no shape "
+                                             "function"):
+        compile_graph(graph, get_target("host"))
