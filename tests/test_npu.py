@@ -293,17 +293,18 @@ def test_imx93_library_reports_its_regions_and_is_not_emulated(cnn_qdq, tmp_path
     assert "no deploy runner for 'imx93-npu': the runner cannot call the NPU yet" in runner.stderr
 
 
-@pytest.mark.parametrize("name,on_npu", [("resnet_tiny", 17), ("mobilenetv2_tiny", 23)])
+@pytest.mark.parametrize("name,on_npu", [("resnet_tiny", 18), ("mobilenetv2_tiny", 23)])
 def test_zoo_models_partition_and_match_onnxruntime(name, on_npu, tmp_path):
     """Strided convolutions with explicit pads go to the NPU through a PAD, the global average
-    pooling between a dequantize and a quantize as a MEAN; what stays on the CPU is the model's
-    input quantize and output dequantize, and resnet_tiny's stem max pooling (pads 1 at stride 2)."""
+    pooling between a dequantize and a quantize as a MEAN, resnet_tiny's stem max pooling (pads 1
+    at stride 2, on ReLU output) through a PAD too; what stays on the CPU is the model's input
+    quantize and output dequantize: one region."""
     import os
 
     data = os.path.join(os.path.dirname(__file__), "data", f"{name}.onnx")
     path = ort_qdq(onnx.load(data), tmp_path / f"{name}_qdq.onnx")
     compiled = edgecc.compile(path, "ethos-u")
-    assert sum(len(r) for r in npu_ops(compiled.graph)) == on_npu
+    assert [len(r) for r in npu_ops(compiled.graph)] == [on_npu]
     module = compiled.load()
     step = output_step(path)
     for feed in feeds(3, seed=12, shape=(1, 3, 64, 64)):
@@ -335,12 +336,12 @@ def test_edgecc_quantized_cnn_runs_entirely_on_the_npu(tmp_path):
         assert np.abs(out - ref).max() <= 0.05 * np.abs(ref).max()
 
 
-@pytest.mark.parametrize("name,cpu_ops", [("resnet_tiny", ["quantize", "fused", "dequantize"]),
+@pytest.mark.parametrize("name,cpu_ops", [("resnet_tiny", ["quantize", "dequantize"]),
                                            ("mobilenetv2_tiny", ["quantize", "dequantize"])])
 def test_edgecc_quantized_zoo_models_partition_like_ort_qdq_and_match_fp32(name, cpu_ops, tmp_path):
     """Quantized by edgecc for an NPU target, the residual adds, the global average pooling and
     the classifier's output are quantized too: what stays on the CPU is what stays there for
-    ONNX Runtime's QDQ model (input quantize, output dequantize, resnet_tiny's stem max pooling)."""
+    ONNX Runtime's QDQ model (input quantize, output dequantize)."""
     from edgecc.quant import QuantizeOptions
 
     path = os.path.join(os.path.dirname(__file__), "data", f"{name}.onnx")
@@ -352,6 +353,93 @@ def test_edgecc_quantized_zoo_models_partition_like_ort_qdq_and_match_fp32(name,
         ref = run_ort(onnx.load(path), {"input": feed["x"]})[0]
         out = module.run({"input": feed["x"]})["output"]
         assert np.abs(out - ref).max() <= 0.03 * np.abs(ref).max()
+
+
+def clip_cnn(lo: float, hi: float, pool_pads: bool = False) -> onnx.ModelProto:
+    """conv -> Clip(lo, hi) [-> 3x3 max pooling, stride 2, pads 1] -> conv."""
+    nodes = [conv("x", "w1", "c1", kernel_shape=[3, 3], pads=[1, 1, 1, 1]),
+             helper.make_node("Clip", ["c1", "lo", "hi"], ["r1"])]
+    if pool_pads:
+        nodes.append(helper.make_node("MaxPool", ["r1"], ["p1"], kernel_shape=[3, 3], strides=[2, 2], pads=[1, 1, 1, 1]))
+    nodes.append(conv("p1" if pool_pads else "r1", "w2", "y", kernel_shape=[3, 3], pads=[1, 1, 1, 1]))
+    init = {"w1": weights(8, 3, 3, 3), "w1_b": weights(8), "w2": weights(4, 8, 3, 3), "w2_b": weights(4),
+            "lo": np.array(lo, np.float32), "hi": np.array(hi, np.float32)}
+    return make_model(nodes, {"x": feeds(1, 0)[0]["x"]}, ["y"], init)
+
+
+def compile_edgecc_quantized(model, tmp_path):
+    """(the model quantized by edgecc for ethos-u, the same quantization on host int8 CPU kernels,
+    calibration samples)."""
+    from edgecc.quant import QuantizeOptions
+
+    onnx.save(model, tmp_path / "model.onnx")
+    calibration = np.stack([f["x"] for f in feeds(16, seed=5)])
+    compiled = edgecc.compile(tmp_path / "model.onnx", "ethos-u", quantize=QuantizeOptions(calibration={"x": calibration}))
+    on_host = edgecc.compile(tmp_path / "model.onnx", "host",
+                             quantize=QuantizeOptions(calibration={"x": calibration}, quantize_outputs=True))
+    return compiled, on_host.load(), calibration
+
+
+def region_operators(compiled) -> list[str]:
+    """The TFLite operators of the compiled model's regions (their reference models, as LiteRT reads them)."""
+    from ai_edge_litert.interpreter import Interpreter
+
+    ops = []
+    for region in compiled.graph.meta["npu_regions"].values():
+        ops += [op["op_name"] for op in Interpreter(model_content=region.reference)._get_ops_details()]
+    return ops
+
+
+def test_tflite_fused_activations_are_chosen_by_their_integer_bounds():
+    from edgecc.targets.npu.ethos_u.support import tflite_activation
+
+    assert tflite_activation((-128, 127), 6 / 255, -128) == "NONE"  # also ReLU's and ReLU6's bounds on [0, 6]
+    assert tflite_activation((-128, 127), 0.05, -10) == "NONE"
+    assert tflite_activation((-10, 127), 0.05, -10) == "RELU"
+    assert tflite_activation((-10, 110), 0.05, -10) == "RELU6"  # -10 + 6 / 0.05
+    assert tflite_activation((-30, 10), 0.05, -10) == "RELU_N1_TO_1"
+    assert tflite_activation((-10, 109), 0.05, -10) is None  # no TFLite activation: MINIMUM/MAXIMUM
+
+
+@pytest.mark.parametrize("lo,hi", [(-1.0, 1.0), (0.5, 1.5)])
+def test_output_clamps_stay_in_npu_regions(lo, hi, tmp_path):
+    """A convolution's clip whose integer bounds no TFLite fused activation has (for the scale
+    the region's tensors take) becomes a MAXIMUM with a constant after it, in the same region
+    (once refused as 'not a TFLite activation'), and computes what edgecc's int8 CPU kernels
+    compute within one output step."""
+    compiled, on_host, calibration = compile_edgecc_quantized(clip_cnn(lo, hi), tmp_path)
+    assert ops_of(compiled.graph) == ["quantize", "npu_region", "dequantize"]
+    clamps = [(n.attrs["out_min"], n.attrs["out_max"]) for n in compiled.graph.nodes[1].subgraph.nodes if n.op == "qconv"]
+    assert clamps[0] != (None, None)  # the first convolution's output is clamped
+    assert set(region_operators(compiled)) & {"MAXIMUM", "MINIMUM"} == {"MAXIMUM"}
+    module = compiled.load()
+    step = float(compiled.graph.nodes[-1].inputs[1].const)
+    for x in calibration[:3]:
+        assert np.abs(module.run({"x": x})["y"] - on_host.run({"x": x})["y"]).max() <= step * 1.001
+
+
+def test_padded_max_pool_goes_to_the_npu_after_a_relu(tmp_path):
+    """Max pooling with pads TFLite cannot name (1 at stride 2) becomes a PAD, filling the zero
+    point, then a VALID MAX_POOL_2D: exact on data that never lies below its zero point."""
+    compiled, on_host, calibration = compile_edgecc_quantized(clip_cnn(0.0, 1.5, pool_pads=True), tmp_path)
+    assert ops_of(compiled.graph) == ["quantize", "npu_region", "dequantize"]
+    assert {"PAD", "MAX_POOL_2D"} <= set(region_operators(compiled))
+    module = compiled.load()
+    step = float(compiled.graph.nodes[-1].inputs[1].const)
+    for x in calibration[:3]:
+        assert np.abs(module.run({"x": x})["y"] - on_host.run({"x": x})["y"]).max() <= step * 1.001
+
+
+def test_padded_max_pool_on_data_below_the_zero_point_stays_on_the_cpu(tmp_path):
+    compiled, on_host, calibration = compile_edgecc_quantized(clip_cnn(-0.5, 1.5, pool_pads=True), tmp_path)
+    assert [op for op in ops_of(compiled.graph) if op not in QUANT_OPS] == ["npu_region", "fused", "npu_region"]
+    cpu = {op: reason for _, op, reason in compiled.graph.meta["npu_cpu_ops"]}
+    assert cpu["max_pool"] == ("pads [1, 1, 1, 1] are neither TFLite's SAME nor VALID, and the input may lie below "
+                               "its zero point, which a PAD fills in")
+    module = compiled.load()
+    step = float(compiled.graph.nodes[-1].inputs[1].const)
+    for x in calibration[:3]:
+        assert np.abs(module.run({"x": x})["y"] - on_host.run({"x": x})["y"]).max() <= step * 1.001
 
 
 @pytest.mark.slow

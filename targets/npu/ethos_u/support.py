@@ -2,14 +2,18 @@
 
 The limits are those of Vela's documented operator support (SUPPORTED_OPS.md of ethos-u-vela
 5.2) for the TFLite operator each op becomes, narrowed to what the TFLite writer (`tflite.py`)
-expresses: int8 tensors with batch 1, SAME or VALID padding (or, for convolutions, an explicit
-PAD), fused activations that TFLite can name. Vela has the last word: a region it would leave on the CPU is rejected as a whole.
+expresses: int8 tensors with batch 1, SAME or VALID padding (or an explicit PAD: for
+convolutions, and for max pooling where it is exact), any output clamp (a fused activation, or
+MAXIMUM/MINIMUM after the operator). Vela has the last word: a region it would leave on the CPU
+is rejected as a whole.
 """
 
 from __future__ import annotations
 
-__all__ = ["unsupported_reason", "SUPPORTED_OPS", "padding_mode", "fused_activation", "int8_pool_params", "per_tensor_int8",
-           "flattens_into_dense"]
+import numpy as np
+
+__all__ = ["unsupported_reason", "SUPPORTED_OPS", "padding_mode", "clamp_bounds", "tflite_activation", "int8_pool_params",
+           "per_tensor_int8", "flattens_into_dense", "pads_with_zero_point_exactly"]
 
 #: edgecc op -> the TFLite operator it becomes
 SUPPORTED_OPS = {
@@ -46,16 +50,41 @@ def padding_mode(in_sizes, kernel, strides, dilations, pads) -> str | None:
     return "SAME"
 
 
-def fused_activation(node) -> str | None:
-    """TFLite's fused activation equal to the node's output clamp, or None when there is none."""
+def clamp_bounds(node) -> tuple[int, int]:
+    """The int8 bounds of the node's output clamp (its fused ReLU or clip)."""
     a = node.attrs
-    lo = -128 if a.get("out_min") is None else a["out_min"]
-    hi = 127 if a.get("out_max") is None else a["out_max"]
-    if (lo, hi) == (-128, 127):
-        return "NONE"
-    if hi == 127 and lo == a.get("out_zero_point", 0):
-        return "RELU"
-    return None
+    return (-128 if a.get("out_min") is None else a["out_min"], 127 if a.get("out_max") is None else a["out_max"])
+
+
+def _tflite_quantize(f: float, scale: float, zero_point: int) -> int:
+    """TFLite's quantization of an activation bound: zero point + f / scale rounded half away from zero."""
+    x = np.float32(f) / np.float32(scale)
+    return zero_point + int(np.sign(x) * np.floor(np.abs(x) + np.float32(0.5)))
+
+
+def tflite_activation(bounds: tuple[int, int], scale: float, zero_point: int) -> str | None:
+    """TFLite's fused activation whose int8 bounds, for an output of this scale and zero point,
+    are `bounds` (as TFLite's CalculateActivationRangeQuantized computes them), or None."""
+    q = lambda f: _tflite_quantize(f, scale, zero_point)  # noqa: E731
+    named = {"NONE": (-128, 127), "RELU": (max(-128, q(0)), 127), "RELU6": (max(-128, q(0)), min(127, q(6))),
+             "RELU_N1_TO_1": (max(-128, q(-1)), min(127, q(1)))}
+    return next((name for name, b in named.items() if b == tuple(bounds)), None)
+
+
+def pads_with_zero_point_exactly(value) -> bool:
+    """Whether the int8 `value` never lies below its zero point, as far as its producers tell (a
+    clamp at or above the zero point, or zero point -128): then padding it with the zero point,
+    as TFLite's PAD does, leaves every max pooling window's maximum as edgecc's padding does."""
+    producer = value.producer
+    while producer is not None and producer.op in ("max_pool", "reshape"):
+        producer = producer.inputs[0].producer
+    if producer is None:
+        return False
+    if producer.op in ("qconv", "qdense", "qadd"):
+        return clamp_bounds(producer)[0] >= producer.attrs.get("out_zero_point", 0)
+    if producer.op == "quantize" and per_tensor_int8(producer) is not None:
+        return per_tensor_int8(producer)[1] == -128
+    return False
 
 
 def _int8_only(node) -> str | None:
@@ -84,10 +113,13 @@ def _window(node, kind: str) -> str | None:
     if max(dilations) > 1 and node.op != "qconv":
         return f"dilation {list(dilations)}: pooling takes none"
     if padding_mode(x.shape[2:], kernel, strides, dilations, pads) is None:
-        if node.op != "qconv":
-            return f"pads {list(pads)} are neither TFLite's SAME nor VALID (pooling takes no explicit PAD)"
+        if node.op == "avg_pool":
+            return f"pads {list(pads)} are neither TFLite's SAME nor VALID (average pooling takes no explicit PAD)"
+        if node.op == "max_pool" and not pads_with_zero_point_exactly(node.inputs[0]):
+            return (f"pads {list(pads)} are neither TFLite's SAME nor VALID, and the input may lie below its zero "
+                    f"point, which a PAD fills in")
         if max(pads) >= max(kernel) or max(pads) > _MAX_PAD:
-            return f"pads {list(pads)} exceed what Ethos-U folds into a convolution"
+            return f"pads {list(pads)} exceed what Ethos-U takes as a PAD before a {kind}"
     limit = _MAX_KERNEL if node.op == "qconv" else (_MAX_POOL_KERNEL if any(pads) else 256)
     if max(kernel) > limit:
         return f"window {list(kernel)} exceeds Ethos-U's {limit}"
@@ -105,8 +137,6 @@ def _qconv(node) -> str | None:
     channels, out_channels = node.inputs[0].type.shape[1], node.inputs[1].type.shape[0]
     if a["group"] != 1 and not (a["group"] == channels == out_channels):
         return f"grouped convolution (group {a['group']}): only plain and depthwise (multiplier 1)"
-    if fused_activation(node) is None:
-        return f"output clamp [{a['out_min']}, {a['out_max']}] is not a TFLite activation"
     return _window(node, "convolution")
 
 
@@ -119,8 +149,6 @@ def _qdense(node) -> str | None:
         return "weights not a constant [K, N] matrix"
     if a["dtype"] != "int8" or node.inputs[3] is None:
         return f"output {a['dtype']}: Ethos-U needs a requantized int8 output"
-    if fused_activation(node) is None:
-        return f"output clamp [{a['out_min']}, {a['out_max']}] is not a TFLite activation"
     return None
 
 
@@ -130,8 +158,6 @@ def _qadd(node) -> str | None:
         return f"broadcast add {list(a.shape)} + {list(b.shape)}: only equal shapes"
     if node.inputs[0].const is not None or node.inputs[1].const is not None:
         return "constant operand"
-    if fused_activation(node) is None:
-        return f"output clamp [{node.attrs['out_min']}, {node.attrs['out_max']}] is not a TFLite activation"
     return None
 
 
@@ -164,8 +190,6 @@ def _reshape(node) -> str | None:
 
 def per_tensor_int8(node) -> tuple[float, int] | None:
     """(scale, zero point) of a per-tensor int8 quantize/dequantize with constant parameters."""
-    import numpy as np
-
     int8 = node.outputs[0] if node.op == "quantize" else node.inputs[0]
     scale, zp = node.inputs[1], node.inputs[2]
     if int8.type.dtype != "int8" or scale.const is None or scale.type.size != 1:

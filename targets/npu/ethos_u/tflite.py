@@ -7,7 +7,12 @@ exactly:
   * weights keep their int8 values; per-channel weight scales are chosen so that
     in_scale * w_scale[c] / out_scale equals edgecc's multiplier[c];
   * edgecc's int32 bias holds the data zero point's product with the weight sums (padding is
-    filled with the zero point); TFLite's bias does not, so it is added back.
+    filled with the zero point); TFLite's bias does not, so it is added back;
+  * an output clamp is TFLite's fused activation where one gives the same integer bounds for
+    the output's scale and zero point (`support.tflite_activation`), else MAXIMUM/MINIMUM with
+    constants after the operator;
+  * a max pooling's explicit pads are a PAD before a VALID pooling (exact where the data never
+    lies below its zero point, which PAD fills in: `support.pads_with_zero_point_exactly`).
 """
 
 from __future__ import annotations
@@ -17,15 +22,43 @@ import numpy as np
 from ..backend import RegionRejected
 from .flatbuffer import FlatbufferWriter, nhwc
 from .quantization import tensor_quantization
-from .support import flattens_into_dense, fused_activation, padding_mode
+from .support import clamp_bounds, flattens_into_dense, padding_mode, tflite_activation
 
 __all__ = ["region_to_tflite"]
 
 
-def _activation(node) -> int:
+def _activation_output(w: FlatbufferWriter, node) -> tuple[int, int]:
+    """(TFLite's fused activation, the tensor the operator writes) for `node`'s output clamp: the
+    output itself when a fused activation is the clamp, else a temporary that `_clamp` bounds."""
     from ethosu.vela.tflite.ActivationFunctionType import ActivationFunctionType
 
-    return getattr(ActivationFunctionType, fused_activation(node))
+    out = node.outputs[0]
+    named = tflite_activation(clamp_bounds(node), *w.quant[id(out)])
+    if named is not None:
+        return getattr(ActivationFunctionType, named), w.value(out)
+    scale, zp = w.quant[id(out)]
+    return ActivationFunctionType.NONE, w.tensor(f"{node.name}.unclamped", nhwc(out.type.shape), "int8",
+                                                 ([scale], [zp], 0))
+
+
+def _clamp(w: FlatbufferWriter, node, written: int) -> None:
+    """After an operator that wrote `written`: MAXIMUM and MINIMUM with int8 constants (of the
+    output's quantization) bound it to the node's clamp, into the node's output."""
+    from ethosu.vela.tflite import BuiltinOperator as B
+
+    out = node.outputs[0]
+    if written == w.value(out):
+        return
+    quant = ([w.quant[id(out)][0]], [w.quant[id(out)][1]], 0)
+    lo, hi = clamp_bounds(node)
+    steps = [(B.BuiltinOperator.MAXIMUM, lo, -128), (B.BuiltinOperator.MINIMUM, hi, 127)]
+    steps = [(code, bound) for code, bound, dtype_bound in steps if bound != dtype_bound]
+    for k, (code, bound) in enumerate(steps):
+        const = w.tensor(f"{node.name}.clamp{k}", (1,), "int8", quant, np.asarray([bound], np.int8))
+        last = k == len(steps) - 1
+        result = w.value(out) if last else w.tensor(f"{node.name}.clamped{k}", nhwc(out.type.shape), "int8", quant)
+        w.operator(code, [written, const], [result])
+        written = result
 
 
 def _weight_params(w: FlatbufferWriter, node, channels: int):
@@ -66,7 +99,8 @@ def _conv(w: FlatbufferWriter, node) -> None:
         data, axis = weights.transpose(0, 2, 3, 1), 0
     wt = w.tensor(f"{node.name}.weight", data.shape, "int8", (w_scales, [0] * out_c, axis), data)
     bt = w.tensor(f"{node.name}.bias", (out_c,), "int32", (x_scale * w_scales, [0] * out_c, 0), bias)
-    inputs, outputs = [data_in, wt, bt], [w.value(node.outputs[0])]
+    activation, written = _activation_output(w, node)
+    inputs, outputs = [data_in, wt, bt], [written]
     opts_mod = DepthwiseConv2DOptions if depthwise else Conv2DOptions
     opts_mod.Start(w.fb)
     opts_mod.AddPadding(w.fb, getattr(Padding, pad))
@@ -74,13 +108,14 @@ def _conv(w: FlatbufferWriter, node) -> None:
     opts_mod.AddStrideW(w.fb, strides[1])
     opts_mod.AddDilationHFactor(w.fb, dilations[0])
     opts_mod.AddDilationWFactor(w.fb, dilations[1])
-    opts_mod.AddFusedActivationFunction(w.fb, _activation(node))
+    opts_mod.AddFusedActivationFunction(w.fb, activation)
     if depthwise:
         DepthwiseConv2DOptions.AddDepthMultiplier(w.fb, 1)
     options = opts_mod.End(w.fb)
     code = B.BuiltinOperator.DEPTHWISE_CONV_2D if depthwise else B.BuiltinOperator.CONV_2D
     kind = O.BuiltinOptions.DepthwiseConv2DOptions if depthwise else O.BuiltinOptions.Conv2DOptions
     w.operator(code, inputs, outputs, kind, options)
+    _clamp(w, node, written)
 
 
 def _explicit_pad(w: FlatbufferWriter, node, pads) -> int:
@@ -113,21 +148,25 @@ def _dense(w: FlatbufferWriter, node) -> None:
     w_scales, bias, x_scale = _weight_params(w, node, n)
     wt = w.tensor(f"{node.name}.weight", weights.shape, "int8", (w_scales, [0] * n, 0), weights)
     bt = w.tensor(f"{node.name}.bias", (n,), "int32", (x_scale * w_scales, [0] * n, 0), bias)
+    activation, written = _activation_output(w, node)
     F.Start(w.fb)
-    F.AddFusedActivationFunction(w.fb, _activation(node))
+    F.AddFusedActivationFunction(w.fb, activation)
     options = F.End(w.fb)
-    w.operator(B.BuiltinOperator.FULLY_CONNECTED, [w.value(node.inputs[0]), wt, bt], [w.value(node.outputs[0])],
+    w.operator(B.BuiltinOperator.FULLY_CONNECTED, [w.value(node.inputs[0]), wt, bt], [written],
                O.BuiltinOptions.FullyConnectedOptions, options)
+    _clamp(w, node, written)
 
 
 def _add(w: FlatbufferWriter, node) -> None:
     from ethosu.vela.tflite import AddOptions, BuiltinOperator as B, BuiltinOptions as O
 
+    activation, written = _activation_output(w, node)
     AddOptions.Start(w.fb)
-    AddOptions.AddFusedActivationFunction(w.fb, _activation(node))
+    AddOptions.AddFusedActivationFunction(w.fb, activation)
     options = AddOptions.End(w.fb)
-    w.operator(B.BuiltinOperator.ADD, [w.value(node.inputs[0]), w.value(node.inputs[1])],
-               [w.value(node.outputs[0])], O.BuiltinOptions.AddOptions, options)
+    w.operator(B.BuiltinOperator.ADD, [w.value(node.inputs[0]), w.value(node.inputs[1])], [written],
+               O.BuiltinOptions.AddOptions, options)
+    _clamp(w, node, written)
 
 
 def _max_pool(w: FlatbufferWriter, node) -> None:
@@ -140,7 +179,11 @@ def _pool(w: FlatbufferWriter, node, operator: str) -> None:
 
     a = node.attrs
     kernel, strides = a["kernel_shape"], a.get("strides") or (1, 1)
-    pad = padding_mode(node.inputs[0].type.shape[2:], kernel, strides, (1, 1), a.get("pads") or (0,) * 4)
+    pads = a.get("pads") or (0,) * 4
+    pad = padding_mode(node.inputs[0].type.shape[2:], kernel, strides, (1, 1), pads)
+    data_in = w.value(node.inputs[0])
+    if pad is None:  # max pooling only (support.py): a PAD filling the zero point before a VALID pooling
+        data_in, pad = _explicit_pad(w, node, pads), "VALID"
     P.Start(w.fb)
     P.AddPadding(w.fb, getattr(Padding, pad))
     P.AddStrideH(w.fb, strides[0])
@@ -148,7 +191,7 @@ def _pool(w: FlatbufferWriter, node, operator: str) -> None:
     P.AddFilterHeight(w.fb, kernel[0])
     P.AddFilterWidth(w.fb, kernel[1])
     options = P.End(w.fb)
-    w.operator(getattr(B.BuiltinOperator, operator), [w.value(node.inputs[0])], [w.value(node.outputs[0])],
+    w.operator(getattr(B.BuiltinOperator, operator), [data_in], [w.value(node.outputs[0])],
                O.BuiltinOptions.Pool2DOptions, options)
 
 
