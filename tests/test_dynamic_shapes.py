@@ -5,12 +5,17 @@ planned for the upper bounds), the library's input checks, run-time shape functi
 command line.
 """
 
+import os
+import sys
+
 import numpy as np
 import pytest
 
 import edgecc
 from edgecc.errors import InputError
 from edgecc.ir import parse_graph
+
+sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", "benchmarks"))
 
 ENCODER_BLOCK = """graph @main(%x: f32[batch,seq,8], %mask: f32[batch,1,seq]) {
   %w = const f32[8,16] dense<splat 0.25>
@@ -198,3 +203,60 @@ def test_a_run_time_size_without_a_shape_function_is_refused():
     with pytest.raises(LoweringError, match="its output shape is known only at run time and op 'relu' has no shape "
                                              "function"):
         compile_graph(graph, get_target("host"))
+
+
+# ----- models exported from PyTorch with symbolic axes, compared with ONNX Runtime -------------------------
+def _export(model, example, path, input_name, axes):
+    import torch
+
+    with torch.no_grad():
+        torch.onnx.export(model, (example,), str(path), input_names=[input_name], output_names=["out"],
+                          opset_version=17, dynamo=False, do_constant_folding=True,
+                          dynamic_axes={input_name: axes})
+    return str(path)
+
+
+@pytest.fixture(scope="module")
+def encoder_onnx(tmp_path_factory):
+    """A BERT-style encoder (token and position embeddings, 2 post-norm layers) with symbolic batch and seq."""
+    import torch
+
+    from model_zoo import BertEncoder
+
+    torch.manual_seed(0)
+    model = BertEncoder(vocab=100, d_model=64, heads=4, ff=128, layers=2, max_len=128).eval()
+    return _export(model, torch.randint(0, 100, (1, 16)), tmp_path_factory.mktemp("enc") / "encoder.onnx", "ids",
+                   {0: "batch", 1: "seq"})
+
+
+def _ort(path):
+    import onnxruntime as ort
+
+    return ort.InferenceSession(path, providers=["CPUExecutionProvider"])
+
+
+def test_encoder_compiles_once_and_matches_onnxruntime_at_every_size(encoder_onnx):
+    compiled = edgecc.compile(encoder_onnx, "host", input_shapes={"ids": [(1, 8), (1, 128)]})
+    assert compiled.graph.meta["dim_bounds"] == {"batch": (1, 8), "seq": (1, 128)}
+    module, session = compiled.load(), _ort(encoder_onnx)
+    for batch, seq in [(1, 16), (2, 64), (4, 128), (3, 7)]:
+        ids = np.random.default_rng(batch * 1000 + seq).integers(0, 100, (batch, seq)).astype(np.int64)
+        out = module.run({"ids": ids})["out"]
+        assert out.shape == (batch, seq, 64)
+        np.testing.assert_allclose(out, session.run(None, {"ids": ids})[0], rtol=1e-4, atol=1e-4)
+    with pytest.raises(InputError, match=r"^input 'ids' dimension 1 \(seq\) is 129, the library allows 1\.\.128$"):
+        module.run({"ids": np.zeros((1, 129), np.int64)})
+
+
+def test_cnn_with_a_symbolic_batch_runs_at_batch_1_and_4(tmp_path):
+    from model_zoo import build
+
+    model, example = build("resnet_tiny")
+    path = _export(model, example, tmp_path / "cnn.onnx", "input", {0: "batch"})
+    compiled = edgecc.compile(path, "host", input_shapes={"input": ["batch", 3, 64, 64]})
+    assert compiled.stats.fallbacks == []
+    module, session = compiled.load(), _ort(path)
+    for batch in (1, 4):
+        x = np.random.default_rng(batch).standard_normal((batch, 3, 64, 64)).astype(np.float32)
+        np.testing.assert_allclose(module.run({"input": x})["out"], session.run(None, {"input": x})[0],
+                                   rtol=1e-4, atol=1e-4)

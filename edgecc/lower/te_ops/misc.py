@@ -9,6 +9,7 @@ from edgecc.ir.ops.misc import parse_einsum
 
 from . import lowering
 from .elementwise import dtype_of
+from .shapes import te_shape
 
 HALF_TYPES = ("float16", "bfloat16")
 
@@ -30,7 +31,7 @@ def _lower_one_hot(node, ins):
             i = tirx.Select(i < tirx.const(0, dtype_of(i)), i + tirx.const(depth, dtype_of(i)), i)
         return tirx.Select(i == idx[axis].astype(dtype_of(i)), on, off)
 
-    return [te.compute(tuple(node.output.type.shape), body, name="one_hot")]
+    return [te.compute(te_shape(node.output.type.shape), body, name="one_hot")]
 
 
 @lowering("trilu")

@@ -10,6 +10,7 @@ from edgecc.ir.ops.reduce import reduce_axes
 
 from . import fastmath, lowering
 from .elementwise import dtype_of
+from .shapes import is_zero, shape_of, te_shape
 
 HALF_TYPES = ("float16", "bfloat16")
 
@@ -25,7 +26,7 @@ def _product():
 
 def _reduce(x, axes, keepdims: bool, reducer, element, name: str):
     """out = reducer(element(x[...]) over `axes`), keeping or dropping the reduced axes."""
-    dims = [int(d) for d in x.shape]
+    dims = list(shape_of(x))
     if keepdims:
         out_shape = [1 if i in axes else d for i, d in enumerate(dims)]
     else:
@@ -61,9 +62,10 @@ _REDUCERS = {
 
 def _mean(total, count: int):
     dtype = dtype_of(total)
+    count = tirx.const(count, dtype) if isinstance(count, int) else count.astype(dtype)
     if dtype.startswith(("int", "uint")):
-        return tirx.truncdiv(total, tirx.const(count, dtype))
-    return total / tirx.const(count, dtype)
+        return tirx.truncdiv(total, count)
+    return total / count
 
 
 #: results of reducing no elements (a mean of nothing is 0 in ONNX Runtime)
@@ -86,7 +88,7 @@ def _empty_value(op: str, dtype: str):
 def _empty_reduction(node, dtype: str):
     """The result of a reduction over an axis of size 0 (TIR would never run its init)."""
     const = tirx.const(_empty_value(node.op, dtype), dtype)
-    return te.compute(tuple(node.output.type.shape), lambda *i: const, name=node.op)
+    return te.compute(te_shape(node.output.type.shape), lambda *i: const, name=node.op)
 
 
 def _float_extremum(op: str):
@@ -109,7 +111,7 @@ def _lower_reduce(node, ins):
     dtype = str(x.dtype)
     acc = _acc_dtype(dtype)
     axes = reduce_axes(node, len(x.shape))
-    if any(int(x.shape[a]) == 0 for a in axes):
+    if any(is_zero(x.shape[a]) for a in axes):
         return [_empty_reduction(node, dtype)]
     keep = bool(node.attrs["keepdims"])
     reducer, element, finish = _REDUCERS[node.op]
@@ -120,7 +122,7 @@ def _lower_reduce(node, ins):
     reducer = reducer or _product()
     count = 1
     for a in axes:
-        count *= int(x.shape[a])
+        count *= shape_of(x)[a]
     total = _reduce(x, axes, keep, reducer, lambda v: element(v.astype(acc)), node.op)
     return [te.compute(total.shape, lambda *i: finish(total(*i), count).astype(dtype), name=f"{node.op}_out")]
 
@@ -132,7 +134,7 @@ def _lower_log_sum_exp(node, ins):
     dtype = str(x.dtype)
     acc = _acc_dtype(dtype)
     axes = reduce_axes(node, len(x.shape))
-    if any(int(x.shape[a]) == 0 for a in axes):
+    if any(is_zero(x.shape[a]) for a in axes):
         return [_empty_reduction(node, dtype)]
     top = _reduce(x, axes, True, te.max, lambda v: v.astype(acc), "lse_max")
 
@@ -146,7 +148,7 @@ def _lower_log_sum_exp(node, ins):
     exps = te.compute(tuple(x.shape), shifted_exp, name="lse_exp")
     total = _reduce(exps, axes, True, te.sum, lambda v: v, "lse_sum")
     out = te.compute(total.shape, lambda *i: (tirx.log(total(*i)) + shift(*i)).astype(dtype), name=node.op)
-    return [out if node.attrs["keepdims"] else topi.reshape(out, node.output.type.shape)]
+    return [out if node.attrs["keepdims"] else topi.reshape(out, te_shape(node.output.type.shape))]
 
 
 def _arg_reducer(largest: bool, last: bool):
@@ -171,7 +173,7 @@ def _arg_reducer(largest: bool, last: bool):
 @lowering("argmax", "argmin")
 def _lower_arg(node, ins):
     x = ins[0]
-    dims = [int(d) for d in x.shape]
+    dims = list(shape_of(x))
     axis = node.attrs["axis"] % len(dims)
     keep = bool(node.attrs["keepdims"])
     reducer = _arg_reducer(node.op == "argmax", bool(node.attrs["select_last_index"]))
@@ -186,14 +188,14 @@ def _lower_arg(node, ins):
             src.insert(axis, k.var)
         return reducer((k.var.astype("int64"), x(*src)), axis=k)
 
-    pair = te.compute(tuple(out_shape), body, name=node.op)
+    pair = te.compute(te_shape(out_shape), body, name=node.op)
     return [pair[0]]
 
 
 @lowering("cumsum")
 def _lower_cumsum(node, ins):
     x = ins[0]
-    if any(int(d) == 0 for d in x.shape):  # nothing to scan (the TOPI scan would write one element)
+    if any(is_zero(d) for d in x.shape):  # nothing to scan (the TOPI scan would write one element)
         return [te.compute(x.shape, lambda *i: tirx.const(0, str(x.dtype)), name="cumsum")]
     axis = node.attrs["axis"] % len(x.shape)
     reverse = bool(node.attrs["reverse"])
@@ -233,7 +235,7 @@ def _lower_topk(node, ins):
     axis = node.attrs["axis"] % len(x.shape)
     k = node.attrs["k"]
     if k == 0:  # TOPI would return everything
-        shape = tuple(node.outputs[0].type.shape)
+        shape = te_shape(node.outputs[0].type.shape)
         return [te.compute(shape, lambda *i: tirx.const(0, str(x.dtype)), name="topk_values"),
                 te.compute(shape, lambda *i: tirx.const(0, "int64"), name="topk_indices")]
     ascending = not node.attrs["largest"]

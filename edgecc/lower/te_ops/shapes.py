@@ -13,7 +13,7 @@ import contextlib
 import contextvars
 from collections.abc import Iterator, Mapping
 
-__all__ = ["bare_vars", "dim_env", "extent", "is_one", "shape_of", "te_shape"]
+__all__ = ["bare_vars", "dim_env", "extent", "is_one", "is_zero", "shape_of", "te_shape"]
 
 _DIM_ENV: contextvars.ContextVar[Mapping[str, object]] = contextvars.ContextVar("edgecc_dim_env", default={})
 
@@ -67,6 +67,13 @@ def bare_vars(shape) -> set[str]:
             if d == Dim.var(var):
                 out.add(var)
     return out
+
+
+def is_zero(d) -> bool:
+    """Whether an extent is the constant 0 (a symbolic extent is at least 1)."""
+    from tvm import tirx
+
+    return (isinstance(d, int) and d == 0) or (isinstance(d, tirx.IntImm) and d.value == 0)
 
 
 def is_one(d) -> bool:

@@ -8,15 +8,15 @@ import itertools
 import numpy as np
 from tvm import te, tirx, topi
 
-from edgecc.ir.ops.tensor import slice_ranges
+from edgecc.ir.ops.tensor import SymbolicRange, slice_ranges
 
 from . import lowering
 from .elementwise import broadcast_compute, dtype_of
-from .shapes import te_shape
+from .shapes import extent, is_zero, shape_of, te_shape
 
 
-def _shape(t) -> list[int]:
-    return [int(d) for d in t.shape]
+def _shape(t) -> list:
+    return list(shape_of(t))
 
 
 def _const(value, dtype: str):
@@ -34,9 +34,11 @@ def _pick(k, exprs):
     return value
 
 
-def _wrap_index(idx, size: int):
-    """idx + size where idx is negative (ONNX's negative indices)."""
-    return tirx.Select(idx < tirx.const(0, dtype_of(idx)), idx + tirx.const(size, dtype_of(idx)), idx)
+def _wrap_index(idx, size):
+    """idx + size where idx is negative (ONNX's negative indices); `size` may be symbolic."""
+    dtype = dtype_of(idx)
+    size = tirx.const(size, dtype) if isinstance(size, int) else size.astype(dtype)
+    return tirx.Select(idx < tirx.const(0, dtype), idx + size, idx)
 
 
 @lowering("reshape")
@@ -54,7 +56,7 @@ def _lower_transpose(node, ins):
 @lowering("concat")
 def _lower_concat(node, ins):
     axis = node.attrs["axis"] % len(ins[0].shape)
-    return [topi.concatenate([t for t in ins if int(t.shape[axis]) > 0] or ins[:1], axis)]
+    return [topi.concatenate([t for t in ins if not is_zero(t.shape[axis])] or ins[:1], axis)]
 
 
 @lowering("split")
@@ -63,7 +65,7 @@ def _lower_split(node, ins):
     axis = node.attrs["axis"] % len(x.shape)
     outs, offset = [], 0
     for k, out in enumerate(node.outputs):
-        outs.append(_shifted(x, out.type.shape, axis, offset, f"split{k}"))
+        outs.append(_shifted(x, te_shape(out.type.shape), axis, extent(offset), f"split{k}"))
         offset += out.type.shape[axis]
     return outs
 
@@ -81,12 +83,14 @@ def _shifted(x, shape, axis: int, offset: int, name: str):
 def _lower_slice(node, ins):
     x = ins[0]
     a = node.attrs
-    ranges = slice_ranges(_shape(x), a["starts"], a["ends"], a["axes"], a["steps"])
+    ranges = slice_ranges(node.inputs[0].type.shape, a["starts"], a["ends"], a["axes"], a["steps"])
+    starts = [extent(r.start) for r in ranges]
 
     def body(*idx):
-        return x(*(r.start + i * r.step for r, i in zip(ranges, idx)))
+        return x(*(start + i * r.step for start, r, i in zip(starts, ranges, idx)))
 
-    return [te.compute(tuple(len(r) for r in ranges), body, name="slice")]
+    lengths = [extent(r.length) if isinstance(r, SymbolicRange) else len(r) for r in ranges]
+    return [te.compute(tuple(lengths), body, name="slice")]
 
 
 @lowering("gather")
@@ -94,13 +98,13 @@ def _lower_gather(node, ins):
     data, indices = ins
     rank, irank = len(data.shape), len(indices.shape)
     axis = node.attrs["axis"] % rank
-    size = int(data.shape[axis])
+    size = shape_of(data)[axis]
 
     def body(*idx):
         pos = _wrap_index(indices(*idx[axis:axis + irank]), size)
         return data(*idx[:axis], pos, *idx[axis + irank:])
 
-    return [te.compute(tuple(node.output.type.shape), body, name="gather")]
+    return [te.compute(te_shape(node.output.type.shape), body, name="gather")]
 
 
 @lowering("gather_elements")
@@ -130,7 +134,7 @@ def _lower_gather_nd(node, ins):
         picked = [_wrap_index(indices(*outer, j), dims[b + j]) for j in range(depth)]
         return data(*outer[:b], *picked, *rest)
 
-    return [te.compute(tuple(node.output.type.shape), body, name="gather_nd")]
+    return [te.compute(te_shape(node.output.type.shape), body, name="gather_nd")]
 
 
 _SCATTER_MODES = {"none": "update", "add": "add", "mul": "mul", "max": "max", "min": "min"}
@@ -228,7 +232,7 @@ def _lower_tile(node, ins):
         return x(*(i if r == 1 else tirx.floormod(i, d)
                    for i, d, r in zip(idx, dims, node.attrs["repeats"])))
 
-    return [te.compute(tuple(node.output.type.shape), body, name="tile")]
+    return [te.compute(te_shape(node.output.type.shape), body, name="tile")]
 
 
 @lowering("pad")
@@ -254,7 +258,7 @@ def _lower_pad(node, ins):
         value = x(*src)
         return value if mode != "constant" else tirx.Select(inside, value, fill)
 
-    return [te.compute(tuple(node.output.type.shape), body, name="pad")]
+    return [te.compute(te_shape(node.output.type.shape), body, name="pad")]
 
 
 def _pad_source(p, n: int, mode: str):
@@ -484,11 +488,28 @@ def _const_compute(array: np.ndarray, name: str):
 @lowering("shape", "size")
 def _lower_shape(node, ins):
     value = node.opdef.fold(node, [None])[0]
+    if value.dtype == object:  # sizes of symbolic dimensions: read from the kernel's size variables
+        return [_dims_compute(value, node.output.type.dtype, node.op)]
     return [_const_compute(value, node.op)]
+
+
+def _dims_compute(array: np.ndarray, dtype: str, name: str):
+    """A tensor holding ints and symbolic dimensions (evaluated at run time)."""
+    values = [_const(d, dtype) if isinstance(d, int) else extent(d).astype(dtype) for d in array.reshape(-1).tolist()]
+    if array.ndim == 0:
+        return te.compute((), lambda: values[0], name=name)
+
+    def body(*idx):
+        pos = 0
+        for i, d in zip(idx, array.shape):
+            pos = pos * d + i
+        return _pick(pos, values)
+
+    return te.compute(array.shape, body, name=name)
 
 
 @lowering("full")
 def _lower_full(node, ins):
     t = node.output.type
     value = _const(node.attrs["value"], t.dtype)
-    return [te.compute(tuple(t.shape), lambda *i: value, name="full")]
+    return [te.compute(te_shape(t.shape), lambda *i: value, name="full")]
