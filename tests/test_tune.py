@@ -1,5 +1,7 @@
-"""Auto-tuning: records from real MetaSchedule runs, resume after a kill, log errors, target
-checks, reports, and measurement through a TVM RPC tracker and server on loopback."""
+"""Auto-tuning: records from real MetaSchedule runs and from the knob search of edgecc's own
+rules, the tune-time comparison with the default schedule, resume after a kill, log errors,
+target and ISA-family checks, reports, and measurement through a TVM RPC tracker and server on
+loopback."""
 
 import contextlib
 import json
@@ -17,8 +19,8 @@ import pytest
 from onnx import TensorProto, helper, numpy_helper
 from ort_compare import run_ort
 
-from edgecc.tune.apply import record_wins
-from edgecc.tune.database import RECORDS, TASKS, WORKLOADS, TuningLog
+from edgecc.tune.apply import TunedSchedules, comparison_wins
+from edgecc.tune.database import KNOB_RECORDS, RECORDS, TASKS, WORKLOADS, TuningLog
 
 #: small searches: a few candidates per round, a small population
 SMALL = ["--trials-per-iter", "4", "--population", "32"]
@@ -88,7 +90,10 @@ def test_tuning_produces_records_and_the_default_schedule_time(tuned):
 def test_compile_applies_the_best_record_when_it_beats_the_default(tuned, tmp_path):
     model, logs = tuned
     log = TuningLog.open(logs / TAG)
-    expect_tuned = record_wins(log.best(0).seconds, log.task(0)["default_secs"])
+    compare = log.task(0)["compare"]  # the default and the best record, measured together at tune time
+    assert len(compare["default"]) == len(compare["candidate"]) == 5
+    assert compare["wins"] == comparison_wins(compare["default"], compare["candidate"])
+    expect_tuned = compare["wins"]
     out = tmp_path / "dense.so"
     rc, stdout, err = edgecc("compile", model, "-o", out, "--cpu", "znver3", "--tuning-logs", logs)
     assert rc == 0, err
@@ -100,27 +105,47 @@ def test_compile_applies_the_best_record_when_it_beats_the_default(tuned, tmp_pa
     np.testing.assert_allclose(got, run_ort(onnx.load(model), {"x": x})[0], rtol=1e-4, atol=1e-4)
 
 
-def test_a_record_slower_than_the_default_is_not_applied(tuned, tmp_path):
-    model, _ = tuned
-    logs = copy_logs(tuned, tmp_path)
+def _set_comparison(logs, default, candidate, record=None):
+    """Replace the tune-time comparison of workload 0 (the best record against the default)."""
     log = TuningLog.open(logs / TAG)
-    log.update_task(0, default_secs=log.best(0).seconds / 2)  # the default now "measured" faster
-    rc, stdout, err = edgecc("compile", model, "-o", tmp_path / "d.so", "--cpu", "znver3", "--tuning-logs", logs)
+    best = log.best_any(0)
+    record = record or [best.kind, best.line]
+    log.update_task(0, compare={"record": record, "default": default, "candidate": candidate, "noise": 0.0,
+                                "wins": comparison_wins(default, candidate)})
+
+
+def _tuned_kernels(model, logs, tmp_path, *args):
+    rc, stdout, err = edgecc("compile", model, "-o", tmp_path / "d.so", "--cpu", "znver3", "--tuning-logs", logs, *args)
     assert rc == 0, err
-    assert "0 of 1 kernels from tuning records" in stdout
+    return int(next(line for line in stdout.splitlines() if "kernels from tuning records" in line).split()[0])
 
 
-@pytest.mark.parametrize("default", ["missing", "within the noise"])
-def test_a_record_that_does_not_clearly_beat_the_default_is_not_applied(tuned, tmp_path, default):
+@pytest.mark.parametrize("case", ["slower", "default missing", "within the noise", "wins"])
+def test_only_a_record_that_beat_the_default_by_more_than_the_noise_is_applied(tuned, tmp_path, case):
     model, _ = tuned
     logs = copy_logs(tuned, tmp_path)
+    default = [1.00e-4, 1.02e-4, 0.99e-4, 1.01e-4, 1.00e-4]  # 3% spread
+    candidate = {"slower": [1.2e-4] * 5, "default missing": [0.5e-4] * 5,
+                 "within the noise": [0.98e-4, 0.99e-4, 0.98e-4, 0.98e-4, 0.99e-4], "wins": [0.8e-4] * 5}[case]
+    if case == "default missing":  # the default failed to measure: the record cannot be checked
+        default = []
+    _set_comparison(logs, default, candidate)
+    assert comparison_wins(default, candidate) == (case == "wins")
+    assert _tuned_kernels(model, logs, tmp_path) == (1 if case == "wins" else 0)
+
+
+@pytest.mark.parametrize("default", ["missing", "within the noise", "faster"])
+def test_logs_without_a_comparison_apply_a_record_only_past_the_default_time(tuned, tmp_path, default):
+    """Logs written before tune-time comparisons: the record against the default's one measurement."""
+    model, _ = tuned
+    logs = copy_logs(tuned, tmp_path)
+    path = logs / TAG / TASKS
+    path.write_text("".join(line + "\n" for line in path.read_text().splitlines() if '"compare"' not in line))
+    (logs / TAG / KNOB_RECORDS).unlink()  # such logs have no knob records either
     log = TuningLog.open(logs / TAG)
     best = log.best(0).seconds
-    log.update_task(0, default_secs=None if default == "missing" else best * 1.02)
-    assert not record_wins(best, log.task(0)["default_secs"])
-    rc, stdout, err = edgecc("compile", model, "-o", tmp_path / "d.so", "--cpu", "znver3", "--tuning-logs", logs)
-    assert rc == 0, err
-    assert "0 of 1 kernels from tuning records" in stdout
+    log.update_task(0, default_secs={"missing": None, "within the noise": best * 1.02, "faster": best / 2}[default])
+    assert _tuned_kernels(model, logs, tmp_path) == 0
 
 
 def test_records_of_another_target_are_not_applied(tuned, tmp_path):
@@ -130,9 +155,9 @@ def test_records_of_another_target_are_not_applied(tuned, tmp_path):
     rc, stdout, err = edgecc("compile", model, "-o", tmp_path / "a.so", "--cpu", "skylake", "--tuning-logs", logs)
     assert rc == 0, err
     assert "target x86_64-skylake" in stdout and "0 of 1 kernels from tuning records" in stdout
-    # a znver3 folder handed to a skylake compile is refused, naming the file and both targets
-    rc, _, err = edgecc("compile", model, "-o", tmp_path / "b.so", "--cpu", "skylake", "--tuning-logs", logs / TAG)
-    assert_one_line_error(rc, err, TASKS, "x86_64-znver3", "x86_64-skylake")
+    # a znver3 folder handed to a compile for a CPU without AVX2 and FMA is refused, naming both targets
+    rc, _, err = edgecc("compile", model, "-o", tmp_path / "b.so", "--cpu", "sandybridge", "--tuning-logs", logs / TAG)
+    assert_one_line_error(rc, err, TASKS, "x86_64-znver3", "x86_64-sandybridge", "another ISA family", "avx2")
     # records inside the right folder whose own target is another CPU are skipped
     path = logs / TAG / RECORDS
     lines = [json.loads(line) for line in path.read_text().splitlines()]
@@ -151,13 +176,37 @@ def test_records_of_another_target_are_not_applied(tuned, tmp_path):
     ("shape", ":2: not a tuning record"),
     ("foreign", ":1: not an edgecc tuning log"),
     ("workload", "not a workload entry"),
+    ("knob garbage", ":2: corrupt JSON"),
+    ("knob object", ":1: not a knob record"),
+    ("knob workload", ":1: record of workload 7"),
+    ("comparison", "not a comparison of a record"),
+    ("comparison line", "comparison with line 999"),
 ])
 def test_a_damaged_log_is_a_clear_error_naming_the_file(tuned, tmp_path, damage, message):
     model, _ = tuned
     logs = copy_logs(tuned, tmp_path)
     folder = logs / TAG
     records = (folder / RECORDS).read_text().splitlines(keepends=True)
-    if damage == "truncate":  # a write cut short
+    knobs = (folder / KNOB_RECORDS).read_text().splitlines(keepends=True)
+    entry = json.loads(knobs[0])
+    if damage.startswith("knob"):
+        name = KNOB_RECORDS
+        if damage == "knob garbage":
+            knobs[1] = '{"workload": 0, "rule": "dense", "kno\n'
+        elif damage == "knob object":  # a value that is not an int, bool or string is not read as anything
+            knobs[0] = json.dumps({**entry, "knobs": {**entry["knobs"], "rows": {"py/object": "os.system"}}}) + "\n"
+        else:
+            knobs[0] = json.dumps({**entry, "workload": 7}) + "\n"
+        (folder / KNOB_RECORDS).write_text("".join(knobs))
+    elif damage.startswith("comparison"):
+        name = TASKS
+        compare = {"record": ["knobs", 999], "default": [1e-4] * 5, "candidate": [1e-4] * 5, "noise": 0.0,
+                   "wins": False}
+        if damage == "comparison":
+            compare["record"] = ["pickle", 1]
+        with open(folder / TASKS, "a") as fh:
+            fh.write(json.dumps({"workload": 0, "compare": compare}) + "\n")
+    elif damage == "truncate":  # a write cut short
         (folder / RECORDS).write_text("".join(records)[:-40])
         name = RECORDS
     elif damage == "garbage":
@@ -375,3 +424,176 @@ def test_a_task_metaschedule_fails_on_is_skipped_and_the_run_goes_on(monkeypatch
     progress.advance(4)
     progress.advance(8)
     assert reports == [("tune", 4, 10), ("tune", 10, 10)]
+
+
+# ----- knob search over edgecc's own rules ----------------------------------------------------------
+def conv_model(path, c=8, o=16, hw=14):
+    """A 3x3 conv (a Winograd kernel on x86) and a 1x1 conv (a direct NCHW{b}c kernel), with Relu."""
+    rng = np.random.default_rng(0)
+    inits = [numpy_helper.from_array(rng.standard_normal(shape).astype(np.float32), name)
+             for name, shape in [("W1", (o, c, 3, 3)), ("B1", (o,)), ("W2", (o, o, 1, 1)), ("B2", (o,))]]
+    nodes = [helper.make_node("Conv", ["x", "W1", "B1"], ["y1"], pads=[1, 1, 1, 1]), helper.make_node("Relu", ["y1"], ["r1"]),
+             helper.make_node("Conv", ["r1", "W2", "B2"], ["y2"]), helper.make_node("Relu", ["y2"], ["z"])]
+    graph = helper.make_graph(nodes, "convs", [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, c, hw, hw])],
+                              [helper.make_tensor_value_info("z", TensorProto.FLOAT, [1, o, hw, hw])], inits)
+    onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)]), path)
+    return path
+
+
+def _kernels(model, cpu=None, **options):
+    from edgecc.driver import prepare
+    from edgecc.lower.plan import plan_kernels
+
+    graph, target, _, _ = prepare(model, "host", target_options={"cpu": cpu} if cpu else {}, **options)
+    return [p.kernel for p in plan_kernels(graph)], target
+
+
+@pytest.mark.parametrize("name, shapes", [("resnet_tiny", None), ("mobilenetv2_tiny", None),
+                                          ("transformer_tiny", {"input_ids": (1, 16)})])
+def test_knob_space_holds_the_default_and_it_builds_the_default_schedule(name, shapes):
+    import tvm_ffi
+
+    from edgecc.lower.schedules import RULES
+    from edgecc.lower.schedules.knobs import knob_space
+    from edgecc.tune.knob_search import knob_space_of
+
+    kernels, target = _kernels(os.path.join(os.path.dirname(__file__), "data", f"{name}.onnx"), input_shapes=shapes)
+    kinds = set()
+    for kernel in kernels:
+        space = knob_space_of(kernel, target)
+        if space is None:
+            continue
+        kinds.add(kernel.kind)
+        points = space.points()
+        assert points[0] == space.default() and len(points) > 1
+        assert len({json.dumps(p, sort_keys=True) for p in points}) == len(points)
+        for point in points:
+            space.check(point)
+        with pytest.raises(ValueError):
+            space.check({**space.default(), "no such knob": 1})
+        plain = RULES[kernel.kind](kernel, target)
+        assert tvm_ffi.structural_equal(plain, RULES[kernel.kind](kernel, target, knobs=space.default()))
+        assert knob_space(kernel, target) is not None
+    assert kinds >= {"resnet_tiny": {"conv", "winograd_conv"}, "mobilenetv2_tiny": {"conv", "depthwise_conv"},
+                     "transformer_tiny": {"dense", "matmul"}}[name]
+
+
+@pytest.fixture(scope="module")
+def knob_tuned(tmp_path_factory):
+    """The two-conv model tuned by the knob search alone, 4 points per kernel: (model, log root, summary)."""
+    from edgecc.tune.tuner import TuneOptions, tune_model
+
+    root = tmp_path_factory.mktemp("knobs")
+    model = conv_model(root / "convs.onnx")
+    options = TuneOptions(trials=4, trials_per_iter=2, searches=("knobs",), compare_rounds=3)
+    summary = tune_model(str(model), "host", root / "logs", options, out=None, target_options={"cpu": "znver3"})
+    return model, root / "logs", summary
+
+
+def test_knob_search_measures_points_and_compares_the_best_with_the_default(knob_tuned):
+    _, logs, summary = knob_tuned
+    log = TuningLog.open(logs / TAG)
+    assert not log.records  # MetaSchedule did not run
+    kinds = {log.task(r.workload)["kind"] for r in log.knob_records}
+    assert kinds == {"winograd_conv", "conv"}
+    for workload in {r.workload for r in log.knob_records}:
+        records = log.knob_records_of(workload)
+        assert len(records) == 4 and records[0].valid  # the default point first, then the search's picks
+        assert len({json.dumps(r.knobs, sort_keys=True) for r in records}) == 4
+        compare = log.task(workload)["compare"]
+        best = log.best_knobs(workload)
+        assert compare["record"] == ["knobs", best.line] and len(compare["default"]) == 3
+        assert compare["wins"] == comparison_wins(compare["default"], compare["candidate"])
+    tasks = {t.kind: t for t in summary.tasks}
+    assert tasks["conv"].knob_measured == 4 and tasks["conv"].verdict
+    assert log.runs[-1]["knob_measured"] == 8 and log.runs[-1]["measured"] == 0
+
+
+def test_the_cost_model_ranks_the_unmeasured_points(knob_tuned):
+    """After a few measurements, the next batch is what an XGBoost model fitted on them predicts fastest."""
+    import random
+
+    from edgecc.tune.knob_search import _key, _next_batch, knob_space_of
+
+    model, logs, _ = knob_tuned
+    kernels, target = _kernels(str(model), cpu="znver3")
+    kernel = next(k for k in kernels if k.kind == "conv")
+    space = knob_space_of(kernel, target)
+    points = space.points()
+    # a made-up cost: fast when the tile is wide and the tile's columns are unrolled
+    measured = [(p, 1e-4 / p["tile"] * (1 if p["unroll"] else 3)) for p in points[:12]]
+    done = {_key(p) for p, _ in measured}
+    todo = [p for p in points if _key(p) not in done]
+    batch = _next_batch(space, measured, todo, 4, random.Random(0), 0)
+    assert len(batch) == 4 and all(_key(p) not in done for p in batch)
+    best_predicted = batch[0]
+    assert best_predicted["unroll"] and best_predicted["tile"] >= max(p["tile"] for p, _ in measured) - 2
+
+
+def test_a_knob_record_replays_to_the_rule_with_those_knobs_and_stays_correct(knob_tuned, tmp_path):
+    import tvm_ffi
+
+    from edgecc.lower.schedules import RULES
+    from edgecc.targets import get_target
+    from edgecc.tune.database import workload_module
+
+    model, _, _ = knob_tuned
+    logs = copy_logs(knob_tuned, tmp_path)
+    log = TuningLog.open(logs / TAG)
+    kernels, target = _kernels(str(model), cpu="znver3")
+    for kernel in (k for k in kernels if k.kind in ("conv", "winograd_conv")):
+        workload = log.find_workload(workload_module(kernel.func))
+        record = next(r for r in log.knob_records_of(workload) if r.knobs != log.knob_records_of(workload)[0].knobs)
+        log.update_task(workload, compare={"record": ["knobs", record.line], "default": [2e-4] * 3,
+                                           "candidate": [1e-4] * 3, "noise": 0.0, "wins": True})
+    schedules = TunedSchedules.for_target(get_target("host", cpu="znver3"), str(logs))
+    for kernel in (k for k in kernels if k.kind in ("conv", "winograd_conv")):
+        record = schedules.chosen(schedules.log.find_workload(workload_module(kernel.func)))
+        assert record.kind == "knobs"
+        expected = RULES[kernel.kind](kernel, target, knobs=record.knobs)
+        assert tvm_ffi.structural_equal(schedules.lookup(kernel), expected)
+    import edgecc
+
+    compiled = edgecc.compile(str(model), "host", target_options={"cpu": "znver3"}, tuning_logs=str(logs),
+                              strict_schedules=True)
+    assert compiled.stats.scheduled_by.get("tuned") == 2
+    x = np.random.default_rng(2).standard_normal((1, 8, 14, 14)).astype(np.float32)
+    got = compiled.load().run({"x": x})["z"]
+    np.testing.assert_allclose(got, run_ort(onnx.load(model), {"x": x})[0], rtol=1e-4, atol=1e-4)
+
+
+def test_a_knob_record_outside_the_rules_space_is_a_fallback(knob_tuned, tmp_path):
+    from edgecc.lower.schedules import make_scheduler
+    from edgecc.targets import get_target
+    from edgecc.tune.database import workload_module
+
+    model, _, _ = knob_tuned
+    logs = copy_logs(knob_tuned, tmp_path)
+    log = TuningLog.open(logs / TAG)
+    kernels, _ = _kernels(str(model), cpu="znver3")
+    kernel = next(k for k in kernels if k.kind == "conv")
+    workload = log.find_workload(workload_module(kernel.func))
+    record = log.add_knob_record(workload, "conv", {**log.knob_records_of(workload)[0].knobs, "tile": 999}, [1e-6])
+    log.update_task(workload, compare={"record": ["knobs", record.line], "default": [2e-4] * 3,
+                                       "candidate": [1e-4] * 3, "noise": 0.0, "wins": True})
+    target = get_target("host", cpu="znver3")
+    scheduled = make_scheduler(target, TunedSchedules.for_target(target, str(logs))).schedule(kernel)
+    assert scheduled.how == "default" and "tile=999" in str(scheduled.fallback)
+
+
+@pytest.mark.parametrize("cpu", ["skylake", "znver4"])
+def test_records_of_another_cpu_of_the_same_isa_family_apply_with_a_remark(tuned, tmp_path, cpu):
+    from edgecc.targets import get_target
+
+    model, _ = tuned
+    logs = copy_logs(tuned, tmp_path)
+    _set_comparison(logs, [2e-4] * 5, [1e-4] * 5)  # the best record won
+    schedules = TunedSchedules.for_target(get_target("host", cpu=cpu), str(logs / TAG))
+    assert schedules.log.borrowed_from == TAG
+    (remark,) = schedules.remarks
+    assert f"records of {TAG}" in str(remark) and f"x86_64-{cpu}" in str(remark) and "same ISA family" in str(remark)
+    rc, stdout, err = edgecc("compile", model, "-o", tmp_path / "f.so", "--cpu", cpu, "--tuning-logs", logs / TAG)
+    assert rc == 0, err
+    assert f"target x86_64-{cpu}" in stdout and "1 of 1 kernels from tuning records" in stdout
+    # the root folder holds no log of this CPU's own: nothing is borrowed from there
+    assert TunedSchedules.for_target(get_target("host", cpu=cpu), str(logs)) is None

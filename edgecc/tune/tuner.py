@@ -1,14 +1,19 @@
-"""Tune a model's kernels with MetaSchedule (evolutionary search, XGBoost cost model).
+"""Tune a model's kernels: edgecc's own rules' knobs and MetaSchedule's schedules, each searched
+with an XGBoost cost model.
 
 For each task, heaviest first, the tuner:
 
-1. measures edgecc's default schedule of the kernel once and stores its time in the log, so
-   compile can prefer the default where tuning did not beat it;
-2. seeds MetaSchedule's in-memory database with the task's records already in the log (the
-   search starts from the best known candidates);
-3. runs the search for the trials still missing; each measured candidate is appended to the log
-   as soon as its batch is measured. Candidates measured before (in this run or an earlier one)
-   are recognised at build time and not measured again.
+1. measures edgecc's default schedule of the kernel once and stores its time in the log;
+2. searches the knob space of the kernel's default rule (`knob_search`: register tiles, blocks,
+   unrolling, parallel loop), up to `trials` points, each appended to the log as a knob record;
+3. seeds MetaSchedule's in-memory database with the task's records already in the log (the
+   search starts from the best known candidates) and runs its search for the trials still
+   missing; each measured candidate is appended to the log as soon as its batch is measured.
+   Candidates measured before (in this run or an earlier one) are recognised at build time and
+   not measured again;
+4. measures the default and the fastest record of either search together, interleaved, several
+   rounds (`compare`), and logs whether the record won by more than the measured noise: compile
+   applies it only then.
 
 Candidates are built by `build_candidate`, which skips MetaSchedule's default builder's import of
 `tvm.s_tir.tensor_intrin` (tens of seconds per build worker; only tensorized schedules need it, and
@@ -25,13 +30,17 @@ from dataclasses import dataclass, field
 
 from edgecc.errors import EdgeccError
 
+from .compare import ROUNDS, compare_with_default
 from .database import FAILED, TuningLog, workload_module
+from .knob_search import search_knobs
 from .tasks import TuningTask, extract_tasks, select_tasks
 
 __all__ = ["TaskResult", "TuneOptions", "build_candidate", "tune_model"]
 
 #: builder error of a candidate that was measured before (not built, not measured, not logged)
 ALREADY_MEASURED = "edgecc: already measured"
+#: the searches `edgecc tune` runs per kernel, in this order
+SEARCHES = ("knobs", "metaschedule")
 
 
 @dataclass
@@ -49,17 +58,22 @@ class TuneOptions:
     seed: int = 0
     repeat: int = 3  # timed repeats of each candidate
     population: int = 256  # evolutionary search population (smaller: faster search, less explored)
+    searches: tuple[str, ...] = SEARCHES  # "knobs" (edgecc's rules), "metaschedule"
+    compare_rounds: int = ROUNDS  # interleaved rounds of the default against the best record
 
 
 @dataclass
 class TaskResult:
     name: str
     kind: str
-    trials: int  # records in the log after this run
-    measured: int  # candidates measured in this run
-    best: float | None  # seconds
+    trials: int  # MetaSchedule records in the log after this run
+    measured: int  # MetaSchedule candidates measured in this run
+    best: float | None  # seconds, of either search
     default: float | None  # seconds of edgecc's default schedule
     skipped: str = ""  # why the task was not tuned in this run
+    knob_points: int = 0  # knob records in the log after this run
+    knob_measured: int = 0  # knob points measured in this run
+    verdict: str = ""  # the comparison with the default: "knobs 1.21x", "default kept (within 4% noise)"
 
 
 @dataclass
@@ -77,6 +91,24 @@ def build_candidate(mod, target, _params=None):
 
     mod = RemoveWeightLayoutRewriteBlock(skip_tensor_rewrite=True)(mod)
     return tvm_build(mod, target=target)
+
+
+class LocalBuild:
+    """Builds in this process (edgecc's own schedules need no isolation) and exports each module
+    the way MetaSchedule's builder does; `build` answers like a MetaSchedule builder."""
+
+    def build(self, build_inputs):
+        from tvm.s_tir.meta_schedule.builder import BuilderResult
+        from tvm.s_tir.meta_schedule.builder.local_builder import default_export
+
+        results = []
+        for item in build_inputs:
+            try:
+                results.append(BuilderResult(default_export(build_candidate(item.mod, item.target)), None))
+            except Exception as exc:  # noqa: BLE001 - a module that does not build is a failed candidate
+                text = str(exc).strip()
+                results.append(BuilderResult(None, f"{type(exc).__name__}: {text.splitlines()[-1] if text else ''}"))
+        return results
 
 
 def _make_builder(measured: set):
@@ -269,27 +301,67 @@ def _ms(seconds: float | None) -> str:
 
 def _tune_task(task: TuningTask, index: int, count: int, log: TuningLog, target, options: TuneOptions,
                progress: _Progress, runner) -> TaskResult:
-    import tvm.s_tir.meta_schedule as ms
-
     workload = log.add_workload(task.mod)
-    meta = log.task(workload)
-    if "name" not in meta:
+    if "name" not in log.task(workload):
         log.update_task(workload, name=task.name, kind=task.kind, flops=task.flops, calls=task.calls)
     measured = _measured_hashes(log, workload, task.mod)
-    builder, plain_builder = _make_builder(measured)
+    builder, _ = _make_builder(measured)
+    plain_builder = LocalBuild()
     if log.task(workload).get("default_secs") is None:  # not measured yet, or the measurement failed
-        default = _measure_default(task, target, plain_builder, runner)
-        log.update_task(workload, default_secs=default)
-    default = log.task(workload).get("default_secs")
-    done = len(log.records_of(workload))
+        log.update_task(workload, default_secs=_measure_default(task, target, plain_builder, runner))
     label = f"task {index}/{count} {task.name} ({task.kind})"
+    knob_new = 0
+    if "knobs" in options.searches:
+        knob_new = _search_knobs(task, label, log, workload, target, options, progress, plain_builder, runner)
+    ms_new, failed = 0, ""
+    if "metaschedule" in options.searches:
+        try:
+            ms_new = _search_metaschedule(task, label, log, workload, target, options, progress, builder, runner)
+        except EdgeccError:
+            raise
+        except Exception as exc:  # noqa: BLE001 - MetaSchedule failing on a kernel leaves the knob search's results
+            if not knob_new and not log.knob_records_of(workload):
+                raise
+            failed = f"MetaSchedule {_failure(exc)}"
+            progress.line(f"{label}: {failed}")
+    verdict = _compare(task, label, log, workload, target, options, progress, plain_builder, runner,
+                       fresh=bool(knob_new or ms_new))
+    best = log.best_any(workload)
+    return TaskResult(task.name, task.kind, len(log.records_of(workload)), ms_new, best and best.seconds,
+                      log.task(workload).get("default_secs"), knob_points=len(log.knob_records_of(workload)),
+                      knob_measured=knob_new, verdict="; ".join(x for x in (verdict, failed) if x))
+
+
+def _search_knobs(task, label, log, workload, target, options, progress, builder, runner) -> int:
+    done = len(log.knob_records_of(workload))
+
+    def on_batch(new: int) -> None:
+        progress.advance(new)
+        best = log.best_knobs(workload)
+        progress.line(f"{label}: knobs {len(log.knob_records_of(workload))}/{options.trials} points, best "
+                      f"{_ms(best and best.seconds)} (default {_ms(log.task(workload).get('default_secs'))}), "
+                      f"{progress.time_left()}")
+
+    new = search_knobs(task, target, log, workload, builder, runner, options.trials, options.trials_per_iter,
+                       options.seed, on_batch)
+    progress.advance(max(0, options.trials - done - new))  # points it will never measure are not pending
+    return new
+
+
+def _search_metaschedule(task, label, log, workload, target, options, progress, builder, runner) -> int:
+    import tvm.s_tir.meta_schedule as ms
+
+    meta = log.task(workload)
+    default = meta.get("default_secs")
+    done = len(log.records_of(workload))
     remaining = options.trials - done
     if remaining <= 0 or meta.get("exhausted_at", -1) == done:
         best = log.best(workload)
         progress.line(f"{label}: {done} trials in the log, best {_ms(best and best.seconds)} "
                       f"(default {_ms(default)}); nothing to do"
                       + (" (search space exhausted)" if remaining > 0 else ""))
-        return TaskResult(task.name, task.kind, done, 0, best and best.seconds, default, "complete")
+        progress.advance(max(remaining, 0))
+        return 0
     state = {"measured": 0}
 
     def on_batch(new: int) -> None:
@@ -313,9 +385,44 @@ def _tune_task(task: TuningTask, index: int, count: int, log: TuningLog, target,
             task_scheduler="round-robin")
     if state["measured"] < remaining:  # the search found no new candidates: do not search again
         log.update_task(workload, exhausted_at=len(log.records_of(workload)))
-    best = log.best(workload)
-    return TaskResult(task.name, task.kind, len(log.records_of(workload)), state["measured"],
-                      best and best.seconds, default)
+        progress.advance(remaining - state["measured"])
+    return state["measured"]
+
+
+def _compare(task, label, log, workload, target, options, progress, builder, runner, fresh: bool) -> str:
+    """Compare the best record with the default (again when this run measured something new)."""
+    meta = log.task(workload)
+    best = log.best_any(workload)
+    if best is None:
+        return "no valid record"
+    current = meta.get("compare")
+    if fresh or current is None or current["record"] != [best.kind, best.line]:
+        progress.line(f"{label}: measuring the default and the best record ({best.kind}) together, "
+                      f"{options.compare_rounds} rounds")
+        current = compare_with_default(task, target, log, workload, builder, runner, options.compare_rounds)
+    text = _verdict(current)
+    progress.line(f"{label}: {text}")
+    return text
+
+
+def _verdict(compare: dict) -> str:
+    import statistics
+
+    default, candidate = compare["default"], compare["candidate"]
+    if not default or not candidate:
+        return f"default kept ({'default' if not default else 'record'} did not measure)"
+    ratio = statistics.median(default) / statistics.median(candidate)
+    kind, noise = compare["record"][0], f"noise {compare['noise']:.0%}"
+    if compare["wins"]:
+        return f"{kind} record kept: {ratio:.2f}x the default's speed ({noise})"
+    if ratio <= 1:
+        return f"default kept: the {kind} record is slower ({ratio:.2f}x, {noise})"
+    return f"default kept: the {kind} record's {ratio:.2f}x is within the {noise}"
+
+
+def _failure(exc: Exception) -> str:
+    text = str(exc).strip()
+    return f"failed: {type(exc).__name__}: {text.splitlines()[-1] if text else ''}".rstrip(": ")
 
 
 def _tune_task_or_skip(task: TuningTask, index: int, count: int, log: TuningLog, target, options: TuneOptions,
@@ -326,8 +433,7 @@ def _tune_task_or_skip(task: TuningTask, index: int, count: int, log: TuningLog,
     except EdgeccError:
         raise
     except Exception as exc:  # noqa: BLE001 - one kernel MetaSchedule cannot handle must not end the run
-        text = str(exc).strip()
-        reason = f"failed: {type(exc).__name__}: {text.splitlines()[-1] if text else ''}".rstrip(": ")
+        reason = _failure(exc)
         progress.line(f"task {index}/{count} {task.name} ({task.kind}): {reason}")
         return TaskResult(task.name, task.kind, 0, 0, None, None, reason)
 
@@ -343,6 +449,9 @@ def tune_model(model, target="host", logs=None, options: TuneOptions | None = No
     options = options or TuneOptions()
     if options.trials < 1:
         raise EdgeccError(f"--trials must be at least 1, not {options.trials}")
+    unknown = [s for s in options.searches if s not in SEARCHES]
+    if unknown or not options.searches:
+        raise EdgeccError(f"--search takes {', '.join(SEARCHES)} (one or both), not '{','.join(options.searches)}'")
     runner = _make_runner(options)  # bad RPC settings fail before any work
     tasks, target_obj = extract_tasks(model, target, **compile_options)
     from edgecc.lower.schedules.x86_int8 import register_metaschedule_intrinsics
@@ -354,8 +463,9 @@ def tune_model(model, target="host", logs=None, options: TuneOptions | None = No
     tasks = select_tasks(tasks, options.top, options.kinds, options.skip_kinds)
     log = TuningLog.for_target(target_obj, logs, create=True, header_extra=_peak(target_obj))
     summary = TuneSummary(str(log.folder))
-    progress = _Progress(out, options, options.trials * len(tasks), progress)
-    progress.line(f"{len(tasks)} tasks for target {target_obj.tag}, {options.trials} trials each; log {log.folder}")
+    progress = _Progress(out, options, options.trials * len(tasks) * len(options.searches), progress)
+    progress.line(f"{len(tasks)} tasks for target {target_obj.tag}, {options.trials} trials each "
+                  f"({' and '.join(options.searches)}); log {log.folder}")
     for i, task in enumerate(tasks, start=1):
         if options.time_budget and progress.elapsed() >= options.time_budget:
             summary.tasks.append(TaskResult(task.name, task.kind, 0, 0, None, None, "time budget spent"))
@@ -364,19 +474,23 @@ def tune_model(model, target="host", logs=None, options: TuneOptions | None = No
     summary.seconds = progress.elapsed()
     log.add_run(model=os.path.basename(str(model)), trials=options.trials, top=options.top,
                 tasks=[t.name for t in summary.tasks if not t.skipped],
-                measured=sum(t.measured for t in summary.tasks), seconds=round(summary.seconds, 1),
-                rpc=bool(options.rpc_tracker))
+                measured=sum(t.measured for t in summary.tasks),
+                knob_measured=sum(t.knob_measured for t in summary.tasks), searches=list(options.searches),
+                seconds=round(summary.seconds, 1), rpc=bool(options.rpc_tracker))
     return summary
 
 
 def format_summary(summary: TuneSummary) -> str:
-    """A table of the tuned tasks: trials, best time against the default schedule."""
-    lines = [f"{'kernel':<24}{'kind':<14}{'trials':>7}{'new':>5}{'default ms':>12}{'best ms':>10}{'speed-up':>9}"]
+    """A table of the tuned tasks: trials of each search, best time against the default schedule,
+    and what the interleaved comparison decided."""
+    lines = [f"{'kernel':<24}{'kind':<14}{'trials':>7}{'new':>5}{'default ms':>12}{'best ms':>10}{'speed-up':>9}"
+             f"{'knobs':>7}{'new':>5}  compared with the default"]
     for t in summary.tasks:
         gain = f"{t.default / t.best:.2f}x" if t.best and t.default else "-"
         lines.append(f"{t.name:<24}{t.kind:<14}{t.trials:>7}{t.measured:>5}"
                      f"{_ms(t.default).replace(' ms', ''):>12}{_ms(t.best).replace(' ms', ''):>10}{gain:>9}"
-                     + (f"  ({t.skipped})" if t.skipped else ""))
-    lines.append(f"tuned {sum(t.measured for t in summary.tasks)} new candidates in {summary.seconds:.0f} s; "
+                     f"{t.knob_points:>7}{t.knob_measured:>5}  {t.skipped or t.verdict}")
+    lines.append(f"tuned {sum(t.measured for t in summary.tasks)} MetaSchedule candidates and "
+                 f"{sum(t.knob_measured for t in summary.tasks)} knob points in {summary.seconds:.0f} s; "
                  f"log {summary.folder}")
     return "\n".join(lines)

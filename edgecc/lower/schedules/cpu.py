@@ -13,6 +13,7 @@ from __future__ import annotations
 import numpy as np
 
 from . import RuleDoesNotApply, register_rule
+from .knobs import Knob, Knobs, register_knobs
 
 #: below this many output elements a kernel runs on one core (threading costs more than it saves)
 PARALLEL_MIN_ELEMENTS = 4096
@@ -146,13 +147,30 @@ def _schedule_blocked_copy(sch, block, parallel: bool = True) -> None:
 
 
 @register_rule("conv")
-def schedule_conv(kernel, target):
-    return schedule_nchwc_conv(kernel, target, ("conv2d_NCHWc",))
+def schedule_conv(kernel, target, knobs: dict | None = None):
+    return schedule_nchwc_conv(kernel, target, ("conv2d_NCHWc",), knobs=knobs)
 
 
 @register_rule("depthwise_conv")
-def schedule_depthwise_conv(kernel, target):
-    return schedule_nchwc_conv(kernel, target, ("depthwise_conv2d_NCHWc",))
+def schedule_depthwise_conv(kernel, target, knobs: dict | None = None):
+    return schedule_nchwc_conv(kernel, target, ("depthwise_conv2d_NCHWc",), knobs=knobs)
+
+
+@register_knobs("conv", "depthwise_conv")
+def conv_knobs(kernel, target) -> Knobs:
+    """Register tile (output columns x channel vectors), unrolling of the tile's columns, and
+    whether the parallel loop takes output rows (default) or only channel blocks."""
+    n, c, height, width, block = (int(d) for d in kernel.outputs[0].type.shape)
+    lanes = min(target.lanes(_out_dtype(kernel)), block)
+    registers = accumulator_registers(target)
+    tile, vectors = conv_tiling(width, block, lanes, registers)
+    tiles = tuple(t for t in range(2, min(width, registers) + 1))
+    splits = tuple(v for v in range(1, block // lanes + 1) if (block // lanes) % v == 0)
+    return Knobs(kernel.kind, (Knob("tile", tiles, tile), Knob("vectors", splits, vectors),
+                               Knob("unroll", (True, False), True), Knob("parallel", ("rows", "channels"), "rows")),
+                 allowed=lambda p: p["tile"] * p["vectors"] <= registers,
+                 shape={"channels": c * block, "height": height, "width": width, "block": block,
+                        "lanes": lanes, "cores": target.num_cores})
 
 
 def _work(sch, block) -> int:
@@ -163,13 +181,14 @@ def _work(sch, block) -> int:
     return n
 
 
-def schedule_nchwc_conv(kernel, target, anchor_names, acc_dtype: str | None = None, min_parallel_work: int = 0):
+def schedule_nchwc_conv(kernel, target, anchor_names, acc_dtype: str | None = None, min_parallel_work: int = 0,
+                        knobs: dict | None = None):
     """Register-tiled NCHW{b}c convolution; output (n, c, h, w, b) computed tile by tile.
 
     The accumulator tile (output columns x channel vectors of `acc_dtype` lanes) stays in
     registers while the reduction loops run outside it; depthwise anchors (names containing
     "depthwise") unroll their window. Kernels with fewer than `min_parallel_work` multiply-adds
-    stay on one core."""
+    stay on one core. `knobs` (see `conv_knobs`) override the tile, unrolling and parallel loop."""
     sch = _schedule(kernel)
     conv = _find(sch, tuple(anchor_names))
     if conv is None:
@@ -185,16 +204,18 @@ def schedule_nchwc_conv(kernel, target, anchor_names, acc_dtype: str | None = No
     width, height = _extent(sch, ow), _extent(sch, oh)
     lanes = min(target.lanes(acc_dtype or _out_dtype(kernel)), _extent(sch, ob))
     tile, vectors = conv_tiling(width, _extent(sch, ob), lanes, accumulator_registers(target))
+    knobs = {"tile": tile, "vectors": vectors, "unroll": True, "parallel": "rows", **(knobs or {})}
+    tile, vectors, by_rows = knobs["tile"], knobs["vectors"], knobs["parallel"] == "rows"
     ob_o, ob_i = sch.split(ob, [None, vectors * lanes])
     if width % tile and (width * height) % tile == 0:
         # small images: tile the flattened rows x columns so no tile is partial
         sch.reorder(n, oc, ob_o, oh, ow, ob_i)
         pix_o, _ = sch.split(sch.fuse(oh, ow), [None, tile])
-        rows, depth = sch.fuse(n, oc, ob_o, pix_o), 1
+        rows, depth = (sch.fuse(n, oc, ob_o, pix_o), 1) if by_rows else (sch.fuse(n, oc, ob_o), 2)
     else:
         ow_o, ow_i = sch.split(ow, [None, tile])
         sch.reorder(n, oc, oh, ob_o, ow_o, ow_i, ob_i)
-        rows, depth = sch.fuse(n, oc, oh), 3
+        rows, depth = (sch.fuse(n, oc, oh), 3) if by_rows else (sch.fuse(n, oc), 4)
     if parallel:
         sch.parallel(rows)
     sch.vectorize(ob_i)
@@ -205,32 +226,59 @@ def schedule_nchwc_conv(kernel, target, anchor_names, acc_dtype: str | None = No
     if unroll_window:
         for loop in reduction:
             sch.unroll(loop)
-    sch.unroll(spatial[0])
+    if knobs["unroll"]:
+        sch.unroll(spatial[0])
     sch.vectorize(spatial[1])
     sch.decompose_reduction(conv, reduction[0])
     return sch.mod["main"]
 
 
 # ----- dense (packed weights) and batch matmul --------------------------------------------------
+def _dense_block(kernel) -> int:
+    return int(kernel.args[1].type.shape[2]) if len(kernel.args) > 1 and kernel.args[1].type.rank == 3 else 16
+
+
 @register_rule("dense")
-def schedule_dense(kernel, target):
-    block = int(kernel.args[1].type.shape[2]) if len(kernel.args) > 1 and kernel.args[1].type.rank == 3 else 16
-    return _schedule_gemm(kernel, target, "dense_pack", block)
+def schedule_dense(kernel, target, knobs: dict | None = None):
+    return _schedule_gemm(kernel, target, "dense_pack", _dense_block(kernel), knobs=knobs)
+
+
+def _matmul_block(kernel, target) -> int:
+    lanes = target.lanes(_out_dtype(kernel))
+    n = kernel.outputs[0].type.shape[-1] if kernel.outputs and kernel.outputs[0].type.rank else 1
+    return _divisor_tile(n, (2 * lanes, lanes, lanes // 2))  # half vectors: 1000 classes on 16 lanes
 
 
 @register_rule("matmul")
-def schedule_matmul(kernel, target):
+def schedule_matmul(kernel, target, knobs: dict | None = None):
+    block = _matmul_block(kernel, target)
+    if block < 4:
+        raise RuleDoesNotApply(f"matmul with {kernel.outputs[0].type.shape[-1]} columns does not fit the vector width")
+    return _schedule_gemm(kernel, target, "matmul", block, knobs=knobs)
+
+
+@register_knobs("dense", "matmul")
+def gemm_knobs(kernel, target) -> Knobs:
+    """Register tile (rows x columns) of the output and unrolling of its rows."""
+    *_, m, n = (int(d) for d in kernel.outputs[0].type.shape)
     lanes = target.lanes(_out_dtype(kernel))
-    n = kernel.outputs[0].type.shape[-1] if kernel.outputs and kernel.outputs[0].type.rank else 1
-    block = _divisor_tile(n, (2 * lanes, lanes, lanes // 2))  # half vectors: 1000 classes on 16 lanes
+    block = _dense_block(kernel) if kernel.kind == "dense" else _matmul_block(kernel, target)
     if block < 4:
         raise RuleDoesNotApply(f"matmul with {n} columns does not fit the vector width")
-    return _schedule_gemm(kernel, target, "matmul", block)
+    registers = accumulator_registers(target)
+    rows = tuple(r for r in (1, 2, 4, 8) if m % r == 0)
+    cols = tuple(b for b in (lanes // 2, lanes, 2 * lanes, 4 * lanes) if b >= 4 and n % b == 0)
+    return Knobs(kernel.kind, (Knob("rows", rows, _divisor_tile(m, (4, 2))), Knob("cols", cols, block),
+                               Knob("unroll", (True, False), True)),
+                 allowed=lambda p: p["rows"] * -(-p["cols"] // lanes) <= registers,
+                 shape={"rows": m, "cols": n, "lanes": lanes, "cores": target.num_cores})
 
 
-def _schedule_gemm(kernel, target, anchor_name: str, n_block: int, min_parallel_work: int = 0):
+def _schedule_gemm(kernel, target, anchor_name: str, n_block: int, min_parallel_work: int = 0,
+                   knobs: dict | None = None):
     """Output rows x columns tiled (4 x n_block); accumulators in registers; rows in parallel
-    unless the kernel has fewer than `min_parallel_work` multiply-adds."""
+    unless the kernel has fewer than `min_parallel_work` multiply-adds. `knobs` (see `gemm_knobs`)
+    override the tile and the unrolling."""
     sch = _schedule(kernel)
     anchor = _find(sch, (anchor_name,))
     if anchor is None:
@@ -242,9 +290,9 @@ def _schedule_gemm(kernel, target, anchor_name: str, n_block: int, min_parallel_
     if len(loops) < 2:
         raise ValueError("gemm rule needs rows and columns")
     batch, rows, cols = loops[:-2], loops[-2], loops[-1]
-    mi = _divisor_tile(_extent(sch, rows), (4, 2))
-    m_o, m_i = sch.split(rows, [None, mi])
-    n_o, n_i = sch.split(cols, [None, n_block])
+    knobs = {"rows": _divisor_tile(_extent(sch, rows), (4, 2)), "cols": n_block, "unroll": True, **(knobs or {})}
+    m_o, m_i = sch.split(rows, [None, knobs["rows"]])
+    n_o, n_i = sch.split(cols, [None, knobs["cols"]])
     sch.reorder(*batch, m_o, n_o, m_i, n_i)
     par = sch.fuse(*batch, m_o, n_o)  # split first, then fuse: bindings stay quasi-affine
     if parallel:
@@ -254,7 +302,7 @@ def _schedule_gemm(kernel, target, anchor_name: str, n_block: int, min_parallel_
     inner = sch.get_loops(anchor)[1:]
     spatial, reduction = inner[:-1], inner[-1:]
     sch.reorder(*reduction, *spatial)
-    for loop in spatial[:-1]:
+    for loop in spatial[:-1] if knobs["unroll"] else ():
         sch.unroll(loop)
     sch.vectorize(spatial[-1])
     sch.decompose_reduction(anchor, reduction[0])

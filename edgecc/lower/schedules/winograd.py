@@ -15,14 +15,17 @@ from __future__ import annotations
 from . import register_rule
 from .cpu import (_blocks, _extent, _find, _is_output, _name, _schedule, _schedule_blocked_copy,
                   accumulator_registers, conv_tiling, inline_all_but)
+from .knobs import Knob, Knobs, register_knobs
 
 _STAGES = ("pad", "winograd_input_rows", "winograd_input", "winograd_gemm", "winograd_output_rows",
            "winograd_output")
 
 
 @register_rule("winograd_conv")
-def schedule_winograd_conv(kernel, target, tile: int | None = None):
-    """The default rule; `tile` overrides the GEMM's register tile (tiles per accumulator row)."""
+def schedule_winograd_conv(kernel, target, tile: int | None = None, knobs: dict | None = None):
+    """The default rule; `tile` or `knobs={"tile": ...}` (see `winograd_knobs`) override the GEMM's
+    register tile (tiles per accumulator row)."""
+    tile = (knobs or {}).get("tile", tile)
     sch = _schedule(kernel)
     stages = [_find(sch, (name,)) for name in _STAGES]
     if any(b is None for b in stages[1:]):  # everything but the padding is always there
@@ -36,6 +39,23 @@ def schedule_winograd_conv(kernel, target, tile: int | None = None):
     _schedule_gemm(sch, _find(sch, ("winograd_gemm",)), target, tile)
     _schedule_output_transform(sch, _find(sch, ("winograd_output",)), alpha - 2)
     return sch.mod["main"]
+
+
+@register_knobs("winograd_conv")
+def winograd_knobs(kernel, target) -> Knobs:
+    """The batched GEMM's register tile: Winograd tiles per accumulator row (the rows of one
+    output channel block stay in registers while the input channels are summed)."""
+    sch = _schedule(kernel)
+    gemm = _find(sch, ("winograd_gemm",))
+    if gemm is None:
+        raise ValueError("not a winograd_conv kernel")
+    alpha, _, _, tiles, ob = (_extent(sch, loop) for loop in sch.get_loops(gemm)[:5])
+    lanes = min(target.lanes("float32"), ob)
+    registers = accumulator_registers(target)
+    default, vectors = conv_tiling(tiles, ob, lanes, registers)
+    return Knobs(kernel.kind, (Knob("tile", tuple(range(2, min(tiles, registers) + 1)), default),),
+                 allowed=lambda p: p["tile"] * vectors <= registers,
+                 shape={"alpha": alpha, "tiles": tiles, "block": ob, "lanes": lanes, "cores": target.num_cores})
 
 
 def _epilogue_into_output(sch) -> None:
