@@ -273,24 +273,102 @@ def test_cli_prints_partitions_and_vela_estimates(cnn_qdq, tmp_path):
     assert inspect.returncode == 0 and "x_QuantizeLinear (quantize): it quantizes the model's float input" in inspect.stdout
 
 
-def test_imx93_library_reports_its_regions_and_is_not_emulated(cnn_qdq, tmp_path):
-    from edgecc.runtime import load_any
-
+@pytest.fixture(scope="module")
+def imx93_library(cnn_qdq, tmp_path_factory):
     compiled = edgecc.compile(cnn_qdq, "imx93-npu")
     assert compiled.target.tag == "imx93-npu+ethos-u65-256"
-    out = tmp_path / "imx93.so"
+    out = tmp_path_factory.mktemp("imx93") / "imx93.so"
     compiled.export(out)
-    report = subprocess.run([sys.executable, "-m", "edgecc", "report", str(out), "--plot", str(tmp_path / "npu.png")],
-                            capture_output=True, text=True)
+    return str(out)
+
+
+def test_imx93_library_reports_its_regions(imx93_library, tmp_path):
+    report = subprocess.run([sys.executable, "-m", "edgecc", "report", imx93_library, "--plot",
+                             str(tmp_path / "npu.png")], capture_output=True, text=True)
     assert report.returncode == 0 and "npu0 on ethos-u: 16 ops" in report.stdout, report.stderr
     assert "16 of 18 ops on the NPU" in report.stdout
     assert (tmp_path / "npu.png").read_bytes()[:4] == b"\x89PNG"
-    with pytest.raises(ToolchainError, match="not emulated here"):
-        load_any(out)
-    runner = subprocess.run([sys.executable, "-m", "edgecc", "runner", "--target", "imx93-npu", "-o",
-                             str(tmp_path / "deploy")], capture_output=True, text=True)
-    assert runner.returncode == 2
-    assert "no deploy runner for 'imx93-npu': the runner cannot call the NPU yet" in runner.stderr
+
+
+def test_imx93_library_runs_under_qemu_with_regions_on_litert(cnn_qdq, cnn_compiled, imx93_library):
+    """The AArch64 CPU part runs in the deploy runner under qemu-user; each NPU region call comes
+    back to this process through the runner's pipes and runs on LiteRT: the outputs equal those
+    of the same model compiled for ethos-u (this CPU + the same regions on LiteRT in-process)."""
+    from edgecc.runtime import load_any
+
+    module = load_any(imx93_library)
+    assert module.emulated and "qemu-user" in module.emulation_note and "LiteRT" in module.emulation_note
+    on_host = cnn_compiled.load()
+    step = output_step(cnn_qdq)
+    for feed in feeds(3, seed=7):
+        got = module.run(feed)["y"]
+        np.testing.assert_array_equal(got, on_host.run(feed)["y"])
+        assert np.abs(got - run_ort(onnx.load(cnn_qdq), feed)[0]).max() <= step * 1.001
+    with pytest.raises(InputError, match="benchmark refused: the aarch64 CPU part runs under qemu-user"):
+        module.benchmark(feeds(1, seed=7)[0])
+
+
+def test_imx93_split_model_runs_npu_cpu_npu_under_qemu(tmp_path):
+    """NPU, CPU (a cosine in float on the A55 code), NPU: two region calls through the pipes in one run."""
+    from edgecc.runtime import load_any
+
+    path = ort_qdq(split_cnn(), tmp_path / "split.onnx")
+    compiled = edgecc.compile(path, "imx93-npu")
+    ops = [op for op in ops_of(compiled.graph) if op not in QUANT_OPS]
+    assert ops[0] == "npu_region" and ops[-1] == "npu_region" and "npu_region" not in ops[1:-1]
+    compiled.export(tmp_path / "split.so")
+    module = load_any(tmp_path / "split.so")
+    on_host = edgecc.compile(path, "ethos-u").load()
+    for feed in feeds(2, seed=3):
+        got = module.run(feed)["y"]  # the float cosine on the A55 code may round differently from x86-64's
+        assert np.abs(got - on_host.run(feed)["y"]).max() <= output_step(path) * 1.001
+        assert np.abs(got - run_ort(onnx.load(path), feed)[0]).max() <= output_step(path) * 1.001
+
+
+def test_edgecc_run_compares_an_imx93_library_with_onnxruntime(cnn_qdq, imx93_library):
+    run = subprocess.run([sys.executable, "-m", "edgecc", "run", imx93_library, "--compare-onnxruntime", cnn_qdq,
+                          "--rtol", "0", "--atol", str(output_step(cnn_qdq) * 1.001)], capture_output=True, text=True)
+    assert run.returncode == 0, run.stderr
+    assert run.stderr.splitlines().count(
+        "edgecc: the aarch64 CPU part runs under qemu-user emulation here, the NPU regions on LiteRT's int8 "
+        "reference kernels (no Ethos-U on this machine)") == 1, run.stderr
+    timed = subprocess.run([sys.executable, "-m", "edgecc", "run", imx93_library, "--benchmark", "3"],
+                           capture_output=True, text=True)
+    assert timed.returncode == 2 and timed.stdout == "" and timed.stderr.count("\n") == 1, timed.stderr
+    assert "--benchmark refused: the aarch64 CPU part runs under qemu-user" in timed.stderr
+
+
+def test_imx93_deploy_folder_runs_the_regions_through_tflite_on_the_board(imx93_library, tmp_path):
+    """edgecc runner builds the AArch64 runner, which serves the NPU regions; without --npu-host it
+    opens TensorFlow Lite's C library and the Ethos-U delegate (the board's path), absent here: one
+    line naming what is missing and the variable that points to it (exit 1)."""
+    import shutil
+
+    deploy = tmp_path / "deploy"
+    runner = subprocess.run([sys.executable, "-m", "edgecc", "runner", "--target", "imx93-npu", "-o", str(deploy),
+                             "--model", imx93_library], capture_output=True, text=True)
+    assert runner.returncode == 0, runner.stderr
+    assert {"edgecc-runner", "libtvm_runtime.so", "libtvm_ffi.so", "imx93.so"} <= {p.name for p in deploy.iterdir()}
+    qemu = [shutil.which("qemu-aarch64") or shutil.which("qemu-aarch64-static"), "-L", "/usr/aarch64-linux-gnu"]
+    np.save(deploy / "x.npy", feeds(1, seed=2)[0]["x"])
+    env = dict(os.environ, EDGECC_TFLITE_LIB="libtensorflowlite_c.so")
+    board = subprocess.run([*qemu, "./edgecc-runner", "imx93.so", "--input", "x=x.npy", "--output-dir", "."],
+                           cwd=deploy, capture_output=True, text=True, env=env)
+    assert board.returncode == 1 and board.stderr.count("\n") == 1, board.stderr
+    assert "NPU regions, which need TensorFlow Lite's C library (libtensorflowlite_c.so" in board.stderr
+    assert "set EDGECC_TFLITE_LIB" in board.stderr
+    info = subprocess.run([*qemu, "./edgecc-runner", "imx93.so", "--info"], cwd=deploy, capture_output=True,
+                          text=True)
+    assert info.returncode == 0 and '"npu_model"' in info.stdout  # the regions' Vela models are in the library
+    bad = subprocess.run([*qemu, "./edgecc-runner", "imx93.so", "--npu-host", "7"], cwd=deploy, capture_output=True,
+                         text=True)
+    assert bad.returncode == 2 and bad.stderr == "edgecc-runner: error: --npu-host needs READ_FD,WRITE_FD\n"
+
+
+def test_ethos_u_host_target_has_no_deploy_runner():
+    with pytest.raises(TargetError, match="built for ARM targets and CUDA GPUs"):
+        edgecc.targets.get_target("ethos-u").deploy_runner()
+    assert edgecc.targets.get_target("imx93-npu").deploy_runner() == ("aarch64", "cpu")
 
 
 @pytest.mark.parametrize("name,on_npu", [("resnet_tiny", 18), ("mobilenetv2_tiny", 23)])
@@ -487,8 +565,8 @@ def test_edgecc_quantized_digits_cnn_runs_on_the_npu_within_one_point_of_fp32(tm
     assert acc_npu >= acc_fp32 - 0.01, (acc_npu, acc_fp32)
 
 
-def test_missing_litert_names_the_extra(cnn_compiled, tmp_path, monkeypatch):
-    from edgecc.runtime import load, npu
+def test_missing_litert_names_the_extra(cnn_compiled, imx93_library, tmp_path, monkeypatch):
+    from edgecc.runtime import load, load_any, npu
 
     path = tmp_path / "m.so"
     cnn_compiled.export(path)
@@ -496,3 +574,5 @@ def test_missing_litert_names_the_extra(cnn_compiled, tmp_path, monkeypatch):
     monkeypatch.setitem(sys.modules, "ai_edge_litert.interpreter", None)
     with pytest.raises(ToolchainError, match=r"needs LiteRT: pip install -e '\.\[npu\]'"):
         load(path)
+    with pytest.raises(ToolchainError, match=r"needs LiteRT: pip install -e '\.\[npu\]'"):
+        load_any(imx93_library)  # before any run under qemu

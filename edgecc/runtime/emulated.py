@@ -29,7 +29,7 @@ import numpy as np
 
 from edgecc.errors import EdgeccError, ToolchainError
 
-from .specs import LibrarySpecs, check_inputs
+from .specs import LibrarySpecs
 
 __all__ = ["EMULATORS", "EmulatedModule", "Emulator"]
 
@@ -132,7 +132,7 @@ class EmulatedModule(LibrarySpecs):
 
     def run(self, inputs: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
         """Run once under the emulator; returns output name -> numpy array."""
-        arrays = check_inputs(self.path, self.inputs, inputs)
+        arrays = self.check_inputs(inputs)
         with tempfile.TemporaryDirectory(prefix="edgecc-emulated-") as tmp:
             args = [os.path.abspath(self.path), "--output-dir", tmp]
             for k, data in enumerate(arrays):  # in the model's order: names may hold any character

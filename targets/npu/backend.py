@@ -69,8 +69,3 @@ class NpuTarget:
     def check_toolchain(self) -> None:
         super().check_toolchain()  # type: ignore[misc]
         self.npu_backend.check_tools()
-
-    def deploy_runner(self) -> tuple[str, str]:
-        from edgecc.errors import TargetError
-
-        raise TargetError("the runner cannot call the NPU yet (docs/targets/npu.md, 'On the i.MX 93')")
