@@ -4,9 +4,11 @@
 //       print the model's metadata (input and output names, shapes, dtypes) as JSON
 //   edgecc-runner MODEL.so [--input NAME=FILE.npy]... [--output-dir DIR] [--repeat N] [--warmup N]
 //                [--threads N] [--npu-host READ_FD,WRITE_FD]
-//       read inputs from .npy files (an input not given is zeros), run once, write each output
-//       to DIR/output<i>.npy (in the metadata's output order); with --repeat, also time N runs
-//       after N warm-up runs and print the per-run latencies and their median
+//       read inputs from .npy files (an input not given is zeros, unless it has symbolic
+//       dimensions: then its file gives its shape, within the bounds of the metadata's "dims"),
+//       run once, write each output to DIR/output<i>.npy (in the metadata's output order); with
+//       --repeat, also time N runs after N warm-up runs and print the per-run latencies and their
+//       median
 //
 // Threads: --threads N runs the kernels on N threads; the default is every core the process may
 // run on (its CPU affinity). TVM's own default would be half the cores on x86-64, where it
@@ -43,6 +45,7 @@
 #include <fstream>
 #include <iostream>
 #include <map>
+#include <optional>
 #include <sstream>
 #include <stdexcept>
 #include <string>
@@ -156,10 +159,20 @@ void WriteNpy(const std::string& path, const Tensor& t) {
 }
 
 // ----- the model's metadata --------------------------------------------------------------------
+// A library compiled with symbolic dimensions has text in its shapes ("batch", "seq*2") and a
+// "dims" entry {variable: [lowest, highest or null]}; such inputs take their shape from their file.
 struct TensorSpec {
   std::string name;
-  std::vector<int64_t> shape;
+  std::vector<int64_t> shape;  // -1 for a symbolic dimension
+  std::vector<std::string> dim_text;  // each dimension as the metadata writes it
   DLDataType dtype;
+
+  bool Symbolic() const { return std::find(shape.begin(), shape.end(), -1) != shape.end(); }
+  std::string ShapeText() const {
+    std::string text = "(";
+    for (size_t i = 0; i < dim_text.size(); ++i) text += (i ? ", " : "") + dim_text[i];
+    return text + ")";
+  }
 };
 
 std::vector<TensorSpec> Specs(const ffi::json::Object& meta, const char* key) {
@@ -168,11 +181,28 @@ std::vector<TensorSpec> Specs(const ffi::json::Object& meta, const char* key) {
     auto entry = item.cast<ffi::json::Object>();
     TensorSpec spec;
     spec.name = entry.at(ffi::String("name")).cast<ffi::String>();
-    for (const ffi::Any& d : entry.at(ffi::String("shape")).cast<ffi::json::Array>()) spec.shape.push_back(d.cast<int64_t>());
+    for (const ffi::Any& d : entry.at(ffi::String("shape")).cast<ffi::json::Array>()) {
+      std::optional<int64_t> size = d.as<int64_t>();
+      spec.shape.push_back(size ? *size : -1);
+      spec.dim_text.push_back(size ? std::to_string(*size) : std::string(d.cast<ffi::String>()));
+    }
     spec.dtype = ffi::StringToDLDataType(entry.at(ffi::String("dtype")).cast<ffi::String>());
     specs.push_back(spec);
   }
   return specs;
+}
+
+// Size variable -> [lowest, highest] (-1: no highest) of the "dims" entry, empty when shapes are fixed
+std::map<std::string, std::pair<int64_t, int64_t>> DimBounds(const ffi::json::Object& meta) {
+  std::map<std::string, std::pair<int64_t, int64_t>> bounds;
+  auto dims = meta.find(ffi::String("dims"));
+  if (dims == meta.end() || (*dims).second == nullptr) return bounds;
+  for (const auto& kv : (*dims).second.cast<ffi::json::Object>()) {
+    auto range = kv.second.cast<ffi::json::Array>();
+    std::optional<int64_t> hi = range[1].as<int64_t>();
+    bounds[std::string(kv.first.cast<ffi::String>())] = {range[0].cast<int64_t>(), hi ? *hi : -1};
+  }
+  return bounds;
 }
 
 // ----- threads ---------------------------------------------------------------------------------
@@ -247,6 +277,7 @@ struct Model {
   ffi::Function main;
   std::string metadata_json;
   std::vector<TensorSpec> inputs, outputs;
+  std::map<std::string, std::pair<int64_t, int64_t>> dim_bounds;  // of symbolic input dimensions
   std::map<std::string, edgecc_npu::Region> npu_regions;
 
   explicit Model(const std::string& path)
@@ -263,6 +294,7 @@ struct Model {
     auto meta = ffi::json::Parse(metadata_json).cast<ffi::json::Object>();
     inputs = Specs(meta, "inputs");
     outputs = Specs(meta, "outputs");
+    dim_bounds = DimBounds(meta);
     npu_regions = edgecc_npu::ReadRegions(meta);
   }
 
@@ -334,17 +366,52 @@ struct Model {
   }
 };
 
+// Whether an array's shape fits a spec's (symbolic dimensions take any size)
+bool ShapeFits(const std::vector<int64_t>& shape, const TensorSpec& spec) {
+  if (shape.size() != spec.shape.size()) return false;
+  for (size_t i = 0; i < shape.size(); ++i)
+    if (spec.shape[i] != -1 && spec.shape[i] != shape[i]) return false;
+  return true;
+}
+
+// Each size variable named by a symbolic dimension takes one value, within its bounds
+void CheckDims(const std::vector<TensorSpec>& specs, const std::vector<Tensor>& args,
+               const std::map<std::string, std::pair<int64_t, int64_t>>& bounds) {
+  std::map<std::string, std::pair<int64_t, std::string>> seen;  // variable -> (size, where it was read)
+  for (size_t k = 0; k < specs.size(); ++k) {
+    for (size_t axis = 0; axis < specs[k].shape.size(); ++axis) {
+      auto found = bounds.find(specs[k].dim_text[axis]);
+      if (specs[k].shape[axis] != -1 || found == bounds.end()) continue;  // fixed, or computed from variables
+      const std::string& var = found->first;
+      int64_t size = args[k].shape()[axis], lo = found->second.first, hi = found->second.second;
+      std::string where = "input '" + specs[k].name + "' dimension " + std::to_string(axis) + " (" + var + ")";
+      if (size < lo || (hi != -1 && size > hi))
+        throw UsageError(where + " is " + std::to_string(size) + ", the library allows " + std::to_string(lo) +
+                         (hi != -1 ? ".." + std::to_string(hi) : " or more"));
+      auto first = seen.emplace(var, std::make_pair(size, where)).first;
+      if (first->second.first != size)
+        throw UsageError(where + " is " + std::to_string(size) + ", but " + first->second.second + " makes " + var +
+                         " = " + std::to_string(first->second.first));
+    }
+  }
+}
+
 Tensor MakeInput(const TensorSpec& spec, const std::string* path) {
-  ffi::Shape shape(spec.shape.begin(), spec.shape.end());
-  Tensor t = Tensor::FromNDAlloc(AlignedCpuAlloc(), shape, spec.dtype, DLDevice{kDLCPU, 0});
-  size_t nbytes = NumBytes(t);
-  char* dst = static_cast<char*>(t.data_ptr());
   if (path == nullptr) {
-    std::memset(dst, 0, nbytes);
+    if (spec.Symbolic())
+      throw UsageError("input '" + spec.name + "' has symbolic dimensions " + spec.ShapeText() + ": give it with --input");
+    ffi::Shape shape(spec.shape.begin(), spec.shape.end());
+    Tensor t = Tensor::FromNDAlloc(AlignedCpuAlloc(), shape, spec.dtype, DLDevice{kDLCPU, 0});
+    std::memset(t.data_ptr(), 0, NumBytes(t));
     return t;
   }
   NpyArray arr = ReadNpy(*path);
-  if (arr.shape != spec.shape) throw UsageError(*path + ": shape does not match input '" + spec.name + "'");
+  if (!ShapeFits(arr.shape, spec))
+    throw UsageError(*path + ": shape does not match input '" + spec.name + "' " + spec.ShapeText());
+  ffi::Shape shape(arr.shape.begin(), arr.shape.end());
+  Tensor t = Tensor::FromNDAlloc(AlignedCpuAlloc(), shape, spec.dtype, DLDevice{kDLCPU, 0});
+  size_t nbytes = NumBytes(t);
+  char* dst = static_cast<char*>(t.data_ptr());
   if (arr.descr != NpyDescr(spec.dtype) && !(arr.descr == "=" + NpyDescr(spec.dtype).substr(1)))
     throw UsageError(*path + ": dtype " + arr.descr + " does not match input '" + spec.name + "' (" +
                      NpyDescr(spec.dtype) + ")");
@@ -411,13 +478,15 @@ std::vector<Tensor> ReadInputs(const Model& model, const Options& opt) {
     const std::string* path = named != opt.input_files.end() ? &named->second
                               : k < opt.positional_inputs.size() ? &opt.positional_inputs[k]
                                                                  : nullptr;
-    if (path == nullptr) std::cerr << "edgecc-runner: input '" << spec.name << "' not given, using zeros\n";
+    if (path == nullptr && !spec.Symbolic())
+      std::cerr << "edgecc-runner: input '" << spec.name << "' not given, using zeros\n";
     args.push_back(MakeInput(spec, path));
   }
   for (const auto& kv : opt.input_files) {
     bool known = std::any_of(model.inputs.begin(), model.inputs.end(), [&](const TensorSpec& s) { return s.name == kv.first; });
     if (!known) throw UsageError("the model has no input '" + kv.first + "'");
   }
+  CheckDims(model.inputs, args, model.dim_bounds);
   return args;
 }
 
