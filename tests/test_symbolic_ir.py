@@ -121,7 +121,7 @@ def test_data_movement_with_symbolic_dimensions():
      r"size seq has a length that is not known"),
     ("split sizes of a symbolic axis", lambda: infer("split", f32(B, S), axis=1, sizes=(1, 1)),
      r"split: sizes \(1, 1\) do not add up to seq"),
-    ("ceil-mode pooling", lambda: infer("max_pool", f32(B, 3, H, W), kernel_shape=(2, 2), strides=(2, 2), ceil_mode=1),
+    ("ceil-mode pooling", lambda: infer("max_pool", f32(B, 3, H, W), kernel_shape=(1, 1), strides=(2, 2), ceil_mode=1),
      "ceil_mode windows over a symbolic size h"),
 ])
 def test_what_needs_a_static_size_is_refused_naming_the_dimension(what, call, message):
@@ -239,6 +239,43 @@ def test_a_slice_that_needs_the_run_time_size_names_the_node_and_dimension():
         edgecc.load_model(model, {"x0": [None, None]})
 
 
+def _one_node(op, inputs, inits=(), opset=17, **attrs):
+    """A model of one ONNX node named 'n' with symbolic inputs [(name, [dims...])] and initializers."""
+    node = helper.make_node(op, [name for name, _ in inputs] + [name for name, _ in inits], ["y"], name="n", **attrs)
+    graph = helper.make_graph([node], "g", [helper.make_tensor_value_info(n, TensorProto.FLOAT, s) for n, s in inputs],
+                              [helper.make_tensor_value_info("y", TensorProto.FLOAT, None)],
+                              [onnx.numpy_helper.from_array(v, n) for n, v in inits])
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", opset)])
+    return edgecc.load_model(model, {n: [None] * len(s) for n, s in inputs})
+
+
+@pytest.mark.parametrize("op, inputs, inits, opset, attrs, shape", [
+    ("Softmax", [("x", ["batch", "seq", 8])], [], 11, {"axis": 1}, (B, S, 8)),  # flattened to 2-D first
+    ("Conv", [("x", ["batch", 4, "h", "w"])], [("k", weight(2, 4, 3, 3))], 17, {"auto_pad": "SAME_UPPER"}, (B, 2, H, W)),
+    ("ConvTranspose", [("x", ["batch", 4, "h", "w"])], [("k", weight(4, 2, 3, 3))], 17, {"strides": [2, 2]},
+     (B, 2, H * 2 + 1, W * 2 + 1)),
+    ("AveragePool", [("x", ["batch", 4, "h", "w"])], [], 17, {"kernel_shape": [3, 3], "strides": [2, 2], "ceil_mode": 1},
+     (B, 4, H // 2, W // 2)),  # no window starts in the padding: ceil_mode is decidable
+    ("Attention", [("q", ["batch", 2, "seq", 8]), ("k", ["batch", 2, "seq", 8]), ("v", ["batch", 2, "seq", 8])], [], 23,
+     {"is_causal": 1}, (B, 2, S, 8)),
+    ("LSTM", [("x", [5, "batch", 4])], [("W", weight(1, 12, 4)), ("R", weight(1, 12, 3))], 17, {"hidden_size": 3},
+     (5, 1, B, 3)),
+])
+def test_onnx_ops_convert_with_symbolic_dimensions(op, inputs, inits, opset, attrs, shape):
+    assert _one_node(op, inputs, inits, opset, **attrs).outputs[0].type.shape == shape
+
+
+@pytest.mark.parametrize("op, inputs, inits, attrs, message", [
+    ("LSTM", [("x", ["seq", 2, 4])], [("W", weight(1, 12, 4)), ("R", weight(1, 12, 3))], {"hidden_size": 3},
+     r"node 'n' \(LSTM\): LSTM is unrolled over its sequence, whose length seq is symbolic"),
+    ("Conv", [("x", ["batch", 4, "h", "w"])], [("k", weight(2, 4, 3, 3))], {"auto_pad": "SAME_UPPER", "strides": [2, 2]},
+     r"node 'n' \(Conv\): auto_pad SAME_UPPER with stride 2 over a symbolic size h"),
+])
+def test_onnx_ops_that_need_a_static_size_say_which(op, inputs, inits, attrs, message):
+    with pytest.raises(FrontendError, match=message):
+        _one_node(op, inputs, inits, **attrs)
+
+
 # ----- passes on symbolic graphs ---------------------------------------------------------------
 class _TinyCnn(torch.nn.Module):
     """conv-bn-relu, a max pool, a residual 3x3 block and a global pool: no Flatten."""
@@ -296,3 +333,22 @@ def test_a_symbolic_dimension_an_op_fixes_is_fixed_with_a_warning():
     assert warnings == ["node '/stem/stem.0/Conv' (Conv) needs symbolic dimension 'c' to be 3; the inputs take it as 3"]
     with pytest.raises(FrontendError, match=r"\(Conv\): conv: input has c channels, .* \(the model works only with c = 3\)"):
         edgecc.load_model(model, {"x": [None, (4, 8), None, None]})
+
+
+def test_transformer_exported_with_symbolic_batch_and_sequence_keeps_both_through_the_pipeline(tmp_path):
+    import sys
+
+    sys.path.insert(0, str(__import__("pathlib").Path(__file__).parents[1] / "benchmarks"))
+    import model_zoo
+
+    path = model_zoo.export("transformer_tiny", str(tmp_path / "t.onnx"), dynamic=True)
+    raw = edgecc.load_model(path, {"input_ids": [None, None]})
+    seq = Dim.var("dim1")
+    reshapes = [n.output.type.shape for n in raw.nodes if n.op == "reshape" and n.output.type.rank == 4]
+    assert (Dim.var("dim0"), seq, 4, 16) in reshapes  # Shape -> Gather -> Unsqueeze -> Concat -> Reshape
+    prepared = _prepare(path, {"input_ids": [None, None]})
+    g = prepared.graph
+    assert g.inputs[0].type.shape == (Dim.var("dim0"), seq) and g.outputs[0].type.shape == (Dim.var("dim0"), seq, 64)
+    assert "shape" not in g.op_counts() and "fused" in g.op_counts()
+    text = print_graph(g)
+    assert print_graph(parse_graph(text)) == text

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from edgecc.ir.dims import Dim, UndecidableDim
 from edgecc.ir.types import np_dtype
 
 from ..onnx import onnx_dtype
@@ -35,7 +36,9 @@ class _Bias:
 
     def __init__(self, ctx, dtype: str, sq: int, skv: int):
         self.ctx, self.dtype = ctx, dtype
-        self.static = np.zeros((sq, skv), dtype=np_dtype(dtype))
+        # with a symbolic length every term is a run-time one (index grids from `_positions`)
+        symbolic = isinstance(sq, Dim) or isinstance(skv, Dim)
+        self.static = None if symbolic else np.zeros((sq, skv), dtype=np_dtype(dtype))
         self.terms: list = []
 
     def where(self, allowed, shape=None):
@@ -54,7 +57,7 @@ class _Bias:
         """The bias as a Value (None when it is all zeros); built once."""
         if not hasattr(self, "_value"):
             ctx = self.ctx
-            acc = ctx.const(self.static, "attn_bias") if self.static.any() else None
+            acc = ctx.const(self.static, "attn_bias") if self.static is not None and self.static.any() else None
             for term in self.terms:
                 acc = term if acc is None else ctx.emit("add", acc, term)
             self._value = acc
@@ -64,6 +67,8 @@ class _Bias:
         """Rows the bias masks entirely: a bool array, a bool Value, or None when there are none."""
         ctx = self.ctx
         if not self.terms:
+            if self.static is None:
+                return None
             rows = np.isneginf(self.static.max(axis=-1, keepdims=True))
             return rows if rows.any() else None
         # count the attendable keys of each row (0/1 flags, so no reduction identity is involved)
@@ -84,9 +89,11 @@ def _attention_bias(ctx, attrs, mask, nonpad, batch: int, sq: int, skv: int, pas
             bias.where(mask)
         else:
             bias.terms.append(cast(ctx, mask, dtype))
+    per_batch = nonpad is not None and past == 0
+    if bias.static is None:
+        return _symbolic_attention_bias(ctx, attrs, nonpad, per_batch, bias, batch, sq, skv, past)
     i = np.arange(sq).reshape(sq, 1)
     j = np.arange(skv).reshape(1, skv)
-    per_batch = nonpad is not None and past == 0
     offsets = None
     if per_batch:  # the key frontier of each batch: nonpad_kv_seqlen - q_len
         offsets = ctx.emit("reshape", cast(ctx, nonpad, "int64"), shape=(batch, 1, 1))
@@ -119,6 +126,41 @@ def _attention_bias(ctx, attrs, mask, nonpad, batch: int, sq: int, skv: int, pas
     if nonpad is not None:
         valid = ctx.emit("less", ctx.const(j.reshape(1, skv), "key_index"),
                          ctx.emit("reshape", cast(ctx, nonpad, "int64"), shape=(batch, 1)))
+        bias.where(valid, shape=(batch, 1, 1, skv))
+    return bias
+
+
+def _positions(ctx, n, shape):
+    """0, 1, ..., n-1 (n may be symbolic) as an int64 Value of `shape`."""
+    ones = ctx.emit("full", shape=(n,), value=1, dtype="int64")
+    return ctx.emit("reshape", ctx.emit("cumsum", ones, axis=0, exclusive=1), shape=shape)
+
+
+def _symbolic_attention_bias(ctx, attrs, nonpad, per_batch: bool, bias: _Bias, batch, sq, skv, past) -> _Bias:
+    """The causal, window and padding terms over symbolic lengths, from run-time index grids."""
+    causal = attrs.get("is_causal", 0)
+    left, right = attrs.get("left_window_size", -1), attrs.get("right_window_size", -1)
+    if per_batch and (causal or left >= 0 or right >= 0):
+        raise UndecidableDim(f"a causal or windowed mask with nonpad_kv_seqlen over a symbolic length {sq} "
+                             f"is not supported")
+    if isinstance(past, Dim) and (causal or left >= 0 or right >= 0):
+        raise UndecidableDim(f"a causal or windowed mask after a past of symbolic length {past} is not supported")
+    if not (causal or left >= 0 or right >= 0 or nonpad is not None):
+        return bias
+    j = _positions(ctx, skv, (1, skv))
+    if causal or left >= 0 or right >= 0:
+        i = _positions(ctx, sq, (sq, 1))
+        query = ctx.emit("add", i, ctx.const(np.array(past, np.int64), "past")) if past else i
+        diff = ctx.emit("sub", query, j)  # query position - key position
+        zero = ctx.const(np.array(0, np.int64), "zero")
+        if causal:
+            bias.where(ctx.emit("greater_equal", diff, zero))
+        if left >= 0:
+            bias.where(ctx.emit("less_equal", diff, ctx.const(np.array(left, np.int64), "left")))
+        if right >= 0:
+            bias.where(ctx.emit("greater_equal", diff, ctx.const(np.array(-right, np.int64), "right")))
+    if nonpad is not None:
+        valid = ctx.emit("less", j, ctx.emit("reshape", cast(ctx, nonpad, "int64"), shape=(batch, 1)))
         bias.where(valid, shape=(batch, 1, 1, skv))
     return bias
 

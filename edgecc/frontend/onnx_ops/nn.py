@@ -6,6 +6,7 @@ import math
 
 import numpy as np
 
+from edgecc.ir.dims import Dim, UndecidableDim
 from edgecc.ir.types import np_dtype
 
 from ..onnx import onnx_dtype
@@ -33,8 +34,14 @@ def resolve_pads(ctx, attrs, in_sizes, kernel, strides, dilations) -> list[int]:
         raise ctx.fail(f"unknown auto_pad {auto!r}")
     begin, end = [], []
     for size, k, s, d in zip(in_sizes, kernel, strides, dilations):
-        out = math.ceil(size / s)
-        total = max((out - 1) * s + (k - 1) * d + 1 - size, 0)
+        if isinstance(size, Dim):
+            if s != 1:
+                raise UndecidableDim(f"auto_pad {auto} with stride {s} over a symbolic size {size}: the padding "
+                                     f"depends on the run-time size")
+            total = max((k - 1) * d, 0)  # stride 1: the output keeps the input's size
+        else:
+            out = math.ceil(size / s)
+            total = max((out - 1) * s + (k - 1) * d + 1 - size, 0)
         small = total // 2
         begin.append(small if auto == "SAME_UPPER" else total - small)
         end.append(total - begin[-1])
@@ -180,8 +187,7 @@ def _softmax_like(ir_op: str, legacy: bool):
         if not legacy or rank == 0:
             return ctx.emit(ir_op, x, axis=axis)
         axis = axis % rank
-        outer = int(np.prod(x.shape[:axis], dtype=np.int64))
-        flat = ctx.emit("reshape", x, shape=(outer, x.type.size // max(outer, 1)))
+        flat = ctx.emit("reshape", x, shape=(math.prod(x.shape[:axis]), math.prod(x.shape[axis:])))
         y = ctx.emit(ir_op, flat, axis=1)
         return ctx.emit("reshape", y, shape=x.shape)
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from edgecc.ir.dims import Dim, UndecidableDim
 from edgecc.ir.types import np_dtype
 
 from . import converter
@@ -22,6 +23,12 @@ _RNN_ACTIVATIONS = {
     "Affine": (None, ("alpha", "beta"), (1.0, 0.0)), "ScaledTanh": (None, ("alpha", "beta"), (1.0, 1.0)),
 }
 
+
+def _zeros(ctx, shape, dtype: str, name: str):
+    """A zero initial state: a constant, or a fill when the batch is symbolic."""
+    if any(isinstance(d, Dim) for d in shape):
+        return ctx.emit("full", shape=shape, value=0.0, dtype=dtype)
+    return ctx.const(np.zeros(shape, np_dtype(dtype)), name)
 
 def _rnn_activations(ctx, attrs, kind: str, directions: int):
     names = list(attrs.get("activations", _RNN_DEFAULT_ACTIVATIONS[kind] * directions))
@@ -65,6 +72,9 @@ def _rnn(ctx, inputs, attrs):
         h0 = None if h0 is None else ctx.emit("transpose", h0, perm=(1, 0, 2))
         c0 = None if c0 is None else ctx.emit("transpose", c0, perm=(1, 0, 2))
     steps, batch, _ = x.shape
+    if isinstance(steps, Dim):
+        raise UndecidableDim(f"{kind} is unrolled over its sequence, whose length {steps} is symbolic; "
+                             f"fix it with --input-shape")
     hidden = attrs.get("hidden_size") or r.shape[-1]
     if hidden != r.shape[-1]:
         raise ctx.fail(f"attribute hidden_size={hidden} but the recurrence weights have {r.shape[-1]} columns")
@@ -104,8 +114,8 @@ def _rnn(ctx, inputs, attrs):
             bias = direction_slice(b, d)
             x_proj = ctx.emit("add", x_proj, gate_range(ctx, bias, 0, gates * hidden))
             r_bias = gate_range(ctx, bias, gates * hidden, 2 * gates * hidden)
-        h = direction_slice(h0, d) if h0 is not None else ctx.const(np.zeros((batch, hidden), np_dtype(dtype)), "h0")
-        c = direction_slice(c0, d) if c0 is not None else ctx.const(np.zeros((batch, hidden), np_dtype(dtype)), "c0")
+        h = direction_slice(h0, d) if h0 is not None else _zeros(ctx, (batch, hidden), dtype, "h0")
+        c = direction_slice(c0, d) if c0 is not None else _zeros(ctx, (batch, hidden), dtype, "c0")
         p = direction_slice(peephole, d) if peephole is not None else None
         order = range(steps) if name == "forward" else range(steps - 1, -1, -1)
         outs = []

@@ -42,6 +42,8 @@ def _window_out(size, k, stride, pad_begin, pad_end, dilation, ceil_mode=False):
     if not isinstance(span, Dim) and span < 0:
         raise IRError(f"window {k} (dilation {dilation}) is larger than the padded input {size}")
     out = ((span + stride - 1) // stride if ceil_mode else span // stride) + 1
+    if ceil_mode and stride <= dilation * (k - 1) + 1 + pad_begin:
+        return out  # every window starts inside the input or its leading padding
     if ceil_mode:
         try:
             last_starts_in_padding = (out - 1) * stride >= size + pad_begin
@@ -159,8 +161,8 @@ def _conv_transpose_infer(node: Node) -> list[TensorType]:
         strides[i] * (t.shape[2 + i] - 1) + outpad[i] + (kernel[i] - 1) * dil[i] + 1 - pads[i] - pads[i + nsp]
         for i in range(nsp)
     ]
-    if min(out) < 1:
-        raise IRError(f"conv_transpose: output size {out} is empty")
+    if any(not isinstance(d, Dim) and d < 1 for d in out):
+        raise IRError(f"conv_transpose: output size {format_shape(out)} is empty")
     return [TensorType(t.dtype, (t.shape[0], w.shape[1] * group, *out), t.layout)]
 
 
