@@ -241,10 +241,12 @@ def test_report_table_curves_and_comparison(tuned, tmp_path):
     assert rc == 0, err
     row = next(line for line in out.splitlines() if line.startswith("k0_dense"))
     fields = row.split()
-    assert fields[1] == "dense" and fields[3] == "8"  # kind, trials
-    best_ms = TuningLog.open(logs / TAG).best(0).seconds * 1e3
-    assert float(fields[4]) == pytest.approx(best_ms, rel=1e-3)
-    assert float(fields[7]) == pytest.approx(2 * 8 * 32 * 64 / (best_ms / 1e3) / 1e9, rel=1e-2)
+    assert fields[1] == "dense" and fields[3] == "8" and fields[4] == "8"  # kind, trials, knob points
+    log = TuningLog.open(logs / TAG)
+    best_ms = log.best_any(0).seconds * 1e3
+    assert float(fields[5]) == pytest.approx(best_ms, rel=1e-3)
+    assert float(fields[8]) == pytest.approx(2 * 8 * 32 * 64 / (best_ms / 1e3) / 1e9, rel=1e-2)
+    assert fields[10] == ("yes" if log.task(0)["compare"]["wins"] else "no")
     assert png.stat().st_size > 5000 and png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     rc, out, err = edgecc("report", logs / TAG, logs / TAG)
     assert rc == 0, err

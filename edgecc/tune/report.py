@@ -3,15 +3,18 @@
     edgecc report tuning_logs/x86_64-znver3 [--plot curves.png]
     edgecc report tuning_logs/x86_64-znver3 tuning_logs/aarch64-cortex-a72
 
-For each workload: trials spent, the best measured latency, edgecc's default schedule's latency,
-GFLOP/s and the fraction of the target's peak (FP32, from the log's header or --peak-gflops) for
-kernels whose FLOPs are counted (convolutions, dense layers, matrix products).
+For each workload: MetaSchedule trials and knob points measured, the best measured latency of
+either, edgecc's default schedule's latency, GFLOP/s and the fraction of the target's peak (FP32,
+from the log's header or --peak-gflops) for kernels whose FLOPs are counted (convolutions, dense
+layers, matrix products), and whether compile applies a record (`TunedSchedules.chosen`: it won
+the tune-time comparison with the default).
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 
+from .apply import TunedSchedules
 from .database import TuningLog
 
 __all__ = ["WorkloadSummary", "plot_curves", "report_logs", "summarize"]
@@ -25,10 +28,12 @@ class WorkloadSummary:
     kind: str
     calls: int
     flops: float
-    trials: int
-    best: float | None  # seconds
+    trials: int  # MetaSchedule records
+    best: float | None  # seconds, of either kind of record
     default: float | None  # seconds
-    curve: list[float]  # best-so-far seconds after each trial (None until a valid one)
+    curve: list[float]  # best-so-far seconds after each knob point, then each trial (None until a valid one)
+    knob_points: int = 0
+    applied: bool = False  # compile applies a record of this workload
 
     @property
     def gflops(self) -> float | None:
@@ -38,17 +43,20 @@ class WorkloadSummary:
 def summarize(log: TuningLog) -> list[WorkloadSummary]:
     """One summary per workload of the log, most time per inference first."""
     out = []
+    chooser = TunedSchedules(log)
     for index, (shash, _) in enumerate(log.workloads):
         records = log.records_of(index)
+        knobs = log.knob_records_of(index)
         task = log.task(index)
         best, curve = None, []
-        for record in records:
+        for record in [*knobs, *records]:
             if record.valid and (best is None or record.seconds < best):
                 best = record.seconds
             curve.append(best)
         out.append(WorkloadSummary(index, shash, task.get("name", f"workload{index}"), task.get("kind", "?"),
                                    int(task.get("calls", 1)), float(task.get("flops") or 0.0), len(records),
-                                   best, task.get("default_secs"), curve))
+                                   best, task.get("default_secs"), curve, len(knobs),
+                                   chooser.chosen(index) is not None))
     return sorted(out, key=lambda w: -((w.best or w.default or 0.0) * w.calls))
 
 
@@ -59,21 +67,23 @@ def _ms(seconds: float | None) -> str:
 def format_table(log: TuningLog, peak_gflops: float | None = None) -> str:
     peak = peak_gflops or log.header.get("peak_gflops")
     rows = summarize(log)
-    lines = [f"tuning log {log.folder}: target {log.tag}, {len(rows)} workloads, {len(log.records)} records"
+    lines = [f"tuning log {log.folder}: target {log.tag}, {len(rows)} workloads, {len(log.records)} records, "
+             f"{len(log.knob_records)} knob points"
              + (f", peak {peak:.1f} GFLOP/s" if peak else "")
              + (f"; {len(log.runs)} tuning runs, {sum(r.get('seconds', 0) for r in log.runs):.0f} s"
                 if log.runs else "")
              + (f"; {log.foreign} records of other targets ignored" if log.foreign else ""),
-             f"{'kernel':<22}{'kind':<13}{'calls':>6}{'trials':>7}{'best ms':>10}{'default ms':>11}"
-             f"{'vs default':>11}{'GFLOP/s':>9}{'of peak':>8}"]
+             f"{'kernel':<22}{'kind':<13}{'calls':>6}{'trials':>7}{'knobs':>6}{'best ms':>10}{'default ms':>11}"
+             f"{'vs default':>11}{'GFLOP/s':>9}{'of peak':>8}{'applied':>8}"]
     for w in rows:
         gain = f"{w.default / w.best:.2f}x" if w.best and w.default else "-"
         gf = f"{w.gflops:.3g}" if w.gflops else "-"
         frac = f"{w.gflops / peak:.0%}" if w.gflops and peak else "-"
-        lines.append(f"{w.name:<22}{w.kind:<13}{w.calls:>6}{w.trials:>7}{_ms(w.best):>10}{_ms(w.default):>11}"
-                     f"{gain:>11}{gf:>9}{frac:>8}")
-    used = sum(1 for w in rows if w.best and w.default and w.best < w.default)
-    lines.append(f"{used} of {len(rows)} workloads beat the default schedule (compile uses only those records)")
+        lines.append(f"{w.name:<22}{w.kind:<13}{w.calls:>6}{w.trials:>7}{w.knob_points:>6}{_ms(w.best):>10}"
+                     f"{_ms(w.default):>11}{gain:>11}{gf:>9}{frac:>8}{'yes' if w.applied else 'no':>8}")
+    used = sum(1 for w in rows if w.applied)
+    lines.append(f"{used} of {len(rows)} workloads have a record that beat the default schedule "
+                 f"(compile applies only those)")
     return "\n".join(lines)
 
 
@@ -104,13 +114,13 @@ def plot_curves(logs: list[TuningLog], path: str, top: int = 12) -> None:
 
     fig, axes = plt.subplots(1, len(logs), figsize=(7 * len(logs), 4.5), squeeze=False)
     for ax, log in zip(axes[0], logs):
-        for w in [w for w in summarize(log) if w.trials][:top]:
+        for w in [w for w in summarize(log) if w.curve][:top]:
             base = w.default or next((c for c in w.curve if c), None)
             ys = [c / base if c and base else float("nan") for c in w.curve]
             ax.plot(range(1, len(ys) + 1), ys, label=f"{w.name} ({w.kind})")
         ax.axhline(1.0, color="black", linewidth=0.8, linestyle="--")
         ax.set_yscale("log")
-        ax.set_xlabel("trials")
+        ax.set_xlabel("knob points, then MetaSchedule trials")
         ax.set_ylabel("best latency so far / default schedule")
         ax.set_title(f"tuning curves: {log.tag}")
         ax.legend(fontsize=7, loc="upper right")
