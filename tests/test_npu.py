@@ -542,6 +542,28 @@ def test_digits_cnn_runs_on_the_npu_within_one_point_of_fp32(tmp_path):
     assert acc_npu >= acc_fp32 - 0.01, (acc_npu, acc_fp32)
 
 
+@pytest.mark.slow
+def test_digits_cnn_for_imx93_runs_under_qemu_like_the_ethos_u_library(tmp_path):
+    """The digits CNN (ONNX Runtime QDQ) compiled for imx93-npu: its A55 code under qemu, its one
+    region on LiteRT through the runner's pipes; logits bit-identical to the ethos-u library's
+    on 20 test images."""
+    sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", "benchmarks"))
+    import quantization as bench
+    from edgecc.runtime import load, load_any
+
+    x_train, y_train, x_test, _ = bench.digits_split()
+    net = bench.train_cnn(x_train, y_train, epochs=8)
+    fp32 = bench.export_onnx(net, str(tmp_path / "digits.onnx"))
+    qdq = bench.ort_quantize(fp32, str(tmp_path / "digits_qdq.onnx"), x_train[:128], reduce_range=True)
+    for target in ("imx93-npu", "ethos-u"):
+        edgecc.compile(qdq, target, input_shapes={"x": (1, 1, 8, 8)}).export(tmp_path / f"{target}.so")
+    emulated, on_host = load_any(tmp_path / "imx93-npu.so"), load(tmp_path / "ethos-u.so")
+    assert emulated.emulated and [r["ops"] for r in emulated.metadata["npu"]["regions"]] == \
+        [r["ops"] for r in on_host.metadata["npu"]["regions"]]
+    for x in x_test[:20]:
+        np.testing.assert_array_equal(emulated.run({"x": x[None]})["logits"], on_host.run({"x": x[None]})["logits"])
+
+
 def test_edgecc_quantized_digits_cnn_runs_on_the_npu_within_one_point_of_fp32(tmp_path):
     """The same CNN as a float model quantized by edgecc itself (--quantize int8 --calibration):
     for an NPU target the final dense layer's output is quantized too, so everything but the
