@@ -352,3 +352,25 @@ def test_transformer_exported_with_symbolic_batch_and_sequence_keeps_both_throug
     assert "shape" not in g.op_counts() and "fused" in g.op_counts()
     text = print_graph(g)
     assert print_graph(parse_graph(text)) == text
+
+
+def test_quantization_passes_run_on_a_graph_with_symbolic_batch_and_image_size():
+    """Calibrated ranges on the float values (as edgecc.quant.annotate leaves them), then the int8 passes."""
+    from edgecc.ir import QuantParams
+
+    g = Graph()
+    x = g.add_input("x", TensorType("float32", (B, 4, H, W), quant=QuantParams((0.05,), (0,))))
+    conv = g.create_node("conv", [x, g.add_constant(np.random.default_rng(0).standard_normal((8, 4, 3, 3))
+                                                   .astype(np.float32), "w")], {"pads": (1, 1, 1, 1)}).output
+    pooled = g.create_node("global_avg_pool", [g.create_node("relu", [conv]).output]).output
+    flat = g.create_node("reshape", [pooled], {"shape": (B, 8)}).output
+    flat.type = flat.type.with_quant(QuantParams((0.03,), (0,)))
+    y = g.create_node("matmul", [flat, g.add_constant(np.ones((8, 3), np.float32), "w2")]).output
+    g.set_outputs([y])
+    pipeline = edgecc.passes.parse_pipeline("quantize,lower-qdq,fold-constants,eliminate-dead-code,convert-layout,fuse")
+    edgecc.passes.PassManager(pipeline, verify_each=True).run(g, edgecc.passes.PassContext())
+    anchors = {n.attrs.get("anchor") for n in g.nodes if n.op == "fused"}
+    assert {"qconv", "qdense"} <= anchors
+    assert g.outputs[0].type.shape == (B, 3)
+    text = print_graph(g)
+    assert "i8[batch,1,h,w,4]<NCHW4c" in text and print_graph(parse_graph(text)) == text

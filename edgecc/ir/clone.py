@@ -10,7 +10,8 @@ if TYPE_CHECKING:  # Graph.clone calls this module; it builds the copy through t
 
 def clone_graph(g: Graph, name: str | None = None) -> Graph:
     new = type(g)(name or g.name)
-    new.meta = {k: (list(v) if isinstance(v, list) else v) for k, v in g.meta.items()}
+    new.meta = {k: (list(v) if isinstance(v, list) else dict(v) if isinstance(v, dict) else v)
+                for k, v in g.meta.items()}  # dim_bounds is a dict
     vmap: dict[int, Value] = {}
     for v in g.inputs:
         vmap[id(v)] = new.add_input(v.name, v.type)

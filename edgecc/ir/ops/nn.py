@@ -42,8 +42,8 @@ def _window_out(size, k, stride, pad_begin, pad_end, dilation, ceil_mode=False):
     if not isinstance(span, Dim) and span < 0:
         raise IRError(f"window {k} (dilation {dilation}) is larger than the padded input {size}")
     out = ((span + stride - 1) // stride if ceil_mode else span // stride) + 1
-    if ceil_mode and stride <= dilation * (k - 1) + 1 + pad_begin:
-        return out  # every window starts inside the input or its leading padding
+    if ceil_mode and stride <= dilation * (k - 1) + 1 - pad_end:
+        return out  # (out-1)*stride <= span + stride - 1 < size + pad_begin: no window starts in the end padding
     if ceil_mode:
         try:
             last_starts_in_padding = (out - 1) * stride >= size + pad_begin
