@@ -317,13 +317,22 @@ def schedule_injective(kernel, target):
 
 def _generic(kernel, target, sch):
     """Inline what can be inlined; parallelize and vectorize each remaining top-level block."""
-    lanes = target.lanes(_out_dtype(kernel))
+    return schedule_blocks(sch, target.lanes(_out_dtype(kernel)))
+
+
+def schedule_blocks(sch, lanes: int, reduction=None, flat=None):
+    """Inline every block that can be inlined except reductions, then schedule each remaining
+    top-level block: reductions by `reduction(sch, block)` (default: outer spatial loops in
+    parallel), the others by `flat(sch, block, lanes)` (default: outer loops in parallel, the
+    innermost vectorized). Returns the scheduled PrimFunc."""
+    reduction = reduction or _parallel_outer_spatial
+    flat = flat or _parallel_and_vectorize_flat
     inline_all_but(sch, [b for b in _blocks(sch) if _has_reduction(sch, b)])
     for block in _blocks(sch):
         if _has_reduction(sch, block):
-            _parallel_outer_spatial(sch, block)
+            reduction(sch, block)
         else:
-            _parallel_and_vectorize_flat(sch, block, lanes)
+            flat(sch, block, lanes)
     return sch.mod["main"]
 
 
