@@ -214,6 +214,16 @@ def test_onnx_symbolic_dimensions_become_size_variables():
     assert [v.type.shape for v in named.inputs] == [(n, s, 8), (n, s, Dim.var("d_2d"))]
 
 
+def test_inputs_left_out_of_input_shapes_stay_symbolic_or_take_one_as_asked():
+    from edgecc.frontend.onnx import from_onnx
+
+    model = _relu_model(("batch", "seq", 8))
+    assert from_onnx(model, symbolic=True).inputs[0].type.shape == (B, S, 8)
+    warnings = []
+    assert from_onnx(model, symbolic=False, warnings=warnings).inputs[0].type.shape == (1, 1, 8)
+    assert "dimension 0 ('batch') is symbolic; using 1 (set it with --input-shape x0=...)" in warnings[0]
+
+
 @pytest.mark.parametrize("shapes, message", [
     ({"x0": [None, None, 5]}, r"input 'x0' dimension 2 is 8 in the model, --input-shape gives 5"),
     ({"x0": [(4, 2), None, 8]}, r"dimension 0: the range's high end must be a size of at least 4, got 2"),

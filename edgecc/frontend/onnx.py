@@ -36,7 +36,7 @@ MAX_TESTED_OPSET = 21
 
 
 #: whether an input's symbolic dimensions stay symbolic when `input_shapes` does not name the
-#: input (else they are 1, with a warning)
+#: input (else they are 1, with a warning); `load_onnx(..., symbolic=)` overrides it per call
 SYMBOLIC_BY_DEFAULT = False
 
 #: one entry of `input_shapes`: an int fixes the dimension, a (low, high) pair keeps it symbolic
@@ -46,13 +46,15 @@ DimSpec = int | tuple[int, int | None] | str | None
 
 
 def load_onnx(path: str | os.PathLike, input_shapes: Mapping[str, Sequence[DimSpec]] | None = None,
-              warnings: list[str] | None = None) -> Graph:
+              warnings: list[str] | None = None, *, symbolic: bool | None = None) -> Graph:
     """Read an ONNX file (with its external data) and convert it to a Graph.
 
     `input_shapes` gives, per input name, one entry per dimension (see `DimSpec`). Symbolic
     dimensions are size variables named after the model's dim_param (sanitized), or
     `<input>_d<axis>` for unnamed ones; the same name on two inputs is one variable. Bounds
-    land in `graph.meta["dim_bounds"]` as {variable: (low, high or None)}.
+    land in `graph.meta["dim_bounds"]` as {variable: (low, high or None)}. The symbolic dimensions
+    of an input that `input_shapes` does not name stay symbolic when `symbolic` (default:
+    SYMBOLIC_BY_DEFAULT), else they are 1, with a warning.
     """
     import onnx
 
@@ -71,8 +73,7 @@ def load_onnx(path: str | os.PathLike, input_shapes: Mapping[str, Sequence[DimSp
         load_external_data_for_model(model, os.path.dirname(os.path.abspath(path)))
     except Exception as exc:  # noqa: BLE001
         raise FrontendError(f"{path}: cannot read external data ({_first_line(exc)})") from None
-    return from_onnx(model, input_shapes, warnings=warnings, source=path)
-
+    return from_onnx(model, input_shapes, warnings=warnings, source=path, symbolic=symbolic)
 
 def _first_line(exc: BaseException) -> str:
     text = str(exc).strip()
@@ -114,14 +115,15 @@ def _keep_legacy_resize(model) -> None:
 
 
 def from_onnx(model, input_shapes: Mapping[str, Sequence[DimSpec]] | None = None, *,
-              warnings: list[str] | None = None, source: str = "<model>") -> Graph:
-    """Convert a loaded ModelProto to a Graph."""
+              warnings: list[str] | None = None, source: str = "<model>", symbolic: bool | None = None) -> Graph:
+    """Convert a loaded ModelProto to a Graph (`input_shapes` and `symbolic` as for `load_onnx`)."""
     if _opset_of(model) < MIN_OPSET:
         model = _upgrade(model, source)
     fixed: dict[str, int] = {}  # size variables the model's ops fix (a conv's input channels)
     notes: list[str] = []
     while True:
-        ctx = ConvertContext(model, source, list(notes), fixed)
+        ctx = ConvertContext(model, source, list(notes), fixed,
+                             SYMBOLIC_BY_DEFAULT if symbolic is None else symbolic)
         try:
             ctx.add_inputs(input_shapes or {})
             for node in model.graph.node:
@@ -161,8 +163,10 @@ def onnx_dtype(elem_type: int) -> str:
 class ConvertContext:
     """State of one conversion; converters use `emit`, `const`, `static` and `attr`."""
 
-    def __init__(self, model, source: str, warnings: list[str], fixed: Mapping[str, int] | None = None):
+    def __init__(self, model, source: str, warnings: list[str], fixed: Mapping[str, int] | None = None,
+                 symbolic: bool = True):
         self.model = model
+        self.symbolic = symbolic  # keep the symbolic dimensions of inputs input_shapes does not name
         self.fixed = dict(fixed or {})  # size variables taken as these sizes
         self.input_vars: set[str] = set()  # the size variables of the inputs
         self.source = source
@@ -230,7 +234,7 @@ class ConvertContext:
         elif declared is None:
             raise FrontendError(f"{self.source}: input '{inp.name}' has no shape; give one with --input-shape")
         rank = len(override) if override is not None else len(declared)
-        if override is None and not SYMBOLIC_BY_DEFAULT:
+        if override is None and not self.symbolic:
             override = [self._default_to_one(inp.name, axis, dim) for axis, dim in enumerate(declared)]
         shape = [self._input_dim(inp.name, axis, declared[axis] if declared is not None else None,
                                  override[axis] if override is not None else None)
