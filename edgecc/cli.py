@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import re
 import sys
 
 __all__ = ["main"]
@@ -24,17 +25,48 @@ class CliError(Exception):
     """A bad command line value discovered after parsing."""
 
 
-def _shape_arg(text: str) -> tuple[str, tuple[int, ...]]:
+_SIZE_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
+
+
+def _dim_arg(text: str, whole: str):
+    """One --input-shape dimension: 8 (fixed), 1..512 or 1.. (symbolic within bounds), a name
+    (symbolic, that variable) or ? (symbolic, as the model names it)."""
+    text = text.strip()
+    if text == "?":
+        return None
+    if _SIZE_NAME.fullmatch(text):
+        return text
+    lo, dots, hi = text.partition("..")
+    try:
+        bounds = (int(lo), int(hi) if hi else None) if dots else int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"bad dimensions in {whole!r}") from None
+    values = [b for b in (bounds if dots else (bounds,)) if b is not None]
+    if any(b <= 0 for b in values):
+        raise argparse.ArgumentTypeError(f"dimensions must be positive in {whole!r}")
+    if dots and hi and bounds[1] < bounds[0]:
+        raise argparse.ArgumentTypeError(f"empty range {text} in {whole!r}")
+    return bounds
+
+
+def _shape_arg(text: str) -> tuple[str, tuple]:
     name, eq, dims = text.rpartition("=")
     if not eq or not name:
         raise argparse.ArgumentTypeError(f"expected NAME=D1,D2,..., got {text!r}")
+    if re.fullmatch(r"\s*\d+(\s*x\s*\d+)+\s*", dims):  # 1x3x224x224
+        dims = dims.replace("x", ",")
+    return name, tuple(_dim_arg(d, text) for d in dims.split(",") if d.strip())
+
+
+def _size_arg(text: str) -> tuple[str, int]:
+    name, eq, value = text.partition("=")
+    if not eq or not _SIZE_NAME.fullmatch(name.strip()):
+        raise argparse.ArgumentTypeError(f"expected NAME=N, got {text!r}")
     try:
-        shape = tuple(int(d) for d in dims.replace("x", ",").split(",") if d.strip())
+        size = int(value)
     except ValueError:
-        raise argparse.ArgumentTypeError(f"bad dimensions in {text!r}") from None
-    if any(d <= 0 for d in shape):
-        raise argparse.ArgumentTypeError(f"dimensions must be positive in {text!r}")
-    return name, shape
+        raise argparse.ArgumentTypeError(f"expected NAME=N with a whole number N, got {text!r}") from None
+    return name.strip(), size
 
 
 def _positive_int(text: str) -> int:
@@ -56,7 +88,8 @@ def _input_arg(text: str) -> tuple[str, str]:
 
 def _add_model_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--input-shape", action="append", type=_shape_arg, default=[], metavar="NAME=D1,D2,...",
-                   help="fix the shape of a model input (needed for symbolic dimensions; repeatable)")
+                   help="an input's shape (repeatable); each D is a size (fixed), LO..HI or LO.. (symbolic within "
+                        "bounds), a name or ? (symbolic) (see docs/cli.md)")
     p.add_argument("-O", dest="opt_level", type=int, choices=range(3), default=2, metavar="LEVEL",
                    help="optimization level 0-2 (default 2)")
     p.add_argument("--passes", metavar="PIPELINE",
@@ -197,6 +230,8 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--threads", type=_positive_int, metavar="N",
                    help="run the kernels on N threads (default: every core this process may use)")
     r.add_argument("--seed", type=int, default=0, help="seed of the random inputs")
+    r.add_argument("--dim", action="append", type=_size_arg, default=[], metavar="NAME=N",
+                   help="size of a symbolic dimension for random inputs (repeatable; default: its lowest value)")
     r.set_defaults(func=cmd_run)
 
     i = sub.add_parser("inspect", help="print a model's edgecc IR, op counts, shapes and parameter size")
@@ -252,6 +287,8 @@ def _add_tune_parsers(sub) -> None:
     tu.add_argument("--seed", type=int, default=0, help="seed of the search")
     tu.add_argument("--rpc-tracker", metavar="HOST:PORT", help="time candidates on boards behind this TVM RPC tracker")
     tu.add_argument("--rpc-key", metavar="KEY", help="the key the boards registered with the tracker")
+    tu.add_argument("--search", type=_kinds_arg, default=("knobs", "metaschedule"), metavar="S1,S2",
+                    help="searches per kernel: knobs (edgecc's own schedule rules), metaschedule; default both")
     tu.set_defaults(func=cmd_tune)
 
     rp = sub.add_parser("report", help="report tuning logs (per-kernel results, tuning curves, two targets) "
@@ -377,7 +414,7 @@ def cmd_tune(args) -> int:
     options = TuneOptions(trials=args.trials, top=args.top, kinds=args.kinds, skip_kinds=args.skip_kinds,
                           time_budget=args.time_budget,
                           trials_per_iter=args.trials_per_iter, population=args.population, seed=args.seed,
-                          rpc_tracker=args.rpc_tracker, rpc_key=args.rpc_key)
+                          rpc_tracker=args.rpc_tracker, rpc_key=args.rpc_key, searches=args.search)
     kwargs = _compile_kwargs(args)
     with _progress(quiet=False) as progress:  # task lines go through it: above the live bar on a terminal
         summary = tune_model(args.model, args.target, args.logs, options, out=progress, progress=progress, **kwargs)
@@ -426,7 +463,21 @@ def _read_inputs(args, module) -> dict:
         except (ValueError, OSError) as exc:
             raise InputError(f"{path}: not a readable .npy file ({exc})") from None
     if not inputs:
+        sizes = dict(args.dim)
+        dims = getattr(module, "dims", {})
+        if dims:
+            from edgecc.runtime.specs import dim_sizes
+
+            sizes = dim_sizes(args.library, dims, sizes)
+            if set(sizes) - {name for name, _ in args.dim}:
+                print("edgecc: random inputs with " + ", ".join(f"{k}={v}" for k, v in sizes.items())
+                      + " (set sizes with --dim NAME=N)", file=sys.stderr)
+            return module.random_inputs(args.seed, sizes)
+        if args.dim:
+            raise InputError(f"{args.library}: --dim given, but the library's input shapes are fixed")
         return module.random_inputs(args.seed)
+    if args.dim:
+        raise InputError("--dim sizes random inputs; the inputs are given")
     return inputs
 
 
@@ -536,6 +587,15 @@ def _summary(graph) -> str:
         lines.append(f"// input  {name}: {format_type(v.type)}")
     for name, v in zip(names_out, graph.outputs):
         lines.append(f"// output {name}: {format_type(v.type)}")
+    symbolic = sorted(set().union(*(v.type.dim_vars for v in graph.inputs))) if graph.inputs else []
+    if symbolic:
+        bounds = graph.meta.get("dim_bounds") or {}
+
+        def allowed(var):
+            lo, hi = bounds.get(var, (1, None))
+            return f"{lo}..{hi}" if hi is not None else f"{lo} or more"
+
+        lines.append("// symbolic dimensions: " + ", ".join(f"{var} {allowed(var)}" for var in symbolic))
     lines.append("// op counts: " + ", ".join(f"{op} {n}" for op, n in graph.op_counts().items()))
     return "\n".join(lines)
 

@@ -32,7 +32,9 @@ class CompileOptions:
     opt_level: int = 2
     passes: str | None = None  # explicit pipeline string; replaces the opt-level pipeline
     disabled_passes: Sequence[str] = ()
-    input_shapes: Mapping[str, Sequence[int]] | None = None
+    #: input name -> dimensions, each an int (fixed), (lo, hi or None) (symbolic within bounds),
+    #: a name (symbolic, that size variable) or None (symbolic, as the model names it)
+    input_shapes: Mapping[str, Sequence[int | tuple | str | None]] | None = None
     verify_each: bool = False
     time_passes: bool = False
     print_ir_after: Sequence[str] = ()
@@ -213,6 +215,8 @@ def _compile(model, options: CompileOptions) -> CompiledModel:
     prepared = _prepare(model, target_obj, options)
     with _stage("build", options, prepared.timings, announce=False):  # lowering reports its kernels
         scheduler = _scheduler(target_obj, options)
+        if scheduler is not None and scheduler.records is not None:
+            prepared.remarks.extend(scheduler.records.remarks)  # e.g. records tuned on another CPU of the same ISA family
         executable, stats = compile_graph(prepared.graph, target_obj, scheduler.schedule if scheduler else None,
                                           metadata={"target": target_obj.tag}, progress=options.progress,
                                           strict_schedules=options.strict_schedules)

@@ -375,8 +375,8 @@ def test_a_type_error_inside_a_target_constructor_is_not_a_user_error(monkeypatc
 def test_bad_command_line_exits_2():
     rc, _, err = edgecc("compile")
     assert rc == 2 and "usage:" in err
-    rc, _, err = edgecc("compile", MODEL, "--input-shape", "input=1,a,3")
-    assert rc == 2 and "bad dimensions in 'input=1,a,3'" in err
+    rc, _, err = edgecc("compile", MODEL, "--input-shape", "input=1,2.5,3")
+    assert rc == 2 and "bad dimensions in 'input=1,2.5,3'" in err
     rc, _, err = edgecc("compile", MODEL, "--input-shape", "input=1x3", "-o", "/nonexistent/m.so")
     assert_one_line_error(rc, err, "--input-shape for 'input' has rank 2, the model's input has rank 4")
 

@@ -6,6 +6,7 @@ command line.
 """
 
 import os
+import re
 import sys
 
 import numpy as np
@@ -260,3 +261,62 @@ def test_cnn_with_a_symbolic_batch_runs_at_batch_1_and_4(tmp_path):
         x = np.random.default_rng(batch).standard_normal((batch, 3, 64, 64)).astype(np.float32)
         np.testing.assert_allclose(module.run({"input": x})["out"], session.run(None, {"input": x})[0],
                                    rtol=1e-4, atol=1e-4)
+
+
+# ----- the command line ------------------------------------------------------------------------------------
+def _edgecc(*args):
+    import subprocess
+
+    proc = subprocess.run([sys.executable, "-m", "edgecc", *map(str, args)], capture_output=True, text=True)
+    return proc.returncode, proc.stdout, proc.stderr
+
+
+def test_cli_compiles_with_bounds_and_runs_any_allowed_shape(encoder_onnx, tmp_path):
+    lib = tmp_path / "enc.so"
+    rc, _, err = _edgecc("compile", encoder_onnx, "--input-shape", "ids=1..8,1..64", "-o", lib, "-q")
+    assert rc == 0, err
+    session = _ort(encoder_onnx)
+    for shape in [(2, 33), (1, 64)]:
+        ids = np.random.default_rng(shape[1]).integers(0, 100, shape).astype(np.int64)
+        np.save(tmp_path / "ids.npy", ids)
+        rc, out, err = _edgecc("run", lib, "--input", f"ids={tmp_path / 'ids.npy'}", "--output", tmp_path / "o.npz")
+        assert rc == 0, err
+        with np.load(tmp_path / "o.npz") as result:
+            np.testing.assert_allclose(result["out"], session.run(None, {"ids": ids})[0], rtol=1e-4, atol=1e-4)
+    np.save(tmp_path / "long.npy", np.zeros((1, 65), np.int64))
+    rc, _, err = _edgecc("run", lib, "--input", f"ids={tmp_path / 'long.npy'}")
+    assert rc == 2 and err.strip() == "edgecc: error: input 'ids' dimension 1 (seq) is 65, the library allows 1..64"
+    rc, out, err = _edgecc("run", lib, "--dim", "seq=5")
+    assert rc == 0 and "out: float32[1, 5, 64]" in out
+    assert err.strip() == "edgecc: random inputs with batch=1, seq=5 (set sizes with --dim NAME=N)"
+    rc, _, err = _edgecc("run", lib, "--dim", "seq=100")
+    assert rc == 2 and err.strip() == f"edgecc: error: {lib}: dimension seq = 100, the library allows 1..64"
+    rc, out, _ = _edgecc("inspect", encoder_onnx, "--input-shape", "ids=1..8,1..64")
+    assert "// input  ids: i64[batch,seq]" in out and "// symbolic dimensions: batch 1..8, seq 1..64" in out
+
+
+@pytest.mark.parametrize("text, parsed", [
+    ("ids=1..8,1..512", ("ids", ((1, 8), (1, 512)))),
+    ("ids=batch,seq", ("ids", ("batch", "seq"))),
+    ("x=?,3,224,224", ("x", (None, 3, 224, 224))),
+    ("x=1x3x224x224", ("x", (1, 3, 224, 224))),
+    ("ids=1,16..", ("ids", (1, (16, None)))),
+])
+def test_input_shape_dimensions(text, parsed):
+    from edgecc.cli import _shape_arg
+
+    assert _shape_arg(text) == parsed
+
+
+@pytest.mark.parametrize("text, message", [
+    ("ids=0..8,4", "dimensions must be positive in 'ids=0..8,4'"),
+    ("ids=8..2", "empty range 8..2 in 'ids=8..2'"),
+    ("ids=1,2.5", "bad dimensions in 'ids=1,2.5'"),
+])
+def test_bad_input_shape_dimensions(text, message):
+    import argparse
+
+    from edgecc.cli import _shape_arg
+
+    with pytest.raises(argparse.ArgumentTypeError, match=re.escape(message)):
+        _shape_arg(text)
