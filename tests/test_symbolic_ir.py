@@ -175,6 +175,17 @@ def test_shape_vectors_computed_from_symbolic_shapes_are_formulas():
     assert static_dims(g.outputs[0]) == (B, S, 4, 16)
 
 
+def test_tensors_a_converter_makes_may_have_symbolic_sizes():
+    from types import SimpleNamespace
+
+    from edgecc.frontend.onnx_ops.checks import check_new_tensor
+
+    ctx = SimpleNamespace(where="node 'fill' (ConstantOfShape)", dim_bounds={"batch": (1, 4), "seq": (1, 1 << 28)})
+    assert check_new_tensor(ctx, (B, np.int64(3)), "float32", "the shape") == (B, 3)
+    with pytest.raises(LimitError, match=r"node 'fill' \(ConstantOfShape\): the shape \(batch, seq\) at the largest"):
+        check_new_tensor(ctx, (B, S), "float32", "the shape")
+
+
 def test_byte_limits_use_the_upper_bounds_of_symbolic_sizes():
     nbytes = B * S * 4
     check_tensor_bytes("t", nbytes, {"batch": (1, 8)})  # seq unbounded: nothing to check

@@ -179,16 +179,19 @@ def with_checks(fn, checks: Mapping[str, Check] | None, ranks: Mapping[int, Rank
     return checked
 
 
-def check_new_tensor(ctx, shape, dtype: str, what: str) -> tuple[int, ...]:
-    """The shape of a tensor a converter is about to make from the model's numbers, checked first:
-    ModelError for a negative dimension, LimitError beyond the `tensor_bytes` limit."""
+def check_new_tensor(ctx, shape, dtype: str, what: str) -> tuple:
+    """The shape of a tensor a converter is about to make from the model's numbers (ints, or Dims
+    of a shape computed from symbolic shapes), checked first: ModelError for a negative dimension,
+    LimitError beyond the `tensor_bytes` limit (a symbolic size at the bounds of its variables)."""
     import math
 
+    from edgecc.ir.dims import Dim, format_shape
     from edgecc.ir.limits import check_tensor_bytes
     from edgecc.ir.types import np_dtype
 
-    shape = tuple(int(d) for d in shape)
+    shape = tuple(d if isinstance(d, Dim) else int(d) for d in shape)
     if any(d < 0 for d in shape):
-        raise ModelError(f"{ctx.where}: {what} {list(shape)} has a negative dimension")
-    check_tensor_bytes(f"{ctx.where}: {what} {list(shape)}", math.prod(shape) * np_dtype(dtype).itemsize)
+        raise ModelError(f"{ctx.where}: {what} {format_shape(shape)} has a negative dimension")
+    check_tensor_bytes(f"{ctx.where}: {what} {format_shape(shape)}", math.prod(shape) * np_dtype(dtype).itemsize,
+                       getattr(ctx, "dim_bounds", None))
     return shape
