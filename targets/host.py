@@ -97,7 +97,13 @@ class HostTarget(CpuTarget):
         return self.int8_dot_channels == 2
 
     def tvm_target_dict(self):
-        return {"kind": "llvm", "mcpu": self.mcpu, "num-cores": self.num_cores}
+        target = {"kind": "llvm", "mcpu": self.mcpu, "num-cores": self.num_cores}
+        if self.vector_bytes == 64:
+            # the schedules plan 512-bit vectors; LLVM's tuning for most AVX-512 cores prefers
+            # 256-bit ones and splits wider vector operations in halves (int8 requantizing
+            # epilogues ran twice as long)
+            target["mattr"] = ["-prefer-256-bit"]
+        return target
 
     @property
     def runs_here(self) -> bool:

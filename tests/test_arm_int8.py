@@ -84,13 +84,14 @@ def test_plain_armv8_uses_neon_widening_multiply_accumulate(tmp_path, target):
     (32, 64, 2, 1, 3, 14, "int8"),   # stride 2, 7x7 output
     (24, 24, 1, 0, 1, 9, "int8"),    # 1x1, 24 channels: blocks of 8
     (12, 12, 1, 1, 3, 7, "uint8"),   # 12 channels: blocks of 4, one sdot wide
+    (8, 6, 1, 1, 3, 8, "uint8"),     # 6 channels: blocks of 3, channel pairs without sdot
 ])
 def test_sdot_convolutions_match_onnxruntime_exactly_under_qemu(aarch64_runner, tmp_path, cin, cout, stride, pad,
                                                                  kernel, size, activation):
     path, feed = quantized_conv_model(tmp_path, cin, cout, stride, pad, kernel, size, activation)
     compiled = edgecc.compile(path, "rpi5")
     assert_every_kernel_scheduled(compiled)
-    assert instructions(compiled, tmp_path)["sdot"] > 0
+    assert (instructions(compiled, tmp_path)["sdot"] > 0) == (cout % 4 == 0)  # sdot: blocks of 4 channels
     np.testing.assert_array_equal(run_emulated(compiled, tmp_path, feed), run_ort(onnx.load(path), feed)[0])
 
 

@@ -73,6 +73,7 @@ def test_host_int8_convolutions_match_onnxruntime_exactly(tmp_path, cin, cout, s
     path, feed = quantized_conv_model(tmp_path, cin, cout, stride, pad, kernel, size, activation)
     compiled = edgecc.compile(path, "host")
     assert_every_kernel_scheduled(compiled)
+    assert [len(s) for s in qdense_weights(compiled)] == [2, 2]
     got = list(compiled.load().run(feed).values())[0]
     np.testing.assert_array_equal(got, run_ort(onnx.load(path), feed)[0])
 
@@ -222,5 +223,16 @@ def test_avx2_qdense_keeps_the_packed_float_or_int32_path(tmp_path):
     shapes = qdense_weights(compiled)
     assert shapes and all(len(s) == 3 for s in shapes), shapes
     assert "\tvpdpbusd " not in disassembly(compiled, tmp_path)
+    got = list(compiled.load().run(feed).values())[0]
+    np.testing.assert_array_equal(got, run_ort(onnx.load(path), feed)[0])
+
+
+def test_plain_qdense_with_odd_column_counts_keeps_its_schedule(tmp_path):
+    """Column counts that whole vectors do not divide (1000 classes; 20 here) keep the [K, N]
+    weight and tile the columns by whole half-vectors, unrolled; the results stay exact."""
+    path, feed = quantized_dense_model(tmp_path, 64, 20, "uint8")
+    compiled = edgecc.compile(path, "host")
+    assert_every_kernel_scheduled(compiled)
+    assert [len(s) for s in qdense_weights(compiled)] == [2, 2]
     got = list(compiled.load().run(feed).values())[0]
     np.testing.assert_array_equal(got, run_ort(onnx.load(path), feed)[0])

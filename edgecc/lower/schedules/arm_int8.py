@@ -20,6 +20,8 @@ weight vector and reuses it across the columns of a register tile.
 
 from __future__ import annotations
 
+from .dot_desc import dot_desc
+
 __all__ = ["SDOT_LANES", "has_dot_product", "sdot_intrin"]
 
 #: int32 lanes of one 128-bit sdot
@@ -53,18 +55,6 @@ def _make_sdot():
     top_bits = -0x7F7F7F80  # 0x80808080 as int32: flips the sign bit of each of the four bytes
 
     @T.prim_func(s_tir=True)
-    def desc(A: T.Buffer((4,), "uint8", offset_factor=1), B: T.Buffer((4, 4), "int8", offset_factor=1),
-             C: T.Buffer((4,), "int32", offset_factor=1)):
-        with T.sblock("root"):
-            T.reads(C[0:4], A[0:4], B[0:4, 0:4])
-            T.writes(C[0:4])
-            for i in T.serial(0, 4):
-                for k in T.serial(0, 4):
-                    with T.sblock("update"):
-                        vi, vk = T.axis.remap("SR", [i, k])
-                        C[vi] = C[vi] + T.cast(A[vk], "int32") * T.cast(B[vi, vk], "int32")
-
-    @T.prim_func(s_tir=True)
     def impl(A: T.Buffer((4,), "uint8", offset_factor=1), B: T.Buffer((4, 4), "int8", offset_factor=1),
              C: T.Buffer((4,), "int32", offset_factor=1)):
         with T.sblock("root"):
@@ -79,4 +69,4 @@ def _make_sdot():
                                              T.broadcast(T.int8(-128), 16), weights, dtype="int32x4")
             C[T.ramp(T.int32(0), 1, 4)] = shifted - offset
 
-    return desc, impl
+    return dot_desc("uint8", SDOT_LANES, 4), impl

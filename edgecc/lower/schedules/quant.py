@@ -138,10 +138,36 @@ def schedule_qdense(kernel, target):
     if weight is not None and weight.rank == 3:
         return _schedule_gemm(kernel, target, "qdense_pack", int(weight.shape[2]), PARALLEL_MIN_MACS)
     n = kernel.outputs[0].type.shape[-1] if kernel.outputs and kernel.outputs[0].type.rank else 1
-    block = _divisor_tile(n, (2 * lanes, lanes, lanes // 2, lanes // 4))  # 1000 classes: 8 columns
+    block = _column_block(n, lanes)
     if block < 4:
         return _generic(kernel, target, _schedule(kernel))
-    return _schedule_gemm(kernel, target, "qdense", block, PARALLEL_MIN_MACS)
+    return schedule_plain_qdense(kernel, target, block, _divisor_tile(block, (lanes, lanes // 2, lanes // 4)))
+
+
+def _column_block(n: int, lanes: int) -> int:
+    """Output columns per tile of a plain [K, N] qdense: two or one whole vectors where they
+    divide N, else the widest multiple of a half vector dividing N up to four vectors, so each
+    row of the weight is read in whole cache lines (1000 classes on 16 lanes: 40 columns)."""
+    block = _divisor_tile(n, (2 * lanes, lanes))
+    if block > 1:
+        return block
+    for step in (lanes // 2, lanes // 4):
+        fits = [b for b in range(step, 4 * lanes + 1, step) if n % b == 0]
+        if fits:
+            return max(fits)
+    return 1
+
+
+def schedule_plain_qdense(kernel, target, block: int, vector: int):
+    """qdense with [K, N] weights: output rows x `block` columns tiled in registers as whole
+    vectors of `vector` int32 lanes (unrolled, never one odd-width vector, which LLVM
+    scalarizes), the reduction outside the tile, tiles in parallel for large kernels."""
+    sch = _schedule(kernel)
+    dense = _find(sch, ("qdense",))
+    inline_all_but(sch, [dense])
+    out, dense = output_block(sch, dense)
+    _tile_dense(sch, out, dense, block, vector, _work(sch, dense) >= PARALLEL_MIN_MACS)
+    return sch.mod["main"]
 
 
 def schedule_dot_dense(kernel, target, intrin: str, lanes: int):
@@ -162,22 +188,36 @@ def schedule_dot_dense(kernel, target, intrin: str, lanes: int):
             sch.vectorize(sch.fuse(*sch.get_loops(copy)))
     if staged[2] is not None:
         _schedule_weight_offset(sch, intrin, lanes)
-    *batch, rows, cols = sch.get_loops(out)
     block = int(kernel.args[1].type.shape[2])
+    _tile_dense(sch, out, dense, block, lanes, parallel, intrin)
+    return sch.mod["main"]
+
+
+def _tile_dense(sch, out, dense, block: int, vector: int, parallel: bool, intrin: str | None = None) -> None:
+    """Tile a dense output (rows x `block` columns, in parallel when `parallel`) and compute the
+    product block `dense` inside each tile: its reduction outside the tile's unrolled rows and
+    column vectors, each `vector` of columns vectorized, or with `intrin` tensorized together with
+    the innermost reduction (the group of four rows)."""
+    *batch, rows, cols = sch.get_loops(out)
     m_o, m_i = sch.split(rows, [None, _divisor_tile(_extent(sch, rows), (4, 2))])
     n_o, n_i = sch.split(cols, [None, block])
     sch.reorder(*batch, m_o, n_o, m_i, n_i)
     par = sch.fuse(*batch, m_o, n_o)
     if parallel:
         sch.parallel(par)
-    sch.vectorize(n_i)
+    sch.vectorize(sch.split(n_i, [None, vector])[1])
     sch.compute_at(dense, par)
-    *spatial, columns, quads, group = sch.get_loops(dense)[1:]
-    vec_o, vec_i = sch.split(columns, [None, lanes])
-    sch.reorder(quads, *spatial, vec_o, vec_i, group)
+    loops = sch.get_loops(dense)[1:]
+    reductions = 1 if intrin is None else 2
+    *spatial, columns = loops[:-reductions]
+    reduction = loops[-reductions:]
+    vec_o, vec_i = sch.split(columns, [None, vector])
+    sch.reorder(reduction[0], *spatial, vec_o, vec_i, *reduction[1:])
     for loop in (*spatial, vec_o):
         sch.unroll(loop)
-    init = sch.decompose_reduction(dense, quads)
+    if intrin is None:
+        sch.vectorize(vec_i)
+    init = sch.decompose_reduction(dense, reduction[0])
     sch.vectorize(sch.get_loops(init)[-1])
-    sch.tensorize(vec_i, intrin)
-    return sch.mod["main"]
+    if intrin is not None:
+        sch.tensorize(vec_i, intrin)

@@ -25,6 +25,8 @@ is again exact; `passes/convert-layout` gives such weights groups of four only w
 
 from __future__ import annotations
 
+from .dot_desc import dot_desc
+
 __all__ = ["VNNI_LANES", "pmaddubsw_intrin", "pmaddwd_intrin", "quad_intrin", "register_metaschedule_intrinsics",
            "vpdpbusd_intrin", "vnni_lanes"]
 
@@ -50,18 +52,6 @@ def _make(data_dtype: str):
     from tvm.script import tirx as T
 
     @T.prim_func(s_tir=True)
-    def desc(A: T.Buffer((2,), data_dtype, offset_factor=1), B: T.Buffer((8, 2), "int8", offset_factor=1),
-             C: T.Buffer((8,), "int32", offset_factor=1)):
-        with T.sblock("root"):
-            T.reads(C[0:8], A[0:2], B[0:8, 0:2])
-            T.writes(C[0:8])
-            for i in T.serial(0, 8):
-                for k in T.serial(0, 2):
-                    with T.sblock("update"):
-                        vi, vk = T.axis.remap("SR", [i, k])
-                        C[vi] = C[vi] + T.cast(A[vk], "int32") * T.cast(B[vi, vk], "int32")
-
-    @T.prim_func(s_tir=True)
     def impl(A: T.Buffer((2,), data_dtype, offset_factor=1), B: T.Buffer((8, 2), "int8", offset_factor=1),
              C: T.Buffer((8,), "int32", offset_factor=1)):
         with T.sblock("root"):
@@ -73,7 +63,7 @@ def _make(data_dtype: str):
             C[T.ramp(T.int32(0), 1, 8)] = C[T.ramp(T.int32(0), 1, 8)] + T.call_llvm_pure_intrin(
                 T.llvm_lookup_intrinsic_id("llvm.x86.avx2.pmadd.wd"), data, weights, dtype="int32x8")
 
-    return desc, impl
+    return dot_desc(data_dtype, 8, 2), impl
 
 
 def vnni_lanes(target, out_block: int) -> int:
@@ -101,8 +91,7 @@ def pmaddubsw_intrin() -> str:
     if name not in _REGISTERED:
         from tvm.s_tir import TensorIntrin
 
-        desc, _ = _make_vnni(8)
-        TensorIntrin.register(name, desc, _make_pmaddubsw(), override=True)
+        TensorIntrin.register(name, dot_desc("uint8", 8, 4), _make_pmaddubsw(), override=True)
         _REGISTERED[name] = name
     return name
 
@@ -146,18 +135,6 @@ def _make_vnni(lanes: int):
     llvm_name = f"llvm.x86.avx512.vpdpbusd.{32 * lanes}"  # VEX-encoded with AVX-VNNI alone
 
     @T.prim_func(s_tir=True)
-    def desc(A: T.Buffer((4,), "uint8", offset_factor=1), B: T.Buffer((lanes, 4), "int8", offset_factor=1),
-             C: T.Buffer((lanes,), "int32", offset_factor=1)):
-        with T.sblock("root"):
-            T.reads(C[0:lanes], A[0:4], B[0:lanes, 0:4])
-            T.writes(C[0:lanes])
-            for i in T.serial(0, lanes):
-                for k in T.serial(0, 4):
-                    with T.sblock("update"):
-                        vi, vk = T.axis.remap("SR", [i, k])
-                        C[vi] = C[vi] + T.cast(A[vk], "int32") * T.cast(B[vi, vk], "int32")
-
-    @T.prim_func(s_tir=True)
     def impl(A: T.Buffer((4,), "uint8", offset_factor=1), B: T.Buffer((lanes, 4), "int8", offset_factor=1),
              C: T.Buffer((lanes,), "int32", offset_factor=1)):
         with T.sblock("root"):
@@ -169,7 +146,7 @@ def _make_vnni(lanes: int):
                 T.reinterpret(T.broadcast(quad, lanes), dtype=f"uint8x{nbytes}"),
                 B.vload([0, 0], f"int8x{nbytes}"), dtype=f"int32x{lanes}")
 
-    return desc, impl
+    return dot_desc("uint8", lanes, 4), impl
 
 
 #: the tensor intrinsic MetaSchedule's default rules for an AVX-512 VNNI target look up by name

@@ -208,15 +208,20 @@ def _lower_blocked_qconv(node, data, weight, bias, mult):
     oh = (h + top + bottom - dh * (kh - 1) - 1) // sh + 1
     ow = (w + left + right - dw * (kw - 1) - 1) // sw + 1
     zp = tirx.const(a["data_zero_point"], str(data.dtype))
+    depthwise = a["group"] > 1
+    dtype = _sum_dtype(data, weight, kh * kw if depthwise else icc * ib * kh * kw)
     padded = data
-    if top or left or bottom or right:
+    if dtype == "float32" and not (pairs or depthwise):  # converted once, not at each of its uses
+        # (a depthwise window uses each value a few times only: a float copy costs it more)
+        padded = _padded_float(data, (top, left, bottom, right), a["data_zero_point"])
+    elif top or left or bottom or right:
         padded = topi.nn.pad(data, (0, 0, top, left, 0), (0, 0, bottom, right, 0), pad_value=zp, name="pad")
     ry = te.reduce_axis((0, kh), name="ry")
     rx = te.reduce_axis((0, kw), name="rx")
-    if a["group"] > 1:
+    if depthwise:
         if wib != 1 or a["group"] != icc * ib:
             raise LoweringError(f"qconv {node.name}: blocked grouped convolutions must be depthwise")
-        acc = _depthwise_sum(padded, weight, (oh, ow, ob), (sh, sw), (dh, dw), (ry, rx))
+        acc = _depthwise_sum(padded, weight, (oh, ow, ob), (sh, sw), (dh, dw), (ry, rx), dtype)
     elif pairs:
         rc = te.reduce_axis((0, icc), name="rc")
         rp = te.reduce_axis((0, ib // 2), name="rp")
@@ -231,7 +236,6 @@ def _lower_blocked_qconv(node, data, weight, bias, mult):
     else:
         rc = te.reduce_axis((0, icc), name="rc")
         ri = te.reduce_axis((0, ib), name="ri")
-        dtype = _sum_dtype(padded, weight, icc * ib * kh * kw)
         acc = _as_int32(te.compute(
             (n, occ, oh, ow, ob),
             lambda b, oc, y, x, o: te.sum(
@@ -261,13 +265,12 @@ def _as_int32(acc):
     return te.compute(acc.shape, lambda *i: acc(*i).astype(ACC), name="accumulator_int32")
 
 
-def _depthwise_sum(padded, weight, out, strides, dilations, window):
+def _depthwise_sum(padded, weight, out, strides, dilations, window, dtype: str):
     """Depthwise NCHW{b}c window sums (`qdepthwise_conv2d_NCHWc`) as int32, multiply-added in
-    float32 where that is exact (`_sum_dtype`)."""
+    `dtype` (float32 where that is exact, `_sum_dtype`)."""
     n, icc = _shape(padded)[:2]
     oh, ow, ob = out
     (sh, sw), (dh, dw), (ry, rx) = strides, dilations, window
-    dtype = _sum_dtype(padded, weight, int(weight.shape[2]) * int(weight.shape[3]))
     acc = te.compute(
         (n, icc, oh, ow, ob),
         lambda b, c, y, x, j: te.sum(
@@ -343,6 +346,23 @@ def _lower_quad_qconv(node, data, weight, bias, mult):
             name="weight_offset",
         )
     return [_blocked_epilogue(node, acc, ob, bias, mult, offset)]
+
+
+def _padded_float(data, pads, zero_point: int):
+    """NCHW{b}c data padded with its zero point, as float32 (stage `pad`): the float32
+    multiply-adds of small sums then read their data like a float convolution."""
+    n, c, h, w, b = _shape(data)
+    top, left, bottom, right = pads
+    fill = tirx.const(float(zero_point), "float32")
+
+    def body(i, j, y, x, k):
+        yy, xx = y - top, x - left
+        v = data[i, j, yy, xx, k].astype("float32")
+        if top or left or bottom or right:
+            v = tirx.if_then_else(tirx.all(yy >= 0, yy < h, xx >= 0, xx < w), v, fill)
+        return v
+
+    return te.compute((n, c, h + top + bottom, w + left + right, b), body, name="pad")
 
 
 def _padded_uint8(data, pads, zero_point: int, shift: bool):
