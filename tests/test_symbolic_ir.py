@@ -220,6 +220,10 @@ def test_onnx_symbolic_dimensions_become_size_variables():
     assert bounded.inputs[1].type.shape == (B, 5, 3)
     assert bounded.meta["dim_bounds"] == {"batch": (2, 8), "seq_len": (1, 512)}  # ranges of one name meet
     assert edgecc.load_model(model, {"x0": [4, 16, 8], "x1": [4, 2, 2]}).inputs[0].type.shape == (4, 16, 8)
+    verify_graph(bounded)
+    bounded.meta["dim_bounds"]["seq_len"] = (8, 4)
+    with pytest.raises(IRError, match=r"dim_bounds: 'seq_len': \(8, 4\) is not"):
+        verify_graph(bounded)
     named = edgecc.load_model(model, {"x0": ["n", "s", 8], "x1": ["n", "s", "?"]})
     n, s = Dim.var("n"), Dim.var("s")
     assert [v.type.shape for v in named.inputs] == [(n, s, 8), (n, s, Dim.var("d_2d"))]

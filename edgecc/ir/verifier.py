@@ -13,6 +13,7 @@ class VerifyError(IRError):
 
 def verify_graph(g: Graph) -> None:
     """Raise VerifyError at the first broken invariant."""
+    _check_dim_bounds(g.meta.get("dim_bounds") or {})
     defined: set[int] = set()
     for v in g.inputs:
         _check_owner(g, v, "graph input")
@@ -37,6 +38,16 @@ def verify_graph(g: Graph) -> None:
         if id(v) not in defined:
             raise VerifyError(f"graph output %{v.name} is not defined in {g.name}")
     _check_uses(g)
+
+
+def _check_dim_bounds(bounds) -> None:
+    """meta["dim_bounds"]: {size variable: (low >= 1, high >= low or None)}."""
+    for name, pair in bounds.items():
+        ok = isinstance(name, str) and isinstance(pair, tuple) and len(pair) == 2
+        low, high = pair if ok else (None, None)
+        ok = ok and isinstance(low, int) and low >= 1 and (high is None or (isinstance(high, int) and high >= low))
+        if not ok:
+            raise VerifyError(f"dim_bounds: {name!r}: {pair!r} is not (low >= 1, high >= low or None)")
 
 
 def _check_owner(g: Graph, v, what: str) -> None:
