@@ -5,7 +5,7 @@ hash, then structural equality) and picks the record to use:
 
 - where the tuner compared its best record with edgecc's default schedule (measured together,
   interleaved, several rounds: the task's `compare` entry), that record, if it won by more than
-  the measured noise (`comparison_wins`), else none;
+  the measured noise (`comparison_wins`: the rounds' time ratios), else none;
 - in logs from before that comparison, the fastest MetaSchedule record, if it beat the default's
   single tune-time measurement by more than `MIN_GAIN`; none where that time is missing.
 
@@ -41,22 +41,25 @@ def record_wins(record_secs: float, default_secs: float | None) -> bool:
     return default_secs is not None and default_secs > 0 and record_secs < default_secs * (1 - MIN_GAIN)
 
 
-def _spread(secs: list[float]) -> float:
-    return (max(secs) - min(secs)) / statistics.median(secs)
+def _ratios(default: list[float], candidate: list[float]) -> list[float]:
+    return [c / d for d, c in zip(default, candidate)]
 
 
 def comparison_noise(default: list[float], candidate: list[float]) -> float:
-    """The measured noise of a comparison: the larger relative spread (max - min over the median)
-    of the two series."""
-    return max(_spread(default), _spread(candidate))
+    """The measured noise of a comparison: the relative spread (max - min over the median) of the
+    candidate-to-default ratios of its rounds (each round measures both, one right after the
+    other, so a load that lasts longer than a round cancels out)."""
+    ratios = _ratios(default, candidate)
+    return (max(ratios) - min(ratios)) / statistics.median(ratios)
 
 
 def comparison_wins(default: list[float], candidate: list[float]) -> bool:
-    """Whether the candidate's median beats the default's by more than the measured noise; never
-    with fewer than MIN_ROUNDS measurements of either (a default that failed to measure has none)."""
-    if len(default) < MIN_ROUNDS or len(candidate) < MIN_ROUNDS or min(default) <= 0:
+    """Whether the candidate beats the default by more than the measured noise: the median ratio
+    of their times is below 1 - noise. Never with fewer than MIN_ROUNDS rounds where both were
+    measured (a default that failed to measure has none)."""
+    if len(default) != len(candidate) or len(default) < MIN_ROUNDS or min(default) <= 0:
         return False
-    return statistics.median(candidate) < statistics.median(default) * (1 - comparison_noise(default, candidate))
+    return statistics.median(_ratios(default, candidate)) < 1 - comparison_noise(default, candidate)
 
 
 class TunedSchedules:

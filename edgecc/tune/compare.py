@@ -4,9 +4,10 @@ The search measures each candidate once, in its own batch, while the machine's l
 default was measured at another moment. So, once a kernel's search is over, the default and the
 fastest record (MetaSchedule's or a knob point's) are built and measured together: `rounds`
 rounds, each timing both, in alternating order (default first in even rounds); a round's time is
-the fastest of the runner's repeats. The log keeps the
-two series, the measured noise (the larger relative spread of the two) and whether the record won
-by more than it (`edgecc.tune.apply.comparison_wins`); compile applies the record only then.
+the fastest of the runner's repeats, and a round counts only if both were measured. The log keeps
+the two series, the measured noise (the relative spread of the rounds' candidate-to-default
+ratios) and whether the record won by more than it (`edgecc.tune.apply.comparison_wins`);
+compile applies the record only then.
 """
 
 from __future__ import annotations
@@ -61,15 +62,17 @@ def compare_with_default(task, target, log: TuningLog, workload: int, builder, r
     for mod in mods:
         path = _built(mod, target, builder)
         inputs.append(None if path is None else RunnerInput(path, device, ArgInfo.from_prim_func(mod["main"])))
-    series: list[list[float]] = [[], []]
-    for r in range(rounds):
+    default, candidate = [], []
+    for r in range(rounds if None not in inputs else 0):
         order = [0, 1] if r % 2 == 0 else [1, 0]
-        order = [i for i in order if inputs[i] is not None]
+        times = [0.0, 0.0]
         for i, future in zip(order, runner.run([inputs[i] for i in order])):
             ran = future.result()
             if not ran.error_msg and ran.run_secs:  # a round's time: the fastest of its repeats
-                series[i].append(min(float(s) for s in ran.run_secs))
-    default, candidate = series
+                times[i] = min(float(s) for s in ran.run_secs)
+        if all(times):  # a round counts only with both measured
+            default.append(times[0])
+            candidate.append(times[1])
     noise = comparison_noise(default, candidate) if default and candidate else 0.0
     verdict = {"record": [record.kind, record.line], "default": default, "candidate": candidate,
                "noise": round(noise, 4), "wins": comparison_wins(default, candidate)}

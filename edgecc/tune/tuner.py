@@ -411,7 +411,7 @@ def _verdict(compare: dict) -> str:
     default, candidate = compare["default"], compare["candidate"]
     if not default or not candidate:
         return f"default kept ({'default' if not default else 'record'} did not measure)"
-    ratio = statistics.median(default) / statistics.median(candidate)
+    ratio = 1 / statistics.median(c / d for d, c in zip(default, candidate))  # the default's time over the record's
     kind, noise = compare["record"][0], f"noise {compare['noise']:.0%}"
     if compare["wins"]:
         return f"{kind} record kept: {ratio:.2f}x the default's speed ({noise})"
