@@ -22,8 +22,8 @@ import numpy as np
 
 from .errors import IRError
 
-__all__ = ["Dim", "UndecidableDim", "DimBinding", "require_size", "variable_name", "dim_vars", "is_static", "parse_dim", "evaluate_dim",
-           "format_dim", "format_shape", "symbolic_array", "has_dims", "upper_bound"]
+__all__ = ["Dim", "UndecidableDim", "DimBinding", "require_size", "variable_name", "dim_vars", "is_static",
+           "parse_dim", "evaluate_dim", "format_dim", "format_shape", "symbolic_array", "has_dims", "upper_bound"]
 
 
 class UndecidableDim(IRError, ValueError):
@@ -318,8 +318,6 @@ def symbolic_array(array, dtype: str):
     """An object array of ints and Dims (a shape vector computed from symbolic shapes) in its
     canonical form: plain `dtype` when no Dim is left, else object. ValueError when Dims would
     become a non-integer dtype."""
-    import numpy as np
-
     array = np.asarray(array, dtype=object)
     if not has_dims(array):
         return array.astype(dtype)
@@ -331,8 +329,8 @@ def symbolic_array(array, dtype: str):
 
 
 def upper_bound(d, bounds: Mapping[str, tuple]) -> int | None:
-    """`d` at the upper bounds of its variables (None when one has none). Exact as a bound for the
-    formulas shapes hold (sums of products with positive coefficients, floor divisions of them)."""
+    """`d` at the upper bounds of its variables (None when one has none): the largest value of a
+    formula that grows with its variables, as the sizes of shapes do."""
     if not isinstance(d, Dim):
         return d
     env = {}
