@@ -1,5 +1,6 @@
 """Data-movement ops: reshape, transpose, concat, split, slice, gather, pad, tile, expand,
-resize, and the shape ops whose results edgecc always knows statically."""
+resize, and the shape ops, whose results edgecc always knows at compile time (as numbers, or as
+formulas of symbolic sizes)."""
 
 from __future__ import annotations
 
