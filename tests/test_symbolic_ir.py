@@ -221,6 +221,9 @@ def test_onnx_symbolic_dimensions_become_size_variables():
     assert bounded.meta["dim_bounds"] == {"batch": (2, 8), "seq_len": (1, 512)}  # ranges of one name meet
     assert edgecc.load_model(model, {"x0": [4, 16, 8], "x1": [4, 2, 2]}).inputs[0].type.shape == (4, 16, 8)
     verify_graph(bounded)
+    text = print_graph(bounded)
+    assert text.startswith("graph @test(%x0: f32[batch,seq_len,8], %x1: f32[batch,5,3]) dims {batch=[2,8], seq_len=[1,512]} {")
+    assert parse_graph(text).meta["dim_bounds"] == bounded.meta["dim_bounds"]
     bounded.meta["dim_bounds"]["seq_len"] = (8, 4)
     with pytest.raises(IRError, match=r"dim_bounds: 'seq_len': \(8, 4\) is not"):
         verify_graph(bounded)

@@ -152,10 +152,18 @@ class _Parser:
         self.t.expect("(")
         for vname, vtype in self.params(")"):
             scope[vname] = self.define(g, g.add_input(vname, vtype), vname)
+        if self.t.accept("dims"):  # bounds of size variables: dims {batch=[1,8], seq=[1,none]}
+            g.meta["dim_bounds"] = {name: self._bounds(name, value) for name, value in self.attrs().items()}
         self.t.expect("{")
         self.body(g, scope)
         self.t.expect("}")
         return g
+
+    def _bounds(self, name: str, value) -> tuple:
+        if not (isinstance(value, tuple) and len(value) == 2 and isinstance(value[0], int)
+                and (value[1] is None or isinstance(value[1], int))):
+            raise ParseError(f"line {self.t.line}: bounds of {name} must be [low, high or none], got {value!r}")
+        return value
 
     def params(self, close: str):
         out = []

@@ -8,6 +8,8 @@
 
 Attributes equal to their op's default are not printed. A missing optional input prints as `_`.
 Types: `f32[1,8,56,56,8]<NCHW8c>` carries a layout, `i8[4]<q:scale=[0.1],zp=[0]>` quantization.
+Symbolic sizes print as formulas (`f32[batch,seq*2]`); bounds of their variables (meta["dim_bounds"])
+follow the inputs: `graph @main(%x: f32[batch,8]) dims {batch=[1,8]} {`.
 """
 
 from __future__ import annotations
@@ -63,7 +65,10 @@ class _Printer:
 
     def graph(self, g: Graph, indent: str = "") -> None:
         params = ", ".join(f"%{v.name}: {format_type(v.type)}" for v in g.inputs)
-        self.lines.append(f"{indent}graph @{g.name}({params}) {{")
+        bounds = g.meta.get("dim_bounds")
+        dims = (" dims {" + ", ".join(f"{name}={format_attr_value(pair)}" for name, pair in sorted(bounds.items()))
+                + "}") if bounds else ""
+        self.lines.append(f"{indent}graph @{g.name}({params}){dims} {{")
         self.body(g, indent + "  ")
         self.lines.append(f"{indent}}}")
 
