@@ -37,6 +37,8 @@ class Kernel:
     #: size variables passed as int64 scalar parameters after the tensor inputs (Relax PrimValue
     #: arguments of call_tir): those no input or output dimension of the kernel holds by itself
     tir_vars: tuple[str, ...] = ()
+    #: whether some extent is a size known only from a tensor's values at run time (it may be 0)
+    runtime_sizes: bool = False
 
     @property
     def symbolic(self) -> bool:

@@ -64,12 +64,18 @@ def _kernel_name(node: Node, index: int) -> str:
     return f"k{index}_{base}"
 
 
+def _has_runtime_sizes(kernel: Kernel, input_vars: set[str]) -> bool:
+    """Whether the kernel's shapes mention a size variable the graph inputs do not define."""
+    return any(v.type.dim_vars - input_vars for v in (*kernel.args, *kernel.outputs))
+
+
 def plan_kernels(graph: Graph, precision: str = "fp32") -> KernelPlan:
     """Build each distinct kernel of `graph` once and record its call sites; with `precision`
     "fp16" the kernels compute in half precision (`build_kernel`)."""
     by_key: dict[str, PlannedKernel] = {}
     by_node: dict[int, PlannedKernel] = {}
     views: list[Node] = []
+    input_vars = set().union(*(v.type.dim_vars for v in graph.inputs)) if graph.inputs else set()
     for node in graph.nodes:
         if is_view(node):
             views.append(node)
@@ -80,6 +86,7 @@ def plan_kernels(graph: Graph, precision: str = "fp32") -> KernelPlan:
         planned = by_key.get(key)
         if planned is None:
             planned = PlannedKernel(build_kernel(node, _kernel_name(node, len(by_key)), precision), key)
+            planned.kernel.runtime_sizes = _has_runtime_sizes(planned.kernel, input_vars)
             by_key[key] = planned
         planned.sites.append(node)
         by_node[id(node)] = planned

@@ -5,7 +5,8 @@
 (the rule of the kernel's kind), "generic" (the rule for any kind) or "none" (left as generated).
 Rules come in sets, one per kind of hardware (`cpu.py`, `quant.py`, `winograd.py`: "cpu"; `gpu.py`:
 "gpu"); a target names its set (`target.schedule_rules`). On a "cpu" target, a kernel with
-symbolic extents (`kernel.symbolic`) gets the "symbolic" set (`symbolic.py`) and no tuning record.
+symbolic extents (`kernel.symbolic`) gets the "symbolic" set (`symbolic.py`), or "runtime_sizes" when
+a size comes from a tensor's values (`kernel.runtime_sizes`: it may be 0), and no tuning record.
 
 A kernel meant for a tuning record or a rule of its own that ends up with something else (the
 record did not replay, the rule raised, its kind has no rule) carries a `ScheduleFallback`
@@ -100,7 +101,7 @@ class Scheduler:
 
     def _rules_for(self, kernel) -> dict[str, Callable]:
         if self.target.schedule_rules == "cpu" and getattr(kernel, "symbolic", False):
-            return RULE_SETS["symbolic"]
+            return RULE_SETS["runtime_sizes" if kernel.runtime_sizes else "symbolic"]
         return self.rules
 
     def schedule(self, kernel) -> ScheduledKernel:

@@ -7,12 +7,19 @@ axes are tiled and vectorized as there, its symbolic ones split with guards:
 - elementwise and other kernels: outer loops fused and parallel, a static innermost loop
   vectorized;
 - row reductions (softmax, layer norm, pooling): every stage computed per row, rows parallel;
-- dense and matmul with static columns: a 4-row x vector-columns register tile, rows (symbolic)
-  split with a guard for the last partial tile, columns vectorized, tiles parallel;
+- dense and matmul with static columns: a 4-row x vector-columns register tile (the packed
+  weights' block for dense), rows (symbolic) split with a guard for the last partial tile,
+  columns vectorized, tiles parallel; with symbolic columns (attention scores), 4-row tiles
+  updating whole rows per reduction step;
 - NCHW{b}c convolutions with a symbolic batch: the CPU rule's register tile over the static
   image axes, (batch, channel block, row) fused and parallel.
 - Winograd convolutions with a symbolic batch: the CPU rule's transforms, the batched GEMM's
   (symbolic) tile axis split with a guard.
+
+A kernel with a size known only from a tensor's values (`kernel.runtime_sizes`: NonZero's count,
+a run-time Reshape; such a size may be 0) gets the "runtime_sizes" set: the outermost loop
+parallel, a static innermost loop vectorized, no loops fused (a fused loop's index is divided by
+the inner extents).
 
 Fixed-size kernels never reach these rules (`Scheduler` routes on `kernel.symbolic`).
 """
@@ -20,7 +27,7 @@ Fixed-size kernels never reach these rules (`Scheduler` routes on `kernel.symbol
 from __future__ import annotations
 
 from . import register_rule
-from .cpu import accumulator_registers, conv_tiling, inline_all_but, output_block
+from .cpu import accumulator_registers, conv_tiling, inline_all_but, output_block, schedule_blocks
 
 RULES_NAME = "symbolic"
 
@@ -101,20 +108,33 @@ def _parallel_rows(sch, block) -> None:
 
 
 def _generic(kernel, target, sch):
-    lanes = _lanes(kernel, target)
-    inline_all_but(sch, [b for b in _blocks(sch) if _has_reduction(sch, b)])
-    for block in _blocks(sch):
-        if _has_reduction(sch, block):
-            _parallel_rows(sch, block)
-        else:
-            _parallel_and_vectorize(sch, block, lanes)
-    return sch.mod["main"]
+    return schedule_blocks(sch, _lanes(kernel, target), _parallel_rows, _parallel_and_vectorize)
 
 
 def _schedule(kernel):
     import tvm
 
     return tvm.s_tir.Schedule(kernel.func)
+
+
+def _outermost_parallel(sch, block, lanes: int | None = None) -> None:
+    """The outermost loop parallel (when spatial), a static innermost loop vectorized; nothing fused."""
+    from tvm.tirx import IterVar
+
+    loops = sch.get_loops(block)
+    if not loops:
+        return
+    if lanes is not None and len(loops) > 1:
+        vec = _vector_tile(_static(sch, loops[-1]), lanes)
+        if vec > 1:
+            sch.vectorize(sch.split(loops[-1], [None, vec])[1])
+    if sch.get(block).iter_vars[0].iter_type == IterVar.DataPar:
+        sch.parallel(loops[0])
+
+
+@register_rule("*", rules="runtime_sizes")
+def schedule_runtime_sizes(kernel, target):
+    return schedule_blocks(_schedule(kernel), _lanes(kernel, target), _outermost_parallel, _outermost_parallel)
 
 
 @register_rule("injective", "*", rules=RULES_NAME)
@@ -146,7 +166,9 @@ def schedule_rows(kernel, target):
 
 @register_rule("dense", rules=RULES_NAME)
 def schedule_dense(kernel, target):
-    return _schedule_gemm(kernel, target, "dense_pack")
+    weight = kernel.args[1].type if len(kernel.args) > 1 else None
+    block = weight.shape[2] if weight is not None and weight.rank == 3 else None  # packed (N/b, K, b)
+    return _schedule_gemm(kernel, target, "dense_pack", block)
 
 
 @register_rule("matmul", rules=RULES_NAME)
@@ -154,9 +176,9 @@ def schedule_matmul(kernel, target):
     return _schedule_gemm(kernel, target, "matmul")
 
 
-def _schedule_gemm(kernel, target, anchor_name: str):
-    """Rows (symbolic) x static columns register tiles; a symbolic column axis is left to the
-    generic schedule."""
+def _schedule_gemm(kernel, target, anchor_name: str, block: int | None = None):
+    """Rows (symbolic) x columns register tiles of `block` columns (packed weights) or whole
+    vectors; rows, and a symbolic column axis, split with guards."""
     sch = _schedule(kernel)
     anchor = _find(sch, (anchor_name,))
     if anchor is None:
@@ -164,11 +186,15 @@ def _schedule_gemm(kernel, target, anchor_name: str):
     inline_all_but(sch, [anchor])
     out, anchor = output_block(sch, anchor)
     loops = sch.get_loops(out)
+    if len(loops) < 2:
+        return _generic(kernel, target, sch)
     lanes = _lanes(kernel, target)
-    cols = _vector_tile(_static(sch, loops[-1]), lanes) if len(loops) >= 2 else 1
+    n = _static(sch, loops[-1])
+    if n is None:
+        return _gemm_symbolic_columns(sch, out, anchor)
+    cols = block or min(_vector_tile(n, lanes), 2 * lanes)
     if cols == 1:
         return _generic(kernel, target, sch)
-    cols = min(cols, 2 * lanes)
     batch, rows, col = loops[:-2], loops[-2], loops[-1]
     m_o, m_i = sch.split(rows, [None, GEMM_ROWS])  # guarded: the last tile may be partial
     n_o, n_i = sch.split(col, [None, cols])
@@ -184,6 +210,23 @@ def _schedule_gemm(kernel, target, anchor_name: str):
         sch.unroll(loop)
     sch.vectorize(spatial[-1])
     sch.decompose_reduction(anchor, reduction[0])
+    return sch.mod["main"]
+
+
+def _gemm_symbolic_columns(sch, out, anchor):
+    """Columns of symbolic count (attention scores, seq x seq): a 4-row tile per parallel task,
+    each reduction step updating whole rows, so the contiguous column loop carries no guard and
+    LLVM vectorizes it."""
+    loops = sch.get_loops(out)
+    batch, rows = loops[:-2], loops[-2]
+    m_o, _ = sch.split(rows, [None, GEMM_ROWS])  # guarded per row, not per column
+    par = sch.fuse(*batch, m_o)
+    sch.parallel(par)
+    sch.compute_at(anchor, par)
+    m_i, col, reduction = sch.get_loops(anchor)[1:]
+    sch.reorder(reduction, m_i, col)
+    sch.unroll(m_i)
+    sch.decompose_reduction(anchor, reduction)
     return sch.mod["main"]
 
 

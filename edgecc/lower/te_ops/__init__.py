@@ -20,27 +20,25 @@ _LOWERINGS: dict[str, Callable] = {}
 _SHAPE_FUNCTIONS: dict[str, Callable] = {}
 
 
-def lowering(*ops: str):
+def _register(table: dict[str, Callable], what: str, ops: tuple[str, ...]):
     def deco(fn):
         for op in ops:
-            if op in _LOWERINGS:
-                raise ValueError(f"lowering for {op} registered twice")
-            _LOWERINGS[op] = fn
+            if op in table:
+                raise ValueError(f"{what} for {op} registered twice")
+            table[op] = fn
         return fn
 
     return deco
+
+
+def lowering(*ops: str):
+    """Register the TE lowering of `ops`."""
+    return _register(_LOWERINGS, "lowering", ops)
 
 
 def shape_function(*ops: str):
     """Register the run-time shape function of `ops` (see the module docstring)."""
-    def deco(fn):
-        for op in ops:
-            if op in _SHAPE_FUNCTIONS:
-                raise ValueError(f"shape function for {op} registered twice")
-            _SHAPE_FUNCTIONS[op] = fn
-        return fn
-
-    return deco
+    return _register(_SHAPE_FUNCTIONS, "shape function", ops)
 
 
 def get_shape_function(op: str) -> Callable | None:

@@ -8,6 +8,7 @@ import itertools
 import numpy as np
 from tvm import te, tirx, topi
 
+from edgecc.ir import Dim
 from edgecc.ir.ops.tensor import SymbolicRange, slice_ranges
 
 from . import lowering
@@ -467,14 +468,20 @@ def _all(conditions):
 
 
 # ----- constants -----------------------------------------------------------------------------------
-def _const_compute(array: np.ndarray, name: str):
-    """A tensor holding a small constant array (selected element by element)."""
-    dtype = str(array.dtype)
+def _element(value, dtype: str):
+    """A constant, or a symbolic dimension's run-time value (read from the kernel's size variables)."""
+    return extent(value).astype(dtype) if isinstance(value, Dim) else _const(value, dtype)
+
+
+def _const_compute(array: np.ndarray, name: str, dtype: str | None = None):
+    """A tensor holding a small array of constants (and symbolic dimensions, in an object array
+    of `dtype`), selected element by element."""
+    dtype = dtype or str(array.dtype)
     if array.ndim == 0:
-        return te.compute((), lambda: _const(array.item(), dtype), name=name)
+        return te.compute((), lambda: _element(array.item(), dtype), name=name)
     if array.size == 0:
         return te.compute(array.shape, lambda *i: _const(0, dtype), name=name)
-    values = [_const(v, dtype) for v in array.reshape(-1).tolist()]
+    values = [_element(v, dtype) for v in array.reshape(-1).tolist()]
 
     def body(*idx):
         pos = 0
@@ -488,24 +495,7 @@ def _const_compute(array: np.ndarray, name: str):
 @lowering("shape", "size")
 def _lower_shape(node, ins):
     value = node.opdef.fold(node, [None])[0]
-    if value.dtype == object:  # sizes of symbolic dimensions: read from the kernel's size variables
-        return [_dims_compute(value, node.output.type.dtype, node.op)]
-    return [_const_compute(value, node.op)]
-
-
-def _dims_compute(array: np.ndarray, dtype: str, name: str):
-    """A tensor holding ints and symbolic dimensions (evaluated at run time)."""
-    values = [_const(d, dtype) if isinstance(d, int) else extent(d).astype(dtype) for d in array.reshape(-1).tolist()]
-    if array.ndim == 0:
-        return te.compute((), lambda: values[0], name=name)
-
-    def body(*idx):
-        pos = 0
-        for i, d in zip(idx, array.shape):
-            pos = pos * d + i
-        return _pick(pos, values)
-
-    return te.compute(array.shape, body, name=name)
+    return [_const_compute(value, node.op, node.output.type.dtype)]
 
 
 @lowering("full")
