@@ -33,7 +33,8 @@ def broadcast_shapes(*shapes: Sequence, op: str = "broadcast") -> tuple:
             if any(isinstance(d, Dim) for d in dims):
                 sizes = " and ".join(sorted(str(d) for d in dims))
                 raise IRError(f"{op}: shapes {text} broadcast only if {sizes} are equal or 1 at run time, "
-                              f"which is not known at compile time")
+                              f"which is not known at compile time (--input-shape can give sizes one name, "
+                              f"or fix them)")
             raise IRError(f"{op}: shapes {text} do not broadcast")
         out.append(dims.pop() if dims else 1)
     return tuple(out)
