@@ -321,3 +321,21 @@ def test_zero_channels_are_pruned_with_outputs_unchanged():
     assert convs[2].inputs[1].type.shape[1] == 32 - len(pruned)
     got = compiled.load().run({"x": x})["y"]
     np.testing.assert_allclose(got, run_ort(model, {"x": x})[0], rtol=1e-4, atol=1e-4)
+
+
+def test_weight_bits_follow_the_target():
+    """Left unset, weight_bits is 7 where the target multiplies 7-bit weights with a wider dot
+    product (x86 AVX2 without VNNI: vpmaddubsw) and 8 elsewhere; a given value stays."""
+    from edgecc.quant import QuantizeOptions
+    from edgecc.targets import get_target
+
+    auto = QuantizeOptions(calibration={"x": np.zeros((1, 1, 8, 8), np.float32)})
+    assert auto.resolved_weight_bits == 8  # no target chose: full range
+    haswell = get_target("host", cpu="haswell")
+    assert auto.for_target(haswell).weight_bits == 7
+    for other in (get_target("host", cpu="icelake-server"), get_target("host", cpu="alderlake"), get_target("rpi5"),
+                  get_target("rpi4")):
+        assert auto.for_target(other).weight_bits == 8, other.tag
+    assert QuantizeOptions(weight_bits=8).for_target(haswell).weight_bits == 8
+    assert not auto.for_target(haswell).quantize_outputs
+    assert auto.for_target(get_target("ethos-u")).quantize_outputs

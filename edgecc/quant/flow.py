@@ -72,7 +72,7 @@ def quantize_graph(graph, qopts: QuantizeOptions, opt_level: int = 2, disabled_p
         report["evaluation"] = {"samples": count, **result}
     report["kept_fp32"] = skip
     Quantize(dtype=qopts.activation_dtype, per_channel=qopts.per_channel, skip=tuple(skip),
-             weight_bits=qopts.weight_bits, outputs=qopts.quantize_outputs).run(graph, PassContext())
+             weight_bits=qopts.resolved_weight_bits, outputs=qopts.quantize_outputs).run(graph, PassContext())
     report["quantized"] = [n for n in report["layers"] if n not in skip]
     graph.meta["quantization"] = report
     return report

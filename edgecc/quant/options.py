@@ -31,8 +31,10 @@ class QuantizeOptions:
       report).
     max_samples: use at most this many calibration samples; eval_samples of them (the first)
       for sensitivity and budget checks.
-    weight_bits: 8, or 7 (weights within [-63, 63]): on x86 CPUs with AVX2 but no VNNI, 7-bit
-      weights let int8 convolutions use vpmaddubsw (four products per lane) instead of pairs.
+    weight_bits: 8, or 7 (weights within [-63, 63]), or None (the default): chosen for the
+      target by `for_target`, 7 where the target multiplies 7-bit weights with a wider dot
+      product (x86 AVX2 without VNNI: vpmaddubsw, four products per lane, instead of pairs),
+      else 8; 8 when no target is known.
     quantize_outputs: also give the graph outputs that quantized layers produce int8 results
       (the compile driver sets it for targets with an NPU backend, which run whole int8 graphs).
     """
@@ -51,7 +53,7 @@ class QuantizeOptions:
     sensitivity: bool = False
     max_samples: int | None = None
     eval_samples: int = 64
-    weight_bits: int = 8
+    weight_bits: int | None = None
     quantize_outputs: bool = False
 
     def check(self) -> None:
@@ -61,7 +63,7 @@ class QuantizeOptions:
             raise CalibrationError("quantization needs calibration data (--calibration DATA)")
         if self.activation_dtype not in ("int8", "uint8"):
             raise CalibrationError(f"activation type must be int8 or uint8, got {self.activation_dtype}")
-        if self.weight_bits not in (7, 8):
+        if self.weight_bits not in (None, 7, 8):
             raise CalibrationError(f"weight bits must be 7 or 8, got {self.weight_bits}")
         if self.budget_metric not in ("error", "top1"):
             raise CalibrationError(f"budget metric must be 'error' or 'top1', got {self.budget_metric}")
@@ -69,6 +71,23 @@ class QuantizeOptions:
             raise CalibrationError("--keep-fp32 must not be negative")
         if self.accuracy_budget is not None and self.accuracy_budget < 0:
             raise CalibrationError("the accuracy budget must not be negative")
+
+    def for_target(self, target) -> QuantizeOptions:
+        """These settings for `target`: `weight_bits` chosen from its int8 dot products when not
+        given; a target with an NPU backend also gets what it runs in int8 quantized
+        (`quantize_outputs`)."""
+        from dataclasses import replace
+
+        bits = self.weight_bits
+        if bits is None:
+            bits = 7 if target.int8_narrow_dot_channels > target.int8_dot_channels else 8
+        outputs = self.quantize_outputs or target.npu_backend is not None
+        return replace(self, weight_bits=bits, quantize_outputs=outputs)
+
+    @property
+    def resolved_weight_bits(self) -> int:
+        """`weight_bits`, 8 when it was left to a target and none chose it."""
+        return 8 if self.weight_bits is None else self.weight_bits
 
     @property
     def needs_sensitivity(self) -> bool:
