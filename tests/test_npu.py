@@ -496,6 +496,35 @@ def test_output_clamps_stay_in_npu_regions(lo, hi, tmp_path):
         assert np.abs(module.run({"x": x})["y"] - on_host.run({"x": x})["y"]).max() <= step * 1.001
 
 
+@pytest.mark.parametrize("symmetric,relu_op,clamp_ops", [(False, "requantize", set()), (True, "clip", {"MAXIMUM"})])
+def test_requantize_and_integer_clip_go_to_the_npu(symmetric, relu_op, clamp_ops, tmp_path):
+    """A ReLU after max pooling in ONNX Runtime's QDQ model is, after lower-qdq, a requantize to
+    the next parameters (QUANTIZE int8 to int8 in the region, whose inner scales follow from its
+    multiplier) and, with symmetric activations (zero point 0), a clip at 0 on the integers
+    (MAXIMUM with a constant), with or without a requantize after it depending on the
+    calibrated ranges. Both once stayed on the CPU between two regions."""
+    nodes = [conv("x", "w1", "c1", kernel_shape=[3, 3], pads=[1, 1, 1, 1]),
+             helper.make_node("MaxPool", ["c1"], ["p"], kernel_shape=[2, 2], strides=[2, 2]),
+             helper.make_node("Relu", ["p"], ["r"]),
+             conv("r", "w2", "y", kernel_shape=[3, 3], pads=[1, 1, 1, 1])]
+    init = {"w1": weights(8, 3, 3, 3), "w1_b": weights(8), "w2": weights(4, 8, 3, 3), "w2_b": weights(4)}
+    onnx.save(make_model(nodes, {"x": feeds(1, 0)[0]["x"]}, ["y"], init), tmp_path / "pool_relu.onnx")
+    path = ort_quantize(tmp_path / "pool_relu.onnx", tmp_path / "pool_relu_qdq.onnx", feeds(16, seed=1),
+                        extra_options={"ActivationSymmetric": symmetric})
+    compiled = edgecc.compile(path, "ethos-u")
+    assert [op for op in ops_of(compiled.graph) if op not in QUANT_OPS] == ["npu_region"]
+    region = npu_ops(compiled.graph)[0]
+    assert region[:2] == ["qconv", "max_pool"] and relu_op in region and region[-1] == "qconv"
+    operators = set(region_operators(compiled))
+    assert ("QUANTIZE" in operators) == ("requantize" in region) and operators & {"MAXIMUM", "MINIMUM"} == clamp_ops
+    module = compiled.load()
+    on_cpu = edgecc.compile(path, "host").load()
+    for feed in feeds(3, seed=11):
+        got = module.run(feed)["y"]
+        assert np.abs(got - run_ort(onnx.load(path), feed)[0]).max() <= output_step(path) * 1.001
+        assert np.abs(got - on_cpu.run(feed)["y"]).max() <= output_step(path) * 1.001
+
+
 def test_padded_max_pool_goes_to_the_npu_after_a_relu(tmp_path):
     """Max pooling with pads TFLite cannot name (1 at stride 2) becomes a PAD, filling the zero
     point, then a VALID MAX_POOL_2D: exact on data that never lies below its zero point."""

@@ -12,7 +12,7 @@ from __future__ import annotations
 import numpy as np
 
 from ..backend import RegionRejected
-from .support import per_tensor_int8
+from .support import per_tensor_int8, requantize_multiplier
 
 __all__ = ["tensor_quantization"]
 
@@ -57,11 +57,16 @@ def tensor_quantization(body, outer_users=None) -> dict[int, tuple[float, int]]:
                     s_z = per_tensor_int8(n)
                     put(n.inputs[0], *s_z)
                     put(n.outputs[0], *s_z)
-                elif n.op in ("max_pool", "reshape"):
+                elif n.op in ("max_pool", "reshape", "clip"):
                     s_in, z_in = known.get(id(n.inputs[0]), (None, None))
                     s_out, z_out = known.get(id(n.outputs[0]), (None, None))
                     put(n.inputs[0], s_out, z_out)
                     put(n.outputs[0], s_in, z_in)
+                elif n.op == "requantize":  # out_scale = in_scale / multiplier
+                    m = requantize_multiplier(n)
+                    s_in, s_out = known.get(id(n.inputs[0]), (None,))[0], known.get(id(n.outputs[0]), (None,))[0]
+                    put(n.inputs[0], None if s_out is None else s_out * m, a["in_zero_point"])
+                    put(n.outputs[0], None if s_in is None else s_in / m, a["out_zero_point"])
 
     propagate()
     # a scale no op fixes: values that only reach convolutions and dense layers (through pooling
@@ -94,22 +99,30 @@ def _reader_quantization(user, index: int) -> tuple[float | None, int | None]:
         return a[f"{side}_scale"], a[f"{side}_zero_point"]
     if user.op in ("qconv", "qdense") and index == 0:
         return None, a["data_zero_point"]
-    if user.op in ("max_pool", "reshape"):  # they keep quantization: ask their readers
+    if user.op in ("max_pool", "reshape", "clip"):  # they keep quantization: ask their readers
         for reader, i in user.outputs[0].uses:
             scale, zp = _reader_quantization(reader, i)
             if scale is not None:
                 return scale, zp
+    if user.op == "requantize" and requantize_multiplier(user) is not None:  # in_scale = out_scale * multiplier
+        for reader, i in user.outputs[0].uses:
+            scale, _ = _reader_quantization(reader, i)
+            if scale is not None:
+                return scale * requantize_multiplier(user), a["in_zero_point"]
+        return None, a["in_zero_point"]
     return None, None
 
 
 def _scale_free(value) -> bool:
-    """Whether every path from `value` ends in a qconv/qdense input through max_pool/reshape only."""
+    """Whether every path from `value` ends in a qconv/qdense input through max_pool, reshape, clip
+    and per-tensor requantize only (a requantize fixes the ratio of its scales, not the scales)."""
     if not value.uses or (value.is_graph_output and value.graph is not None and value.graph.parent is None):
         return False
     for user, index in value.uses:
         if user.op in ("qconv", "qdense") and index == 0:
             continue
-        if user.op in ("max_pool", "reshape") and _scale_free(user.outputs[0]):
+        if (user.op in ("max_pool", "reshape", "clip") or user.op == "requantize" and requantize_multiplier(user) is not None) \
+                and _scale_free(user.outputs[0]):
             continue
         return False
     return True

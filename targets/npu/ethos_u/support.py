@@ -13,7 +13,7 @@ from __future__ import annotations
 import numpy as np
 
 __all__ = ["unsupported_reason", "SUPPORTED_OPS", "padding_mode", "clamp_bounds", "tflite_activation", "int8_pool_params",
-           "per_tensor_int8", "flattens_into_dense", "pads_with_zero_point_exactly"]
+           "per_tensor_int8", "flattens_into_dense", "pads_with_zero_point_exactly", "requantize_multiplier"]
 
 #: edgecc op -> the TFLite operator it becomes
 SUPPORTED_OPS = {
@@ -27,6 +27,8 @@ SUPPORTED_OPS = {
     "dequantize": "(the int8 input of such a pooling)",
     "quantize": "(the int8 output of such a pooling)",
     "concat": "CONCATENATION (between dequantizes and a quantize; QUANTIZE brings inputs to the output's scale)",
+    "requantize": "QUANTIZE (int8 to int8), MAXIMUM/MINIMUM for its clamp",
+    "clip": "MAXIMUM/MINIMUM with int8 constants (a clamp on int8 data)",
 }
 #: float ops that run on int8 data when a dequantize feeds them and a quantize reads them
 _INT8_POOLS = ("global_avg_pool", "avg_pool", "concat")
@@ -51,8 +53,12 @@ def padding_mode(in_sizes, kernel, strides, dilations, pads) -> str | None:
 
 
 def clamp_bounds(node) -> tuple[int, int]:
-    """The int8 bounds of the node's output clamp (its fused ReLU or clip)."""
+    """The int8 bounds of the node's output clamp (its fused ReLU or clip), or of a clip on int8 data."""
     a = node.attrs
+    if node.op == "clip":
+        lo = -128 if a.get("min") is None else max(-128, min(127, int(np.ceil(a["min"]))))
+        hi = 127 if a.get("max") is None else max(-128, min(127, int(np.floor(a["max"]))))
+        return lo, hi
     return (-128 if a.get("out_min") is None else a["out_min"], 127 if a.get("out_max") is None else a["out_max"])
 
 
@@ -75,22 +81,24 @@ def pads_with_zero_point_exactly(value) -> bool:
     """Whether the int8 `value` never lies below its zero point, as far as its producers tell (a
     clamp at or above the zero point, or zero point -128): then padding it with the zero point,
     as TFLite's PAD does, leaves every max pooling window's maximum as edgecc's padding does."""
-    producer = value.producer
-    while producer is not None and producer.op in ("max_pool", "reshape"):
+    lowest, producer = -128, value.producer
+    while producer is not None and producer.op in ("max_pool", "reshape", "clip"):
+        if producer.op == "clip":
+            lowest = max(lowest, clamp_bounds(producer)[0])
         producer = producer.inputs[0].producer
     if producer is None:
         return False
-    if producer.op in ("qconv", "qdense", "qadd"):
-        return clamp_bounds(producer)[0] >= producer.attrs.get("out_zero_point", 0)
+    if producer.op in ("qconv", "qdense", "qadd", "requantize"):
+        return max(lowest, clamp_bounds(producer)[0]) >= producer.attrs.get("out_zero_point", 0)
     if producer.op == "quantize" and per_tensor_int8(producer) is not None:
-        return per_tensor_int8(producer)[1] == -128
+        return lowest >= per_tensor_int8(producer)[1]
     return False
 
 
 def _int8_only(node) -> str | None:
     for role, values in (("input", node.inputs), ("output", node.outputs)):
         for v in values:
-            if v is None or v.const is not None and role == "input" and node.op in ("qconv", "qdense"):
+            if v is None or v.const is not None and role == "input" and node.op in ("qconv", "qdense", "requantize"):
                 continue
             if v.type.dtype != "int8":
                 return f"{role} %{v.name} is {v.type.dtype}: Ethos-U runs int8 tensors only"
@@ -158,6 +166,20 @@ def _qadd(node) -> str | None:
         return f"broadcast add {list(a.shape)} + {list(b.shape)}: only equal shapes"
     if node.inputs[0].const is not None or node.inputs[1].const is not None:
         return "constant operand"
+    return None
+
+
+def requantize_multiplier(node) -> float | None:
+    """The one multiplier of a per-tensor requantize with a constant positive multiplier."""
+    m = node.inputs[1].const
+    if node.attrs.get("axis") is not None or m is None or np.size(m) != 1 or not float(np.asarray(m).reshape(-1)[0]) > 0:
+        return None
+    return float(np.asarray(m).reshape(-1)[0])
+
+
+def _requantize(node) -> str | None:
+    if requantize_multiplier(node) is None:
+        return "per-channel or run-time multiplier: QUANTIZE rescales a tensor by one constant factor"
     return None
 
 
@@ -263,7 +285,8 @@ def _quantize(node) -> str | None:
 _PATTERN_CHECKS = {"global_avg_pool": _int8_pool, "avg_pool": _int8_pool, "concat": _int8_pool,
                    "dequantize": _dequantize,
                    "quantize": _quantize}
-_CHECKS = {"qconv": _qconv, "qdense": _qdense, "qadd": _qadd, "max_pool": _max_pool, "reshape": _reshape}
+_CHECKS = {"qconv": _qconv, "qdense": _qdense, "qadd": _qadd, "max_pool": _max_pool, "reshape": _reshape,
+           "requantize": _requantize, "clip": lambda node: None}
 
 
 def unsupported_reason(node) -> str | None:

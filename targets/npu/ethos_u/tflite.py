@@ -253,12 +253,35 @@ def _concat(w: FlatbufferWriter, node) -> None:
     w.operator(B.BuiltinOperator.CONCATENATION, inputs, [w.value(out)], O.BuiltinOptions.ConcatenationOptions, options)
 
 
+def _requantize(w: FlatbufferWriter, node) -> None:
+    """requantize: QUANTIZE from the input's to the output's parameters (scales in the ratio of
+    the multiplier), then its clamp as MAXIMUM/MINIMUM."""
+    from ethosu.vela.tflite import BuiltinOperator as B
+
+    out = node.outputs[0]
+    written = w.value(out)
+    if clamp_bounds(node) != (-128, 127):
+        scale, zp = w.quant[id(out)]
+        written = w.tensor(f"{node.name}.unclamped", nhwc(out.type.shape), "int8", ([scale], [zp], 0))
+    w.operator(B.BuiltinOperator.QUANTIZE, [w.value(node.inputs[0])], [written])
+    _clamp(w, node, written)
+
+
+def _clip(w: FlatbufferWriter, node) -> None:
+    """clip on int8 data (a ReLU between ops that keep quantization): MAXIMUM/MINIMUM."""
+    if clamp_bounds(node) == (-128, 127):
+        w.index[id(node.outputs[0])] = w.value(node.inputs[0])
+    else:
+        _clamp(w, node, w.value(node.inputs[0]))
+
+
 def _avg_pool(w: FlatbufferWriter, node) -> None:
     _pool(w, node, "AVERAGE_POOL_2D")
 
 
 _OPS = {"dequantize": _alias, "quantize": _alias, "global_avg_pool": _mean, "avg_pool": _avg_pool, "concat": _concat,
-        "qconv": _conv, "qdense": _dense, "qadd": _add, "max_pool": _max_pool, "reshape": _reshape}
+        "qconv": _conv, "qdense": _dense, "qadd": _add, "max_pool": _max_pool, "reshape": _reshape,
+        "requantize": _requantize, "clip": _clip}
 
 
 def region_to_tflite(body, name: str, outer_users=None) -> bytes:
