@@ -256,11 +256,7 @@ class ConvertContext:
             bounds = _bounds(where, spec)
             if bounds[0] == bounds[1]:
                 spec = bounds[0]
-            elif static:
-                if not bounds[0] <= declared.dim_value <= (bounds[1] or declared.dim_value):
-                    raise FrontendError(f"{where} is {declared.dim_value}, outside the range {_range_text(bounds)}")
-                return declared.dim_value
-            else:
+            else:  # symbolic, even where the model fixed the size (its ops then say whether they allow it)
                 var = self._dim_var(name, axis, declared)
                 if not isinstance(var, Dim):  # an op of the model fixes it (checked against the range)
                     return var
@@ -273,16 +269,12 @@ class ConvertContext:
         if spec is None or spec == "?":
             return declared.dim_value if static else self._dim_var(name, axis, declared)
         if isinstance(spec, str) and re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", spec):
-            if static:
-                raise FrontendError(f"{where} is {declared.dim_value} in the model, --input-shape names it '{spec}'")
             return self._variable(spec)
         if isinstance(spec, bool) or not isinstance(spec, (int, np.integer)):
             raise FrontendError(f"{where}: {spec!r} is not a size (an int, a (low, high) range, or None)")
         if spec < 0:
             raise FrontendError(f"{where}: size {spec} is negative")
-        if static and spec != declared.dim_value:
-            raise FrontendError(f"{where} is {declared.dim_value} in the model, --input-shape gives {spec}")
-        return int(spec)
+        return int(spec)  # also where the model declares another size, as edgecc always allowed
 
     def _default_to_one(self, name: str, axis: int, declared) -> int | None:
         if declared.HasField("dim_value") and declared.dim_value >= 0:
@@ -293,8 +285,8 @@ class ConvertContext:
         return 1
 
     def _dim_var(self, name: str, axis: int, declared) -> Dim | int:
-        """The size variable of a symbolic input dimension: its dim_param, else <input>_d<axis>
-        (or the size an op of the model fixes it to)."""
+        """The size variable of an input dimension: its dim_param, else <input>_d<axis> (or the
+        size an op of the model fixes it to)."""
         param = declared.dim_param if declared is not None else ""
         return self._variable(dim_name(param) if param else f"{dim_name(name)}_d{axis}")
 
@@ -551,10 +543,6 @@ def _bounds(where: str, spec) -> tuple[int, int | None]:
 
 def _min_high(a: int | None, b: int | None) -> int | None:
     return b if a is None else a if b is None else min(a, b)
-
-
-def _range_text(bounds) -> str:
-    return f"{bounds[0]}..{'' if bounds[1] is None else bounds[1]}"
 
 
 def _declared_bytes(tensor) -> int:
