@@ -89,10 +89,11 @@ def test_undefined_input_and_uncomputed_output_are_clear_errors():
 
 
 def test_shape_that_cannot_be_static_is_named():
-    x = np.zeros((2, 3), np.float32)
-    shape = np.array([3, 2], np.int64)
-    model = make_model([helper.make_node("Reshape", ["x", "s"], ["y"], name="r")], {"x": x, "s": shape}, ["y"])
-    with pytest.raises(FrontendError, match="node 'r' \\(Reshape\\): the target shape must be known at compile time"):
+    x = np.zeros((1, 4, 4), np.float32)
+    image, block = np.array([3, 3], np.int64), np.array([2, 2], np.int64)
+    model = make_model([helper.make_node("Col2Im", ["x", "s", "b"], ["y"], name="r")],
+                       {"x": x, "s": image, "b": block}, ["y"], opset=18)
+    with pytest.raises(FrontendError, match="node 'r' \\(Col2Im\\): image_shape must be known at compile time"):
         edgecc.load_model(model)
 
 

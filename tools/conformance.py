@@ -1,6 +1,6 @@
 """ONNX node conformance: onnx's node test cases through edgecc and through TVM's Relax ONNX frontend.
 
-    python tools/conformance.py [--ops Conv,Relu] [--jobs 2] [--timeout 60] [--output docs/conformance.md]
+    python tools/conformance.py [--ops Conv,Relu] [--jobs 2] [--timeout 60] [--strict] [--output docs/conformance.md]
 
 Each case of `onnx.backend.test.case.node.collect_testcases` is compiled for the host with edgecc
 (`edgecc.compile(model, "host")`) and with TVM's frontend (`tvm.relax.frontend.onnx.from_onnx`,
@@ -233,6 +233,7 @@ class Result:
     message: str = ""
     seconds: float = 0.0
     frozen: bool = False  # the passing or last attempt ran with frozen parameters
+    first: Result | None = None  # the failed first attempt, when a second one followed
 
 
 CATEGORIES = ("unsupported op", "compile error", "run error", "wrong result", "crash", "timeout")
@@ -421,7 +422,8 @@ def run_case(case: Case, frontend: str) -> Result:
     attempt = Attempt(case, frontend)
     result = run_attempt(attempt)
     if should_retry(case, attempt, result):
-        result = run_attempt(Attempt(case, frontend, frozen=True))
+        first, result = result, run_attempt(Attempt(case, frontend, frozen=True))
+        result.first = first
     return result
 
 
@@ -520,10 +522,11 @@ Key = tuple[str, str]  # (case name, frontend)
 
 def run_cases(cases: Sequence[Case], frontends: Sequence[str] = FRONTENDS, jobs: int = 2,
               timeout: float = DEFAULT_TIMEOUT, progress: Callable[[int, int, dict], None] | None = None,
-              quiet: bool = True) -> dict[Key, Result]:
+              quiet: bool = True, strict: bool = False) -> dict[Key, Result]:
     """Run every case with every frontend in `jobs` worker processes; (case, frontend) -> Result.
 
-    A failed first attempt of a case with parameter inputs is retried with them frozen.
+    A failed first attempt of a case with parameter inputs is retried with them frozen, unless
+    `strict`.
     """
     import multiprocessing
     from multiprocessing.connection import wait
@@ -535,11 +538,15 @@ def run_cases(cases: Sequence[Case], frontends: Sequence[str] = FRONTENDS, jobs:
     results: dict[Key, Result] = {}
     workers = [_Worker(mp, quiet) for _ in range(max(1, jobs))]
 
+    firsts: dict[Key, Result] = {}
+
     def finish(key: Key, attempt: Attempt, result: Result) -> None:
         case = by_name[key[0]]
-        if should_retry(case, attempt, result):
+        if not strict and should_retry(case, attempt, result):
+            firsts[key] = result
             pending.appendleft((key, Attempt(case, key[1], frozen=True)))
             return
+        result.first = firsts.pop(key, None)
         results[key] = result
         if progress is not None:
             progress(len(results), total, results)
@@ -619,12 +626,17 @@ def failure_reason(result: Result) -> str:
     return text.strip()[:160]
 
 
+#: the headline count: cases passed at the first attempt, with no input frozen into a constant
+STRICT = "passed, no input frozen (strict)"
+
+
 def summarize(cases: Sequence[Case], results: dict[Key, Result], frontends: Sequence[str]):
-    """Per-op rows and per-frontend totals."""
+    """Per-op rows and per-frontend totals (`STRICT`: passed without frozen parameters)."""
     per_op: dict[str, dict[str, int]] = {}
     totals = {f: collections.Counter() for f in frontends}
     for case in cases:
-        row = per_op.setdefault(case.op_label, {"cases": 0, **{f: 0 for f in frontends}})
+        row = per_op.setdefault(case.op_label, {"cases": 0, **{f: 0 for f in frontends},
+                                                **{f"{f} strict": 0 for f in frontends}})
         row["cases"] += 1
         for f in frontends:
             r = results.get((case.name, f))
@@ -636,13 +648,17 @@ def summarize(cases: Sequence[Case], results: dict[Key, Result], frontends: Sequ
                 totals[f]["passed"] += 1
                 if r.frozen:
                     totals[f]["passed with frozen parameters"] += 1
+                else:
+                    row[f"{f} strict"] += 1
+                    totals[f][STRICT] += 1
             else:
                 totals[f][r.category] += 1
     return dict(sorted(per_op.items(), key=lambda kv: kv[0].lower())), totals
 
 
 def render_report(cases: Sequence[Case], results: dict[Key, Result], frontends: Sequence[str], *,
-                  command: str, seconds: float, jobs: int, timeout: float, max_reasons: int = 60) -> str:
+                  command: str, seconds: float, jobs: int, timeout: float, max_reasons: int = 60,
+                  strict: bool = False) -> str:
     import importlib.metadata
 
     import onnx
@@ -675,28 +691,42 @@ def render_report(cases: Sequence[Case], results: dict[Key, Result], frontends: 
         "",
         "Inputs that fix an output shape or stand in for an attribute (Reshape's shape, Slice's starts, "
         "Pad's pads, TopK's k, Resize's scales, ...; `PARAMETER_INPUTS` in the script) are graph inputs in "
-        "many cases. When a first attempt fails, a case with such inputs is tried again with them turned "
-        "into initializers holding the case's data. Both frontends get the same two attempts; passes that "
-        "needed the second one are counted below.",
+        "many cases. The headline is the strict count: cases passed with every graph input fed at run "
+        "time, as the case defines it. "
+        + ("This run is strict only (`--strict`): no second attempt." if strict else
+           "Beside it, a failed first attempt of a case with such inputs is tried again with them turned "
+           "into initializers holding the case's data (both frontends get the same two attempts); passes "
+           "that needed the second one are counted apart."),
+        "",
+        "**Strict (no input frozen): "
+        + ", ".join(f"{names.get(f, f)} {totals[f][STRICT]} of {totals[f]['cases']}" for f in frontends)
+        + "**" + ("" if strict else "; with frozen parameters allowed: "
+                  + ", ".join(f"{names.get(f, f)} {totals[f]['passed']}" for f in frontends)) + ".",
         "",
         "## Totals",
         "",
         "| | " + " | ".join(names.get(f, f) for f in frontends) + " |",
         "|---|" + "---:|" * len(frontends),
     ]
-    rows = ["cases", "passed", "passed with frozen parameters", *CATEGORIES]
+    rows = ["cases", STRICT] + ([] if strict else ["passed", "passed with frozen parameters"]) + list(CATEGORIES)
+    labels = {"passed": "passed, frozen parameters allowed", "passed with frozen parameters":
+              "of which needed frozen parameters"}
     for key in rows:
-        label = key if key in ("cases", "passed", "passed with frozen parameters") else f"failed: {key}"
+        label = labels.get(key, key) if key in ("cases", STRICT, *labels) else f"failed: {key}"
         lines.append(f"| {label} | " + " | ".join(str(totals[f][key]) for f in frontends) + " |")
+    columns = [(f"{f} strict", f"{names.get(f, f)} strict") for f in frontends]
+    if not strict:
+        columns = [c for f in frontends for c in ((f"{f} strict", f"{names.get(f, f)} strict"),
+                                                    (f, f"{names.get(f, f)} with frozen"))]
     lines += [
         "",
         "## Per op",
         "",
-        "| op | cases | " + " | ".join(f"{names.get(f, f)} passed" for f in frontends) + " |",
-        "|---|---:|" + "---:|" * len(frontends),
+        "| op | cases | " + " | ".join(title for _, title in columns) + " |",
+        "|---|---:|" + "---:|" * len(columns),
     ]
     for op, row in per_op.items():
-        lines.append(f"| {op} | {row['cases']} | " + " | ".join(str(row[f]) for f in frontends) + " |")
+        lines.append(f"| {op} | {row['cases']} | " + " | ".join(str(row[key]) for key, _ in columns) + " |")
     if "edgecc" in frontends:
         groups: dict[tuple[str, str], list[Case]] = collections.defaultdict(list)
         for case in cases:
@@ -718,8 +748,31 @@ def render_report(cases: Sequence[Case], results: dict[Key, Result], frontends: 
         if len(ordered) > max_reasons:
             rest = sum(len(g) for _, g in ordered[max_reasons:])
             lines.append(f"| | {len(ordered) - max_reasons} more reasons | {rest} | |")
+        lines += _frozen_only_section(cases, results, max_reasons)
         lines += _known_failures_section(cases, results)
     return "\n".join(lines) + "\n"
+
+
+def _frozen_only_section(cases: Sequence[Case], results: dict[Key, Result], max_reasons: int) -> list[str]:
+    """Why the cases edgecc passed only with frozen parameters failed at their first attempt."""
+    groups: dict[tuple[str, str], list[Case]] = collections.defaultdict(list)
+    for case in cases:
+        r = results.get((case.name, "edgecc"))
+        if r is not None and r.passed and r.frozen and r.first is not None:
+            groups[(r.first.category, failure_reason(r.first))].append(case)
+    if not groups:
+        return []
+    lines = ["", "## edgecc strict failures that pass with frozen parameters, grouped", "",
+             "| kind | reason at the first attempt | cases | ops |", "|---|---|---:|---|"]
+    ordered = sorted(groups.items(), key=lambda kv: (-len(kv[1]), kv[0]))
+    for (category, reason), group in ordered[:max_reasons]:
+        ops = sorted({c.op_label for c in group}, key=str.lower)
+        shown = ", ".join(ops[:8]) + (f" and {len(ops) - 8} more" if len(ops) > 8 else "")
+        lines.append(f"| {category} | {reason.replace('|', '/')} | {len(group)} | {shown} |")
+    if len(ordered) > max_reasons:
+        rest = sum(len(g) for _, g in ordered[max_reasons:])
+        lines.append(f"| | {len(ordered) - max_reasons} more reasons | {rest} | |")
+    return lines
 
 
 def _known_failures_section(cases: Sequence[Case], results: dict[Key, Result]) -> list[str]:
@@ -791,6 +844,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--output", default="docs/conformance.md", help="report path ('-' for stdout)")
     parser.add_argument("--json", help="also write every case's result to this JSON file")
     parser.add_argument("--verbose", action="store_true", help="keep the workers' own output")
+    parser.add_argument("--strict", action="store_true",
+                        help="no second attempt with frozen parameters (only the strict count)")
     args = parser.parse_args(argv)
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(128 + signal.SIGTERM))  # stop the workers too
 
@@ -811,11 +866,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     print(f"{len(cases)} cases, {len({c.op_label for c in cases})} ops, frontends {', '.join(frontends)}, "
           f"{args.jobs} workers", flush=True)
     results = run_cases(cases, frontends, jobs=args.jobs, timeout=args.timeout,
-                        progress=_progress_printer(), quiet=not args.verbose)
+                        progress=_progress_printer(), quiet=not args.verbose, strict=args.strict)
     seconds = time.monotonic() - start
     command = "python tools/conformance.py " + " ".join(argv if argv is not None else sys.argv[1:])
     report = render_report(cases, results, frontends, command=command.strip(), seconds=seconds,
-                           jobs=args.jobs, timeout=args.timeout)
+                           jobs=args.jobs, timeout=args.timeout, strict=args.strict)
     if args.output == "-":
         sys.stdout.write(report)
     else:
@@ -827,11 +882,13 @@ def main(argv: Sequence[str] | None = None) -> int:
         op_of = {c.name: c.op_label for c in cases}
         data = {f"{name}/{frontend}": {"op": op_of[name],
                                        "passed": r.passed, "category": r.category, "message": r.message,
-                                       "frozen": r.frozen, "seconds": round(r.seconds, 3)}
+                                       "frozen": r.frozen, "seconds": round(r.seconds, 3),
+                                       **({"first": f"{r.first.category}: {r.first.message}"} if r.first else {})}
                 for (name, frontend), r in sorted(results.items())}
         write_text(args.json, json.dumps(data, indent=1) + "\n")
     _, totals = summarize(cases, results, frontends)
-    print("  ".join(f"{f}: {totals[f]['passed']}/{totals[f]['cases']} passed" for f in frontends))
+    print("  ".join(f"{f}: {totals[f][STRICT]}/{totals[f]['cases']} passed strict"
+                    + ("" if args.strict else f", {totals[f]['passed']} with frozen parameters") for f in frontends))
     print(f"took {seconds / 60:.1f} min")
     passing = unexpected_passes(cases, results)
     if passing:

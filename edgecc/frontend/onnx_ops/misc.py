@@ -2,12 +2,22 @@
 
 from __future__ import annotations
 
+import numpy as np
+
+from edgecc.ir.dims import Dim
+
 from . import converter
+from ._util import cast, scalar
 from .checks import axis
+from .tensor import as_int64, emit_dynamic, runtime
 
 
 @converter("OneHot", checks={"axis": axis(extra=1)})
 def _one_hot(ctx, inputs, attrs):
+    if runtime(inputs[1]):
+        depth = ctx.emit("reshape", as_int64(ctx, inputs[1], "depth"), shape=(1,))
+        return emit_dynamic(ctx, "dyn_one_hot", cast(ctx, inputs[0], "int64"), depth, inputs[2],
+                            rank=inputs[0].type.rank + 1, axis=attrs.get("axis", -1))
     depth = int(ctx.static(inputs[1], "depth").reshape(-1)[0])
     return ctx.emit("one_hot", inputs[0], inputs[2], depth=depth, axis=attrs.get("axis", -1))
 
@@ -16,8 +26,21 @@ def _one_hot(ctx, inputs, attrs):
 def _trilu(ctx, inputs, attrs):
     k = 0
     if len(inputs) > 1 and inputs[1] is not None:
+        if runtime(inputs[1]):
+            return _trilu_runtime_k(ctx, inputs[0], inputs[1], attrs.get("upper", 1))
         k = int(ctx.static(inputs[1], "k").reshape(-1)[0])
     return ctx.emit("trilu", inputs[0], upper=attrs.get("upper", 1), k=k)
+
+
+def _trilu_runtime_k(ctx, x, k, upper: int):
+    """Trilu with k known at run time: x where column - row >= k (upper) or <= k (lower), else 0."""
+    rows, cols = x.shape[-2:]
+    if isinstance(rows, Dim) or isinstance(cols, Dim):
+        raise ctx.unsupported("a run-time k with symbolic matrix sizes")
+    offset = np.arange(cols, dtype=np.int64)[None, :] - np.arange(rows, dtype=np.int64)[:, None]
+    k = ctx.emit("reshape", as_int64(ctx, k, "k"), shape=())
+    keep = ctx.emit("greater_equal" if upper else "less_equal", ctx.const(offset, "diagonal_offset"), k)
+    return ctx.emit("where", keep, x, scalar(ctx, 0, x.dtype))
 
 
 @converter("Einsum")

@@ -7,13 +7,18 @@ Pad's pads, ...) must be known at compile time; they become IR attributes.
 from __future__ import annotations
 
 import math
+import re
 
 import numpy as np
 
+from edgecc.ir.dims import Dim, dim_vars
+from edgecc.ir.ops.tensor import resolve_reshape
+from edgecc.ir.static_eval import static_value
+
 from ..onnx import onnx_dtype
 from . import converter
+from ._util import cast, scalar
 from .checks import at_least, axes, axis, check_new_tensor, count, one_of
-from ._util import cast
 
 
 def _opt(inputs, i):
@@ -22,6 +27,47 @@ def _opt(inputs, i):
 
 def _ints(ctx, value, what) -> list[int]:
     return [int(v) for v in ctx.static(value, what).reshape(-1)]
+
+
+# ----- values known only at run time ---------------------------------------------------------
+def runtime(*values) -> bool:
+    """Whether any of the (present) values is computed from a run-time input."""
+    return any(v is not None and static_value(v) is None for v in values)
+
+
+def fresh_vars(ctx, rank: int) -> tuple[str, ...]:
+    """`rank` size-variable names for a node's run-time output shape, unused in the graph so far."""
+    base = re.sub(r"\W", "_", ctx.node.output[0] if ctx.node is not None else "dyn") or "dyn"
+    if base[0].isdigit():
+        base = "d_" + base
+    taken: set[str] = set()
+    for v in ctx.graph.values():
+        taken.update(dim_vars(v.type.shape))
+    names: list[str] = []
+    i = 0
+    while len(names) < rank:
+        name = f"{base}_{i}"
+        if name not in taken:
+            names.append(name)
+        i += 1
+    return tuple(names)
+
+
+def emit_dynamic(ctx, op: str, *inputs, rank: int, num_outputs: int = 1, **attrs):
+    """An op of `edgecc.ir.ops.dynamic` whose output shape (of rank `rank`) is fixed at run time."""
+    return ctx.emit(op, *inputs, num_outputs=num_outputs, shape_vars=fresh_vars(ctx, rank), **attrs)
+
+
+def as_int64(ctx, value, what: str):
+    """A run-time shape/axes/count input as an int64 vector of compile-time length."""
+    if value.type.rank > 1 or any(isinstance(d, Dim) for d in value.type.shape):
+        raise ctx.fail(f"{what} must be a vector of known length, it has shape {value.type.shape}")
+    return cast(ctx, value, "int64")
+
+
+def length(value) -> int:
+    """The number of values in a 0-D or 1-D input of static length."""
+    return 1 if value.type.rank == 0 else int(value.type.shape[0])
 
 
 @converter("Constant")
@@ -44,34 +90,18 @@ def _constant(ctx, inputs, attrs):
 
 
 def _reshape_to(ctx, x, shape):
-    return ctx.emit("reshape", x, shape=tuple(int(d) for d in shape))
-
-
-def resolve_reshape(ctx, in_shape, target, allowzero=0) -> list[int]:
-    out = []
-    for i, d in enumerate(target):
-        if d == 0 and not allowzero:
-            if i >= len(in_shape):
-                raise ctx.fail(f"0 at axis {i} copies a dimension the input does not have")
-            out.append(in_shape[i])
-        else:
-            out.append(int(d))
-    if out.count(-1) > 1:
-        raise ctx.fail(f"shape {target} has more than one -1")
-    if -1 in out:
-        known = int(np.prod([d for d in out if d != -1], dtype=np.int64))
-        total = int(np.prod(in_shape, dtype=np.int64))
-        if known == 0 or total % known:
-            raise ctx.fail(f"cannot reshape {tuple(in_shape)} to {tuple(target)}")
-        out[out.index(-1)] = total // known
-    return out
+    return ctx.emit("reshape", x, shape=tuple(d if isinstance(d, Dim) else int(d) for d in shape))
 
 
 @converter("Reshape", since=5)
 def _reshape(ctx, inputs, attrs):
     x = inputs[0]
-    target = _ints(ctx, inputs[1], "the target shape")
-    return _reshape_to(ctx, x, resolve_reshape(ctx, x.shape, target, attrs.get("allowzero", 0)))
+    if runtime(inputs[1]):
+        shape = as_int64(ctx, inputs[1], "the target shape")
+        return emit_dynamic(ctx, "dyn_reshape", x, shape, rank=length(shape), mode="reshape",
+                            allowzero=attrs.get("allowzero", 0))
+    target = ctx.static_shape(inputs[1], "the target shape")
+    return _reshape_to(ctx, x, resolve_reshape(x.shape, target, attrs.get("allowzero", 0)))
 
 
 @converter("Flatten", checks={"axis": axis(end=True)})
@@ -79,8 +109,7 @@ def _flatten(ctx, inputs, attrs):
     x = inputs[0]
     axis = attrs.get("axis", 1)
     axis = axis + x.type.rank if axis < 0 else axis
-    outer = int(np.prod(x.shape[:axis], dtype=np.int64))
-    return _reshape_to(ctx, x, (outer, int(np.prod(x.shape[axis:], dtype=np.int64))))
+    return _reshape_to(ctx, x, (math.prod(x.shape[:axis]), math.prod(x.shape[axis:])))
 
 
 def _squeeze_axes(ctx, inputs, attrs):
@@ -94,6 +123,9 @@ def _squeeze_axes(ctx, inputs, attrs):
 @converter("Squeeze")
 def _squeeze(ctx, inputs, attrs):
     x = inputs[0]
+    if "axes" not in attrs and runtime(_opt(inputs, 1)):
+        axes_value = as_int64(ctx, inputs[1], "axes")
+        return emit_dynamic(ctx, "dyn_reshape", x, axes_value, rank=x.type.rank - length(axes_value), mode="squeeze")
     axes = _squeeze_axes(ctx, inputs, attrs)
     rank = x.type.rank
     if axes is None:
@@ -108,6 +140,10 @@ def _squeeze(ctx, inputs, attrs):
 @converter("Unsqueeze")
 def _unsqueeze(ctx, inputs, attrs):
     x = inputs[0]
+    if "axes" not in attrs and runtime(_opt(inputs, 1)):
+        axes_value = as_int64(ctx, inputs[1], "axes")
+        return emit_dynamic(ctx, "dyn_reshape", x, axes_value, rank=x.type.rank + length(axes_value),
+                            mode="unsqueeze")
     axes = _squeeze_axes(ctx, inputs, attrs) or []
     rank = x.type.rank + len(axes)
     axes = sorted(a % rank for a in axes)
@@ -145,7 +181,7 @@ def _split(ctx, inputs, attrs):
     if "split" in attrs:
         sizes = list(attrs["split"])
     elif _opt(inputs, 1) is not None:
-        sizes = _ints(ctx, inputs[1], "split sizes")
+        sizes = ctx.static_shape(inputs[1], "split sizes")
     else:
         n = attrs.get("num_outputs", n_out)
         dim = x.shape[axis]
@@ -172,6 +208,10 @@ def _clamp_index(v: int) -> int:
 @converter("Slice", since=10)
 def _slice(ctx, inputs, attrs):
     x = inputs[0]
+    if runtime(*inputs[1:5]):
+        values = [as_int64(ctx, v, what) if v is not None else None
+                  for v, what in zip(inputs[1:5], ("starts", "ends", "axes", "steps"))]
+        return emit_dynamic(ctx, "dyn_slice", x, *values, rank=x.type.rank)
     starts = [_clamp_index(v) for v in _ints(ctx, inputs[1], "starts")]
     ends = [_clamp_index(v) for v in _ints(ctx, inputs[2], "ends")]
     axes = _ints(ctx, inputs[3], "axes") if _opt(inputs, 3) is not None else list(range(len(starts)))
@@ -207,11 +247,17 @@ def _scatter_nd(ctx, inputs, attrs):
 
 @converter("Expand")
 def _expand(ctx, inputs, attrs):
-    return ctx.emit("expand", inputs[0], shape=_ints(ctx, inputs[1], "the target shape"))
+    if runtime(inputs[1]):
+        shape = as_int64(ctx, inputs[1], "the target shape")
+        return emit_dynamic(ctx, "dyn_expand", inputs[0], shape, rank=max(inputs[0].type.rank, length(shape)))
+    return ctx.emit("expand", inputs[0], shape=ctx.static_shape(inputs[1], "the target shape"))
 
 
 @converter("Tile")
 def _tile(ctx, inputs, attrs):
+    if runtime(inputs[1]):
+        repeats = as_int64(ctx, inputs[1], "repeats")
+        return emit_dynamic(ctx, "dyn_tile", inputs[0], repeats, rank=inputs[0].type.rank)
     return ctx.emit("tile", inputs[0], repeats=_ints(ctx, inputs[1], "repeats"))
 
 
@@ -225,6 +271,16 @@ def _pad_v2(ctx, inputs, attrs):
 def _pad(ctx, inputs, attrs):
     x = inputs[0]
     rank = x.type.rank
+    if runtime(inputs[1], _opt(inputs, 2), _opt(inputs, 3)):
+        pads = as_int64(ctx, inputs[1], "pads")
+        value = _opt(inputs, 2)
+        if value is not None and value.type.size == 0:
+            value = None
+        if value is not None:
+            value = cast(ctx, ctx.emit("reshape", value, shape=()), x.dtype) if value.type.rank else cast(ctx, value, x.dtype)
+        pad_axes = _opt(inputs, 3)
+        pad_axes = as_int64(ctx, pad_axes, "axes") if pad_axes is not None else None
+        return emit_dynamic(ctx, "dyn_pad", x, pads, value, pad_axes, rank=rank, mode=attrs.get("mode", "constant"))
     pads = _ints(ctx, inputs[1], "pads")
     value = 0.0
     if _opt(inputs, 2) is not None:
@@ -253,6 +309,10 @@ def _size(ctx, inputs, attrs):
 def _constant_of_shape(ctx, inputs, attrs):
     from onnx import numpy_helper
 
+    if runtime(inputs[0]):
+        fill = numpy_helper.to_array(attrs["value"]).reshape(-1) if "value" in attrs else np.zeros(1, np.float32)
+        shape = as_int64(ctx, inputs[0], "the shape")
+        return emit_dynamic(ctx, "dyn_full", shape, rank=length(shape), value=fill[0].item(), dtype=str(fill.dtype))
     shape = check_new_tensor(ctx, _ints(ctx, inputs[0], "the shape"), "float64", "the shape")
     fill = numpy_helper.to_array(attrs["value"]).reshape(-1) if "value" in attrs else np.zeros(1, np.float32)
     return ctx.emit("full", shape=shape, value=fill[0].item(), dtype=str(fill.dtype))
@@ -260,13 +320,33 @@ def _constant_of_shape(ctx, inputs, attrs):
 
 @converter("Range")
 def _range(ctx, inputs, attrs):
+    if runtime(*inputs[:3]):
+        dtype = inputs[0].dtype
+        scalars = [ctx.emit("reshape", v, shape=()) if v.type.rank else v for v in inputs[:3]]
+        return emit_dynamic(ctx, "dyn_range", *[cast(ctx, v, dtype) for v in scalars], rank=1)
     start, limit, delta = (ctx.static(v, name).reshape(()) for v, name in zip(inputs, ("start", "limit", "delta")))
+    if any(isinstance(v.item(), Dim) for v in (start, limit, delta)):
+        return _symbolic_range(ctx, inputs[0].dtype, start.item(), limit.item(), delta.item())
     if delta == 0:
         raise ctx.fail("delta is 0")
     steps = max(math.ceil((float(limit) - float(start)) / float(delta)), 0) if np.isfinite(float(delta)) else 0
     check_new_tensor(ctx, (steps,), str(start.dtype), "the range")
     data = np.arange(start, limit, delta, dtype=start.dtype)
     return ctx.const(data, ctx.node.output[0])
+
+
+def _symbolic_range(ctx, dtype: str, start, limit, delta):
+    """Range over a symbolic length (torch.arange(x.size(1))): start + delta * (0, 1, ..., n-1)."""
+    if isinstance(start, Dim) or isinstance(delta, Dim) or int(delta) <= 0:
+        raise ctx.fail("a range with a symbolic start or step, or a step <= 0 up to a symbolic limit, "
+                       "is not supported")
+    delta = int(delta)
+    steps = (limit - int(start) + delta - 1) // delta
+    ones = ctx.emit("full", shape=(steps,), value=1, dtype=dtype)
+    counts = ctx.emit("sub", ctx.emit("cumsum", ones, axis=0), scalar(ctx, 1, dtype))
+    if delta != 1:
+        counts = ctx.emit("mul", counts, scalar(ctx, delta, dtype))
+    return ctx.emit("add", counts, scalar(ctx, int(start), dtype)) if int(start) else counts
 
 
 @converter("EyeLike", ranks={0: 2})
@@ -334,7 +414,11 @@ def _resize_sizes(ctx, x, scales, sizes, axes, policy):
 def _resize(ctx, inputs, attrs):
     x = inputs[0]
     if ctx.node.op_type == "Resize" and len(inputs) == 2 and _op_version(ctx) < 11:
+        if runtime(inputs[1]):
+            return _resize_runtime(ctx, x, None, inputs[1], None, attrs)
         scales, sizes, roi = ctx.static(inputs[1], "scales"), None, None
+    elif runtime(*inputs[1:4]):
+        return _resize_runtime(ctx, x, _opt(inputs, 1), _opt(inputs, 2), _opt(inputs, 3), attrs)
     else:
         roi = ctx.static_or_none(_opt(inputs, 1), "roi")
         scales = ctx.static_or_none(_opt(inputs, 2), "scales")
@@ -366,11 +450,38 @@ def _resize(ctx, inputs, attrs):
 @converter("Upsample", since=9)
 def _upsample(ctx, inputs, attrs):
     x = inputs[0]
+    if runtime(inputs[1]):
+        return _resize_runtime(ctx, x, None, inputs[1], None, {"mode": attrs.get("mode", "nearest"),
+                                                                "coordinate_transformation_mode": "asymmetric",
+                                                                "nearest_mode": "floor"})
     scales = ctx.static(inputs[1], "scales")
     out, full = _resize_sizes(ctx, x, scales, None, None, "stretch")
     mode = attrs.get("mode", "nearest")
     return ctx.emit("resize", x, sizes=out, scales=full, mode=mode, coordinate_transformation_mode="asymmetric",
                     nearest_mode="floor")
+
+
+def _resize_runtime(ctx, x, roi, scales, sizes, attrs):
+    """Resize with roi, scales or sizes known only at run time (dyn_resize)."""
+    if attrs.get("antialias", 0):
+        raise ctx.unsupported("antialias=1")
+    if any(isinstance(d, Dim) for d in x.shape):
+        raise ctx.unsupported("run-time scales or sizes of an input with symbolic dimensions")
+    present = [v if v is not None and length(v) > 0 else None for v in (roi, scales, sizes)]
+    roi, scales, sizes = present
+    if scales is None and sizes is None:
+        raise ctx.fail("Resize needs scales or sizes")
+    old = _op_version(ctx) < 11
+    return emit_dynamic(
+        ctx, "dyn_resize", x, cast(ctx, roi, "float32") if roi is not None else None,
+        cast(ctx, scales, "float32") if scales is not None else None,
+        as_int64(ctx, sizes, "sizes") if sizes is not None else None, rank=x.type.rank,
+        axes=attrs.get("axes"), keep_aspect_ratio_policy=attrs.get("keep_aspect_ratio_policy", "stretch"),
+        mode=attrs.get("mode", "nearest"),
+        coordinate_transformation_mode=attrs.get("coordinate_transformation_mode", "asymmetric" if old else "half_pixel"),
+        nearest_mode=attrs.get("nearest_mode", "floor" if old else "round_prefer_floor"),
+        cubic_coeff_a=attrs.get("cubic_coeff_a", -0.75), exclude_outside=attrs.get("exclude_outside", 0),
+        extrapolation_value=attrs.get("extrapolation_value", 0.0))
 
 
 def _op_version(ctx) -> int:
@@ -383,8 +494,10 @@ def _op_version(ctx) -> int:
 def _center_crop_pad(ctx, inputs, attrs):
     x = inputs[0]
     rank = x.type.rank
-    target = [int(v) for v in ctx.static(inputs[1], "the shape").reshape(-1)]
     axes = [a % rank for a in attrs.get("axes", range(rank))]
+    if runtime(inputs[1]):
+        return _center_crop_pad_runtime(ctx, x, as_int64(ctx, inputs[1], "the shape"), axes)
+    target = [int(v) for v in ctx.static(inputs[1], "the shape").reshape(-1)]
     if len(axes) != len(target):
         raise ctx.fail(f"{len(target)} sizes for {len(axes)} axes")
     starts, ends, crop_axes = [], [], []
@@ -406,9 +519,39 @@ def _center_crop_pad(ctx, inputs, attrs):
     return x if x is not inputs[0] else ctx.emit("identity", x)
 
 
+def _center_crop_pad_runtime(ctx, x, sizes, axes):
+    """CenterCropPad to sizes known at run time: a slice centred on each axis (where the size is
+    smaller), then a centred zero pad (where it is larger)."""
+    if length(sizes) != len(axes):
+        raise ctx.fail(f"{length(sizes)} sizes for {len(axes)} axes")
+    if any(isinstance(x.shape[a], Dim) for a in axes):
+        raise ctx.unsupported("a run-time shape on symbolic axes")
+    dims = ctx.const(np.array([x.shape[a] for a in axes], dtype=np.int64), "dims")
+    zero, two = scalar(ctx, 0, "int64"), scalar(ctx, 2, "int64")
+    axes_value = ctx.const(np.array(axes, dtype=np.int64), "axes")
+    starts = ctx.emit("div", ctx.emit("maximum", ctx.emit("sub", dims, sizes), zero), two)
+    ends = ctx.emit("add", starts, ctx.emit("minimum", sizes, dims))
+    cropped = emit_dynamic(ctx, "dyn_slice", x, starts, ends, axes_value, None, rank=x.type.rank)
+    extra = ctx.emit("maximum", ctx.emit("sub", sizes, dims), zero)
+    before = ctx.emit("div", extra, two)
+    pads = ctx.emit("concat", before, ctx.emit("sub", extra, before), axis=0)
+    return emit_dynamic(ctx, "dyn_pad", cropped, pads, None, axes_value, rank=x.type.rank, mode="constant")
+
+
+@converter("NonZero", since=9)
+def _nonzero(ctx, inputs, attrs):
+    x = inputs[0]
+    data = static_value(x)
+    if data is not None and data.dtype != object:
+        return ctx.const(np.array(np.nonzero(data), dtype=np.int64), ctx.node.output[0])
+    return ctx.emit("nonzero", x, shape_vars=fresh_vars(ctx, 1))
+
+
 @converter("Compress", since=9, checks={"axis": axis()})
 def _compress(ctx, inputs, attrs):
     x = inputs[0]
+    if runtime(inputs[1]):
+        return _compress_runtime(ctx, x, inputs[1], attrs.get("axis"))
     condition = ctx.static(inputs[1], "the condition").reshape(-1).astype(bool)
     axis = attrs.get("axis")
     if axis is None:
@@ -417,6 +560,22 @@ def _compress(ctx, inputs, attrs):
     axis %= x.type.rank
     indices = np.nonzero(condition[: x.shape[axis]])[0].astype(np.int64)
     return ctx.emit("gather", x, ctx.const(indices, "indices"), axis=axis)
+
+
+def _compress_runtime(ctx, x, condition, axis):
+    """Compress with a run-time condition: the positions of its true entries (NonZero), gathered."""
+    if axis is None:
+        x = ctx.emit("reshape", x, shape=(math.prod(x.shape),))
+        axis = 0
+    axis %= x.type.rank
+    if condition.type.rank != 1:
+        raise ctx.fail(f"the condition must be 1-D, it has shape {condition.type.shape}")
+    n = condition.shape[0]
+    if not isinstance(n, Dim) and not isinstance(x.shape[axis], Dim) and n > x.shape[axis]:
+        condition = ctx.emit("slice", condition, starts=(0,), ends=(x.shape[axis],), axes=(0,))
+    positions = ctx.emit("nonzero", cast(ctx, condition, "bool"), shape_vars=fresh_vars(ctx, 1))
+    indices = ctx.emit("reshape", positions, shape=(positions.shape[1],))
+    return ctx.emit("gather", x, indices, axis=axis)
 
 
 @converter("ReverseSequence", since=10, checks={"time_axis": axis(), "batch_axis": axis()},

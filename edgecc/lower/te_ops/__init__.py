@@ -63,4 +63,4 @@ def _load() -> None:
     global _LOADED
     if not _LOADED:
         _LOADED = True
-        from . import elementwise, nn, tensor, reduce, misc, packed, image, quant, winograd  # noqa: F401  (registration)
+        from . import elementwise, nn, tensor, reduce, misc, packed, image, quant, winograd, dynamic  # noqa: F401  (registration)

@@ -1,0 +1,132 @@
+"""Shapes, axes, pads and counts computed at run time: each model is compiled once, with the value
+input fed at run time, and compared with ONNX Runtime at two different values (so two different
+output shapes); data-dependent outputs (NonZero, Compress) at inputs with different counts."""
+
+from __future__ import annotations
+
+import numpy as np
+import onnxruntime as ort
+import pytest
+from onnx import TensorProto, helper
+
+import edgecc
+from edgecc.errors import EdgeccError
+
+F, I64 = TensorProto.FLOAT, TensorProto.INT64
+RNG = np.random.default_rng(0)
+X = RNG.standard_normal((2, 3, 4)).astype(np.float32)
+
+
+#: output element types where they are not float
+OUTPUT_TYPES = {"TopK": [F, I64], "NonZero": [I64], "Range": [I64]}
+
+
+def _model(node, inputs: dict[str, tuple[int, list]], opset: int = 18):
+    values = [helper.make_tensor_value_info(name, elem, shape) for name, (elem, shape) in inputs.items()]
+    types = OUTPUT_TYPES.get(node.op_type, [F] * len(node.output))
+    outputs = [helper.make_tensor_value_info(name, elem, None) for name, elem in zip(node.output, types)]
+    graph = helper.make_graph([node], "dynamic", values, outputs)
+    return helper.make_model(graph, opset_imports=[helper.make_opsetid("", opset)])
+
+
+def _check(model, feeds_list):
+    """Compile once; every feed set matches ONNX Runtime in shape and values."""
+    module = edgecc.compile(model, "host").load()
+    session = ort.InferenceSession(model.SerializeToString(), providers=["CPUExecutionProvider"])
+    shapes = []
+    for feeds in feeds_list:
+        expected = session.run(None, feeds)
+        got = list(module.run(feeds).values())
+        assert len(got) == len(expected)
+        for g, e in zip(got, expected):
+            assert g.shape == e.shape
+            np.testing.assert_allclose(g, e, rtol=1e-5, atol=1e-6)
+        shapes.append(tuple(got[0].shape))
+    assert len(set(shapes)) == len(shapes), f"the run-time values gave the same shapes {shapes}"
+
+
+def _i64(*values):
+    return np.array(values, dtype=np.int64)
+
+
+CASES = {
+    "reshape": (helper.make_node("Reshape", ["x", "s"], ["y"]), {"x": (F, [2, 3, 4]), "s": (I64, [2])},
+                [{"s": _i64(6, -1)}, {"s": _i64(0, 12)}]),
+    "reduce_sum_dropping_axes": (helper.make_node("ReduceSum", ["x", "a"], ["y"], keepdims=0),
+                                 {"x": (F, [2, 3, 4]), "a": (I64, [1])}, [{"a": _i64(1)}, {"a": _i64(-1)}]),
+    "reduce_max_keeping_axes": (helper.make_node("ReduceMax", ["x", "a"], ["y"], keepdims=1),
+                                {"x": (F, [2, 3, 4]), "a": (I64, [2])}, [{"a": _i64(0, 2)}, {"a": _i64(1, 2)}]),
+    "reduce_log_sum_exp": (helper.make_node("ReduceLogSumExp", ["x", "a"], ["y"], keepdims=0),
+                           {"x": (F, [2, 3, 4]), "a": (I64, [1])}, [{"a": _i64(0)}, {"a": _i64(2)}]),
+    "slice": (helper.make_node("Slice", ["x", "st", "en", "ax", "sp"], ["y"]),
+              {"x": (F, [2, 3, 4]), "st": (I64, [2]), "en": (I64, [2]), "ax": (I64, [2]), "sp": (I64, [2])},
+              [{"st": _i64(0, 1), "en": _i64(3, 4), "ax": _i64(1, 2), "sp": _i64(1, 2)},
+               {"st": _i64(-1, 3), "en": _i64(-100, 0), "ax": _i64(-1, 1), "sp": _i64(-1, -2)}]),
+    "pad_reflect": (helper.make_node("Pad", ["x", "p"], ["y"], mode="reflect"),
+                    {"x": (F, [2, 3, 4]), "p": (I64, [6])},
+                    [{"p": _i64(0, 1, 2, 0, 1, 1)}, {"p": _i64(1, 0, 0, 0, 2, 3)}]),
+    "pad_constant_value": (helper.make_node("Pad", ["x", "p", "v"], ["y"]),
+                           {"x": (F, [2, 3, 4]), "p": (I64, [6]), "v": (F, [])},
+                           [{"p": _i64(0, 0, 1, 0, 0, 1), "v": np.array(2.5, np.float32)},
+                            {"p": _i64(1, -1, 0, 0, 0, -2), "v": np.array(-1.0, np.float32)}]),
+    "expand": (helper.make_node("Expand", ["x", "s"], ["y"]), {"x": (F, [3, 1]), "s": (I64, [3])},
+               [{"x": X[0, :, :1], "s": _i64(2, 1, 4)}, {"x": X[0, :, :1], "s": _i64(1, 3, 6)}]),
+    "tile": (helper.make_node("Tile", ["x", "r"], ["y"]), {"x": (F, [2, 3, 4]), "r": (I64, [3])},
+             [{"r": _i64(1, 2, 1)}, {"r": _i64(2, 1, 3)}]),
+    "constant_of_shape": (helper.make_node("ConstantOfShape", ["s"], ["y"],
+                                           value=helper.make_tensor("v", F, [1], [1.5])),
+                          {"s": (I64, [2])}, [{"s": _i64(2, 3)}, {"s": _i64(4, 1)}]),
+    "range": (helper.make_node("Range", ["a", "b", "d"], ["y"]), {"a": (I64, []), "b": (I64, []), "d": (I64, [])},
+              [{"a": _i64(1).reshape(()), "b": _i64(10).reshape(()), "d": _i64(3).reshape(())},
+               {"a": _i64(5).reshape(()), "b": _i64(-4).reshape(()), "d": _i64(-2).reshape(())}]),
+    "topk": (helper.make_node("TopK", ["x", "k"], ["v", "i"], axis=2), {"x": (F, [2, 3, 4]), "k": (I64, [1])},
+             [{"k": _i64(1)}, {"k": _i64(3)}]),
+    "one_hot": (helper.make_node("OneHot", ["i", "depth", "vals"], ["y"], axis=1),
+                {"i": (I64, [3]), "depth": (I64, []), "vals": (F, [2])},
+                [{"i": _i64(0, 2, -1), "depth": _i64(3).reshape(()), "vals": np.array([0, 1], np.float32)},
+                 {"i": _i64(0, 4, -1), "depth": _i64(5).reshape(()), "vals": np.array([-1, 2], np.float32)}]),
+    "unsqueeze": (helper.make_node("Unsqueeze", ["x", "a"], ["y"]), {"x": (F, [2, 3, 4]), "a": (I64, [2])},
+                  [{"a": _i64(0, 4)}, {"a": _i64(1, -1)}]),
+    "center_crop_pad": (helper.make_node("CenterCropPad", ["x", "s"], ["y"]), {"x": (F, [2, 3, 4]), "s": (I64, [3])},
+                        [{"s": _i64(2, 5, 2)}, {"s": _i64(1, 2, 7)}]),
+    "nonzero": (helper.make_node("NonZero", ["x"], ["y"]), {"x": (F, [2, 3, 4])},
+                [{"x": (X > 0.5).astype(np.float32)}, {"x": (X > -0.5).astype(np.float32)}]),
+    "compress": (helper.make_node("Compress", ["x", "c"], ["y"], axis=2), {"x": (F, [2, 3, 4]), "c": (TensorProto.BOOL, [4])},
+                 [{"c": np.array([1, 0, 1, 1], bool)}, {"c": np.array([0, 0, 1, 0], bool)}]),
+}
+
+
+@pytest.mark.parametrize("name", sorted(CASES))
+def test_run_time_values_match_onnxruntime_at_two_values(name):
+    node, inputs, feeds_list = CASES[name]
+    base = {"x": X} if "x" in inputs else {}
+    _check(_model(node, inputs), [{**base, **feeds} for feeds in feeds_list])
+
+
+def test_values_that_do_not_change_the_shape_are_run_time_inputs():
+    """Trilu's k and CumSum's axis keep the output shape: plain ops on the run-time value."""
+    square = RNG.standard_normal((4, 5)).astype(np.float32)
+    trilu = _model(helper.make_node("Trilu", ["x", "k"], ["y"], upper=0), {"x": (F, [4, 5]), "k": (I64, [])})
+    module = edgecc.compile(trilu, "host").load()
+    for k in (-1, 2):
+        got = module.run({"x": square, "k": _i64(k).reshape(())})["y"]
+        np.testing.assert_array_equal(got, np.tril(square, k))
+    cumsum = _model(helper.make_node("CumSum", ["x", "a"], ["y"]), {"x": (F, [2, 3, 4]), "a": (I64, [])})
+    module = edgecc.compile(cumsum, "host").load()
+    for axis in (0, -1):
+        got = module.run({"x": X, "a": _i64(axis).reshape(())})["y"]
+        np.testing.assert_allclose(got, np.cumsum(X, axis=axis), rtol=1e-5, atol=1e-6)
+
+
+def test_empty_run_time_results():
+    """A slice past the end and NonZero of zeros give 0-sized outputs, not a crash."""
+    nonzero = _model(helper.make_node("NonZero", ["x"], ["y"]), {"x": (F, [3, 4])})
+    got = edgecc.compile(nonzero, "host").load().run({"x": np.zeros((3, 4), np.float32)})["y"]
+    assert got.shape == (2, 0)
+
+
+def test_an_input_still_needed_at_compile_time_is_a_clear_refusal():
+    model = _model(helper.make_node("Col2Im", ["x", "image", "block"], ["y"], name="c2i"),
+                   {"x": (F, [1, 4, 4]), "image": (I64, [2]), "block": (I64, [2])})
+    with pytest.raises(EdgeccError, match=r"node 'c2i' \(Col2Im\): image_shape must be known at compile time"):
+        edgecc.compile(model, "host")
