@@ -86,13 +86,15 @@ def _unrolled_entries(sch, block) -> None:
 
 
 def _schedule_gemm(sch, block, target, tile: int | None) -> None:
-    """(a, b, O/ob, P, ob) = sum over (C/ib, ib): accumulators for `tile` tiles x ob in registers."""
+    """(a, b, O/ob, P, ob) = sum over (C/ib, ib): accumulators for `tile` tiles x ob in registers
+    (None: the register tile `conv_tiling` picks for P tiles)."""
     copy = sch.cache_write(block, 0, "local")
     a, b, o, p, j = sch.get_loops(copy)
-    tiles, ob = _extent(sch, p), _extent(sch, j)
+    ob = _extent(sch, j)
     lanes = min(target.lanes("float32"), ob)
-    default_tile, _ = conv_tiling(tiles, ob, lanes, accumulator_registers(target))
-    p_o, p_i = sch.split(p, [None, tile or default_tile])
+    if tile is None:  # the tile count is read only here: callers with a symbolic tile axis pass a tile
+        tile, _ = conv_tiling(_extent(sch, p), ob, lanes, accumulator_registers(target))
+    p_o, p_i = sch.split(p, [None, tile])
     sch.reorder(a, b, o, p_o, p_i, j)
     outer = sch.fuse(a, b, o, p_o)
     sch.parallel(outer)
