@@ -73,7 +73,6 @@ def test_host_int8_convolutions_match_onnxruntime_exactly(tmp_path, cin, cout, s
     path, feed = quantized_conv_model(tmp_path, cin, cout, stride, pad, kernel, size, activation)
     compiled = edgecc.compile(path, "host")
     assert_every_kernel_scheduled(compiled)
-    assert [len(s) for s in qdense_weights(compiled)] == [2, 2]
     got = list(compiled.load().run(feed).values())[0]
     np.testing.assert_array_equal(got, run_ort(onnx.load(path), feed)[0])
 

@@ -131,9 +131,9 @@ def schedule_qdense(kernel, target):
     lanes = target.lanes(ACC)
     weight = kernel.args[1].type if len(kernel.args) > 1 else None
     if weight is not None and weight.rank == 4:
-        if getattr(target, "int8_dot_channels", 1) != 4:
+        if getattr(target, "int8_narrow_dot_channels", 1) != 4:  # convert-layout packs quads for these only
             return _generic(kernel, target, _schedule(kernel))
-        intrin, lanes = quad_intrin(target, int(weight.shape[2]))
+        intrin, lanes = quad_intrin(target, int(weight.shape[2]))  # x86 AVX2: 7-bit weights, vpmaddubsw
         return schedule_dot_dense(kernel, target, intrin, lanes)
     if weight is not None and weight.rank == 3:
         return _schedule_gemm(kernel, target, "qdense_pack", int(weight.shape[2]), PARALLEL_MIN_MACS)
