@@ -382,6 +382,13 @@ def test_tuning_through_an_rpc_tracker_on_loopback(rpc_tracker, tmp_path):
     assert log.task(0)["default_secs"] > 0
 
 
+def test_an_unknown_search_is_a_user_error(tmp_path):
+    model = dense_model(tmp_path / "dense.onnx")
+    rc, _, err = edgecc("tune", model, "--trials", "1", "--logs", tmp_path / "logs", "--search", "knobs,annealing")
+    assert_one_line_error(rc, err, "--search", "knobs, metaschedule", "annealing")
+    assert not (tmp_path / "logs").exists()
+
+
 def test_bad_rpc_tracker_address_is_a_user_error(tmp_path):
     model = dense_model(tmp_path / "dense.onnx")
     rc, _, err = edgecc("tune", model, "--trials", "1", "--logs", tmp_path / "logs",
@@ -594,8 +601,11 @@ def test_records_of_another_cpu_of_the_same_isa_family_apply_with_a_remark(tuned
     assert schedules.log.borrowed_from == TAG
     (remark,) = schedules.remarks
     assert f"records of {TAG}" in str(remark) and f"x86_64-{cpu}" in str(remark) and "same ISA family" in str(remark)
-    rc, stdout, err = edgecc("compile", model, "-o", tmp_path / "f.so", "--cpu", cpu, "--tuning-logs", logs / TAG)
+    rc, stdout, err = edgecc("compile", model, "-o", tmp_path / "f.so", "--cpu", cpu, "--tuning-logs", logs / TAG,
+                             "--remarks")
     assert rc == 0, err
     assert f"target x86_64-{cpu}" in stdout and "1 of 1 kernels from tuning records" in stdout
+    assert f"edgecc: remark: tuning-logs: records of {TAG} (x86_64: sse4.2, avx, f16c, fma, avx2) applied to " \
+           f"x86_64-{cpu}: another CPU of the same ISA family" in err
     # the root folder holds no log of this CPU's own: nothing is borrowed from there
     assert TunedSchedules.for_target(get_target("host", cpu=cpu), str(logs)) is None
