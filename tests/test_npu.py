@@ -537,6 +537,32 @@ def test_padded_max_pool_goes_to_the_npu_after_a_relu(tmp_path):
         assert np.abs(module.run({"x": x})["y"] - on_host.run({"x": x})["y"]).max() <= step * 1.001
 
 
+def test_average_pooling_counting_its_pads_goes_to_the_npu(tmp_path):
+    """AveragePool with pads and count_include_pad=1 (PyTorch's default) becomes a PAD, filling
+    the zero point (real 0), and a VALID AVERAGE_POOL_2D: within two output steps of ONNX Runtime
+    (an LSB of the pooling's rounding, through the 3x3 convolution after it), while the same model
+    not counting its pads (TFLite's SAME) differs from it by far more at the borders."""
+    def model(count_include_pad: int) -> onnx.ModelProto:
+        nodes = [conv("x", "w1", "c1", kernel_shape=[3, 3], pads=[1, 1, 1, 1]),
+                 helper.make_node("AveragePool", ["c1"], ["p"], kernel_shape=[3, 3], pads=[1, 1, 1, 1],
+                                  count_include_pad=count_include_pad),
+                 conv("p", "w2", "y", kernel_shape=[3, 3], pads=[1, 1, 1, 1])]
+        init = {"w1": w1, "w1_b": b1, "w2": w2, "w2_b": b2}
+        return make_model(nodes, {"x": feeds(1, 0)[0]["x"]}, ["y"], init)
+
+    w1, b1, w2, b2 = weights(8, 3, 3, 3), weights(8), weights(4, 8, 3, 3), weights(4)
+    counted = ort_qdq(model(1), tmp_path / "counted.onnx")
+    compiled = edgecc.compile(counted, "ethos-u")
+    assert [op for op in ops_of(compiled.graph) if op not in QUANT_OPS] == ["npu_region"]
+    assert {"PAD", "AVERAGE_POOL_2D"} <= set(region_operators(compiled))
+    not_counted = edgecc.compile(ort_qdq(model(0), tmp_path / "not_counted.onnx"), "ethos-u").load()
+    module, step = compiled.load(), output_step(counted)
+    for feed in feeds(3, seed=2):
+        got = module.run(feed)["y"]
+        assert np.abs(got - run_ort(onnx.load(counted), feed)[0]).max() <= 2 * step * 1.001
+        assert np.abs(got - not_counted.run(feed)["y"]).max() > 5 * step
+
+
 def test_padded_max_pool_on_data_below_the_zero_point_stays_on_the_cpu(tmp_path):
     compiled, on_host, calibration = compile_edgecc_quantized(clip_cnn(-0.5, 1.5, pool_pads=True), tmp_path)
     assert [op for op in ops_of(compiled.graph) if op not in QUANT_OPS] == ["npu_region", "fused", "npu_region"]

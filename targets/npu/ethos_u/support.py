@@ -13,7 +13,8 @@ from __future__ import annotations
 import numpy as np
 
 __all__ = ["unsupported_reason", "SUPPORTED_OPS", "padding_mode", "clamp_bounds", "tflite_activation", "int8_pool_params",
-           "per_tensor_int8", "flattens_into_dense", "pads_with_zero_point_exactly", "requantize_multiplier"]
+           "per_tensor_int8", "flattens_into_dense", "pads_with_zero_point_exactly", "pads_counted_in_average",
+           "requantize_multiplier"]
 
 #: edgecc op -> the TFLite operator it becomes
 SUPPORTED_OPS = {
@@ -77,6 +78,12 @@ def tflite_activation(bounds: tuple[int, int], scale: float, zero_point: int) ->
     return next((name for name, b in named.items() if b == tuple(bounds)), None)
 
 
+def pads_counted_in_average(node) -> bool:
+    """An average pooling that counts its padding as zeros: TFLite's SAME does not, a PAD filling
+    the zero point (real 0) before a VALID pooling does."""
+    return node.op == "avg_pool" and bool(node.attrs.get("count_include_pad")) and any(node.attrs.get("pads") or ())
+
+
 def pads_with_zero_point_exactly(value) -> bool:
     """Whether the int8 `value` never lies below its zero point, as far as its producers tell (a
     clamp at or above the zero point, or zero point -128): then padding it with the zero point,
@@ -120,14 +127,14 @@ def _window(node, kind: str) -> str | None:
         return f"stride {list(strides)} exceeds Ethos-U's {_MAX_STRIDE}"
     if max(dilations) > 1 and node.op != "qconv":
         return f"dilation {list(dilations)}: pooling takes none"
-    if padding_mode(x.shape[2:], kernel, strides, dilations, pads) is None:
-        if node.op == "avg_pool":
-            return f"pads {list(pads)} are neither TFLite's SAME nor VALID (average pooling takes no explicit PAD)"
-        if node.op == "max_pool" and not pads_with_zero_point_exactly(node.inputs[0]):
-            return (f"pads {list(pads)} are neither TFLite's SAME nor VALID, and the input may lie below its zero "
-                    f"point, which a PAD fills in")
-        if max(pads) >= max(kernel) or max(pads) > _MAX_PAD:
-            return f"pads {list(pads)} exceed what Ethos-U takes as a PAD before a {kind}"
+    mode = padding_mode(x.shape[2:], kernel, strides, dilations, pads)
+    if mode is None and node.op == "avg_pool" and not a.get("count_include_pad"):
+        return f"pads {list(pads)} are neither TFLite's SAME nor VALID, and the padding is not counted (a PAD's zeros would be)"
+    if mode is None and node.op == "max_pool" and not pads_with_zero_point_exactly(node.inputs[0]):
+        return (f"pads {list(pads)} are neither TFLite's SAME nor VALID, and the input may lie below its zero "
+                f"point, which a PAD fills in")
+    if (mode is None or pads_counted_in_average(node)) and (max(pads) >= max(kernel) or max(pads) > _MAX_PAD):
+        return f"pads {list(pads)} exceed what Ethos-U takes as a PAD before a {kind}"
     limit = _MAX_KERNEL if node.op == "qconv" else (_MAX_POOL_KERNEL if any(pads) else 256)
     if max(kernel) > limit:
         return f"window {list(kernel)} exceeds Ethos-U's {limit}"
@@ -254,8 +261,8 @@ def _int8_pool(node) -> str | None:
     if node.op == "avg_pool":
         if params[0][0] != params[1]:
             return "average pooling that changes scale or zero point (TFLite's int8 AVERAGE_POOL_2D keeps them)"
-        if node.attrs.get("ceil_mode") or (any(node.attrs.get("pads") or ()) and node.attrs.get("count_include_pad")):
-            return "ceil_mode or count_include_pad pooling"
+        if node.attrs.get("ceil_mode"):
+            return "ceil_mode pooling"
         return _window(node, "pooling")
     return None
 

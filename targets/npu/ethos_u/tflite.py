@@ -12,7 +12,8 @@ exactly:
     the output's scale and zero point (`support.tflite_activation`), else MAXIMUM/MINIMUM with
     constants after the operator;
   * a max pooling's explicit pads are a PAD before a VALID pooling (exact where the data never
-    lies below its zero point, which PAD fills in: `support.pads_with_zero_point_exactly`).
+    lies below its zero point, which PAD fills in: `support.pads_with_zero_point_exactly`), and
+    so are an average pooling's that count the padding (as zeros: the zero point).
 """
 
 from __future__ import annotations
@@ -22,7 +23,7 @@ import numpy as np
 from ..backend import RegionRejected
 from .flatbuffer import FlatbufferWriter, nhwc
 from .quantization import tensor_quantization
-from .support import clamp_bounds, flattens_into_dense, padding_mode, tflite_activation
+from .support import clamp_bounds, flattens_into_dense, padding_mode, pads_counted_in_average, tflite_activation
 
 __all__ = ["region_to_tflite"]
 
@@ -182,7 +183,7 @@ def _pool(w: FlatbufferWriter, node, operator: str) -> None:
     pads = a.get("pads") or (0,) * 4
     pad = padding_mode(node.inputs[0].type.shape[2:], kernel, strides, (1, 1), pads)
     data_in = w.value(node.inputs[0])
-    if pad is None:  # max pooling only (support.py): a PAD filling the zero point before a VALID pooling
+    if pad is None or pads_counted_in_average(node):  # a PAD filling the zero point before a VALID pooling
         data_in, pad = _explicit_pad(w, node, pads), "VALID"
     P.Start(w.fb)
     P.AddPadding(w.fb, getattr(Padding, pad))
