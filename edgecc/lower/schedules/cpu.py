@@ -157,11 +157,12 @@ def schedule_depthwise_conv(kernel, target, knobs: dict | None = None):
 
 
 @register_knobs("conv", "depthwise_conv")
-def conv_knobs(kernel, target) -> Knobs:
-    """Register tile (output columns x channel vectors), unrolling of the tile's columns, and
-    whether the parallel loop takes output rows (default) or only channel blocks."""
+def conv_knobs(kernel, target, acc_dtype: str | None = None) -> Knobs:
+    """Register tile (output columns x channel vectors of `acc_dtype`, default the output's),
+    unrolling of the tile's columns, and whether the parallel loop takes output rows (default) or
+    only channel blocks: the knobs of `schedule_nchwc_conv`."""
     n, c, height, width, block = (int(d) for d in kernel.outputs[0].type.shape)
-    lanes = min(target.lanes(_out_dtype(kernel)), block)
+    lanes = min(target.lanes(acc_dtype or _out_dtype(kernel)), block)
     registers = accumulator_registers(target)
     tile, vectors = conv_tiling(width, block, lanes, registers)
     tiles = tuple(t for t in range(2, min(width, registers) + 1))
@@ -258,11 +259,13 @@ def schedule_matmul(kernel, target, knobs: dict | None = None):
 
 
 @register_knobs("dense", "matmul")
-def gemm_knobs(kernel, target) -> Knobs:
-    """Register tile (rows x columns) of the output and unrolling of its rows."""
+def gemm_knobs(kernel, target, block: int | None = None) -> Knobs:
+    """Register tile (rows x columns) of the output and unrolling of its rows: the knobs of
+    `_schedule_gemm` with the rule's column block `block` (default: the dense or matmul rule's)."""
     *_, m, n = (int(d) for d in kernel.outputs[0].type.shape)
     lanes = target.lanes(_out_dtype(kernel))
-    block = _dense_block(kernel) if kernel.kind == "dense" else _matmul_block(kernel, target)
+    if block is None:
+        block = _dense_block(kernel) if kernel.kind == "dense" else _matmul_block(kernel, target)
     if block < 4:
         raise RuleDoesNotApply(f"matmul with {n} columns does not fit the vector width")
     registers = accumulator_registers(target)
