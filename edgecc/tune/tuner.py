@@ -30,6 +30,7 @@ from dataclasses import dataclass, field
 
 from edgecc.errors import EdgeccError
 
+from .apply import MIN_ROUNDS
 from .compare import ROUNDS, compare_with_default
 from .database import FAILED, TuningLog, workload_module
 from .knob_search import search_knobs
@@ -301,6 +302,7 @@ def _ms(seconds: float | None) -> str:
 
 def _tune_task(task: TuningTask, index: int, count: int, log: TuningLog, target, options: TuneOptions,
                progress: _Progress, runner) -> TaskResult:
+    """One kernel: its default measured, the knob search, MetaSchedule's search, the comparison."""
     workload = log.add_workload(task.mod)
     if "name" not in log.task(workload):
         log.update_task(workload, name=task.name, kind=task.kind, flops=task.flops, calls=task.calls)
@@ -409,8 +411,8 @@ def _verdict(compare: dict) -> str:
     import statistics
 
     default, candidate = compare["default"], compare["candidate"]
-    if not default or not candidate:
-        return f"default kept ({'default' if not default else 'record'} did not measure)"
+    if len(default) < MIN_ROUNDS:
+        return f"default kept: {len(default)} rounds measured both (fewer than {MIN_ROUNDS})"
     ratio = 1 / statistics.median(c / d for d, c in zip(default, candidate))  # the default's time over the record's
     kind, noise = compare["record"][0], f"noise {compare['noise']:.0%}"
     if compare["wins"]:
