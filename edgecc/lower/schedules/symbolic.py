@@ -288,28 +288,8 @@ def schedule_winograd_conv(kernel, target):
         sch.parallel(sch.fuse(pn, pc, ph))
         sch.vectorize(pb)
     winograd._schedule_input_transform(sch, _find(sch, ("winograd_input",)))
-    _winograd_gemm(sch, _find(sch, ("winograd_gemm",)), target)
+    ob = _static(sch, sch.get_loops(stages[3])[4])
+    tile = max(accumulator_registers(target) // max(ob // min(target.lanes("float32"), ob), 1), 1)
+    winograd._schedule_gemm(sch, _find(sch, ("winograd_gemm",)), target, tile)  # P split with a guard
     winograd._schedule_output_transform(sch, _find(sch, ("winograd_output",)), alpha - 2)
     return sch.mod["main"]
-
-
-def _winograd_gemm(sch, block, target) -> None:
-    """(a, b, O/ob, P, ob) = sum over (C/ib, ib), P symbolic: `tile` tiles x ob accumulators in registers."""
-    copy = sch.cache_write(block, 0, "local")
-    a, b, o, p, j = sch.get_loops(copy)
-    ob = _static(sch, j)
-    lanes = min(target.lanes("float32"), ob)
-    tile = max(accumulator_registers(target) // max(ob // lanes, 1), 1)
-    p_o, p_i = sch.split(p, [None, tile])  # guarded: the last tile may be partial
-    sch.reorder(a, b, o, p_o, p_i, j)
-    outer = sch.fuse(a, b, o, p_o)
-    sch.parallel(outer)
-    sch.vectorize(j)
-    sch.compute_at(block, outer)
-    (p_i, j), reduction = sch.get_loops(block)[1:3], sch.get_loops(block)[3:]
-    j_o, j_i = sch.split(j, [None, lanes])
-    sch.reorder(*reduction, p_i, j_o, j_i)
-    sch.unroll(p_i)
-    sch.unroll(j_o)
-    sch.vectorize(j_i)
-    sch.decompose_reduction(block, reduction[0])
