@@ -89,6 +89,8 @@ CASES = {
                   [{"a": _i64(0, 4)}, {"a": _i64(1, -1)}]),
     "center_crop_pad": (helper.make_node("CenterCropPad", ["x", "s"], ["y"]), {"x": (F, [2, 3, 4]), "s": (I64, [3])},
                         [{"s": _i64(2, 5, 2)}, {"s": _i64(1, 2, 7)}]),
+    "split": (helper.make_node("Split", ["x", "s"], ["a", "b"], axis=2), {"x": (F, [2, 3, 4]), "s": (I64, [2])},
+              [{"s": _i64(3, 1)}, {"s": _i64(2, 2)}]),
     "nonzero": (helper.make_node("NonZero", ["x"], ["y"]), {"x": (F, [2, 3, 4])},
                 [{"x": (X > 0.5).astype(np.float32)}, {"x": (X > -0.5).astype(np.float32)}]),
     "compress": (helper.make_node("Compress", ["x", "c"], ["y"], axis=2), {"x": (F, [2, 3, 4]), "c": (TensorProto.BOOL, [4])},

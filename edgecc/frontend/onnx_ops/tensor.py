@@ -181,6 +181,13 @@ def _split(ctx, inputs, attrs):
     if "split" in attrs:
         sizes = list(attrs["split"])
     elif _opt(inputs, 1) is not None:
+        if runtime(inputs[1]):
+            split = as_int64(ctx, inputs[1], "split sizes")
+            if length(split) != n_out:
+                raise ctx.fail(f"{length(split)} split sizes for {n_out} outputs")
+            names = fresh_vars(ctx, n_out)
+            outs = ctx.emit("dyn_split", x, split, num_outputs=n_out, axis=axis, shape_vars=names)
+            return outs if isinstance(outs, list) else [outs]
         sizes = ctx.static_shape(inputs[1], "split sizes")
     else:
         n = attrs.get("num_outputs", n_out)

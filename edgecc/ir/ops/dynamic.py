@@ -99,6 +99,20 @@ def _nonzero_infer(node: Node):
     return [TensorType("int64", [in_type(node, 0).rank, count])]
 
 
+def _split_infer(node: Node):
+    t = in_type(node, 0)
+    axis = node.attrs["axis"] % t.rank
+    names = node.attrs["shape_vars"]
+    if value_length(node, 1) != len(names):
+        raise IRError(f"dyn_split '{node.name}': {value_length(node, 1)} sizes for {len(names)} outputs")
+    out = []
+    for name in names:
+        shape = list(t.shape)
+        shape[axis] = Dim.var(name)
+        out.append(TensorType(t.dtype, shape))
+    return out
+
+
 _REDUCE_KINDS = ("reduce_sum", "reduce_mean", "reduce_max", "reduce_min", "reduce_prod", "reduce_l1",
                  "reduce_l2", "reduce_log_sum", "reduce_log_sum_exp", "reduce_sum_square")
 
@@ -143,9 +157,11 @@ register_op("dyn_resize", ["x", "roi?", "scales?", "sizes?"], _same_rank(), attr
     "cubic_coeff_a": Attr("float", -0.75), "exclude_outside": Attr("int", 0), "extrapolation_value": Attr("float", 0.0),
     **_VARS}, traits=_OPAQUE,
     doc="ONNX Resize with run-time roi, scales or sizes (float32 scales and roi, int64 sizes; over `axes`)")
+register_op("dyn_split", ["x", "split"], _split_infer, attrs={"axis": Attr("int", 0), **_VARS}, traits=_OPAQUE,
+            num_outputs=None, doc="x split along `axis` into parts of run-time sizes, one size variable per part")
 register_op("nonzero", ["x"], _nonzero_infer, attrs=_VARS, traits=_OPAQUE,
             doc="the indices of x's nonzero elements, shape (rank, count), in row-major order")
 
 #: the ops of this module: their output shapes are known only at run time
 DYNAMIC_OPS = frozenset({"dyn_reduce", "dyn_reshape", "dyn_slice", "dyn_pad", "dyn_expand", "dyn_tile", "dyn_full",
-                         "dyn_range", "dyn_topk", "dyn_one_hot", "dyn_resize", "nonzero"})
+                         "dyn_range", "dyn_topk", "dyn_one_hot", "dyn_resize", "dyn_split", "nonzero"})

@@ -26,7 +26,7 @@ from .reduce import (
     _sort_key,
 )
 from .shapes import shape_of, te_shape
-from .tensor import F32, _all, _cubic_tap, _linear_tap, _nearest, _resize_value
+from .tensor import F32, _all, _cubic_tap, _linear_tap, _nearest
 
 I64 = "int64"
 
@@ -509,6 +509,41 @@ def _lower_one_hot(node, ins):
         return tirx.Select(idx == where[axis], values(_c(1)), values(_c(0)))
 
     return [te.compute(tuple(out_dims), body, name="one_hot")]
+
+
+# ----- split -----------------------------------------------------------------------------------
+@shape_function("dyn_split")
+def _split_shape(node, ins):
+    x, split = ins
+    dims = _dims(x)
+    axis = node.attrs["axis"] % len(dims)
+    out = []
+    for k, size in enumerate(_values(split)):
+        part = list(dims)
+        part[axis] = size
+        out.append(_shape_tensor(part, f"split{k}_shape"))
+    return out
+
+
+@lowering("dyn_split")
+def _lower_split(node, ins):
+    x, split = ins
+    axis = node.attrs["axis"] % len(x.shape)
+    outs, offset = [], _c(0)
+    for k, (value, size) in enumerate(zip(node.outputs, _values(split))):
+        outs.append(te.compute(tuple(_out_dims(value)), _shifted(x, axis, offset), name=f"split{k}"))
+        offset = offset + size
+    return outs
+
+
+def _shifted(x, axis: int, start):
+    """fcompute reading x at the output index moved by `start` along `axis`."""
+    def body(*o):
+        src = [_i64(i) for i in o]
+        src[axis] = src[axis] + start
+        return x(*src)
+
+    return body
 
 
 # ----- nonzero ---------------------------------------------------------------------------------
