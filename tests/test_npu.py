@@ -199,6 +199,26 @@ def test_regions_never_cycle_through_a_cpu_op(tmp_path):
     assert not is_convex(graph.to_networkx(), [conv, add])
 
 
+def tflite_io(model: bytes) -> tuple[list, list]:
+    """(name, shape) of a TFLite model's inputs and of its outputs, in order (Vela's schema reader)."""
+    from ethosu.vela.tflite.Model import Model
+
+    graph = Model.GetRootAsModel(model, 0).Subgraphs(0)
+    tensor = lambda i: (graph.Tensors(i).Name().decode(), graph.Tensors(i).ShapeAsNumpy().tolist())  # noqa: E731
+    return ([tensor(graph.Inputs(k)) for k in range(graph.InputsLength())],
+            [tensor(graph.Outputs(k)) for k in range(graph.OutputsLength())])
+
+
+def test_vela_models_keep_the_reference_models_inputs_and_outputs_in_order(tmp_path):
+    """On the board the runner feeds Vela's model in the order of the region call, which is the
+    reference model's: Vela keeps it (here for a region with two inputs)."""
+    compiled = edgecc.compile(ort_qdq(branch_cnn(), tmp_path / "branch.onnx"), "ethos-u")
+    regions = compiled.graph.meta["npu_regions"].values()
+    assert [len(tflite_io(r.reference)[0]) for r in regions] == [1, 2]
+    for region in regions:
+        assert tflite_io(region.npu_model) == tflite_io(region.reference)
+
+
 def test_qoperator_model_imports_and_partitions(tmp_path):
     path = ort_qdq(cnn(), tmp_path / "cnn_qop.onnx", fmt="QOperator")
     assert "QLinearConv" in {n.op_type for n in onnx.load(path).graph.node}
