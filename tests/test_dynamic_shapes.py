@@ -206,6 +206,15 @@ def test_a_run_time_size_without_a_shape_function_is_refused():
         compile_graph(graph, get_target("host"))
 
 
+def test_a_gpu_target_refuses_symbolic_inputs_in_one_line():
+    from edgecc.errors import LoweringError
+    from edgecc.lower.build import compile_graph
+    from edgecc.targets import get_target
+
+    with pytest.raises(LoweringError, match=r"^target 'opencl-generic' builds kernels for fixed sizes only: input 'x' "
+                                            r"dimension 0 \(batch\) is symbolic; give it a size with --input-shape$"):
+        compile_graph(_block_graph(), get_target("opencl"))
+
 # ----- models exported from PyTorch with symbolic axes, compared with ONNX Runtime -------------------------
 def _export(model, example, path, input_name, axes):
     import torch

@@ -5,13 +5,13 @@ from __future__ import annotations
 import os
 
 from edgecc._files import atomic_output
-from edgecc.errors import ScheduleError
+from edgecc.errors import LoweringError, ScheduleError
 from edgecc.ir import Graph
 
 from .plan import plan_kernels
 from .relax_module import LoweringStats, build_relax_module
 
-__all__ = ["compile_graph", "export_atomic", "LoweringStats"]
+__all__ = ["compile_graph", "export_atomic", "refuse_symbolic_inputs", "LoweringStats"]
 
 
 def compile_graph(graph: Graph, target, schedule=None, metadata: dict | None = None, progress=None,
@@ -26,6 +26,8 @@ def compile_graph(graph: Graph, target, schedule=None, metadata: dict | None = N
     import tvm
     from tvm.relax.pipeline import default_build_pipeline
 
+    if target.schedule_rules != "cpu":
+        refuse_symbolic_inputs(graph, target)
     plan = plan_kernels(graph, target.precision)
     mod, stats = build_relax_module(graph, schedule, metadata, progress, plan)
     if strict_schedules and stats.fallbacks:
@@ -40,6 +42,16 @@ def compile_graph(graph: Graph, target, schedule=None, metadata: dict | None = N
     with tvm_target, target.build_context():
         executable = tvm.compile(mod, target=tvm_target, relax_pipeline=default_build_pipeline())
     return executable, stats
+
+
+def refuse_symbolic_inputs(graph: Graph, target) -> None:
+    """LoweringError naming the first symbolic input dimension: `target` builds fixed-size kernels."""
+    names = graph.meta.get("input_names") or [v.name for v in graph.inputs]
+    for name, v in zip(names, graph.inputs):
+        for axis, d in enumerate(v.type.shape):
+            if not isinstance(d, int):
+                raise LoweringError(f"target '{target.tag}' builds kernels for fixed sizes only: input '{name}' "
+                                    f"dimension {axis} ({d}) is symbolic; give it a size with --input-shape")
 
 
 def export_atomic(executable, target, path: str | os.PathLike) -> None:
