@@ -403,3 +403,22 @@ def test_attention_masks_over_symbolic_lengths_match_the_onnx_reference():
         feeds = {n: rng.standard_normal((batch, 2, seq, 8)).astype(np.float32) for n in "qkv"}
         np.testing.assert_allclose(list(module.run(feeds).values())[0], reference.run(None, feeds)[0],
                                    rtol=1e-5, atol=1e-6)
+
+
+def test_transformer_exported_with_symbolic_batch_and_sequence_keeps_both_through_the_pipeline(tmp_path):
+    import sys
+
+    sys.path.insert(0, str(__import__("pathlib").Path(__file__).parents[1] / "benchmarks"))
+    import model_zoo
+
+    path = model_zoo.export("transformer_tiny", str(tmp_path / "t.onnx"), dynamic=True)
+    raw = edgecc.load_model(path, {"input_ids": [None, None]})
+    seq = Dim.var("dim1")
+    reshapes = [n.output.type.shape for n in raw.nodes if n.op == "reshape" and n.output.type.rank == 4]
+    assert (Dim.var("dim0"), seq, 4, 16) in reshapes  # Shape -> Gather -> Unsqueeze -> Concat -> Reshape
+    prepared = _prepare(path, {"input_ids": [None, None]})
+    g = prepared.graph
+    assert g.inputs[0].type.shape == (Dim.var("dim0"), seq) and g.outputs[0].type.shape == (Dim.var("dim0"), seq, 64)
+    assert "shape" not in g.op_counts() and "fused" in g.op_counts()
+    text = print_graph(g)
+    assert print_graph(parse_graph(text)) == text
