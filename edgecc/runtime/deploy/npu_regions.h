@@ -32,6 +32,7 @@ struct Region {
   std::string key;
   size_t num_inputs = 0, num_outputs = 0;
   std::string npu_model_base64;  // the NPU compiler's model, as the metadata holds it
+  std::string reference_base64;  // the model before the NPU compiler (TFLite builtin operators)
 };
 
 // What runs a library's NPU regions.
@@ -57,6 +58,7 @@ inline std::map<std::string, Region> ReadRegions(const ffi::json::Object& meta) 
     region.num_inputs = entry.at(ffi::String("nhwc_inputs")).cast<ffi::json::Array>().size();
     region.num_outputs = entry.at(ffi::String("nhwc_outputs")).cast<ffi::json::Array>().size();
     region.npu_model_base64 = entry.at(ffi::String("npu_model")).cast<ffi::String>();
+    region.reference_base64 = entry.at(ffi::String("reference_tflite")).cast<ffi::String>();
     regions[region.key] = region;
   }
   return regions;

@@ -6,7 +6,11 @@
 // Both libraries are opened at run time (the runner builds and runs without them for libraries
 // without NPU regions):
 //   EDGECC_TFLITE_LIB    TensorFlow Lite's C library (default libtensorflowlite_c.so)
-//   EDGECC_NPU_DELEGATE  the external delegate (default /usr/lib/libethosu_delegate.so)
+//   EDGECC_NPU_DELEGATE  the external delegate (default /usr/lib/libethosu_delegate.so; "none":
+//                        no delegate, TensorFlow Lite's CPU kernels)
+//   EDGECC_NPU_MODEL     "npu" (default): the NPU compiler's model; "reference": the model before
+//                        it, for a delegate that compiles TFLite operators itself (Mesa's Teflon
+//                        on a mainline kernel) or for TensorFlow Lite's CPU kernels
 // Written against TensorFlow Lite's C API and external delegate interface; not tried on hardware.
 #pragma once
 
@@ -72,8 +76,12 @@ class DelegateRegionRunner : public RegionRunner {
     Bind(tflite, "TfLiteTensorByteSize", &api_.TensorByteSize);
     Bind(tflite, "TfLiteTensorCopyFromBuffer", &api_.CopyFromBuffer);
     Bind(tflite, "TfLiteTensorCopyToBuffer", &api_.CopyToBuffer);
-    void* plugin = OpenLibrary(EnvOr("EDGECC_NPU_DELEGATE", "/usr/lib/libethosu_delegate.so"),
-                               "the NPU's TensorFlow Lite delegate", "EDGECC_NPU_DELEGATE");
+    std::string model = EnvOr("EDGECC_NPU_MODEL", "npu");
+    if (model != "npu" && model != "reference") throw std::runtime_error("EDGECC_NPU_MODEL must be npu or reference");
+    use_reference_ = model == "reference";
+    std::string delegate = EnvOr("EDGECC_NPU_DELEGATE", "/usr/lib/libethosu_delegate.so");
+    if (delegate == "none") return;
+    void* plugin = OpenLibrary(delegate, "the NPU's TensorFlow Lite delegate", "EDGECC_NPU_DELEGATE");
     using CreateDelegate = void* (*)(char**, char**, size_t, void (*)(const char*));
     CreateDelegate create = nullptr;
     Bind(plugin, "tflite_plugin_create_delegate", &create);
@@ -108,19 +116,20 @@ class DelegateRegionRunner : public RegionRunner {
   void* Interpreter(const Region& region) {
     Loaded& loaded = loaded_[region.key];
     if (loaded.interpreter != nullptr) return loaded.interpreter;
-    ffi::Bytes model = ffi::Base64Decode(ffi::String(region.npu_model_base64));
+    ffi::Bytes model = ffi::Base64Decode(ffi::String(use_reference_ ? region.reference_base64 : region.npu_model_base64));
     loaded.model.assign(model.data(), model.size());
     void* tflite_model = api_.ModelCreate(loaded.model.data(), loaded.model.size());
     Check(tflite_model != nullptr, region, "reading the model");
     void* options = api_.OptionsCreate();
-    api_.OptionsAddDelegate(options, delegate_);
+    if (delegate_ != nullptr) api_.OptionsAddDelegate(options, delegate_);
     loaded.interpreter = api_.InterpreterCreate(tflite_model, options);
     Check(loaded.interpreter != nullptr && api_.AllocateTensors(loaded.interpreter) == 0, region, "loading the model");
     return loaded.interpreter;
   }
 
   TfLiteApi api_{};
-  void* delegate_ = nullptr;
+  void* delegate_ = nullptr;  // none: TensorFlow Lite's own kernels
+  bool use_reference_ = false;
   std::map<std::string, Loaded> loaded_;
 };
 
