@@ -76,6 +76,9 @@ def test_symbolic_kernels_get_the_symbolic_schedules(block_module):
     assert module.outputs[0]["shape"] == ["batch", "seq*16"]
     dense = [k for k in compiled.stats.kernel_table if k["kind"] == "dense"]
     assert dense and dense[0]["flops"] == "batch*seq*256"
+    x, mask = np.ones((2, 8, 8), np.float32), np.ones((2, 1, 8), np.float32)
+    (profiled,) = [r for r in module.profile({"x": x, "mask": mask}, repeat=1) if r.kind == "dense"]
+    assert profiled.gflops is not None  # the FLOPs formula evaluated for batch 2, seq 8
 
 
 @pytest.mark.parametrize("inputs, message", [

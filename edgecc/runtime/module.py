@@ -15,7 +15,7 @@ from edgecc.errors import InputError, ToolchainError
 
 from .library_file import library_device
 from .npu import ensure_region_function, register_regions
-from .specs import LibrarySpecs
+from .specs import LibrarySpecs, input_sizes, kernel_for_sizes
 from .threads import pool_threads, use_threads
 
 __all__ = ["Module", "TimingResult", "library_arch", "load", "load_any"]
@@ -126,7 +126,9 @@ class Module(LibrarySpecs):
         if not kernels:
             raise InputError(f"{self.path}: the library's metadata lists no kernels; recompile it to profile it")
         vm = relax.VirtualMachine(self._lib, self._devices())  # instrumented apart from the one `run` uses
-        return profile_vm(vm, self._arrays(inputs), kernels, repeat)
+        arrays = self._arrays(inputs)
+        sizes = input_sizes(self.inputs, [np.asarray(inputs[spec["name"]]) for spec in self.inputs])
+        return profile_vm(vm, arrays, [kernel_for_sizes(k, sizes) for k in kernels], repeat)
 
 
 def load(path: str | os.PathLike, threads: int | None = None) -> Module:

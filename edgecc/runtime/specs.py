@@ -16,7 +16,8 @@ import numpy as np
 
 from edgecc.errors import InputError
 
-__all__ = ["LibrarySpecs", "check_inputs", "concrete_shape", "dim_sizes", "random_inputs"]
+__all__ = ["LibrarySpecs", "check_inputs", "concrete_shape", "dim_sizes", "input_sizes", "kernel_for_sizes",
+           "random_inputs"]
 
 
 class LibrarySpecs:
@@ -84,6 +85,22 @@ def concrete_shape(shape: Sequence, sizes: Mapping[str, int]) -> tuple[int, ...]
     from edgecc.ir.dims import evaluate_dim, parse_dim
 
     return tuple(d if isinstance(d, int) else int(evaluate_dim(parse_dim(d), sizes)) for d in shape)
+
+
+def input_sizes(specs, arrays) -> dict[str, int]:
+    """The value of each size variable that is by itself a dimension of an input (checked inputs)."""
+    return {d: size for spec, data in zip(specs, arrays) for d, size in zip(spec["shape"], data.shape)
+            if isinstance(d, str) and d.isidentifier()}
+
+
+def kernel_for_sizes(kernel: dict, sizes: Mapping[str, int]) -> dict:
+    """A metadata kernel entry with its FLOPs formula ("256*batch*seq") evaluated for `sizes`."""
+    flops = kernel.get("flops")
+    if not isinstance(flops, str):
+        return kernel
+    from edgecc.ir.dims import evaluate_dim, parse_dim
+
+    return {**kernel, "flops": float(evaluate_dim(parse_dim(flops), sizes))}
 
 
 def _allowed(lo: int, hi: int | None) -> str:
