@@ -89,8 +89,9 @@ def register_knobs(*kinds: str):
 
 
 def knob_space(kernel, target) -> Knobs | None:
-    """The knob space of the kernel's CPU rule, or None when its rule has none."""
-    if target.schedule_rules != "cpu":
+    """The knob space of the kernel's CPU rule, or None when its rule has none (kernels with
+    symbolic extents get rules of their own, which take no knobs)."""
+    if target.schedule_rules != "cpu" or getattr(kernel, "symbolic", False):
         return None
     from . import _load_rules
 
