@@ -235,3 +235,34 @@ def test_plain_qdense_with_odd_column_counts_keeps_its_schedule(tmp_path):
     assert [len(s) for s in qdense_weights(compiled)] == [2, 2]
     got = list(compiled.load().run(feed).values())[0]
     np.testing.assert_array_equal(got, run_ort(onnx.load(path), feed)[0])
+
+
+def test_integer_rules_without_a_dot_product_have_knobs(tmp_path):
+    """qconv kernels without a dot-product instruction (the stem, depthwise) and packed qdense
+    kernels take the blocked convolution's and the dense rule's knobs, whose default point
+    builds the default schedule; tensorized kernels have none (the instruction fixes the tile),
+    nor have [K, N] qdense kernels."""
+    import tvm_ffi
+
+    from edgecc.driver import prepare
+    from edgecc.lower.plan import plan_kernels
+    from edgecc.lower.schedules import RULES
+    from edgecc.tune.knob_search import knob_space_of
+    from test_quant import image_feeds
+
+    src = os.path.join(os.path.dirname(__file__), "data", "mobilenetv2_tiny.onnx")
+    path = ort_quantize(src, tmp_path / "q.onnx", image_feeds(4), activation="int8")
+    graph, target, _, _ = prepare(path, get_target("host", cpu="icelake-server"))
+    with_knobs, without = set(), set()
+    for kernel in (p.kernel for p in plan_kernels(graph) if p.kernel.kind in ("qconv", "qdense")):
+        space = knob_space_of(kernel, target)
+        script = RULES[kernel.kind](kernel, target).script()
+        if space is None:  # vpdpbusd, or a [K, N] qdense (10 classes) whose tile the columns decide
+            assert "vpdpbusd" in script or kernel.args[1].type.rank == 2, kernel.name
+            without.add(kernel.name)
+            continue
+        assert "vpdpbusd" not in script and len(space.points()) > 1
+        assert tvm_ffi.structural_equal(RULES[kernel.kind](kernel, target),
+                                        RULES[kernel.kind](kernel, target, knobs=space.default()))
+        with_knobs.add(kernel.name)
+    assert with_knobs and without

@@ -18,8 +18,9 @@ from __future__ import annotations
 
 from . import register_rule
 from .cpu import (_divisor_tile, _extent, _find, _generic, _parallel_and_vectorize_flat, _schedule,
-                  _schedule_blocked_copy, _schedule_gemm, _work, accumulator_registers, inline_all_but, output_block,
-                  schedule_nchwc_conv)
+                  _schedule_blocked_copy, _schedule_gemm, _work, accumulator_registers, conv_knobs, gemm_knobs, inline_all_but,
+                  output_block, schedule_nchwc_conv)
+from .knobs import register_knobs
 
 ACC = "int32"
 #: below this many multiply-accumulates a kernel runs on one core: waking the thread pool costs
@@ -28,18 +29,34 @@ PARALLEL_MIN_MACS = 1 << 20
 
 
 @register_rule("qconv")
-def schedule_qconv(kernel, target):
+def schedule_qconv(kernel, target, knobs: dict | None = None):
+    dot = _dot_product(kernel, target)
+    if dot is not None:
+        return schedule_dot_conv(kernel, target, *dot)
+    anchors = ("qconv2d_NCHWc", "qconv2d_NCHWc_pairs", "qdepthwise_conv2d_NCHWc")
+    return schedule_nchwc_conv(kernel, target, anchors, ACC, PARALLEL_MIN_MACS, knobs=knobs)
+
+
+@register_knobs("qconv")
+def qconv_knobs(kernel, target):
+    """The blocked convolution's knobs (`conv_knobs`) for qconv kernels without a dot-product
+    instruction (depthwise, the stem); None for the tensorized ones, whose tile follows the
+    instruction."""
+    return None if _dot_product(kernel, target) is not None else conv_knobs(kernel, target, ACC)
+
+
+def _dot_product(kernel, target) -> tuple[str, str, int] | None:
+    """(anchor block, intrinsic, int32 lanes) when the kernel's input-channel groups meet a
+    dot-product instruction of the target, else None."""
     sch = _schedule(kernel)
     if _find(sch, ("qconv2d_NCHWc_quads",)) is not None:
-        intrin, lanes = quad_intrin(target, _out_block(kernel))
-        return schedule_dot_conv(kernel, target, "qconv2d_NCHWc_quads", intrin, lanes)
+        return ("qconv2d_NCHWc_quads", *quad_intrin(target, _out_block(kernel)))
     data = kernel.args[0].type.dtype if kernel.args else None
     if _find(sch, ("qconv2d_NCHWc_pairs",)) is not None and data in ("int8", "uint8") and target.has_feature("avx2"):
         from .x86_int8 import pmaddwd_intrin
 
-        return schedule_dot_conv(kernel, target, "qconv2d_NCHWc_pairs", pmaddwd_intrin(data), 8)
-    anchors = ("qconv2d_NCHWc", "qconv2d_NCHWc_pairs", "qdepthwise_conv2d_NCHWc")
-    return schedule_nchwc_conv(kernel, target, anchors, ACC, PARALLEL_MIN_MACS)
+        return "qconv2d_NCHWc_pairs", pmaddwd_intrin(data), 8
+    return None
 
 
 def quad_intrin(target, out_block: int) -> tuple[str, int]:
@@ -127,7 +144,7 @@ def _schedule_weight_offset(sch, intrin: str, lanes: int) -> None:
 
 
 @register_rule("qdense")
-def schedule_qdense(kernel, target):
+def schedule_qdense(kernel, target, knobs: dict | None = None):
     lanes = target.lanes(ACC)
     weight = kernel.args[1].type if len(kernel.args) > 1 else None
     if weight is not None and weight.rank == 4:
@@ -136,12 +153,22 @@ def schedule_qdense(kernel, target):
         intrin, lanes = quad_intrin(target, int(weight.shape[2]))  # x86 AVX2: 7-bit weights, vpmaddubsw
         return schedule_dot_dense(kernel, target, intrin, lanes)
     if weight is not None and weight.rank == 3:
-        return _schedule_gemm(kernel, target, "qdense_pack", int(weight.shape[2]), PARALLEL_MIN_MACS)
+        return _schedule_gemm(kernel, target, "qdense_pack", int(weight.shape[2]), PARALLEL_MIN_MACS, knobs=knobs)
     n = kernel.outputs[0].type.shape[-1] if kernel.outputs and kernel.outputs[0].type.rank else 1
     block = _column_block(n, lanes)
     if block < 4:
         return _generic(kernel, target, _schedule(kernel))
     return schedule_plain_qdense(kernel, target, block, _divisor_tile(block, (lanes, lanes // 2, lanes // 4)))
+
+
+@register_knobs("qdense")
+def qdense_knobs(kernel, target):
+    """The packed (N/b, K, b) product's tile knobs (`gemm_knobs`); None for the other weight
+    layouts, whose tile follows the dot-product instruction or the column count."""
+    weight = kernel.args[1].type if len(kernel.args) > 1 else None
+    if weight is None or weight.rank != 3:
+        return None
+    return gemm_knobs(kernel, target, int(weight.shape[2]))
 
 
 def _column_block(n: int, lanes: int) -> int:
