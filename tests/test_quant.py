@@ -339,3 +339,29 @@ def test_weight_bits_follow_the_target():
     assert QuantizeOptions(weight_bits=8).for_target(haswell).weight_bits == 8
     assert not auto.for_target(haswell).quantize_outputs
     assert auto.for_target(get_target("ethos-u")).quantize_outputs
+
+
+def test_symbolic_batch_quantizes_like_a_fixed_one(tmp_path):
+    """An input with a symbolic batch takes calibration samples of any batch within its bounds;
+    the quantized library runs any batch and gives the fixed-batch library's results."""
+    from onnx import TensorProto, helper, numpy_helper
+
+    from edgecc.quant import QuantizeOptions
+
+    rng = np.random.default_rng(0)
+    w = rng.standard_normal((16, 32)).astype(np.float32)
+    graph = helper.make_graph(
+        [helper.make_node("MatMul", ["x", "w"], ["m"]), helper.make_node("Relu", ["m"], ["y"])], "g",
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["batch", 16])],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, ["batch", 32])], [numpy_helper.from_array(w, "w")])
+    path = tmp_path / "m.onnx"
+    onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)]), path)
+    calibration = {"x": rng.standard_normal((8, 2, 16)).astype(np.float32)}  # 8 samples of batch 2
+    symbolic = edgecc.compile(path, "host", input_shapes={"x": [(1, 4), 16]},
+                              quantize=QuantizeOptions(calibration=calibration))
+    fixed = edgecc.compile(path, "host", input_shapes={"x": [2, 16]}, quantize=QuantizeOptions(calibration=calibration))
+    x = rng.standard_normal((2, 16)).astype(np.float32)
+    np.testing.assert_array_equal(symbolic.load().run({"x": x})["y"], fixed.load().run({"x": x})["y"])
+    three = symbolic.load().run({"x": np.concatenate([x, x[:1]])})["y"]
+    np.testing.assert_array_equal(three[:2], fixed.load().run({"x": x})["y"])
+    np.testing.assert_array_equal(three[2], three[0])  # the same row, the same result at any batch

@@ -33,6 +33,12 @@ def _describe(shape, dtype) -> str:
     return f"{dtype}[{','.join(str(d) for d in shape)}]"
 
 
+def _fits(actual: tuple[int, ...], shape: tuple) -> bool:
+    """Whether an array shape fits a model input's: equal sizes, any size for a symbolic
+    dimension (the compiled library checks its bounds when the sample runs)."""
+    return len(actual) == len(shape) and all(not isinstance(d, int) or a == d for a, d in zip(actual, shape))
+
+
 def _split(array: np.ndarray, name: str, shape: tuple[int, ...], dtype: str, where: str) -> list[np.ndarray]:
     """One input's array -> list of samples of exactly `shape` and `dtype`."""
     array = np.asarray(array)
@@ -43,12 +49,12 @@ def _split(array: np.ndarray, name: str, shape: tuple[int, ...], dtype: str, whe
         if not same_kind:
             raise CalibrationError(f"{where}: input '{name}' has dtype {array.dtype}, the model takes {dtype}")
         array = array.astype(want)
-    if array.shape == shape:
+    if _fits(array.shape, shape):
         return [array]
-    if array.ndim == len(shape) + 1 and array.shape[1:] == shape:
+    if array.ndim == len(shape) + 1 and _fits(array.shape[1:], shape):
         return [array[i] for i in range(array.shape[0])]
-    batch = shape[0] if shape else 0
-    if (shape and array.ndim == len(shape) and array.shape[1:] == shape[1:] and batch > 0
+    batch = shape[0] if shape and isinstance(shape[0], int) else 0
+    if (shape and array.ndim == len(shape) and _fits(array.shape[1:], shape[1:]) and batch > 0
             and array.shape[0] % batch == 0 and array.shape[0] > 0):
         return [array[i:i + batch] for i in range(0, array.shape[0], batch)]
     raise CalibrationError(

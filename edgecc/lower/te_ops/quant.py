@@ -22,12 +22,14 @@ from edgecc.ir.ops.quant import INT_RANGE
 from . import lowering
 from .elementwise import broadcast_compute
 from .nn import pad_window, per_channel
+from .shapes import shape_of, te_shape
 
 ACC = "int32"
 
 
-def _shape(t) -> tuple[int, ...]:
-    return tuple(int(d) for d in t.shape)
+def _shape(t) -> tuple:
+    """A TE tensor's extents: ints, or TIR expressions along symbolic dimensions."""
+    return shape_of(t)
 
 
 def _param(p, idx, axis: int | None):
@@ -181,7 +183,7 @@ def lower_qconv(node, ins):
     rc = te.reduce_axis((0, cin_g), name="rc")
     rk = [te.reduce_axis((0, k), name=f"rk{i}") for i, k in enumerate(g["kernel"])]
     grouped = g["group"] > 1
-    out_shape = node.output.type.shape
+    out_shape = te_shape(node.output.type.shape)
 
     def body(n, o, *ys):
         c = tirx.floordiv(o, cout_g) * cin_g + rc if grouped else rc
@@ -388,7 +390,7 @@ def lower_qdense(node, ins):
     data, weight = ins[0], ins[1]
     bias = ins[2] if len(ins) > 2 else None
     mult = ins[3] if len(ins) > 3 else None
-    out_shape = tuple(node.output.type.shape)
+    out_shape = te_shape(node.output.type.shape)
     if len(weight.shape) == 4:
         return [_lower_quad_qdense(node, data, weight, bias, mult)]
     if len(weight.shape) == 3:
@@ -419,7 +421,7 @@ def _lower_quad_qdense(node, data, weight, bias, mult):
     128 x (sum of each column's weights) (`weight_offset`) is subtracted in the epilogue, as in
     `_lower_quad_qconv`, so the result is exactly the int8 product's."""
     nb, quads, b, _ = _shape(weight)
-    out_shape = tuple(node.output.type.shape)
+    out_shape = te_shape(node.output.type.shape)
     shift = str(data.dtype) == "int8"
     src = data
     if shift:
