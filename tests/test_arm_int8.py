@@ -70,7 +70,7 @@ def test_plain_armv8_uses_neon_widening_multiply_accumulate(tmp_path, target):
     """Without dotprod (Cortex-A72, or a dotprod CPU told not to use it) int8 products are
     multiply-accumulated by NEON's widening smlal (or float32 FMA where that is exact), no sdot."""
     target = get_target("arm-cpu", cpu="cortex-a76", features="neon") if target == "armv8-a" else get_target(target)
-    path, feed = quantized_conv_model(tmp_path, 64, 64, 1, 1, 3, 14, "uint8")
+    path, _ = quantized_conv_model(tmp_path, 64, 64, 1, 1, 3, 14, "uint8")
     compiled = edgecc.compile(path, target)
     assert_every_kernel_scheduled(compiled)
     ops = instructions(compiled, tmp_path)
@@ -86,8 +86,9 @@ def test_plain_armv8_uses_neon_widening_multiply_accumulate(tmp_path, target):
     (12, 12, 1, 1, 3, 7, "uint8"),   # 12 channels: blocks of 4, one sdot wide
     (8, 6, 1, 1, 3, 8, "uint8"),     # 6 channels: blocks of 3, channel pairs without sdot
 ])
-def test_sdot_convolutions_match_onnxruntime_exactly_under_qemu(aarch64_runner, tmp_path, cin, cout, stride, pad,
-                                                                 kernel, size, activation):
+@pytest.mark.usefixtures("aarch64_runner")
+def test_sdot_convolutions_match_onnxruntime_exactly_under_qemu(tmp_path, cin, cout, stride, pad, kernel, size,
+                                                                 activation):
     path, feed = quantized_conv_model(tmp_path, cin, cout, stride, pad, kernel, size, activation)
     compiled = edgecc.compile(path, "rpi5")
     assert_every_kernel_scheduled(compiled)
@@ -95,7 +96,8 @@ def test_sdot_convolutions_match_onnxruntime_exactly_under_qemu(aarch64_runner, 
     np.testing.assert_array_equal(run_emulated(compiled, tmp_path, feed), run_ort(onnx.load(path), feed)[0])
 
 
-def test_plain_armv8_convolutions_match_onnxruntime_exactly_under_qemu(aarch64_runner, tmp_path):
+@pytest.mark.usefixtures("aarch64_runner")
+def test_plain_armv8_convolutions_match_onnxruntime_exactly_under_qemu(tmp_path):
     path, feed = quantized_conv_model(tmp_path, 64, 64, 1, 1, 3, 14, "uint8")
     compiled = edgecc.compile(path, "rpi4")
     assert_every_kernel_scheduled(compiled)
@@ -103,7 +105,8 @@ def test_plain_armv8_convolutions_match_onnxruntime_exactly_under_qemu(aarch64_r
 
 
 @pytest.mark.parametrize("k,n,activation", [(64, 32, "uint8"), (48, 16, "int8")])
-def test_sdot_qdense_matches_onnxruntime_exactly_under_qemu(aarch64_runner, tmp_path, k, n, activation):
+@pytest.mark.usefixtures("aarch64_runner")
+def test_sdot_qdense_matches_onnxruntime_exactly_under_qemu(tmp_path, k, n, activation):
     """qdense weights are packed in groups of four rows (N/b, K/4, b, 4), as for x86 VNNI."""
     path, feed = quantized_dense_model(tmp_path, k, n, activation)
     compiled = edgecc.compile(path, "imx93")
@@ -115,7 +118,8 @@ def test_sdot_qdense_matches_onnxruntime_exactly_under_qemu(aarch64_runner, tmp_
 
 
 @pytest.mark.slow
-def test_quantized_mobilenet_matches_onnxruntime_exactly_under_qemu(aarch64_runner, tmp_path):
+@pytest.mark.usefixtures("aarch64_runner")
+def test_quantized_mobilenet_matches_onnxruntime_exactly_under_qemu(tmp_path):
     """MobileNetV2 (tiny) quantized by ONNX Runtime (QDQ, uint8 activations, per-channel weights),
     depthwise and pointwise convolutions, residual adds, built for the RK3588's cores."""
     from ort_compare import ort_quantize

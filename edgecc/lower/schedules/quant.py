@@ -18,8 +18,8 @@ from __future__ import annotations
 
 from . import register_rule
 from .cpu import (_divisor_tile, _extent, _find, _generic, _parallel_and_vectorize_flat, _schedule,
-                  _schedule_blocked_copy, _schedule_gemm, _work, accumulator_registers, conv_knobs, gemm_knobs, inline_all_but,
-                  output_block, schedule_nchwc_conv)
+                  _schedule_blocked_copy, _schedule_gemm, _work, accumulator_registers, conv_knobs, gemm_knobs,
+                  inline_all_but, output_block, schedule_nchwc_conv)
 from .knobs import register_knobs
 
 ACC = "int32"
