@@ -76,15 +76,22 @@ class CompiledModel:
         return Module(self.executable.jit(), "<compiled>", threads)
 
 
-def load_model(model, input_shapes=None, warnings: list[str] | None = None) -> Graph:
-    """An ONNX path, a ModelProto or an IR Graph -> Graph."""
+def load_model(model, input_shapes=None, warnings: list[str] | None = None, symbolic: bool | None = None) -> Graph:
+    """An ONNX path, a ModelProto or an IR Graph -> Graph. `symbolic`: whether the symbolic
+    dimensions of inputs that `input_shapes` does not name stay symbolic (None: the frontend's default)."""
     from edgecc.frontend.onnx import from_onnx, load_onnx
 
     if isinstance(model, Graph):
         return model
     if isinstance(model, (str, os.PathLike)):
-        return load_onnx(model, input_shapes, warnings)
-    return from_onnx(model, input_shapes, warnings=warnings)
+        return load_onnx(model, input_shapes, warnings, symbolic=symbolic)
+    return from_onnx(model, input_shapes, warnings=warnings, symbolic=symbolic)
+
+
+def compiles_symbolic_shapes(target) -> bool:
+    """Whether `target` builds kernels with symbolic extents: CPU targets without an NPU (GPU kernels
+    and NPU regions are built for fixed sizes; there a model's symbolic dimensions become 1)."""
+    return target.schedule_rules == "cpu" and target.npu_backend is None
 
 
 def optimize(graph: Graph, target, options: CompileOptions, remarks: list | None = None) -> str:
@@ -157,7 +164,7 @@ def prepare_model(model, target: Any = "host", raw: bool = False, **kwargs) -> P
 def _prepare(model, target_obj, options: CompileOptions, raw: bool = False) -> Prepared:
     prepared = Prepared(None, target_obj, options, [], [])
     with _stage("frontend", options, prepared.timings):
-        prepared.graph = load_model(model, options.input_shapes, prepared.warnings)
+        prepared.graph = load_model(model, options.input_shapes, prepared.warnings, compiles_symbolic_shapes(target_obj))
         if isinstance(model, Graph):
             prepared.graph = prepared.graph.clone()
     if raw:

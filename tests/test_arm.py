@@ -171,8 +171,8 @@ def test_targets_without_a_runner_say_why(target, reason):
 
 
 # ----- cross builds ----------------------------------------------------------------------------
-def compile_for(target: str, model: str, path) -> str:
-    compiled = edgecc.compile(os.path.join(DATA, f"{model}.onnx"), target)
+def compile_for(target: str, model: str, path, **options) -> str:
+    compiled = edgecc.compile(os.path.join(DATA, f"{model}.onnx"), target, **options)
     compiled.export(path)
     return str(path)
 
@@ -266,7 +266,8 @@ def test_aarch64_library_runs_under_qemu_like_onnxruntime(aarch64_runner, tmp_pa
 
 @pytest.fixture(scope="module")
 def rpi4_library(aarch64_runner, tmp_path_factory):
-    return compile_for("rpi4", "transformer_tiny", tmp_path_factory.mktemp("rpi4") / "model.so")
+    return compile_for("rpi4", "transformer_tiny", tmp_path_factory.mktemp("rpi4") / "model.so",
+                       input_shapes={"input_ids": (1, 16)})  # fixed: the runner's --info gives the input's size
 
 
 @pytest.mark.slow
