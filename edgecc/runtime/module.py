@@ -135,7 +135,8 @@ def load(path: str | os.PathLike, threads: int | None = None) -> Module:
     """Load a library written by `edgecc compile` (or `CompiledModel.export`).
 
     Its kernels run on `threads` threads; None uses every core this process may run on. An
-    OpenCL library runs emulated, its kernels on PoCL (`edgecc.runtime.opencl`).
+    OpenCL library runs emulated, its kernels on PoCL (`edgecc.runtime.opencl`); one built for
+    another CPU, emulated as `load_any` runs it.
     """
     import tvm
 
@@ -144,6 +145,9 @@ def load(path: str | os.PathLike, threads: int | None = None) -> Module:
     path = os.fspath(path)
     if not os.path.isfile(path):
         raise InputError(f"{path}: no such file")
+    arch = library_arch(path)
+    if arch is not None and not _native(arch):
+        return load_any(path, threads)
     device = library_device(path)
     if device == "opencl":
         from .opencl import OpenCLModule
@@ -159,6 +163,13 @@ def load(path: str | os.PathLike, threads: int | None = None) -> Module:
 
 
 ELF_MACHINES = {62: "x86_64", 183: "aarch64", 40: "arm"}
+
+
+def _native(arch: str) -> bool:
+    """Whether a library built for `arch` runs natively on this machine."""
+    import platform
+
+    return arch == platform.machine() or (arch == "arm" and platform.machine().startswith("armv7"))
 
 
 def library_arch(path: str) -> str | None:
@@ -181,8 +192,6 @@ def load_any(path: str | os.PathLike, threads: int | None = None, progress=None)
     `progress(message)` hears about one-time set-up of the emulated runner (downloading the
     board's TVM runtime, building the runner).
     """
-    import platform
-
     from edgecc.targets.cuda_toolchain import prepare_cuda_run
 
     path = os.fspath(path)
@@ -198,7 +207,7 @@ def load_any(path: str | os.PathLike, threads: int | None = None, progress=None)
         return OpenCLModule(path, threads)
     if device == "cuda":  # CUDA kernels run on this machine's GPU or nowhere here
         prepare_cuda_run(path)
-    if arch == platform.machine() or (arch == "arm" and platform.machine().startswith("armv7")):
+    if _native(arch):
         return load(path, threads)
     if device == "cuda":
         raise ToolchainError(f"{path}: a CUDA library with {arch} host code runs on its board (edgecc runner), "
