@@ -9,6 +9,7 @@ from ort_compare import assert_matches_ort, make_model
 import edgecc
 from edgecc.errors import FrontendError, UnsupportedOpError
 from edgecc.frontend.onnx import load_onnx
+from edgecc.ir import Dim
 
 def _conv_model(opset=13, initializers_as_inputs=False):
     rng = np.random.default_rng(0)
@@ -50,12 +51,14 @@ def test_old_opset_is_upgraded():
     assert_matches_ort(model, {"x": x})
 
 
-def test_symbolic_dimensions_default_to_one_with_a_warning_or_take_given_shapes():
+def test_symbolic_dimensions_stay_symbolic_or_take_given_shapes():
     x = np.zeros((2, 5), np.float32)
     model = make_model([helper.make_node("Relu", ["x"], ["y"])], {"x": x}, ["y"])
     model.graph.input[0].type.tensor_type.shape.dim[0].dim_param = "batch"
     warnings = []
     graph = edgecc.load_model(model, warnings=warnings)
+    assert graph.inputs[0].type.shape == (Dim.var("batch"), 5) and warnings == []
+    graph = edgecc.load_model(model, warnings=warnings, symbolic=False)  # as for targets with fixed shapes only
     assert graph.inputs[0].type.shape == (1, 5)
     assert "'batch'" in warnings[0] and "--input-shape x=" in warnings[0]
     assert edgecc.load_model(model, {"x": (4, 5)}).inputs[0].type.shape == (4, 5)

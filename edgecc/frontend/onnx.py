@@ -37,7 +37,7 @@ MAX_TESTED_OPSET = 21
 
 #: whether an input's symbolic dimensions stay symbolic when `input_shapes` does not name the
 #: input (else they are 1, with a warning); `load_onnx(..., symbolic=)` overrides it per call
-SYMBOLIC_BY_DEFAULT = False
+SYMBOLIC_BY_DEFAULT = True
 
 #: one entry of `input_shapes`: an int fixes the dimension, a (low, high) pair keeps it symbolic
 #: within bounds (high None: no upper bound), None or "?" keeps it symbolic, a name makes it the
