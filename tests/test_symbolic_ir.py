@@ -296,6 +296,18 @@ def test_onnx_ops_convert_with_symbolic_dimensions(op, inputs, inits, opset, att
     assert _one_node(op, inputs, inits, opset, **attrs).outputs[0].type.shape == shape
 
 
+def test_a_matmul_fixes_its_inner_size_and_keeps_the_others():
+    warnings = []
+    model = helper.make_model(helper.make_graph(
+        [helper.make_node("MatMul", ["x", "w"], ["y"], name="proj")], "g",
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["batch", "seq", "d"])],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, None)],
+        [onnx.numpy_helper.from_array(weight(8, 4), "w")]), opset_imports=[helper.make_opsetid("", 17)])
+    g = edgecc.load_model(model, warnings=warnings)
+    assert g.inputs[0].type.shape == (B, S, 8) and g.outputs[0].type.shape == (B, S, 4)
+    assert warnings == ["node 'proj' (MatMul) needs symbolic dimension 'd' to be 8; the inputs take it as 8"]
+
+
 @pytest.mark.parametrize("op, inputs, inits, attrs, message", [
     ("LSTM", [("x", ["seq", 2, 4])], [("W", weight(1, 12, 4)), ("R", weight(1, 12, 3))], {"hidden_size": 3},
      r"node 'n' \(LSTM\): LSTM is unrolled over its sequence, whose length seq is symbolic"),
