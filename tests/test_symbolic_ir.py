@@ -434,3 +434,19 @@ def test_transformer_exported_with_symbolic_batch_and_sequence_keeps_both_throug
     assert "shape" not in g.op_counts() and "fused" in g.op_counts()
     text = print_graph(g)
     assert print_graph(parse_graph(text)) == text
+
+
+@pytest.mark.parametrize("name", ["resnet_tiny", "mobilenetv2_tiny"])
+def test_model_zoo_cnns_exported_with_every_axis_symbolic_run_the_pipeline(name, tmp_path):
+    import sys
+
+    sys.path.insert(0, str(__import__("pathlib").Path(__file__).parents[1] / "benchmarks"))
+    import model_zoo
+
+    prepared = _prepare(model_zoo.export(name, str(tmp_path / "m.onnx"), dynamic=True), None)
+    g = prepared.graph
+    assert g.inputs[0].type.shape == (Dim.var("dim0"), 3, Dim.var("dim2"), Dim.var("dim3"))  # channels: the stem's 3
+    assert g.outputs[0].type.shape == (Dim.var("dim0"), 10)
+    assert any("needs symbolic dimension 'dim1' to be 3" in w for w in prepared.warnings)
+    text = print_graph(g)
+    assert print_graph(parse_graph(text)) == text
