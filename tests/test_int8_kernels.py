@@ -174,8 +174,8 @@ def digits_model(tmp_path_factory):
     return path, x_train[:64], {"x": x_test[:1]}
 
 
-def quantized_dense_model(tmp_path, k: int, n: int, activation: str) -> tuple[str, dict]:
-    """[2, 6, k] @ [k, n] + bias -> relu -> @ [n, n] (MatMul layers, as in a transformer),
+def quantized_dense_model(tmp_path, k: int, n: int, activation: str, rows: tuple[int, ...] = (2, 6)) -> tuple[str, dict]:
+    """[*rows, k] @ [k, n] + bias -> relu -> @ [n, n] (MatMul layers, as in a transformer),
     quantized by ONNX Runtime (QDQ, full 8-bit weights)."""
 
     rng = np.random.default_rng(k * 100 + n)
@@ -184,7 +184,7 @@ def quantized_dense_model(tmp_path, k: int, n: int, activation: str) -> tuple[st
     b1 = rng.standard_normal(n).astype(np.float32) * 0.1
     nodes = [helper.make_node("MatMul", ["x", "w1"], ["m1"]), helper.make_node("Add", ["m1", "b1"], ["a1"]),
              helper.make_node("Relu", ["a1"], ["r1"]), helper.make_node("MatMul", ["r1", "w2"], ["y"])]
-    x = rng.standard_normal((2, 6, k)).astype(np.float32)
+    x = rng.standard_normal((*rows, k)).astype(np.float32)
     model = make_model(nodes, {"x": x}, ["y"], {"w1": w1, "b1": b1, "w2": w2})
     src = tmp_path / "f.onnx"
     onnx.save(model, src)
@@ -226,10 +226,12 @@ def test_avx2_qdense_keeps_the_packed_float_or_int32_path(tmp_path):
     np.testing.assert_array_equal(got, run_ort(onnx.load(path), feed)[0])
 
 
-def test_plain_qdense_with_odd_column_counts_keeps_its_schedule(tmp_path):
+@pytest.mark.parametrize("rows", [(2, 6), (1,)])
+def test_plain_qdense_with_odd_column_counts_keeps_its_schedule(tmp_path, rows):
     """Column counts that whole vectors do not divide (1000 classes; 20 here) keep the [K, N]
-    weight and tile the columns by whole half-vectors, unrolled; the results stay exact."""
-    path, feed = quantized_dense_model(tmp_path, 64, 20, "uint8")
+    weight and tile the columns by whole half-vectors, unrolled (12 rows), or along whole weight
+    rows (one row: a classifier at batch 1); the results stay exact."""
+    path, feed = quantized_dense_model(tmp_path, 64, 20, "uint8", rows)
     compiled = edgecc.compile(path, "host")
     assert_every_kernel_scheduled(compiled)
     assert [len(s) for s in qdense_weights(compiled)] == [2, 2]
