@@ -174,7 +174,8 @@ def digits_model(tmp_path_factory):
     return path, x_train[:64], {"x": x_test[:1]}
 
 
-def quantized_dense_model(tmp_path, k: int, n: int, activation: str, rows: tuple[int, ...] = (2, 6)) -> tuple[str, dict]:
+def quantized_dense_model(tmp_path, k: int, n: int, activation: str,
+                          rows: tuple[int, ...] = (2, 6)) -> tuple[str, dict]:
     """[*rows, k] @ [k, n] + bias -> relu -> @ [n, n] (MatMul layers, as in a transformer),
     quantized by ONNX Runtime (QDQ, full 8-bit weights)."""
 
