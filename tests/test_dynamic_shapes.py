@@ -251,6 +251,7 @@ def _ort(path):
 def test_encoder_compiles_once_and_matches_onnxruntime_at_every_size(encoder_onnx):
     compiled = edgecc.compile(encoder_onnx, "host", input_shapes={"ids": [(1, 8), (1, 128)]})
     assert compiled.graph.meta["dim_bounds"] == {"batch": (1, 8), "seq": (1, 128)}
+    assert compiled.stats.fallbacks == []
     module, session = compiled.load(), _ort(encoder_onnx)
     for batch, seq in [(1, 16), (2, 64), (4, 128), (3, 7)]:
         ids = np.random.default_rng(batch * 1000 + seq).integers(0, 100, (batch, seq)).astype(np.int64)

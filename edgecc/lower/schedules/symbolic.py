@@ -132,14 +132,31 @@ def _outermost_parallel(sch, block, lanes: int | None = None) -> None:
         sch.parallel(loops[0])
 
 
+def _has_opaque_block(sch) -> bool:
+    """Whether a top-level block has no iteration variables (a TE extern: TOPI's sort, NMS, scan);
+    inlining its producers would leave it reading buffers that are never written. A function
+    without a root block (a scan) counts as one."""
+    try:
+        blocks = _blocks(sch)
+    except Exception:  # noqa: BLE001 - no root block to schedule under
+        return True
+    return any(not sch.get(block).iter_vars for block in blocks)
+
+
 @register_rule("*", rules="runtime_sizes")
 def schedule_runtime_sizes(kernel, target):
-    return schedule_blocks(_schedule(kernel), _lanes(kernel, target), _outermost_parallel, _outermost_parallel)
+    """Kernels with opaque (extern) blocks stay as generated."""
+    sch = _schedule(kernel)
+    if _has_opaque_block(sch):
+        return sch.mod["main"]
+    return schedule_blocks(sch, _lanes(kernel, target), _outermost_parallel, _outermost_parallel)
 
 
 @register_rule("injective", "*", rules=RULES_NAME)
 def schedule_generic(kernel, target):
-    return _generic(kernel, target, _schedule(kernel))
+    """Kernels with opaque (extern) blocks stay as generated."""
+    sch = _schedule(kernel)
+    return sch.mod["main"] if _has_opaque_block(sch) else _generic(kernel, target, sch)
 
 
 @register_rule("reduction", "pool", rules=RULES_NAME)
