@@ -161,6 +161,18 @@ def test_a_dimension_only_inside_a_formula_is_passed_to_the_kernel():
     np.testing.assert_array_equal(module.run({"x": x})["z"], np.maximum(x.reshape(-1), 0))
 
 
+def test_an_input_dimension_given_by_a_formula_is_checked_against_it():
+    graph = parse_graph("""graph @main(%x: f32[n], %y: f32[n*2]) {
+  %z = concat(%x, %y) {axis=0} : f32[n*3]
+  return %z
+}
+""")
+    module = edgecc.compile(graph, "host").load()
+    x, y = np.arange(3, dtype=np.float32), np.arange(6, dtype=np.float32)
+    np.testing.assert_array_equal(module.run({"x": x, "y": y})["z"], np.concatenate([x, y]))
+    with pytest.raises(InputError, match=r"^input 'y' dimension 0 \(n\*2\) is 5, the model expects 6$"):
+        module.run({"x": x, "y": y[:5]})
+
 @pytest.fixture
 def relu_with_run_time_shape(monkeypatch):
     """relu given a shape function, as an op with data-dependent output sizes has."""
