@@ -158,18 +158,24 @@ def schedule_depthwise_conv(kernel, target, knobs: dict | None = None):
 
 @register_knobs("conv", "depthwise_conv")
 def conv_knobs(kernel, target, acc_dtype: str | None = None) -> Knobs:
-    """Register tile (output columns x channel vectors of `acc_dtype`, default the output's),
-    unrolling of the tile's columns, and whether the parallel loop takes output rows (default) or
-    only channel blocks: the knobs of `schedule_nchwc_conv`."""
+    """Register tile (output columns x channel vectors of `acc_dtype`, default the output's, x
+    output channel blocks), unrolling of the tile, and whether the parallel loop takes output rows
+    (default) or only channel blocks: the knobs of `schedule_nchwc_conv`."""
     n, c, height, width, block = (int(d) for d in kernel.outputs[0].type.shape)
     lanes = min(target.lanes(acc_dtype or _out_dtype(kernel)), block)
     registers = accumulator_registers(target)
     tile, vectors = conv_tiling(width, block, lanes, registers)
     tiles = tuple(t for t in range(2, min(width, registers) + 1))
     splits = tuple(v for v in range(1, block // lanes + 1) if (block // lanes) % v == 0)
-    return Knobs(kernel.kind, (Knob("tile", tiles, tile), Knob("vectors", splits, vectors),
+    blocks = tuple(b for b in (1, 2, 3, 4) if c % b == 0)
+
+    def allowed(p: dict) -> bool:
+        return (p["tile"] * p["vectors"] * p["blocks"] <= registers
+                and (p["blocks"] == 1 or not _flat_tiles(width, height, p["tile"])))
+
+    return Knobs(kernel.kind, (Knob("tile", tiles, tile), Knob("vectors", splits, vectors), Knob("blocks", blocks, 1),
                                Knob("unroll", (True, False), True), Knob("parallel", ("rows", "channels"), "rows")),
-                 allowed=lambda p: p["tile"] * p["vectors"] <= registers,
+                 allowed=allowed,
                  shape={"channels": c * block, "height": height, "width": width, "block": block,
                         "lanes": lanes, "cores": target.num_cores})
 
@@ -205,33 +211,45 @@ def schedule_nchwc_conv(kernel, target, anchor_names, acc_dtype: str | None = No
     width, height = _extent(sch, ow), _extent(sch, oh)
     lanes = min(target.lanes(acc_dtype or _out_dtype(kernel)), _extent(sch, ob))
     tile, vectors = conv_tiling(width, _extent(sch, ob), lanes, accumulator_registers(target))
-    knobs = {"tile": tile, "vectors": vectors, "unroll": True, "parallel": "rows", **(knobs or {})}
-    tile, vectors, by_rows = knobs["tile"], knobs["vectors"], knobs["parallel"] == "rows"
+    knobs = {"tile": tile, "vectors": vectors, "blocks": 1, "unroll": True, "parallel": "rows", **(knobs or {})}
+    tile, vectors, blocks, by_rows = knobs["tile"], knobs["vectors"], knobs["blocks"], knobs["parallel"] == "rows"
     ob_o, ob_i = sch.split(ob, [None, vectors * lanes])
-    if width % tile and (width * height) % tile == 0:
+    if _flat_tiles(width, height, tile):
         # small images: tile the flattened rows x columns so no tile is partial
+        if blocks > 1:
+            raise ValueError("several channel blocks per tile need tiles of whole rows")
         sch.reorder(n, oc, ob_o, oh, ow, ob_i)
         pix_o, _ = sch.split(sch.fuse(oh, ow), [None, tile])
         rows, depth = (sch.fuse(n, oc, ob_o, pix_o), 1) if by_rows else (sch.fuse(n, oc, ob_o), 2)
     else:
         ow_o, ow_i = sch.split(ow, [None, tile])
-        sch.reorder(n, oc, oh, ob_o, ow_o, ow_i, ob_i)
+        if blocks > 1:  # the register tile spans `blocks` output channel blocks
+            oc, oc_i = sch.split(oc, [None, blocks])
+            sch.reorder(n, oc, oh, ob_o, ow_o, oc_i, ow_i, ob_i)
+        else:
+            sch.reorder(n, oc, oh, ob_o, ow_o, ow_i, ob_i)
         rows, depth = (sch.fuse(n, oc, oh), 3) if by_rows else (sch.fuse(n, oc), 4)
     if parallel:
         sch.parallel(rows)
     sch.vectorize(ob_i)
     sch.compute_at(conv, sch.get_loops(out)[depth - 1])
     inner = sch.get_loops(conv)[depth:]
-    spatial, reduction = inner[:2], inner[2:]
+    count = 3 if blocks > 1 else 2  # (channel blocks,) columns, channel vector
+    spatial, reduction = inner[:count], inner[count:]
     sch.reorder(*reduction, *spatial)
     if unroll_window:
         for loop in reduction:
             sch.unroll(loop)
-    if knobs["unroll"]:
-        sch.unroll(spatial[0])
-    sch.vectorize(spatial[1])
+    for loop in spatial[:-1] if knobs["unroll"] else ():
+        sch.unroll(loop)
+    sch.vectorize(spatial[-1])
     sch.decompose_reduction(conv, reduction[0])
     return sch.mod["main"]
+
+
+def _flat_tiles(width: int, height: int, tile: int) -> bool:
+    """Whether the conv rule tiles the flattened rows x columns (no partial tile that way only)."""
+    return bool(width % tile) and (width * height) % tile == 0
 
 
 # ----- dense (packed weights) and batch matmul --------------------------------------------------
