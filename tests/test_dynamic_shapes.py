@@ -156,7 +156,7 @@ def test_a_dimension_only_inside_a_formula_is_passed_to_the_kernel():
 
     (relu,) = [k.kernel for k in plan_kernels(graph)]
     assert relu.tir_vars == ("n",)
-    module = edgecc.compile(graph, "host").load()
+    module = edgecc.compile(graph, "host", opt_level=0).load()  # unfused: the relu kernel takes n
     x = np.linspace(-1, 1, 20, dtype=np.float32).reshape(5, 4)
     np.testing.assert_array_equal(module.run({"x": x})["z"], np.maximum(x.reshape(-1), 0))
 
@@ -284,6 +284,20 @@ def test_cnn_with_a_symbolic_batch_runs_at_batch_1_and_4(tmp_path):
     module, session = compiled.load(), _ort(path)
     for batch in (1, 4):
         x = np.random.default_rng(batch).standard_normal((batch, 3, 64, 64)).astype(np.float32)
+        np.testing.assert_allclose(module.run({"input": x})["out"], session.run(None, {"input": x})[0],
+                                   rtol=1e-4, atol=1e-4)
+
+
+def test_cnn_with_symbolic_batch_and_image_size(tmp_path):
+    from model_zoo import build
+
+    model, example = build("resnet_tiny")
+    path = _export(model, example, tmp_path / "cnn.onnx", "input", {0: "batch", 2: "height", 3: "width"})
+    compiled = edgecc.compile(path, "host", input_shapes={"input": [(1, 4), 3, (32, 96), (32, 96)]})
+    assert compiled.stats.fallbacks == []
+    module, session = compiled.load(), _ort(path)
+    for shape in [(1, 3, 64, 64), (2, 3, 48, 80), (3, 3, 33, 95)]:
+        x = np.random.default_rng(shape[2]).standard_normal(shape).astype(np.float32)
         np.testing.assert_allclose(module.run({"input": x})["out"], session.run(None, {"input": x})[0],
                                    rtol=1e-4, atol=1e-4)
 

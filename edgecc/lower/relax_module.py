@@ -149,7 +149,7 @@ class _ModuleBuilder:
         planned = self.plan.kernel_of(node)
         key = planned.key
         args = [self.relax_value(v) for v in call_args(node)]
-        args += [relax.PrimValue(self.dims.vars[var]) for var in planned.kernel.tir_vars]
+        args += [relax.prim_value(self.dims.vars[var]) for var in planned.kernel.tir_vars]
         out_types = [self.tensor_type(v) for v in node.outputs]
         result = self.bb.emit(relax.call_tir(self.functions[key], args,
                                              out_types if len(out_types) > 1 else out_types[0]))

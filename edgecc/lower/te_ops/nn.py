@@ -16,7 +16,7 @@ from edgecc.ir.ops.nn import conv_geometry, plain_layout, pool_geometry
 from . import fastmath, lowering
 from .elementwise import dtype_of
 from .packed import lower_blocked_conv, lower_layout_transform
-from .shapes import is_one, shape_of, te_shape
+from .shapes import extent, is_one, shape_of, te_shape
 
 HALF_TYPES = ("float16", "bfloat16")
 
@@ -52,7 +52,8 @@ def _axis_source(i, size: int, begin: int, stride: int, extent: int):
     conds = []
     if begin > 0:
         conds.append(j >= 0)
-    if extent - begin - 1 > last:
+    reaches_past = extent - begin - 1 > last
+    if not isinstance(reaches_past, bool) or reaches_past:  # symbolic: check it at run time
         conds.append(j <= last)
     if stride == 1:
         return j, conds
@@ -70,7 +71,7 @@ def pad_window(x, begin, end, value, stride=None, name: str = "pad"):
     elements sit `stride` apart with `value` between them."""
     shape = _shape(x)
     stride = list(stride or [1] * len(shape))
-    if not any(begin) and not any(end) and all(s == 1 for s in stride):
+    if all(_untouched(b, s, e) for b, s, e in zip(begin, stride, end)):
         return x
     ext = [(n - 1) * s + 1 + b + e for n, s, b, e in zip(shape, stride, begin, end)]
 
@@ -197,9 +198,10 @@ def _pool_window(node, x, pad_value, reducer, element, acc, name):
     pos = _spatial_positions(node, len(shape))
     begin, end = [0] * len(shape), [0] * len(shape)
     for i, k in enumerate(pos):
-        need = (g["out_sizes"][i] - 1) * g["strides"][i] + g["dilations"][i] * (g["kernel"][i] - 1) + 1
-        begin[k] = g["pads"][i]
-        end[k] = max(need - shape[k] - g["pads"][i], 0)
+        need = (extent(g["out_sizes"][i]) - 1) * g["strides"][i] + g["dilations"][i] * (g["kernel"][i] - 1) + 1
+        begin[k] = extent(g["pads"][i])
+        beyond = need - shape[k] - begin[k]
+        end[k] = max(beyond, 0) if isinstance(beyond, int) else tirx.max(beyond, 0)
     padded = pad_window(x, begin, end, pad_value)
     rk = [te.reduce_axis((0, k), name=f"rk{i}") for i, k in enumerate(g["kernel"])]
 
@@ -311,7 +313,8 @@ def lower_global_avg_pool(node, ins):
     dtype = str(x.dtype)
     acc = _acc(dtype)
     total, count = _global_reduce(node, x, te.sum, lambda v: v, acc, "global_avg_pool_sum")
-    return [te.compute(total.shape, lambda *i: (total(*i) / _c(count, acc)).astype(dtype), name="global_avg_pool")]
+    divisor = _c(count, acc) if isinstance(count, int) else count.astype(acc)
+    return [te.compute(total.shape, lambda *i: (total(*i) / divisor).astype(dtype), name="global_avg_pool")]
 
 
 @lowering("global_lp_pool")
