@@ -18,10 +18,10 @@ X = RNG.standard_normal((2, 3, 4)).astype(np.float32)
 
 
 #: output element types where they are not float
-OUTPUT_TYPES = {"TopK": [F, I64], "NonZero": [I64], "Range": [I64]}
+OUTPUT_TYPES = {"TopK": [F, I64], "NonZero": [I64], "Range": [I64], "NonMaxSuppression": [I64]}
 
 
-def _model(node, inputs: dict[str, tuple[int, list]], opset: int = 18):
+def _model(node, inputs: dict[str, tuple[int, list]], opset: int = 20):
     values = [helper.make_tensor_value_info(name, elem, shape) for name, (elem, shape) in inputs.items()]
     types = OUTPUT_TYPES.get(node.op_type, [F] * len(node.output))
     outputs = [helper.make_tensor_value_info(name, elem, None) for name, elem in zip(node.output, types)]
@@ -48,6 +48,11 @@ def _check(model, feeds_list):
 def _i64(*values):
     return np.array(values, dtype=np.int64)
 
+
+#: onnx's NonMaxSuppression example: three clusters of boxes
+BOXES = np.array([[[0.0, 0.0, 1.0, 1.0], [0.0, 0.1, 1.0, 1.1], [0.0, -0.1, 1.0, 0.9], [0.0, 10.0, 1.0, 11.0],
+                   [0.0, 10.1, 1.0, 11.1], [0.0, 100.0, 1.0, 101.0]]], np.float32)
+SCORES = np.array([[[0.9, 0.75, 0.6, 0.95, 0.5, 0.3]]], np.float32)
 
 CASES = {
     "reshape": (helper.make_node("Reshape", ["x", "s"], ["y"]), {"x": (F, [2, 3, 4]), "s": (I64, [2])},
@@ -91,6 +96,17 @@ CASES = {
                         [{"s": _i64(2, 5, 2)}, {"s": _i64(1, 2, 7)}]),
     "split": (helper.make_node("Split", ["x", "s"], ["a", "b"], axis=2), {"x": (F, [2, 3, 4]), "s": (I64, [2])},
               [{"s": _i64(3, 1)}, {"s": _i64(2, 2)}]),
+    "affine_grid": (helper.make_node("AffineGrid", ["theta", "size"], ["y"], align_corners=1),
+                    {"theta": (F, [2, 2, 3]), "size": (I64, [4])},
+                    [{"theta": X[:, :2, :3].copy(), "size": _i64(2, 1, 3, 4)},
+                     {"theta": X[:, :2, :3].copy(), "size": _i64(2, 1, 2, 5)}]),
+    "non_max_suppression": (
+        helper.make_node("NonMaxSuppression", ["boxes", "scores", "n", "iou", "score"], ["y"]),
+        {"boxes": (F, [1, 6, 4]), "scores": (F, [1, 1, 6]), "n": (I64, [1]), "iou": (F, [1]), "score": (F, [1])},
+        [{"boxes": BOXES, "scores": SCORES, "n": _i64(3), "iou": np.array([0.5], np.float32),
+          "score": np.array([0.0], np.float32)},
+         {"boxes": BOXES, "scores": SCORES, "n": _i64(3), "iou": np.array([0.5], np.float32),
+          "score": np.array([0.85], np.float32)}]),
     "nonzero": (helper.make_node("NonZero", ["x"], ["y"]), {"x": (F, [2, 3, 4])},
                 [{"x": (X > 0.5).astype(np.float32)}, {"x": (X > -0.5).astype(np.float32)}]),
     "compress": (helper.make_node("Compress", ["x", "c"], ["y"], axis=2), {"x": (F, [2, 3, 4]), "c": (TensorProto.BOOL, [4])},

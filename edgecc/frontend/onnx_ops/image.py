@@ -7,13 +7,20 @@ import numpy as np
 from edgecc.ir.types import np_dtype
 
 from . import converter
-from .checks import check_new_tensor, count
 from ._util import cast, optional_input
+from .checks import check_new_tensor, count
+from .tensor import as_int64, emit_dynamic, length, runtime
 
 
 @converter("AffineGrid", since=20)
 def _affine_grid(ctx, inputs, attrs):
     theta = inputs[0]
+    if runtime(inputs[1]):
+        size = as_int64(ctx, inputs[1], "the size")
+        if length(size) not in (4, 5):
+            raise ctx.fail(f"size has {length(size)} values: AffineGrid makes 2-D or 3-D grids")
+        return emit_dynamic(ctx, "dyn_affine_grid", theta, size, rank=length(size),
+                            align_corners=attrs.get("align_corners", 0))
     size = [int(v) for v in ctx.static(inputs[1], "the size").reshape(-1)]
     check_new_tensor(ctx, [*size, len(size) - 1], theta.dtype, "the grid of size")
     spatial = size[2:]

@@ -554,6 +554,32 @@ def _nonzero(ctx, inputs, attrs):
     return ctx.emit("nonzero", x, shape_vars=fresh_vars(ctx, 1))
 
 
+@converter("NonMaxSuppression", since=10)
+def _non_max_suppression(ctx, inputs, attrs):
+    boxes, scores = inputs[0], inputs[1]
+    if boxes.type.rank != 3 or scores.type.rank != 3:
+        raise ctx.fail(f"boxes {boxes.type.shape} and scores {scores.type.shape} must be 3-D")
+    extra = [_opt(inputs, 2), _opt(inputs, 3), _opt(inputs, 4)]
+    extra = [None if v is None or v.type.size == 0 else v for v in extra]
+    if extra[0] is not None:  # TOPI reads the count as a (1,) tensor and the thresholds as scalars
+        extra[0] = ctx.emit("reshape", as_int64(ctx, extra[0], "max_output_boxes_per_class"), shape=(1,))
+    extra[1:] = [ctx.emit("reshape", cast(ctx, v, "float32"), shape=()) if v is not None else None for v in extra[1:]]
+    extra[1] = _next_float32_up(ctx, extra[1])
+    return ctx.emit("dyn_nms", cast(ctx, boxes, "float32"), cast(ctx, scores, "float32"), *extra,
+                    center_point_box=attrs.get("center_point_box", 0), shape_vars=fresh_vars(ctx, 1))
+
+
+def _next_float32_up(ctx, threshold):
+    """The float32 just above the IoU threshold (0 when absent): TOPI suppresses a box whose IoU is
+    at least the threshold, ONNX one whose IoU is above it."""
+    if threshold is None:
+        return scalar(ctx, np.nextafter(np.float32(0), np.float32(1)), "float32")
+    bits = ctx.emit("bitcast", threshold, to="int32")
+    step = ctx.emit("where", ctx.emit("greater_equal", threshold, scalar(ctx, 0, "float32")),
+                    scalar(ctx, 1, "int32"), scalar(ctx, -1, "int32"))
+    return ctx.emit("bitcast", ctx.emit("add", bits, step), to="float32")
+
+
 @converter("Compress", since=9, checks={"axis": axis()})
 def _compress(ctx, inputs, attrs):
     x = inputs[0]

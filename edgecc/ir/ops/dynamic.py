@@ -159,9 +159,17 @@ register_op("dyn_resize", ["x", "roi?", "scales?", "sizes?"], _same_rank(), attr
     doc="ONNX Resize with run-time roi, scales or sizes (float32 scales and roi, int64 sizes; over `axes`)")
 register_op("dyn_split", ["x", "split"], _split_infer, attrs={"axis": Attr("int", 0), **_VARS}, traits=_OPAQUE,
             num_outputs=None, doc="x split along `axis` into parts of run-time sizes, one size variable per part")
+register_op("dyn_affine_grid", ["theta", "size"], lambda node: [TensorType(
+    in_type(node, 0).dtype, fresh_shape(node, value_length(node, 1)))], attrs={"align_corners": Attr("int", 0), **_VARS},
+    traits=_OPAQUE, doc="ONNX AffineGrid with a run-time size (N, C, H, W) or (N, C, D, H, W)")
+register_op("dyn_nms", ["boxes", "scores", "max_output_boxes_per_class?", "iou_threshold?", "score_threshold?"],
+            lambda node: [TensorType("int64", [fresh_shape(node, 1)[0], 3])],
+            attrs={"center_point_box": Attr("int", 0), **_VARS}, traits=_OPAQUE,
+            doc="ONNX NonMaxSuppression: (batch, class, box) of the selected boxes, one row each")
 register_op("nonzero", ["x"], _nonzero_infer, attrs=_VARS, traits=_OPAQUE,
             doc="the indices of x's nonzero elements, shape (rank, count), in row-major order")
 
 #: the ops of this module: their output shapes are known only at run time
 DYNAMIC_OPS = frozenset({"dyn_reduce", "dyn_reshape", "dyn_slice", "dyn_pad", "dyn_expand", "dyn_tile", "dyn_full",
-                         "dyn_range", "dyn_topk", "dyn_one_hot", "dyn_resize", "dyn_split", "nonzero"})
+                         "dyn_range", "dyn_topk", "dyn_one_hot", "dyn_resize", "dyn_split", "dyn_affine_grid",
+                         "dyn_nms", "nonzero"})

@@ -12,6 +12,7 @@ All index arithmetic is int64.
 
 from __future__ import annotations
 
+import numpy as np
 from tvm import te, tirx, topi
 
 from . import lowering, shape_function
@@ -544,6 +545,86 @@ def _shifted(x, axis: int, start):
         return x(*src)
 
     return body
+
+
+# ----- affine grid -----------------------------------------------------------------------------
+@shape_function("dyn_affine_grid")
+def _affine_grid_shape(node, ins):
+    size = _values(ins[1])
+    return [_shape_tensor([size[0], *size[2:], _c(len(size) - 2)], "affine_grid_shape")]
+
+
+@lowering("dyn_affine_grid")
+def _lower_affine_grid(node, ins):
+    """grid[n, ..., k] = theta[n, k, :] . (x, y[, z], 1) with normalized coordinates in [-1, 1]."""
+    theta = ins[0]
+    dtype = str(theta.dtype)
+    out_dims = _out_dims(node.output)
+    spatial = out_dims[1:-1]  # D, H, W or H, W
+    align = node.attrs["align_corners"]
+
+    def coordinate(i, n):
+        i, n = _i64(i).astype(dtype), n.astype(dtype)
+        one, two = tirx.const(1, dtype), tirx.const(2, dtype)
+        if align:
+            return tirx.Select(n > one, -one + two * i / tirx.Max(n - one, one), -one)
+        return (two * i + one) / n - one
+
+    def body(b, *rest):
+        *pos, k = rest
+        coords = [coordinate(i, n) for i, n in zip(reversed(pos), reversed(spatial))]  # x (width) first
+        total = theta[b, k, _c(len(coords))]
+        for j, c in enumerate(coords):
+            total = total + theta[b, k, _c(j)] * c
+        return total
+
+    return [te.compute(tuple(out_dims), body, name="affine_grid")]
+
+
+# ----- non-maximum suppression ---------------------------------------------------------------
+def _nms(node, ins):
+    """TOPI's all-class NMS: (selected rows padded to batch * classes * boxes, count (1,))."""
+    from tvm.topi.vision import all_class_non_max_suppression
+
+    boxes, scores, max_out, iou, score = (list(ins) + [None] * 5)[:5]
+    dtype = str(boxes.dtype)
+    if node.attrs["center_point_box"]:  # (x centre, y centre, width, height) -> corners (y1, x1, y2, x2)
+        centred = boxes
+        half = tirx.const(0.5, dtype)
+
+        def corner(b, n, k):
+            centre = centred[b, n, tirx.Select(k % 2 == 0, 1, 0)]
+            extent = centred[b, n, tirx.Select(k % 2 == 0, 3, 2)]
+            return tirx.Select(k < 2, centre - half * extent, centre + half * extent)
+
+        boxes = te.compute(tuple(boxes.shape), corner, name="nms_corners")
+    consts = [v.const if v is not None and v.const is not None else None for v in (list(node.inputs) + [None] * 5)[2:5]]
+    max_out = int(consts[0].reshape(-1)[0]) if consts[0] is not None else (max_out if max_out is not None else 0)
+    iou = float(consts[1].reshape(-1)[0]) if consts[1] is not None else (iou if iou is not None else 0.0)
+    score = float(consts[2].reshape(-1)[0]) if consts[2] is not None else (
+        score if score is not None else float(np.finfo(np.float32).min))
+    return all_class_non_max_suppression(boxes, scores, max_out, iou, score, output_format="onnx")
+
+
+def _values_f32(t):
+    return (t() if len(t.shape) == 0 else t(_c(0))).astype(F32)
+
+
+@shape_function("dyn_nms")
+def _nms_shape(node, ins):
+    selected, count = _nms(node, ins)
+    total = count(_c(0)).astype(I64)
+    # the rows are read (never, the count is not negative) so that the kernel allocates them
+    unused = tirx.Select(total < _c(0), selected(_c(0), _c(0)).astype(I64), _c(0))
+    return [te.compute((2,), lambda i: tirx.Select(i == 0, total, _c(3) + unused), name="nms_shape")]
+
+
+@lowering("dyn_nms")
+def _lower_nms(node, ins):
+    selected, count = _nms(node, ins)
+    return [te.compute(tuple(_out_dims(node.output)),
+                       lambda i, j: tirx.Select(_i64(i) < count(_c(0)).astype(I64), selected(i, j).astype(I64), _c(0)),
+                       name="nms")]
 
 
 # ----- nonzero ---------------------------------------------------------------------------------
