@@ -471,6 +471,10 @@ Options ParseArgs(int argc, char** argv) {
 }
 
 std::vector<Tensor> ReadInputs(const Model& model, const Options& opt) {
+  for (const auto& kv : opt.input_files) {  // an unknown name first: it explains any missing input
+    bool known = std::any_of(model.inputs.begin(), model.inputs.end(), [&](const TensorSpec& s) { return s.name == kv.first; });
+    if (!known) throw UsageError("the model has no input '" + kv.first + "'");
+  }
   std::vector<Tensor> args;
   for (size_t k = 0; k < model.inputs.size(); ++k) {
     const TensorSpec& spec = model.inputs[k];
@@ -481,10 +485,6 @@ std::vector<Tensor> ReadInputs(const Model& model, const Options& opt) {
     if (path == nullptr && !spec.Symbolic())
       std::cerr << "edgecc-runner: input '" << spec.name << "' not given, using zeros\n";
     args.push_back(MakeInput(spec, path));
-  }
-  for (const auto& kv : opt.input_files) {
-    bool known = std::any_of(model.inputs.begin(), model.inputs.end(), [&](const TensorSpec& s) { return s.name == kv.first; });
-    if (!known) throw UsageError("the model has no input '" + kv.first + "'");
   }
   CheckDims(model.inputs, args, model.dim_bounds);
   return args;
