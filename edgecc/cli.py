@@ -402,6 +402,9 @@ def _compile_summary(compiled, out: str) -> str:
     lines = [f"wrote {out} ({os.path.getsize(out) / 1e6:.1f} MB): {s.kernels} kernels ({how}), {s.calls} calls, "
              f"target {compiled.target.tag}; {times}",
              f"{s.scheduled_by.get('tuned', 0)} of {s.kernels} kernels from tuning records"]
+    symbolic = _symbolic_dims(compiled.graph)
+    if symbolic:
+        lines.append(f"symbolic dimensions: {symbolic} (one library for every allowed size)")
     if s.fallbacks:
         lines.append(f"{len(s.fallbacks)} kernels did not get their intended schedule:")
         lines += [f"  {f}" for f in s.fallbacks]  # kernel (kind): intended -> got: reason
@@ -587,17 +590,23 @@ def _summary(graph) -> str:
         lines.append(f"// input  {name}: {format_type(v.type)}")
     for name, v in zip(names_out, graph.outputs):
         lines.append(f"// output {name}: {format_type(v.type)}")
-    symbolic = sorted(set().union(*(v.type.dim_vars for v in graph.inputs))) if graph.inputs else []
+    symbolic = _symbolic_dims(graph)
     if symbolic:
-        bounds = graph.meta.get("dim_bounds") or {}
-
-        def allowed(var):
-            lo, hi = bounds.get(var, (1, None))
-            return f"{lo}..{hi}" if hi is not None else f"{lo} or more"
-
-        lines.append("// symbolic dimensions: " + ", ".join(f"{var} {allowed(var)}" for var in symbolic))
+        lines.append(f"// symbolic dimensions: {symbolic}")
     lines.append("// op counts: " + ", ".join(f"{op} {n}" for op, n in graph.op_counts().items()))
     return "\n".join(lines)
+
+
+def _symbolic_dims(graph) -> str:
+    """The graph inputs' size variables with their bounds ("batch 1..8, seq 1 or more"), or ''."""
+    names = sorted(set().union(*(v.type.dim_vars for v in graph.inputs))) if graph.inputs else []
+    bounds = graph.meta.get("dim_bounds") or {}
+
+    def allowed(var):
+        lo, hi = bounds.get(var, (1, None))
+        return f"{lo}..{hi}" if hi is not None else f"{lo} or more"
+
+    return ", ".join(f"{var} {allowed(var)}" for var in names)
 
 
 def _fusion_report(graph) -> str:
