@@ -18,7 +18,8 @@ X = RNG.standard_normal((2, 3, 4)).astype(np.float32)
 
 
 #: output element types where they are not float
-OUTPUT_TYPES = {"TopK": [F, I64], "NonZero": [I64], "Range": [I64], "NonMaxSuppression": [I64]}
+OUTPUT_TYPES = {"TopK": [F, I64], "NonZero": [I64], "Range": [I64], "NonMaxSuppression": [I64],
+                "Unique": [F, I64, I64, I64]}
 
 
 def _model(node, inputs: dict[str, tuple[int, list]], opset: int = 20):
@@ -107,6 +108,10 @@ CASES = {
           "score": np.array([0.0], np.float32)},
          {"boxes": BOXES, "scores": SCORES, "n": _i64(3), "iou": np.array([0.5], np.float32),
           "score": np.array([0.85], np.float32)}]),
+    "unique": (helper.make_node("Unique", ["u"], ["y", "first", "inverse", "counts"], axis=1),
+               {"u": (F, [2, 4])},
+               [{"u": np.array([[1, 3, 1, 2], [0, 5, 0, 2]], np.float32)},
+                {"u": np.array([[1, 1, 1, 1], [2, 2, 2, 2]], np.float32)}]),
     "nonzero": (helper.make_node("NonZero", ["x"], ["y"]), {"x": (F, [2, 3, 4])},
                 [{"x": (X > 0.5).astype(np.float32)}, {"x": (X > -0.5).astype(np.float32)}]),
     "compress": (helper.make_node("Compress", ["x", "c"], ["y"], axis=2), {"x": (F, [2, 3, 4]), "c": (TensorProto.BOOL, [4])},

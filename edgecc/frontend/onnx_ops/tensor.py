@@ -580,6 +580,15 @@ def _next_float32_up(ctx, threshold):
     return ctx.emit("bitcast", ctx.emit("add", bits, step), to="float32")
 
 
+@converter("Unique", since=11)
+def _unique(ctx, inputs, attrs):
+    x = inputs[0]
+    if any(isinstance(d, Dim) for d in x.shape):
+        raise ctx.unsupported("an input with symbolic dimensions")
+    return ctx.emit("dyn_unique", x, num_outputs=4, axis=attrs.get("axis"), sorted=attrs.get("sorted", 1),
+                    shape_vars=fresh_vars(ctx, 1))
+
+
 @converter("Compress", since=9, checks={"axis": axis()})
 def _compress(ctx, inputs, attrs):
     x = inputs[0]

@@ -166,10 +166,29 @@ register_op("dyn_nms", ["boxes", "scores", "max_output_boxes_per_class?", "iou_t
             lambda node: [TensorType("int64", [fresh_shape(node, 1)[0], 3])],
             attrs={"center_point_box": Attr("int", 0), **_VARS}, traits=_OPAQUE,
             doc="ONNX NonMaxSuppression: (batch, class, box) of the selected boxes, one row each")
+def _unique_infer(node: Node):
+    t = in_type(node, 0)
+    (count,) = fresh_shape(node, 1)
+    axis = node.attrs["axis"]
+    if axis is None:
+        size = t.size
+        return [TensorType(t.dtype, [count]), TensorType("int64", [count]), TensorType("int64", [size]),
+                TensorType("int64", [count])]
+    axis %= t.rank
+    shape = list(t.shape)
+    length = shape[axis]
+    shape[axis] = count
+    return [TensorType(t.dtype, shape), TensorType("int64", [count]), TensorType("int64", [length]),
+            TensorType("int64", [count])]
+
+
+register_op("dyn_unique", ["x"], _unique_infer, attrs={"axis": Attr("int", None), "sorted": Attr("int", 1), **_VARS},
+            traits=_OPAQUE, num_outputs=4,
+            doc="ONNX Unique: the distinct slices along `axis` (elements when none), first indices, inverse, counts")
 register_op("nonzero", ["x"], _nonzero_infer, attrs=_VARS, traits=_OPAQUE,
             doc="the indices of x's nonzero elements, shape (rank, count), in row-major order")
 
 #: the ops of this module: their output shapes are known only at run time
 DYNAMIC_OPS = frozenset({"dyn_reduce", "dyn_reshape", "dyn_slice", "dyn_pad", "dyn_expand", "dyn_tile", "dyn_full",
                          "dyn_range", "dyn_topk", "dyn_one_hot", "dyn_resize", "dyn_split", "dyn_affine_grid",
-                         "dyn_nms", "nonzero"})
+                         "dyn_nms", "dyn_unique", "nonzero"})

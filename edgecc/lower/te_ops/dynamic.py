@@ -12,6 +12,8 @@ All index arithmetic is int64.
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
 from tvm import te, tirx, topi
 
@@ -625,6 +627,144 @@ def _lower_nms(node, ins):
     return [te.compute(tuple(_out_dims(node.output)),
                        lambda i, j: tirx.Select(_i64(i) < count(_c(0)).astype(I64), selected(i, j).astype(I64), _c(0)),
                        name="nms")]
+
+
+# ----- unique ----------------------------------------------------------------------------------
+def _unique_layout(node, x) -> tuple[int, int, int]:
+    """(outer, length, inner): x as `length` items (slices along the axis) of outer x inner elements."""
+    dims = [int(d) for d in shape_of(x)]
+    axis = node.attrs["axis"]
+    if axis is None:
+        return 1, math.prod(dims), 1
+    axis %= len(dims)
+    return math.prod(dims[:axis]), dims[axis], math.prod(dims[axis + 1:])
+
+
+class _Items:
+    """IR-builder helpers over the items of x's buffer (see `_unique_layout`)."""
+
+    def __init__(self, T, src, layout, dtype: str):
+        self.T, self.src, (self.outer, self.length, self.inner) = T, src, layout
+        self.wide = F32 if dtype in ("float16", "bfloat16") else dtype
+
+    def at(self, item, o, i):
+        return self.src[(o * self.length + item) * self.inner + i].astype(self.wide)
+
+    def equal(self, a, b, flag):
+        """flag[0] = 1 when items a and b hold equal elements, else 0."""
+        T = self.T
+        flag[0] = _c(1)
+        with (T.serial(_c(0), _c(self.outer)) as o, T.serial(_c(0), _c(self.inner)) as i,
+              T.If(self.at(a, o, i) != self.at(b, o, i)), T.Then()):
+            flag[0] = _c(0)
+
+    def compare(self, a, b, order):
+        """order[0] = -1, 0 or 1 as item a sorts before, with or after item b (row-major order)."""
+        T = self.T
+        order[0] = _c(0)
+        with (T.serial(_c(0), _c(self.outer)) as o, T.serial(_c(0), _c(self.inner)) as i,
+              T.If(order[0] == _c(0)), T.Then()):
+            va, vb = self.at(a, o, i), self.at(b, o, i)
+            with T.If(va < vb):
+                with T.Then():
+                    order[0] = _c(-1)
+                with T.Else(), T.If(va > vb), T.Then():
+                    order[0] = _c(1)
+
+    def first_occurrences(self, flag, seen, fresh, store=None):
+        """seen[0] = the number of distinct items; store(position, item) for each first occurrence."""
+        T = self.T
+        seen[0] = _c(0)
+        with T.serial(_c(0), _c(self.length)) as k:
+            fresh[0] = _c(1)
+            with T.serial(_c(0), k) as j:
+                self.equal(j, k, flag)
+                with T.If(flag[0] == _c(1)), T.Then():
+                    fresh[0] = _c(0)
+            with T.If(fresh[0] == _c(1)), T.Then():
+                if store is not None:
+                    store(seen[0], k)
+                seen[0] = seen[0] + _c(1)
+
+
+def _local(T, n: int = 1):
+    return T.buffer_proxy(T.decl_buffer((n,), I64, scope="local"))
+
+
+@shape_function("dyn_unique")
+def _unique_shape(node, ins):
+    x = ins[0]
+    layout = _unique_layout(node, x)
+
+    def gen(x_buf, out_buf):
+        from tvm.script.ir_builder import IRBuilder
+        from tvm.script.ir_builder import tirx as T
+
+        out = T.buffer_proxy(out_buf)
+        with IRBuilder() as ib, T.seq_scope():
+            items = _Items(T, T.buffer_proxy(x_buf), layout, str(x.dtype))
+            seen, flag, fresh = _local(T), _local(T), _local(T)
+            items.first_occurrences(flag, seen, fresh)
+            out[0] = seen[0]
+        return ib.get()
+
+    count = te.extern([(1,)], [x], lambda i, o: gen(i[0], o[0]), dtype=I64, name="unique_count")
+    rank = len(node.outputs[0].type.shape)
+    axis = 0 if node.attrs["axis"] is None else node.attrs["axis"] % rank
+    dims = _dims(x) if node.attrs["axis"] is not None else [_c(layout[1])]
+    total = count(_c(0))
+    values = [total if d == axis else dims[d] for d in range(rank)]
+    return [_shape_tensor(values, "unique_shape"), _shape_tensor([total], "unique_indices_shape"),
+            _shape_tensor([_c(layout[1])], "unique_inverse_shape"), _shape_tensor([total], "unique_counts_shape")]
+
+
+@lowering("dyn_unique")
+def _lower_unique(node, ins):
+    """First occurrences in order, sorted when asked (selection sort of distinct items), then each
+    item's position among them and the counts; all sequential."""
+    x = ins[0]
+    layout = _unique_layout(node, x)
+    outer, length, inner = layout
+    shapes = [tuple(_out_dims(v)) for v in node.outputs]
+    count = _out_dims(node.outputs[1])[0]
+
+    def gen(x_buf, y_buf, first_buf, inverse_buf, counts_buf):
+        from tvm.script.ir_builder import IRBuilder
+        from tvm.script.ir_builder import tirx as T
+
+        src = T.buffer_proxy(x_buf)
+        y, first, inverse, counts = (T.buffer_proxy(b) for b in (y_buf, first_buf, inverse_buf, counts_buf))
+        with IRBuilder() as ib, T.seq_scope():
+            items = _Items(T, src, layout, str(x.dtype))
+            seen, flag, fresh, order, best, held = (_local(T) for _ in range(6))
+
+            def store(position, item):
+                first[position] = item
+
+            items.first_occurrences(flag, seen, fresh, store)
+            if node.attrs["sorted"]:
+                with T.serial(_c(0), count) as p:
+                    best[0] = p
+                    with T.serial(p + _c(1), count) as q:
+                        items.compare(first[q], first[best[0]], order)
+                        with T.If(order[0] == _c(-1)), T.Then():
+                            best[0] = q
+                    held[0] = first[p]
+                    first[p] = first[best[0]]
+                    first[best[0]] = held[0]
+            with T.serial(_c(0), count) as u:
+                counts[u] = _c(0)
+            with T.serial(_c(0), _c(length)) as k, T.serial(_c(0), count) as u:
+                items.equal(first[u], k, flag)
+                with T.If(flag[0] == _c(1)), T.Then():
+                    inverse[k] = u
+                    counts[u] = counts[u] + _c(1)
+            with T.serial(_c(0), _c(outer)) as o, T.serial(_c(0), count) as u, T.serial(_c(0), _c(inner)) as i:
+                y[(o * count + u) * _c(inner) + i] = src[(o * _c(length) + first[u]) * _c(inner) + i]
+        return ib.get()
+
+    return list(te.extern(shapes, [x], lambda i, o: gen(i[0], *o), dtype=[str(x.dtype), I64, I64, I64],
+                          name="unique"))
 
 
 # ----- nonzero ---------------------------------------------------------------------------------
