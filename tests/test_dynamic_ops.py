@@ -142,10 +142,18 @@ def test_values_that_do_not_change_the_shape_are_run_time_inputs():
 
 
 def test_empty_run_time_results():
-    """A slice past the end and NonZero of zeros give 0-sized outputs, not a crash."""
+    """NonZero of zeros, a slice past the end and a reduction beside a 0-sized axis give 0-sized
+    outputs, not a crash."""
     nonzero = _model(helper.make_node("NonZero", ["x"], ["y"]), {"x": (F, [3, 4])})
     got = edgecc.compile(nonzero, "host").load().run({"x": np.zeros((3, 4), np.float32)})["y"]
     assert got.shape == (2, 0)
+    sliced = _model(helper.make_node("Slice", ["x", "st", "en"], ["y"]), {"x": (F, [2, 3, 4]), "st": (I64, [1]),
+                                                                        "en": (I64, [1])})
+    got = edgecc.compile(sliced, "host").load().run({"x": X, "st": _i64(5), "en": _i64(9)})["y"]
+    assert got.shape == (0, 3, 4)
+    reduced = _model(helper.make_node("ReduceSum", ["x", "a"], ["y"]), {"x": (F, [2, 0, 4]), "a": (I64, [1])})
+    got = edgecc.compile(reduced, "host").load().run({"x": np.zeros((2, 0, 4), np.float32), "a": _i64(2)})["y"]
+    assert got.shape == (2, 0, 1)
 
 
 def test_an_input_still_needed_at_compile_time_is_a_clear_refusal():

@@ -733,21 +733,7 @@ def render_report(cases: Sequence[Case], results: dict[Key, Result], frontends: 
             r = results.get((case.name, "edgecc"))
             if r is not None and not r.passed:
                 groups[(r.category, failure_reason(r))].append(case)
-        ordered = sorted(groups.items(), key=lambda kv: (-len(kv[1]), kv[0]))
-        lines += [
-            "",
-            "## edgecc failures, grouped",
-            "",
-            "| kind | reason | cases | ops |",
-            "|---|---|---:|---|",
-        ]
-        for (category, reason), group in ordered[:max_reasons]:
-            ops = sorted({c.op_label for c in group}, key=str.lower)
-            shown = ", ".join(ops[:8]) + (f" and {len(ops) - 8} more" if len(ops) > 8 else "")
-            lines.append(f"| {category} | {reason.replace('|', '/')} | {len(group)} | {shown} |")
-        if len(ordered) > max_reasons:
-            rest = sum(len(g) for _, g in ordered[max_reasons:])
-            lines.append(f"| | {len(ordered) - max_reasons} more reasons | {rest} | |")
+        lines += _grouped_table("edgecc failures, grouped", "reason", groups, max_reasons)
         lines += _frozen_only_section(cases, results, max_reasons)
         lines += _known_failures_section(cases, results)
     return "\n".join(lines) + "\n"
@@ -762,8 +748,14 @@ def _frozen_only_section(cases: Sequence[Case], results: dict[Key, Result], max_
             groups[(r.first.category, failure_reason(r.first))].append(case)
     if not groups:
         return []
-    lines = ["", "## edgecc strict failures that pass with frozen parameters, grouped", "",
-             "| kind | reason at the first attempt | cases | ops |", "|---|---|---:|---|"]
+    return _grouped_table("edgecc strict failures that pass with frozen parameters, grouped",
+                          "reason at the first attempt", groups, max_reasons)
+
+
+def _grouped_table(title: str, reason_column: str, groups: dict[tuple[str, str], list[Case]],
+                   max_reasons: int) -> list[str]:
+    """A section of (kind, reason) groups of cases, largest first, with their ops."""
+    lines = ["", f"## {title}", "", f"| kind | {reason_column} | cases | ops |", "|---|---|---:|---|"]
     ordered = sorted(groups.items(), key=lambda kv: (-len(kv[1]), kv[0]))
     for (category, reason), group in ordered[:max_reasons]:
         ops = sorted({c.op_label for c in group}, key=str.lower)
