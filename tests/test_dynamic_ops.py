@@ -161,3 +161,23 @@ def test_an_input_still_needed_at_compile_time_is_a_clear_refusal():
                    {"x": (F, [1, 4, 4]), "image": (I64, [2]), "block": (I64, [2])})
     with pytest.raises(EdgeccError, match=r"node 'c2i' \(Col2Im\): image_shape must be known at compile time"):
         edgecc.compile(model, "host")
+
+
+def test_shapes_of_symbolic_inputs_as_values():
+    """ConstantOfShape of a symbolic input's shape keeps the size variable; Split into equal parts of a
+    symbolic axis computes the part sizes at run time."""
+    n = helper.make_tensor_value_info("x", F, ["n", 4])
+    nodes = [helper.make_node("Shape", ["x"], ["s"]), helper.make_node("ConstantOfShape", ["s"], ["ones"],
+                                                                      value=helper.make_tensor("v", F, [1], [1.0])),
+             helper.make_node("Add", ["x", "ones"], ["y"]),
+             helper.make_node("Split", ["x"], ["a", "b"], axis=0, num_outputs=2)]
+    outputs = [helper.make_tensor_value_info(name, F, None) for name in ("y", "a", "b")]
+    model = helper.make_model(helper.make_graph(nodes, "symbolic", [n], outputs),
+                              opset_imports=[helper.make_opsetid("", 18)])
+    module = edgecc.compile(model, "host").load()
+    session = ort.InferenceSession(model.SerializeToString(), providers=["CPUExecutionProvider"])
+    for rows in (3, 6):
+        x = RNG.standard_normal((rows, 4)).astype(np.float32)
+        for got, expected in zip(module.run({"x": x}).values(), session.run(None, {"x": x})):
+            assert got.shape == expected.shape
+            np.testing.assert_allclose(got, expected, rtol=1e-6)

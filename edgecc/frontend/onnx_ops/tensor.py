@@ -192,9 +192,24 @@ def _split(ctx, inputs, attrs):
     else:
         n = attrs.get("num_outputs", n_out)
         dim = x.shape[axis]
+        if isinstance(dim, Dim) and n > 1:  # equal parts of a symbolic size: sizes computed at run time
+            return _split_evenly_at_run_time(ctx, x, axis, n)
         chunk = -(-dim // n)
         sizes = [min(chunk, dim - i * chunk) for i in range(n)]
     outs = ctx.emit("split", x, axis=axis, sizes=sizes, num_outputs=len(sizes))
+    return outs if isinstance(outs, list) else [outs]
+
+
+def _split_evenly_at_run_time(ctx, x, axis: int, n: int):
+    """Split's num_outputs parts of a symbolic dimension: ceil(dim / n) each, the last one shorter."""
+    dim = ctx.emit("shape", x, start=axis, end=axis + 1)
+    chunk = ctx.emit("div", ctx.emit("add", dim, scalar(ctx, n - 1, "int64")), scalar(ctx, n, "int64"))
+    parts = []
+    for i in range(n):
+        rest = ctx.emit("sub", dim, ctx.emit("mul", chunk, scalar(ctx, i, "int64")))
+        parts.append(ctx.emit("maximum", ctx.emit("minimum", chunk, rest), scalar(ctx, 0, "int64")))
+    sizes = ctx.emit("concat", *parts, axis=0) if n > 1 else parts[0]
+    outs = ctx.emit("dyn_split", x, sizes, num_outputs=n, axis=axis, shape_vars=fresh_vars(ctx, n))
     return outs if isinstance(outs, list) else [outs]
 
 
@@ -316,13 +331,14 @@ def _size(ctx, inputs, attrs):
 def _constant_of_shape(ctx, inputs, attrs):
     from onnx import numpy_helper
 
+    fill = numpy_helper.to_array(attrs["value"]).reshape(-1) if "value" in attrs else np.zeros(1, np.float32)
     if runtime(inputs[0]):
-        fill = numpy_helper.to_array(attrs["value"]).reshape(-1) if "value" in attrs else np.zeros(1, np.float32)
         shape = as_int64(ctx, inputs[0], "the shape")
         return emit_dynamic(ctx, "dyn_full", shape, rank=length(shape), value=fill[0].item(), dtype=str(fill.dtype))
-    shape = check_new_tensor(ctx, _ints(ctx, inputs[0], "the shape"), "float64", "the shape")
-    fill = numpy_helper.to_array(attrs["value"]).reshape(-1) if "value" in attrs else np.zeros(1, np.float32)
-    return ctx.emit("full", shape=shape, value=fill[0].item(), dtype=str(fill.dtype))
+    shape = ctx.static_shape(inputs[0], "the shape")
+    if not any(isinstance(d, Dim) for d in shape):
+        shape = check_new_tensor(ctx, shape, "float64", "the shape")
+    return ctx.emit("full", shape=tuple(shape), value=fill[0].item(), dtype=str(fill.dtype))
 
 
 @converter("Range")
