@@ -204,7 +204,7 @@ def schedule_nchwc_conv(kernel, target, anchor_names, acc_dtype: str | None = No
     pad = _find(sch, ("pad",))
     inline_all_but(sch, [conv] + ([pad] if pad is not None else []))
     out, conv = output_block(sch, conv)
-    parallel = _work(sch, conv) >= min_parallel_work
+    parallel = min_parallel_work <= 0 or _work(sch, conv) >= min_parallel_work  # (symbolic extents: no _work)
     if pad is not None:  # padded copy first: no bounds checks in the inner loop
         _schedule_blocked_copy(sch, _find(sch, ("pad",)), parallel)
     n, oc, oh, ow, ob = sch.get_loops(out)
@@ -304,14 +304,16 @@ def _schedule_gemm(kernel, target, anchor_name: str, n_block: int, min_parallel_
     anchor = _find(sch, (anchor_name,))
     if anchor is None:
         raise ValueError(f"no {anchor_name} block")
-    parallel = _work(sch, anchor) >= min_parallel_work
+    parallel = min_parallel_work <= 0 or _work(sch, anchor) >= min_parallel_work  # (symbolic extents: no _work)
     inline_all_but(sch, [anchor])
     out, anchor = output_block(sch, anchor)
     loops = sch.get_loops(out)
     if len(loops) < 2:
         raise ValueError("gemm rule needs rows and columns")
     batch, rows, cols = loops[:-2], loops[-2], loops[-1]
-    knobs = {"rows": _divisor_tile(_extent(sch, rows), (4, 2)), "cols": n_block, "unroll": True, **(knobs or {})}
+    knobs = {"cols": n_block, "unroll": True, **(knobs or {})}
+    if "rows" not in knobs:
+        knobs["rows"] = _divisor_tile(_extent(sch, rows), (4, 2))
     m_o, m_i = sch.split(rows, [None, knobs["rows"]])
     n_o, n_i = sch.split(cols, [None, knobs["cols"]])
     sch.reorder(*batch, m_o, n_o, m_i, n_i)

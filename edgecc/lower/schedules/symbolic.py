@@ -27,7 +27,7 @@ Fixed-size kernels never reach these rules (`Scheduler` routes on `kernel.symbol
 from __future__ import annotations
 
 from . import register_rule
-from .cpu import accumulator_registers, conv_tiling, inline_all_but, output_block, schedule_blocks
+from .cpu import accumulator_registers, inline_all_but, output_block, schedule_blocks
 
 RULES_NAME = "symbolic"
 
@@ -194,49 +194,37 @@ def schedule_matmul(kernel, target):
 
 
 def _schedule_gemm(kernel, target, anchor_name: str, block: int | None = None):
-    """Register tiles of rows x `block` columns (packed weights) or whole vectors: 4 rows where
-    the row count is static and a multiple of 4, else 1 (a guard for a partial row tile inside
-    the reduction costs more than the 4-row tile gains: BERT's QKV dense at seq 128, min of 9
-    interleaved runs on a loaded 2-core host, 0.19 ms fixed, 0.62 ms 1 row, 0.80 ms guarded 4 rows)."""
+    """The CPU rule's register tiles (`cpu._schedule_gemm`) of rows x `block` columns (packed
+    weights) or whole vectors: 4 rows where the row count is static and a multiple of 4, else 1 (a
+    guard for a partial row tile inside the reduction costs more than the 4-row tile gains: BERT's
+    QKV dense at seq 128, min of 9 interleaved runs on a loaded 2-core host, 0.19 ms fixed, 0.62 ms
+    1 row, 0.80 ms guarded 4 rows). Symbolic columns: `_gemm_symbolic_columns`."""
+    from .cpu import _schedule_gemm as cpu_gemm
+
+    shape = kernel.outputs[0].type.shape if kernel.outputs else ()
+    if len(shape) < 2:
+        return _generic(kernel, target, _schedule(kernel))
+    rows, n = shape[-2], shape[-1]
+    if not isinstance(n, int):
+        return _gemm_symbolic_columns(kernel, target, anchor_name)
+    lanes = _lanes(kernel, target)
+    cols = block or min(_vector_tile(n, lanes), 2 * lanes)
+    if cols == 1:
+        return _generic(kernel, target, _schedule(kernel))
+    row_tile = GEMM_ROWS if isinstance(rows, int) and rows % GEMM_ROWS == 0 else 1
+    return cpu_gemm(kernel, target, anchor_name, cols, knobs={"rows": row_tile, "cols": cols, "unroll": True})
+
+
+def _gemm_symbolic_columns(kernel, target, anchor_name: str):
+    """Columns of symbolic count (attention scores, seq x seq): a 4-row tile per parallel task,
+    each reduction step updating whole rows, so the contiguous column loop carries no guard and
+    LLVM vectorizes it."""
     sch = _schedule(kernel)
     anchor = _find(sch, (anchor_name,))
     if anchor is None:
         return _generic(kernel, target, sch)
     inline_all_but(sch, [anchor])
     out, anchor = output_block(sch, anchor)
-    loops = sch.get_loops(out)
-    if len(loops) < 2:
-        return _generic(kernel, target, sch)
-    lanes = _lanes(kernel, target)
-    n = _static(sch, loops[-1])
-    if n is None:
-        return _gemm_symbolic_columns(sch, out, anchor)
-    cols = block or min(_vector_tile(n, lanes), 2 * lanes)
-    if cols == 1:
-        return _generic(kernel, target, sch)
-    batch, rows, col = loops[:-2], loops[-2], loops[-1]
-    m = _static(sch, rows)
-    m_o, m_i = sch.split(rows, [None, GEMM_ROWS if m is not None and m % GEMM_ROWS == 0 else 1])
-    n_o, n_i = sch.split(col, [None, cols])
-    sch.reorder(*batch, m_o, n_o, m_i, n_i)
-    par = sch.fuse(*batch, m_o, n_o)
-    sch.parallel(par)
-    sch.vectorize(n_i)
-    sch.compute_at(anchor, par)
-    inner = sch.get_loops(anchor)[1:]
-    spatial, reduction = inner[:-1], inner[-1:]
-    sch.reorder(*reduction, *spatial)
-    for loop in spatial[:-1]:
-        sch.unroll(loop)
-    sch.vectorize(spatial[-1])
-    sch.decompose_reduction(anchor, reduction[0])
-    return sch.mod["main"]
-
-
-def _gemm_symbolic_columns(sch, out, anchor):
-    """Columns of symbolic count (attention scores, seq x seq): a 4-row tile per parallel task,
-    each reduction step updating whole rows, so the contiguous column loop carries no guard and
-    LLVM vectorizes it."""
     loops = sch.get_loops(out)
     batch, rows = loops[:-2], loops[-2]
     m_o, _ = sch.split(rows, [None, GEMM_ROWS])  # guarded per row, not per column
@@ -252,42 +240,14 @@ def _gemm_symbolic_columns(sch, out, anchor):
 
 @register_rule("conv", "depthwise_conv", rules=RULES_NAME)
 def schedule_conv(kernel, target):
-    """NCHW{b}c convolution with a symbolic batch: the CPU rule's register tile on the static axes."""
-    sch = _schedule(kernel)
-    conv = _find(sch, ("conv2d_NCHWc", "depthwise_conv2d_NCHWc"))
-    if conv is None:
-        return _generic(kernel, target, sch)
-    unroll_window = "depthwise" in sch.get(conv).name_hint
-    pad = _find(sch, ("pad",))
-    inline_all_but(sch, [conv] + ([pad] if pad is not None else []))
-    out, conv = output_block(sch, conv)
-    n, oc, oh, ow, ob = sch.get_loops(out)
-    width, block = _static(sch, ow), _static(sch, ob)
-    if width is None or block is None or _static(sch, oh) is None:
-        return _generic(kernel, target, sch)
-    if pad is not None:  # padded copy first: no bounds checks in the inner loop
-        pn, pc, ph, _, pb = sch.get_loops(_find(sch, ("pad",)))
-        sch.parallel(sch.fuse(pn, pc, ph))
-        sch.vectorize(pb)
-    lanes = min(_lanes(kernel, target), block)
-    tile, vectors = conv_tiling(width, block, lanes, accumulator_registers(target))
-    ob_o, ob_i = sch.split(ob, [None, vectors * lanes])
-    ow_o, ow_i = sch.split(ow, [None, tile])
-    sch.reorder(n, oc, oh, ob_o, ow_o, ow_i, ob_i)
-    rows = sch.fuse(n, oc, oh)
-    sch.parallel(rows)
-    sch.vectorize(ob_i)
-    sch.compute_at(conv, sch.get_loops(out)[2])
-    inner = sch.get_loops(conv)[3:]
-    spatial, reduction = inner[:2], inner[2:]
-    sch.reorder(*reduction, *spatial)
-    if unroll_window:
-        for loop in reduction:
-            sch.unroll(loop)
-    sch.unroll(spatial[0])
-    sch.vectorize(spatial[1])
-    sch.decompose_reduction(conv, reduction[0])
-    return sch.mod["main"]
+    """NCHW{b}c convolution with a symbolic batch: the CPU rule (its register tile covers the
+    static image axes); with a symbolic image size, the generic schedule."""
+    from .cpu import schedule_nchwc_conv
+
+    shape = kernel.outputs[0].type.shape if kernel.outputs else ()
+    if len(shape) != 5 or not all(isinstance(d, int) for d in shape[1:]):
+        return _generic(kernel, target, _schedule(kernel))
+    return schedule_nchwc_conv(kernel, target, ("conv2d_NCHWc", "depthwise_conv2d_NCHWc"))
 
 
 @register_rule("winograd_conv", rules=RULES_NAME)
