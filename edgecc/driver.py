@@ -174,6 +174,7 @@ def _prepare(model, target_obj, options: CompileOptions, raw: bool = False) -> P
             _quantize(prepared.graph, target_obj, options)
     with _stage("passes", options, prepared.timings):
         prepared.pass_report = optimize(prepared.graph, target_obj, options, prepared.remarks)
+    prepared.target = target_obj.for_graph(prepared.graph)  # code generation options for what it computes
     return prepared
 
 
@@ -220,6 +221,7 @@ def _compile(model, options: CompileOptions) -> CompiledModel:
     target_obj = get_target(options.target, **options.target_options)
     target_obj.check_toolchain()
     prepared = _prepare(model, target_obj, options)
+    target_obj = prepared.target
     with _stage("build", options, prepared.timings, announce=False):  # lowering reports its kernels
         scheduler = _scheduler(target_obj, options)
         if scheduler is not None and scheduler.records is not None:

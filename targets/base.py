@@ -39,6 +39,11 @@ class Target:
 
         return tvm.target.Target(self.tvm_target_dict())
 
+    def for_graph(self, graph) -> Target:
+        """This target as it should build `graph` (code generation options that pay off only for
+        some models); most targets are the same for every graph."""
+        return self
+
     # --- policy used by passes and schedules ---------------------------------------------
     @property
     def preferred_layout(self) -> str | None:
