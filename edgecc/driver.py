@@ -12,7 +12,7 @@ import sys
 import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from typing import Any, TextIO
 
 from edgecc.errors import EdgeccError
@@ -183,13 +183,13 @@ def _quantize(graph: Graph, target, options: CompileOptions) -> None:
 
     `options.quantize` (an `edgecc.quant.QuantizeOptions`) runs the quantization workflow, which
     lives above the driver: the driver calls it through the options object, never imports it.
-    A target with an NPU backend also gets what it runs in int8 quantized (`quantize_outputs`).
+    The target settles what the options leave open (`QuantizeOptions.for_target`): 7-bit weights
+    where its CPU multiplies those with a wider instruction (x86 AVX2 without VNNI), and for a target
+    with an NPU backend everything that NPU runs in int8 (`quantize_outputs`).
     """
     if options.quantize is None:
         return
-    qopts = options.quantize
-    if target.npu_backend is not None and not qopts.quantize_outputs:
-        qopts = replace(qopts, quantize_outputs=True)
+    qopts = options.quantize.for_target(target)
     qopts.quantize(graph, options.opt_level, options.disabled_passes, options.progress)
 
 

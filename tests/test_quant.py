@@ -169,6 +169,7 @@ def test_int8_digits_cnn_keeps_fp32_accuracy_and_changes_fewer_decisions_than_on
     dict(activation_dtype="uint8"),
     dict(symmetric=True),
     dict(per_channel=False),
+    dict(weight_bits=7),  # what AVX2 targets without VNNI get
 ])
 def test_quantization_schemes_stay_close_to_fp32(digits, options):
     fp32 = bench.edgecc_runner(bench.edgecc_compile(digits["model"], batch=1))
