@@ -230,9 +230,11 @@ class _Converter:
 
     def qdense(self, node: Node) -> None:
         """qdense with a constant [K, N] weight: (N/b, K/4, b, 4) for 8-bit operands when the
-        target sums four products per int32 lane (VNNI), else the same (N/b, K, b) packing as dense."""
+        target sums four products per int32 lane for these weights (VNNI; AVX2's vpmaddubsw for
+        7-bit ones), else the same (N/b, K, b) packing as dense."""
         x, w = node.inputs[:2]
-        quads = self.int8_group == 4 and x.type.dtype in ("int8", "uint8") and w.type.dtype == "int8"
+        quads = (w.const is not None and x.type.dtype in ("int8", "uint8") and w.type.dtype == "int8"
+                 and self._int8_group(w.const, 4) == 4)
         wp = self._packed_weight(w, 4 if quads else 1)
         if wp is not None:
             inputs = [node.inputs[0], wp, *node.inputs[2:]]

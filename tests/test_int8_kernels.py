@@ -175,9 +175,9 @@ def digits_model(tmp_path_factory):
 
 
 def quantized_dense_model(tmp_path, k: int, n: int, activation: str,
-                          rows: tuple[int, ...] = (2, 6)) -> tuple[str, dict]:
+                          rows: tuple[int, ...] = (2, 6), reduce_range: bool = False) -> tuple[str, dict]:
     """[*rows, k] @ [k, n] + bias -> relu -> @ [n, n] (MatMul layers, as in a transformer),
-    quantized by ONNX Runtime (QDQ, full 8-bit weights)."""
+    quantized by ONNX Runtime (QDQ, full 8-bit weights; 7-bit with `reduce_range`)."""
 
     rng = np.random.default_rng(k * 100 + n)
     w1 = rng.standard_normal((k, n)).astype(np.float32) * 0.2
@@ -191,7 +191,7 @@ def quantized_dense_model(tmp_path, k: int, n: int, activation: str,
     onnx.save(model, src)
     feeds = [{"x": rng.standard_normal(x.shape).astype(np.float32)} for _ in range(4)]
     path = ort_quantize(src, tmp_path / "q.onnx", feeds, activation=activation, per_channel=False,
-                        reduce_range=False)
+                        reduce_range=reduce_range)
     return path, {"x": rng.standard_normal(x.shape).astype(np.float32) * 2}
 
 
@@ -223,6 +223,21 @@ def test_avx2_qdense_keeps_the_packed_float_or_int32_path(tmp_path):
     shapes = qdense_weights(compiled)
     assert shapes and all(len(s) == 3 for s in shapes), shapes
     assert "\tvpdpbusd " not in disassembly(compiled, tmp_path)
+    got = list(compiled.load().run(feed).values())[0]
+    np.testing.assert_array_equal(got, run_ort(onnx.load(path), feed)[0])
+
+
+@pytest.mark.parametrize("activation", ["int8", "uint8"])
+def test_avx2_seven_bit_qdense_takes_vpmaddubsw(tmp_path, activation):
+    """7-bit weights (ONNX Runtime's reduce_range) fit vpmaddubsw without saturating: AVX2 packs
+    them in groups of four rows, as VNNI does, and the results stay exact."""
+    path, feed = quantized_dense_model(tmp_path, 64, 32, activation, reduce_range=True)
+    compiled = edgecc.compile(path, get_target("host", cpu="haswell"))
+    assert_every_kernel_scheduled(compiled)
+    shapes = qdense_weights(compiled)
+    assert shapes and all(len(s) == 4 and s[-1] == 4 for s in shapes), shapes
+    asm = disassembly(compiled, tmp_path)
+    assert "\tvpmaddubsw " in asm and "\tvpdpbusd " not in asm
     got = list(compiled.load().run(feed).values())[0]
     np.testing.assert_array_equal(got, run_ort(onnx.load(path), feed)[0])
 
