@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from functools import lru_cache
 
 from .base import CpuTarget
@@ -45,8 +45,8 @@ class HostTarget(CpuTarget):
 
     cpu: str | None = None
     threads: int | None = None
-    #: full-width AVX-512 code (see `for_graph`); the tag and the tuning logs do not depend on it
-    wide_vectors: bool = False
+    #: full-width AVX-512 code (set by `for_graph`, not an option); the tag and the tuning logs do not depend on it
+    wide_vectors: bool = field(default=False, init=False)
 
     def __post_init__(self):
         self.family = "host"
@@ -113,7 +113,9 @@ class HostTarget(CpuTarget):
         full width."""
         if self.vector_bytes != 64 or not any(_integer_kernel(n) for n in graph.walk()):
             return self
-        return replace(self, wide_vectors=True)
+        wide = replace(self)
+        wide.wide_vectors = True
+        return wide
 
     @property
     def runs_here(self) -> bool:
