@@ -8,6 +8,7 @@ The whole sweep (every op, edgecc beside TVM's frontend) is `python tools/confor
 from __future__ import annotations
 
 import os
+import re
 import sys
 
 import pytest
@@ -39,6 +40,20 @@ EXTENDED_OPS = [
     "LpNormalization", "GroupNormalization", "DynamicQuantizeLinear", "If", "Loop", "Scan", "RNN", "GRU", "LSTM",
 ]
 
+#: cases edgecc refuses while a parameter input comes at run time (one line naming it); with that input
+#: frozen to the case's data they must pass
+NEEDS_FROZEN_PARAMETERS = ["test_col2im.*", "test_loop11"]
+
+
+def _expected_result(case) -> str | None:
+    strict = not any(re.fullmatch(p, case.name) for p in NEEDS_FROZEN_PARAMETERS)
+    if not strict:
+        first = conformance.run_case(case, "edgecc", strict=True)
+        if first.passed or "known at compile time" not in first.message:
+            return f"{case.name}: strictly {'passes' if first.passed else first.message}: update NEEDS_FROZEN_PARAMETERS"
+    return conformance.unexpected_result(case, conformance.run_case(case, "edgecc", strict=strict))
+
+
 @pytest.fixture(scope="module")
 def cases_by_op() -> dict[str, list[conformance.Case]]:
     by_op: dict[str, list[conformance.Case]] = {op: [] for op in CORE_OPS + EXTENDED_OPS}
@@ -50,10 +65,12 @@ def cases_by_op() -> dict[str, list[conformance.Case]]:
 @pytest.mark.conformance
 @pytest.mark.parametrize("op", CORE_OPS + EXTENDED_OPS)
 def test_node_cases(op, cases_by_op):
-    """Every case passes, except those on conformance.KNOWN_FAILURES, which must fail."""
+    """Every case passes strictly (shape, axes and pads inputs fed at run time, never frozen), except
+    those on conformance.KNOWN_FAILURES, which must fail, and NEEDS_FROZEN_PARAMETERS, which must be
+    refused in one line strictly and pass frozen."""
     cases = cases_by_op[op]
     assert cases, f"onnx has no node test case for {op}"
-    problems = [p for p in (conformance.unexpected_result(c, conformance.run_case(c, "edgecc")) for c in cases) if p]
+    problems = [p for p in map(_expected_result, cases) if p]
     assert not problems, f"{len(problems)} of {len(cases)} {op} cases are not as expected:\n" + "\n".join(problems)
 
 

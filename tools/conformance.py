@@ -417,11 +417,12 @@ def should_retry(case: Case, attempt: Attempt, result: Result) -> bool:
     return not result.passed and not attempt.frozen and bool(case.parameters)
 
 
-def run_case(case: Case, frontend: str) -> Result:
-    """Both attempts of a case in this process (no isolation, no timeout)."""
+def run_case(case: Case, frontend: str, strict: bool = False) -> Result:
+    """Both attempts of a case in this process (no isolation, no timeout); with `strict` only
+    the first, every graph input fed at run time."""
     attempt = Attempt(case, frontend)
     result = run_attempt(attempt)
-    if should_retry(case, attempt, result):
+    if not strict and should_retry(case, attempt, result):
         first, result = result, run_attempt(Attempt(case, frontend, frozen=True))
         result.first = first
     return result
