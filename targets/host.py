@@ -123,5 +123,5 @@ class HostTarget(CpuTarget):
 
 
 def _integer_kernel(node) -> bool:
-    return node.op in ("qconv", "qdense", "qadd", "qmatmul") or any(
+    return node.op in ("qconv", "qdense", "qadd") or any(
         o.type.dtype in ("int8", "uint8") for o in node.outputs)
