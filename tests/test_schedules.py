@@ -111,3 +111,57 @@ def test_kind_without_rule_and_record_that_does_not_replay_are_fallbacks():
     conv.kind = "conv_unheard_of"
     scheduled = make_scheduler(target).schedule(conv)
     assert scheduled.how == "generic" and scheduled.fallback.reason == "no schedule rule for kind 'conv_unheard_of'"
+
+
+# ----- where a depthwise convolution pads its input ------------------------------------------------
+def _depthwise_model(channels=32, size=15):
+    """Depthwise 3x3 convolutions with padding: stride 2 (15x15 -> 8x8), stride 1 on 8x8 and on
+    10x9 (after a padded 1x1 conv), each with Relu."""
+    from ort_compare import make_model
+    from onnx import helper
+
+    rng = np.random.default_rng(3)
+    w = {f"W{i}": (rng.standard_normal((channels, 1, 3, 3)) * 0.3).astype(np.float32) for i in range(3)}
+    w["P"] = (rng.standard_normal((channels, channels, 1, 1)) * 0.2).astype(np.float32)
+    nodes = [helper.make_node("Conv", ["x", "W0"], ["a"], group=channels, pads=[1, 1, 1, 1], strides=[2, 2]),
+             helper.make_node("Relu", ["a"], ["ar"]),
+             helper.make_node("Conv", ["ar", "W1"], ["b"], group=channels, pads=[1, 1, 1, 1]),
+             helper.make_node("Relu", ["b"], ["br"]),
+             helper.make_node("Conv", ["br", "P"], ["c"], pads=[1, 0, 1, 1]),
+             helper.make_node("Conv", ["c", "W2"], ["d"], group=channels, pads=[1, 1, 1, 1]),
+             helper.make_node("Relu", ["d"], ["out"])]
+    x = rng.standard_normal((1, channels, size, size)).astype(np.float32)
+    return make_model(nodes, {"x": x}, ["out"], w), x
+
+
+def test_depthwise_padding_places_compute_the_same(tmp_path):
+    """Every place the depthwise rule can pad (all first, per output row, per channel plane) gives
+    the default's result; the default follows the stride and the image size; the model matches
+    ONNX Runtime."""
+    import tvm
+
+    from edgecc.lower.schedules import RULES
+    from edgecc.lower.schedules.cpu import PAD_PLACES, depthwise_pad_place
+    from edgecc.tune.database import workload_module
+
+    model, x = _depthwise_model()
+    path = tmp_path / "dw.onnx"
+    onnx.save(model, path)
+    graph, target, _, _ = prepare(str(path), "host")
+    kernels = [p.kernel for p in plan_kernels(graph) if p.kernel.kind == "depthwise_conv"]
+    assert [depthwise_pad_place(k) for k in kernels] == ["rows", "plane", "rows"]  # stride 2; 8x8; 10x9
+    rng = np.random.default_rng(0)
+    for kernel in kernels:
+        args = [rng.standard_normal([int(d) for d in v.type.shape]).astype(np.float32) for v in kernel.args]
+        results = []
+        for place in (None, *PAD_PLACES):
+            knobs = None if place is None else {"pad": place, "parallel": "channels" if place == "plane" else "rows"}
+            func = RULES["depthwise_conv"](kernel, target, knobs=knobs)
+            lib = tvm.compile(workload_module(func), target=target.tvm_target())
+            out = tvm.runtime.tensor(np.zeros([int(d) for d in kernel.outputs[0].type.shape], np.float32))
+            lib["main"](*[tvm.runtime.tensor(a) for a in args], out)
+            results.append(out.numpy())
+        for got in results[1:]:
+            np.testing.assert_allclose(got, results[0], rtol=1e-6, atol=1e-6)
+    got = edgecc.compile(str(path), "host").load().run({"x": x})["out"]
+    np.testing.assert_allclose(got, run_ort(model, {"x": x})[0], rtol=1e-4, atol=1e-4)
