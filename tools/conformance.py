@@ -67,6 +67,9 @@ KNOWN_FAILURES: list[tuple[str, str]] = [
     (r"test_(if|loop\d+)_(opt|seq|seq_none)", "sequence and optional values are not tensors"),
     (r"test_scan_sum", "opset 8 Scan: upgrading the model to opset 11 drops the batch axis from its declared "
                        "inputs, while the case's data keeps it"),
+    (r"test_dft_inverse(_opset19)?",
+     "the expected output is numpy's float32 FFT, 1.9e-7 where the exact value is 0, beyond the case's atol of "
+     "1e-7; edgecc's float64 DFT is 4.4e-7 from the exact transform, the expected output 1.5e-6"),
 ]
 
 #: per-task timeout in seconds (compile and run of one attempt)

@@ -165,22 +165,6 @@ def _symbolic_attention_bias(ctx, attrs, nonpad, per_batch: bool, bias: _Bias, b
     return bias
 
 
-def _half_softmax(ctx, scores):
-    """Softmax over the last axis of a float16 tensor with every step rounded to float16, as the reference
-    computes it: m = max (0 for a row of -inf), e = exp(x - m), s = sum(e) (summed in float32, 1 where it
-    is 0), e / s. The softmax op computes in float32 inside and lands an ulp or two away from it.
-    (bfloat16 keeps the softmax op: the reference rounds its sum after every term, and float32 inside is
-    closer to that than rounding only the steps.)"""
-    dtype = scores.dtype
-    zero, one = scalar(ctx, 0, dtype, "zero"), scalar(ctx, 1, dtype, "one")
-    peak = ctx.emit("reduce_max", scores, axes=(-1,), keepdims=1)
-    peak = ctx.emit("where", ctx.emit("isinf", peak, detect_positive=0, detect_negative=1), zero, peak)
-    exps = ctx.emit("exp", ctx.emit("sub", scores, peak))
-    total = ctx.emit("reduce_sum", exps, axes=(-1,), keepdims=1)
-    total = ctx.emit("where", ctx.emit("equal", total, zero), one, total)
-    return ctx.emit("div", exps, total)
-
-
 @converter("Attention", since=23, checks={"q_num_heads": count(), "kv_num_heads": count()},
            ranks={0: (3, 4), 1: (3, 4), 2: (3, 4)})
 def _attention(ctx, inputs, attrs):
@@ -227,7 +211,7 @@ def _attention(ctx, inputs, attrs):
     precision = attrs.get("softmax_precision")
     if precision:
         scores = cast(ctx, scores, onnx_dtype(precision))
-    probs = _half_softmax(ctx, scores) if scores.dtype == "float16" else ctx.emit("softmax", scores, axis=-1)
+    probs = ctx.emit("softmax", scores, axis=-1)
     masked = bias.fully_masked_rows()
     if masked is not None:  # a row with no key to attend gives zeros, not NaN
         if isinstance(masked, np.ndarray):

@@ -453,21 +453,29 @@ def _axis_max(x, axis, acc, name):
 
 @lowering("softmax", "log_softmax")
 def lower_softmax(node, ins):
-    """Stable: exp(x - max) summed, then normalized (or x - max - log(sum))."""
+    """Stable: exp(x - max) summed, then normalized (or x - max - log(sum)). A float16 softmax rounds
+    x - max, its exp and the sum to float16 (summing in float32), as onnx's reference computes it."""
     x = ins[0]
     dtype, acc, shape = str(x.dtype), _acc(str(x.dtype)), _shape(x)
     axis = norm_axis(node.attrs["axis"], len(shape), node.op)
     drop, put = _along(axis)
     mx = _axis_max(x, axis, acc, f"{node.op}_max")
+
+    def step(value):
+        return value.astype(dtype).astype(acc) if dtype == "float16" and node.op == "softmax" else value
+
+    def exp_shifted(value, peak):
+        return step(fastmath.exp(step(value.astype(acc) - peak)))
+
     r = te.reduce_axis((0, shape[axis]), name="rs")
-    total = te.compute(mx.shape, lambda *i: te.sum(fastmath.exp(x(*put(i, r)).astype(acc) - mx(*i)), axis=r),
+    total = te.compute(mx.shape, lambda *i: te.sum(exp_shifted(x(*put(i, r)), mx(*i)), axis=r),
                        name=f"{node.op}_sum")
 
     def body(*idx):
-        shifted = x(*idx).astype(acc) - mx(*drop(idx))
         if node.op == "log_softmax":
+            shifted = x(*idx).astype(acc) - mx(*drop(idx))
             return (shifted - tirx.log(total(*drop(idx)))).astype(dtype)
-        return (fastmath.exp(shifted) / total(*drop(idx))).astype(dtype)
+        return (exp_shifted(x(*idx), mx(*drop(idx))) / step(total(*drop(idx)))).astype(dtype)
 
     return [te.compute(x.shape, body, name=node.op)]
 
