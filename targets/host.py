@@ -94,6 +94,14 @@ class HostTarget(CpuTarget):
     def int8_narrow_dot_channels(self) -> int:
         return 4 if self.has_feature("avx2") else self.int8_dot_channels  # vpmaddubsw + vpmaddwd
 
+    def passes(self, opt_level: int) -> list[str]:
+        """The CPU passes, led on AVX2 CPUs by `shift-to-uint8`: their dot products take uint8
+        data, so int8 activations are stored moved by 128 rather than moved in each kernel."""
+        passes = super().passes(opt_level)
+        if passes and self.int8_narrow_dot_channels == 4:
+            return ["shift-to-uint8", *passes]
+        return passes
+
     @property
     def int8_weight_pairs(self) -> bool:
         return self.int8_dot_channels == 2

@@ -1,0 +1,95 @@
+"""shift-to-uint8: int8 activations read by integer convolutions become uint8 (q + 128)."""
+
+import os
+import sys
+
+import numpy as np
+import onnx
+import pytest
+from pass_check import check_pass
+
+import edgecc
+from edgecc.targets import get_target
+
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
+
+from ort_compare import run_ort  # noqa: E402
+from test_int8_kernels import quantized_conv_model  # noqa: E402
+
+
+def test_producer_writes_uint8_and_readers_take_the_move():
+    """bias' = bias - 128 * sum(W) per output channel; zero points and clamp bounds + 128."""
+    check_pass("shift-to-uint8", """
+        graph @main(%x: f32[1,2,4,4]) {
+          %xs = const f32[] dense<splat 0.5>
+          %xz = const i8[] dense<splat 3>
+          %w = const i8[2,2,1,1] dense<[1, -2, 3, 4]>
+          %b = const i32[2] dense<[11, -37]>
+          %m = const f32[2] dense<[0.5, 0.25]>
+          %q = quantize(%x, %xs, %xz) {dtype="int8"} : i8[1,2,4,4]
+          %y = qconv(%q, %w, %b, %m) {data_zero_point=3, dtype="int8", out_min=-1, out_zero_point=-1} : i8[1,2,4,4]
+          %z = qconv(%y, %w, %b, %m) {data_zero_point=-1, dtype="int8", out_zero_point=2} : i8[1,2,4,4]
+          %s = qadd(%y, %z) {a_scale=0.5, a_zero_point=-1, b_scale=0.5, b_zero_point=2, scale=1.0} : i8[1,2,4,4]
+          return %s
+        }""", """
+        graph @main(%x: f32[1,2,4,4]) {
+          %xs = const f32[] dense<splat 0.5>
+          %w = const i8[2,2,1,1] dense<[1, -2, 3, 4]>
+          %m = const f32[2] dense<[0.5, 0.25]>
+          %zero_point_uint8 = const u8[] dense<splat 131>
+          %qconv.bias_uint8 = const i32[2] dense<[139, -933]>
+          %qconv_1.bias_uint8 = const i32[2] dense<[139, -933]>
+          %q = quantize(%x, %xs, %zero_point_uint8) {dtype="uint8"} : u8[1,2,4,4]<q:scale=[0.5],zp=[131]>
+          %y = qconv(%q, %w, %qconv.bias_uint8, %m) {data_zero_point=131, dtype="uint8", out_min=127, out_zero_point=127} : u8[1,2,4,4]
+          %z = qconv(%y, %w, %qconv_1.bias_uint8, %m) {data_zero_point=127, dtype="int8", out_zero_point=2} : i8[1,2,4,4]
+          %s = qadd(%y, %z) {a_scale=0.5, a_zero_point=127, b_scale=0.5, b_zero_point=2, scale=1.0} : i8[1,2,4,4]<q:scale=[1.0],zp=[0]>
+          return %s
+        }""")
+
+
+def test_values_with_other_readers_or_no_kernel_reader_stay_int8():
+    """A value read by an op that cannot take the move (here a reshape), or by no convolution, is left alone."""
+    check_pass("shift-to-uint8", """
+        graph @main(%x: f32[1,2,4,4]) {
+          %xs = const f32[] dense<splat 0.5>
+          %xz = const i8[] dense<splat 3>
+          %w = const i8[2,2,1,1] dense<[1, -2, 3, 4]>
+          %b = const i32[2] dense<[11, -37]>
+          %m = const f32[2] dense<[0.5, 0.25]>
+          %q = quantize(%x, %xs, %xz) {dtype="int8"} : i8[1,2,4,4]
+          %y = qconv(%q, %w, %b, %m) {data_zero_point=3, dtype="int8"} : i8[1,2,4,4]
+          %r = reshape(%q) {shape=[1,32]} : i8[1,32]
+          %s = qadd(%y, %y) {a_scale=0.5, b_scale=0.5, scale=1.0} : i8[1,2,4,4]
+          return %s, %r
+        }""", """
+        graph @main(%x: f32[1,2,4,4]) {
+          %xs = const f32[] dense<splat 0.5>
+          %xz = const i8[] dense<splat 3>
+          %w = const i8[2,2,1,1] dense<[1, -2, 3, 4]>
+          %b = const i32[2] dense<[11, -37]>
+          %m = const f32[2] dense<[0.5, 0.25]>
+          %q = quantize(%x, %xs, %xz) {dtype="int8"} : i8[1,2,4,4]
+          %y = qconv(%q, %w, %b, %m) {data_zero_point=3, dtype="int8"} : i8[1,2,4,4]
+          %r = reshape(%q) {shape=[1,32]} : i8[1,32]
+          %s = qadd(%y, %y) {a_scale=0.5, b_scale=0.5, scale=1.0} : i8[1,2,4,4]
+          return %s, %r
+        }""")
+
+
+@pytest.mark.parametrize("cin,cout,stride,group", [(16, 32, 1, 1), (32, 32, 2, 32)])
+def test_moved_activations_give_the_same_integers(tmp_path, cin, cout, stride, group):
+    """ONNX Runtime's int8 model (a convolution or a depthwise one, relu, a padded convolution,
+    a residual add): the same outputs with and without the pass, both exactly ONNX Runtime's, and
+    no convolution left that moves int8 data itself."""
+    path, feed = quantized_conv_model(tmp_path, cin, cout, stride, 1, 3, 14, "int8", group=group,
+                                      reduce_range=False)
+    target = get_target("host")
+    if "shift-to-uint8" not in target.passes(2):
+        pytest.skip("the host target does not request shift-to-uint8 (no AVX2)")
+    moved = edgecc.compile(path, target)
+    kept = edgecc.compile(path, target, disabled_passes=["shift-to-uint8"])
+    conv_data = [n.inputs[0].dtype for n in moved.graph.walk() if n.op == "qconv"]
+    assert conv_data and set(conv_data) == {"uint8"}, conv_data
+    got = list(moved.load().run(feed).values())[0]
+    np.testing.assert_array_equal(got, list(kept.load().run(feed).values())[0])
+    np.testing.assert_array_equal(got, run_ort(onnx.load(path), feed)[0])
