@@ -221,15 +221,6 @@ def test_a_run_time_size_without_a_shape_function_is_refused():
         compile_graph(graph, get_target("host"))
 
 
-def test_a_gpu_target_refuses_symbolic_inputs_in_one_line():
-    from edgecc.errors import LoweringError
-    from edgecc.lower.build import compile_graph
-    from edgecc.targets import get_target
-
-    with pytest.raises(LoweringError, match=r"^target 'opencl-generic' builds kernels for fixed sizes only: input 'x' "
-                                            r"dimension 0 \(batch\) is symbolic; give it a size with --input-shape$"):
-        compile_graph(_block_graph(), get_target("opencl"))
-
 # ----- models exported from PyTorch with symbolic axes, compared with ONNX Runtime -------------------------
 def _export(model, example, path, input_name, axes):
     import torch
@@ -272,6 +263,37 @@ def test_encoder_compiles_once_and_matches_onnxruntime_at_every_size(encoder_onn
         np.testing.assert_allclose(out, session.run(None, {"ids": ids})[0], rtol=1e-4, atol=1e-4)
     with pytest.raises(InputError, match=r"^input 'ids' dimension 1 \(seq\) is 129, the library allows 1\.\.128$"):
         module.run({"ids": np.zeros((1, 129), np.int64)})
+
+
+def _reduction_guards(func_script: str) -> list[str]:
+    """The reduction-update blocks of a scheduled kernel that carry a guard (T.where)."""
+    chunks = func_script.split('with T.sblock("')[1:]
+    return [c.split('"', 1)[0] for c in chunks if c.split('"', 1)[0].endswith("_update") and "T.where" in c]
+
+
+def test_symbolic_matrix_products_run_whole_tiles_and_match_onnxruntime_on_both_sides_of_a_tile(encoder_onnx):
+    """Symbolic rows (batch x seq) and attention-score columns (seq) are padded to whole register
+    tiles (4 rows, a vector of columns): no reduction keeps a guard, and sizes that are and are not
+    multiples of the tiles give ONNX Runtime's results."""
+    from edgecc.driver import prepare
+    from edgecc.lower.plan import plan_kernels
+    from edgecc.lower.schedules import make_scheduler
+
+    shapes = {"ids": [(1, 4), (1, 70)]}
+    graph, target, _, _ = prepare(encoder_onnx, "host", input_shapes=shapes)
+    scheduler = make_scheduler(target)
+    gemms = [p.kernel for p in plan_kernels(graph) if p.kernel.kind in ("dense", "matmul")]
+    assert {k.kind for k in gemms} == {"dense", "matmul"} and all(k.symbolic for k in gemms)
+    assert any(not isinstance(k.outputs[0].type.shape[-1], int) for k in gemms)  # attention scores: seq columns
+    for kernel in gemms:
+        script = scheduler.schedule(kernel).func.script()
+        assert "_pad" in script and _reduction_guards(script) == [], kernel.name
+    module, session = edgecc.compile(encoder_onnx, "host", input_shapes=shapes).load(), _ort(encoder_onnx)
+    for batch, seq in [(1, 1), (1, 2), (1, 3), (1, 4), (1, 5), (3, 15), (2, 16), (1, 17), (4, 31), (2, 32),
+                       (3, 33), (1, 64), (2, 70)]:
+        ids = np.random.default_rng(batch * 100 + seq).integers(0, 100, (batch, seq)).astype(np.int64)
+        np.testing.assert_allclose(module.run({"ids": ids})["out"], session.run(None, {"ids": ids})[0],
+                                   rtol=1e-4, atol=1e-4, err_msg=f"batch {batch}, seq {seq}")
 
 
 def test_cnn_with_a_symbolic_batch_runs_at_batch_1_and_4(tmp_path):

@@ -7,10 +7,10 @@ axes are tiled and vectorized as there, its symbolic ones split with guards:
 - elementwise and other kernels: outer loops fused and parallel, a static innermost loop
   vectorized;
 - row reductions (softmax, layer norm, pooling): every stage computed per row, rows parallel;
-- dense and matmul with static columns: a rows x vector-columns register tile (the packed
-  weights' block for dense; 4 rows where their count is static, else 1: no guard inside the
-  reduction), columns vectorized, tiles parallel; with symbolic columns (attention scores),
-  4-row tiles (guarded per row) updating whole rows per reduction step;
+- dense and matmul: the CPU rule's 4 rows x vector-columns register tile (the packed weights'
+  block for dense). A symbolic row count (and symbolic columns: attention scores) is padded to
+  whole tiles (`pad_einsum`): the reduction runs the unguarded tile of the fixed-size kernel on
+  padded copies of the inputs, and only the output's rows (columns) carry guards;
 - NCHW{b}c convolutions with a symbolic batch: the CPU rule's register tile over the static
   image axes, (batch, channel block, row) fused and parallel.
 - Winograd convolutions with a symbolic batch: the CPU rule's transforms, the batched GEMM's
@@ -194,29 +194,123 @@ def schedule_matmul(kernel, target):
 
 
 def _schedule_gemm(kernel, target, anchor_name: str, block: int | None = None):
-    """The CPU rule's register tiles (`cpu._schedule_gemm`) of rows x `block` columns (packed
-    weights) or whole vectors: 4 rows where the row count is static and a multiple of 4, else 1 (a
-    guard for a partial row tile inside the reduction costs more than the 4-row tile gains: BERT's
-    QKV dense at seq 128, min of 9 interleaved runs on a loaded 2-core host, 0.19 ms fixed, 0.62 ms
-    1 row, 0.80 ms guarded 4 rows). Symbolic columns: `_gemm_symbolic_columns`."""
+    """The CPU rule's register tile (`cpu._schedule_gemm`): `GEMM_ROWS` rows x `block` columns (the
+    packed weights' block) or whole vectors. A static row count that is a multiple of the tile: the
+    CPU rule itself. Otherwise rows (and symbolic columns) padded to whole tiles: `_padded_gemm`."""
     from .cpu import _schedule_gemm as cpu_gemm
 
     shape = kernel.outputs[0].type.shape if kernel.outputs else ()
     if len(shape) < 2:
         return _generic(kernel, target, _schedule(kernel))
     rows, n = shape[-2], shape[-1]
-    if not isinstance(n, int):
-        return _gemm_symbolic_columns(kernel, target, anchor_name)
     lanes = _lanes(kernel, target)
+    if not isinstance(n, int):
+        return _padded_gemm(kernel, target, anchor_name, 2 * lanes, pad_columns=True) or \
+            _gemm_whole_rows(kernel, target, anchor_name)
     cols = block or min(_vector_tile(n, lanes), 2 * lanes)
     if cols == 1:
         return _generic(kernel, target, _schedule(kernel))
-    row_tile = GEMM_ROWS if isinstance(rows, int) and rows % GEMM_ROWS == 0 else 1
-    return cpu_gemm(kernel, target, anchor_name, cols, knobs={"rows": row_tile, "cols": cols, "unroll": True})
+    if isinstance(rows, int) and rows % GEMM_ROWS == 0:
+        return cpu_gemm(kernel, target, anchor_name, cols, knobs={"rows": GEMM_ROWS, "cols": cols, "unroll": True})
+    return _padded_gemm(kernel, target, anchor_name, cols) or \
+        cpu_gemm(kernel, target, anchor_name, cols, knobs={"rows": 1, "cols": cols, "unroll": True})
 
 
-def _gemm_symbolic_columns(kernel, target, anchor_name: str):
-    """Columns of symbolic count (attention scores, seq x seq): a 4-row tile per parallel task,
+def _pad_tile(sch, anchor, rows: int, cols: int) -> dict[str, bool] | None:
+    """Pad the anchor's rows (and columns) to whole `rows` x `cols` tiles (`pad_einsum`): the anchor
+    then computes whole tiles from padded copies of its inputs (zeros past the end) into a padded
+    buffer, of which the kernel's output takes what exists. Reads indexed by expressions (packed
+    weights: `w[j // b, k, j % b]`) are padded through a `reindex` copy, inlined back afterwards.
+    Returns {padded copy's block name: whether it is indexed by rows}, or None where the anchor is
+    no padded einsum."""
+    from tvm import tirx
+    from tvm.s_tir.schedule import ScheduleError
+
+    block = sch.get(anchor)
+    row_var = block.iter_vars[-3].var  # (batch..., rows, columns, reduction)
+    by_rows = {f"{r.source.name}_pad": any(d.min.same_as(row_var) for d in r.region) for r in block.reads}
+    try:
+        for i, region in enumerate(block.reads):
+            plain = all(isinstance(d.min, (tirx.Var, tirx.IntImm)) for d in region.region)
+            if not plain and not any(region.source.same_as(w.source) for w in block.writes):
+                sch.reindex(anchor, ("read", i))
+        sch.pad_einsum(anchor, [1] * (len(block.iter_vars) - 3) + [rows, cols, 1])
+    except ScheduleError:
+        return None
+    for b in _blocks(sch):
+        if sch.get(b).name_hint.endswith("_reindex"):
+            sch.compute_inline(b)
+    copies = [sch.get(b).name_hint for b in sch.get_producers(anchor)]
+    return {name: by_rows.get(name, True) for name in copies if name in by_rows}
+
+
+def _padded_gemm(kernel, target, anchor_name: str, cols: int, pad_columns: bool = False):
+    """Rows of symbolic count (and, with `pad_columns`, columns) padded to whole tiles, so the
+    reduction runs the CPU rule's unguarded register tile (`GEMM_ROWS` rows unrolled x `cols`
+    vectorized columns, accumulators in registers); only the output carries guards, outside the
+    reduction. Each parallel task (batch, row tile and, with 8 or more static column tiles, a group
+    of 4 of them) first copies its rows of the row-indexed inputs; column-indexed inputs are
+    padded once, before the tasks. None where the anchor is no einsum `pad_einsum` can pad.
+
+    BERT encoder at seq 128, 1 thread, min of 12-15 interleaved runs on a loaded 2-core host
+    (fixed-size kernel / this / one guarded row per tile before): QKV dense 0.096 / 0.100 / 0.45 ms,
+    attention-weighted values 0.051 / 0.056 / 0.112 ms, attention scores (symbolic columns) 0.050 /
+    0.079 / 0.18 ms (whole rows updated per reduction step)."""
+    sch = _schedule(kernel)
+    anchor = _find(sch, (anchor_name,))
+    if anchor is None:
+        return None
+    copies = _pad_tile(sch, anchor, GEMM_ROWS, cols if pad_columns else 1)
+    if copies is None:
+        return None
+    anchor = _find(sch, (anchor_name,))
+    inline_all_but(sch, [anchor] + [_find(sch, (name,)) for name in copies])
+    out, anchor = output_block(sch, anchor)
+    loops = sch.get_loops(out)
+    batch, rows, columns = loops[:-2], loops[-2], loops[-1]
+    m_o, m_i = sch.split(rows, [None, GEMM_ROWS])  # guarded per row: the output only
+    n_o, n_i = sch.split(columns, [None, cols])
+    tiles = _static(sch, n_o) or 1
+    if tiles >= 8 and tiles % 4 == 0:
+        n_g, n_o = sch.split(n_o, [tiles // 4, None])
+        sch.reorder(*batch, m_o, n_g, n_o, m_i, n_i)
+        task = sch.fuse(*batch, m_o, n_g)
+    else:
+        sch.reorder(*batch, m_o, n_o, m_i, n_i)
+        task = sch.fuse(*batch, m_o)
+    sch.parallel(task)
+    if not pad_columns:  # (a column guard per lane: the loop is left to LLVM)
+        sch.vectorize(n_i)
+    sch.compute_at(anchor, n_o)
+    inner = sch.get_loops(anchor)[2:]
+    spatial, reduction = inner[:-1], inner[-1:]
+    sch.reorder(*reduction, *spatial)
+    for loop in spatial[:-1]:
+        sch.unroll(loop)
+    sch.vectorize(spatial[-1])
+    sch.decompose_reduction(anchor, reduction[0])
+    for name, by_rows in copies.items():
+        _schedule_padded_copy(sch, _find(sch, (name,)), task if by_rows else None, _lanes(kernel, target))
+    return sch.mod["main"]
+
+
+def _schedule_padded_copy(sch, block, task, lanes: int) -> None:
+    """A padded input copy: inside each parallel task (`task`), its innermost loop vectorized when
+    static; else before the tasks, its outer loops parallel."""
+    if task is not None:
+        sch.compute_at(block, task)
+        innermost = sch.get_loops(block)[-1]
+        vec = _vector_tile(_static(sch, innermost), lanes)
+        if vec > 1:
+            sch.vectorize(sch.split(innermost, [None, vec])[1])
+        return
+    outer = sch.get_loops(block)[:-1]
+    if outer:
+        sch.parallel(sch.fuse(*outer) if len(outer) > 1 else outer[0])
+
+
+def _gemm_whole_rows(kernel, target, anchor_name: str):
+    """Columns of symbolic count where padding does not apply: a 4-row tile per parallel task,
     each reduction step updating whole rows, so the contiguous column loop carries no guard and
     LLVM vectorizes it."""
     sch = _schedule(kernel)
