@@ -89,9 +89,9 @@ def load_model(model, input_shapes=None, warnings: list[str] | None = None, symb
 
 
 def compiles_symbolic_shapes(target) -> bool:
-    """Whether `target` builds kernels with symbolic extents: CPU targets without an NPU (GPU kernels
-    and NPU regions are built for fixed sizes; there a model's symbolic dimensions become 1)."""
-    return target.schedule_rules == "cpu" and target.npu_backend is None
+    """Whether `target` builds kernels with symbolic extents: CPU and GPU targets, not those with an
+    NPU (NPU regions are built for fixed sizes; there a model's symbolic dimensions become 1)."""
+    return target.npu_backend is None
 
 
 def optimize(graph: Graph, target, options: CompileOptions, remarks: list | None = None) -> str:

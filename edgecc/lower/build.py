@@ -11,7 +11,7 @@ from edgecc.ir import Graph
 from .plan import plan_kernels
 from .relax_module import LoweringStats, build_relax_module
 
-__all__ = ["compile_graph", "export_atomic", "refuse_symbolic_inputs", "LoweringStats"]
+__all__ = ["compile_graph", "export_atomic", "refuse_runtime_sizes", "LoweringStats"]
 
 
 def compile_graph(graph: Graph, target, schedule=None, metadata: dict | None = None, progress=None,
@@ -22,13 +22,15 @@ def compile_graph(graph: Graph, target, schedule=None, metadata: dict | None = N
     a kernel that did not get its intended schedule raises ScheduleError before the build. For a
     GPU target every kernel must be bound to GPU threads (ScheduleError naming those that are not)
     and the metadata gains the device and, for OpenCL, each kernel's launches (`device.py`).
+    Symbolic input dimensions build on every target; a size computed from a tensor's values
+    (NonZero's count) only on CPU targets (`refuse_runtime_sizes`).
     """
     import tvm
     from tvm.relax.pipeline import default_build_pipeline
 
-    if target.schedule_rules != "cpu":
-        refuse_symbolic_inputs(graph, target)
     plan = plan_kernels(graph, target.precision)
+    if target.device_type != "cpu":
+        refuse_runtime_sizes(plan, target)
     mod, stats = build_relax_module(graph, schedule, metadata, progress, plan)
     if strict_schedules and stats.fallbacks:
         raise ScheduleError(f"{len(stats.fallbacks)} kernel(s) did not get their intended schedule: "
@@ -44,14 +46,15 @@ def compile_graph(graph: Graph, target, schedule=None, metadata: dict | None = N
     return executable, stats
 
 
-def refuse_symbolic_inputs(graph: Graph, target) -> None:
-    """LoweringError naming the first symbolic input dimension: `target` builds fixed-size kernels."""
-    names = graph.meta.get("input_names") or [v.name for v in graph.inputs]
-    for name, v in zip(names, graph.inputs):
-        for axis, d in enumerate(v.type.shape):
-            if not isinstance(d, int):
-                raise LoweringError(f"target '{target.tag}' builds kernels for fixed sizes only: input '{name}' "
-                                    f"dimension {axis} ({d}) is symbolic; give it a size with --input-shape")
+def refuse_runtime_sizes(plan, target) -> None:
+    """LoweringError naming the first node whose output size comes from a tensor's values: a
+    device target's kernels take sizes from the inputs' dimensions only (the shape function that
+    counts such a size reads its tensor on the host)."""
+    for planned in plan:
+        if planned.kernel.runtime_sizes:
+            node = planned.sites[0]
+            raise LoweringError(f"target '{target.tag}' cannot build node {node.name} ({node.op}): its size "
+                                f"comes from a tensor's values at run time, which only CPU targets build")
 
 
 def export_atomic(executable, target, path: str | os.PathLike) -> None:

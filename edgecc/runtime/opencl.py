@@ -6,8 +6,10 @@ memory plan) runs in TVM's VM here on the CPU, and every kernel it calls is a Py
 that runs the library's OpenCL kernels on PoCL (the `pocl-opencl-icd` package), with the grid
 and block sizes from the kernels' thread bindings and the temporary buffers they need (both in
 the library's metadata, `launches`), copying the kernel's tensors to the OpenCL device and the
-ones it writes back. It proves the schedules, the OpenCL code and the memory plan; it says
-nothing about speed, so `benchmark` refuses.
+ones it writes back. A library with symbolic dimensions has grid sizes, temporary buffer sizes
+and scalar kernel arguments that are size expressions (`edgecc.lower.device`): they are
+evaluated at each call from the shapes of the tensors the VM passes. It proves the schedules,
+the OpenCL code and the memory plan; it says nothing about speed, so `benchmark` refuses.
 """
 
 from __future__ import annotations
@@ -22,7 +24,7 @@ import numpy as np
 from edgecc.errors import EdgeccError, InputError, ToolchainError
 
 from .library_file import embedded_modules, opencl_source
-from .specs import LibrarySpecs, check_inputs
+from .specs import LibrarySpecs
 
 __all__ = ["EMULATION_NOTE", "OpenCLModule", "half_as_rounded_float", "opencl_device", "uses_half"]
 
@@ -78,6 +80,7 @@ class OpenCLModule(LibrarySpecs):
             _REGISTERED.add(name)
         self._vm = relax.VirtualMachine(executable, tvm.cpu())
         self.metadata = json.loads(str(self._vm["edgecc_metadata"]()))
+        self.shape_functions = self.metadata.get("shape_functions", {})
         self.inputs = self.metadata["inputs"]
         self.outputs = self.metadata["outputs"]
         self.launches = self.metadata.get("launches")
@@ -111,23 +114,41 @@ class OpenCLModule(LibrarySpecs):
 
     def _kernel_function(self, name: str):
         def run_kernel(*tensors):
-            self._launch(name, tensors)
+            if name in self.shape_functions:
+                self._run_shape_function(name, tensors[0])
+            else:
+                self._launch(name, tensors)
 
         return run_kernel
+
+    def _run_shape_function(self, name: str, heap) -> None:
+        """The VM's host shape function `name`: its stores into the shape heap, in order."""
+        spec = self.shape_functions[name]
+        values = heap.numpy()
+        if values.shape != (spec["heap"],):
+            raise EdgeccError(f"{self.path}: shape function {name} expects a shape heap of {spec['heap']} "
+                              f"sizes, the VM passed {values.shape}")
+        size = _SizeEvaluator([], values)
+        for slot, expr in spec["stores"]:
+            values[slot] = size(expr)
+        heap.copyfrom(values)
 
     def _launch(self, name: str, tensors) -> None:
         """Copy the kernel's tensors in, run its launches in order, copy the written tensors back."""
         cl = self.cl
         table = self.launches[name]
         flags = cl.mem_flags
-        hosts = [t.numpy() for t in tensors]
-        buffers = [cl.Buffer(self.context, flags.READ_WRITE | flags.COPY_HOST_PTR, hostbuf=h) if h.nbytes
+        hosts = [t.numpy() if hasattr(t, "numpy") else t for t in tensors]  # tensors, or scalar sizes
+        size = _SizeEvaluator(hosts)
+        buffers = [None if not isinstance(h, np.ndarray) else
+                   cl.Buffer(self.context, flags.READ_WRITE | flags.COPY_HOST_PTR, hostbuf=h) if h.nbytes
                    else cl.Buffer(self.context, flags.READ_WRITE, 1) for h in hosts]
-        workspaces = [cl.Buffer(self.context, flags.READ_WRITE, max(ws["bytes"], 1)) for ws in table["workspaces"]]
+        workspaces = [cl.Buffer(self.context, flags.READ_WRITE, max(size(ws["bytes"]), 1))
+                      for ws in table["workspaces"]]
         for launch in table["launches"]:
-            args = [buffers[i] if kind == "param" else workspaces[i] for kind, i in launch["args"]]
-            block = tuple(launch["block"])
-            grid = tuple(g * b for g, b in zip(launch["grid"], block))
+            args = [_launch_argument(ref, buffers, workspaces, size) for ref in launch["args"]]
+            block = tuple(size(b) for b in launch["block"])
+            grid = tuple(size(g) * b for g, b in zip(launch["grid"], block))
             self._kernel(launch["function"])(self.queue, grid, block, *args)
         for index in table["writes"]:
             cl.enqueue_copy(self.queue, hosts[index], buffers[index])
@@ -145,7 +166,7 @@ class OpenCLModule(LibrarySpecs):
         """Run once; returns output name -> numpy array."""
         import tvm
 
-        arrays = [tvm.runtime.tensor(a) for a in check_inputs(self.path, self.inputs, inputs)]
+        arrays = [tvm.runtime.tensor(a) for a in self.check_inputs(inputs)]
         out = self._vm["main"](*arrays)
         results = [out] if len(self.outputs) == 1 else list(out)
         return {spec["name"]: r.numpy() for spec, r in zip(self.outputs, results)}
@@ -155,6 +176,44 @@ class OpenCLModule(LibrarySpecs):
 
     def profile(self, inputs, repeat: int = 10):
         self.refuse_emulated_timing("profile")
+
+
+def _launch_argument(ref: list, buffers: list, workspaces: list, size):
+    """A launch argument of the table (`edgecc.lower.device`) for one call: a tensor's device
+    buffer, a temporary buffer, or a scalar of its dtype."""
+    kind = ref[0]
+    if kind == "param":
+        return buffers[ref[1]]
+    if kind == "workspace":
+        return workspaces[ref[1]]
+    return np.dtype(ref[1]).type(size(ref[2]))
+
+
+class _SizeEvaluator:
+    """Evaluates the launch table's size expressions for one call's tensors (numpy arrays, scalars)."""
+
+    _OPS = {"add": lambda a, b: a + b, "sub": lambda a, b: a - b, "mul": lambda a, b: a * b,
+            "div": lambda a, b: abs(a) // abs(b) * (1 if (a < 0) == (b < 0) else -1),
+            "mod": lambda a, b: a - abs(a) // abs(b) * (1 if (a < 0) == (b < 0) else -1) * b,
+            "floordiv": lambda a, b: a // b, "floormod": lambda a, b: a % b, "min": min, "max": max}
+
+    def __init__(self, values: list, heap: np.ndarray | None = None):
+        self.values = values
+        self.heap = heap  # a shape function's shape heap
+
+    def __call__(self, expr) -> int:
+        if isinstance(expr, int):
+            return expr
+        head = expr[0]
+        if head == "shape":
+            return int(self.values[expr[1]].shape[expr[2]])
+        if head == "offset":  # every tensor is copied to a buffer of its own
+            return 0
+        if head == "param":
+            return int(self.values[expr[1]])
+        if head == "heap":
+            return int(self.heap[expr[1]])
+        return int(self._OPS[head](self(expr[1]), self(expr[2])))
 
 
 def _kernel_names(executable) -> list[str]:

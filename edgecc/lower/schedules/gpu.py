@@ -6,7 +6,12 @@ activations, residual adds, stay fused in the same kernel), row reductions (soft
 to `Reduction`/`GeneralReduction`, and any kernel to `Fallback` (every spatial loop bound to
 blocks and threads). Where DLight is weak, edgecc's own rule takes over: depthwise convolutions
 and pooling, whose reductions are a few taps per output, get one thread per output element with
-the taps summed in a register (DLight would spread nine taps over a thread block).
+the taps summed in a register (DLight would spread nine taps over a thread block). A kernel
+built as one opaque loop nest (a TE extern: TOPI's scan for CumSum) runs on a single GPU thread.
+
+The rules take symbolic extents (a batch or sequence length known at run time): DLight's rules
+are written for them, and edgecc's split their fused loops into blocks of a fixed thread count,
+the grid size an expression of the sizes and the last block guarded.
 
 A rule returns a PrimFunc whose every loop nest is bound to `blockIdx`/`threadIdx`; lowering
 checks that (`edgecc.lower.device.check_thread_binding`).
@@ -121,7 +126,10 @@ def schedule_any(kernel, target):
     try:
         return apply_dlight(kernel, target, ("Transpose", "Fallback"))
     except RuleDoesNotApply:
-        return schedule_every_block(kernel, target)
+        pass
+    if _has_opaque_block(kernel.func):
+        return schedule_single_thread(kernel, target)
+    return schedule_every_block(kernel, target)
 
 
 def schedule_every_block(kernel, target):
@@ -137,3 +145,25 @@ def schedule_every_block(kernel, target):
     for block in _blocks(sch):
         _bind_spatial(sch, block, threads)
     return sch.mod["main"].with_attr(RULE_ATTR, "edgecc.every_block")
+
+
+def _has_opaque_block(func) -> bool:
+    import tvm
+
+    from .symbolic import _has_opaque_block as has_opaque
+
+    return has_opaque(tvm.s_tir.Schedule(func))
+
+
+def schedule_single_thread(kernel, target):
+    """A kernel that is one opaque loop nest (a TE extern, sequential by nature: a scan) on one
+    GPU thread of one block; its loops run serially there."""
+    from tvm import ir, s_tir, tirx
+
+    body = kernel.func.body
+    for tag in ("threadIdx.x", "blockIdx.x"):
+        var = tirx.Var(tag.replace(".", "_"), "int32")
+        thread = tirx.IterVar(ir.Range(0, 1), var, tirx.IterVar.ThreadIndex, tag)
+        body = tirx.For(var, 0, 1, tirx.ForKind.THREAD_BINDING, body, thread_binding=thread)
+    root = s_tir.stmt.SBlockRealize([], True, s_tir.stmt.SBlock([], [], [], "root", body))
+    return kernel.func.with_body(root).with_attr(RULE_ATTR, "edgecc.single_thread")
