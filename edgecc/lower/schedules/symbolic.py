@@ -248,9 +248,9 @@ def _padded_gemm(kernel, target, anchor_name: str, cols: int, pad_columns: bool 
     """Rows of symbolic count (and, with `pad_columns`, columns) padded to whole tiles, so the
     reduction runs the CPU rule's unguarded register tile (`GEMM_ROWS` rows unrolled x `cols`
     vectorized columns, accumulators in registers); only the output carries guards, outside the
-    reduction. Each parallel task (batch, row tile and, with 8 or more static column tiles, a group
-    of 4 of them) first copies its rows of the row-indexed inputs; column-indexed inputs are
-    padded once, before the tasks. None where the anchor is no einsum `pad_einsum` can pad.
+    reduction. Each parallel task (batch, row tile and a group of up to 4 static column tiles)
+    first copies its rows of the row-indexed inputs; column-indexed inputs are padded once, before
+    the tasks. None where the anchor is no einsum `pad_einsum` can pad.
 
     BERT encoder at seq 128, 1 thread, min of 12-15 interleaved runs on a loaded 2-core host
     (fixed-size kernel / this / one guarded row per tile before): QKV dense 0.096 / 0.100 / 0.45 ms,
@@ -271,8 +271,9 @@ def _padded_gemm(kernel, target, anchor_name: str, cols: int, pad_columns: bool 
     m_o, m_i = sch.split(rows, [None, GEMM_ROWS])  # guarded per row: the output only
     n_o, n_i = sch.split(columns, [None, cols])
     tiles = _static(sch, n_o) or 1
-    if tiles >= 8 and tiles % 4 == 0:
-        n_g, n_o = sch.split(n_o, [tiles // 4, None])
+    per_group = max(k for k in (4, 3, 2, 1) if tiles % k == 0)
+    if tiles > per_group:
+        n_g, n_o = sch.split(n_o, [tiles // per_group, None])
         sch.reorder(*batch, m_o, n_g, n_o, m_i, n_i)
         task = sch.fuse(*batch, m_o, n_g)
     else:
