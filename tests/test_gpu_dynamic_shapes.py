@@ -86,6 +86,18 @@ def test_symbolic_encoder_keeps_the_gpu_schedules_and_sizes_its_launches_at_run_
         module.run({"input_ids": np.zeros((1, 33), np.int64)})
 
 
+def test_cli_runs_a_symbolic_opencl_library_at_a_chosen_size(encoder_library):
+    import subprocess
+    import sys
+
+    _, path = encoder_library
+    done = subprocess.run([sys.executable, "-m", "edgecc", "run", str(path), "--compare-onnxruntime",
+                           str(DATA / "transformer_tiny.onnx"), "--rtol", "1e-3", "--dim", "dim0=3", "--dim", "dim1=7"],
+                          capture_output=True, text=True, check=False)
+    assert done.returncode == 0, done.stderr
+    assert "yes" in done.stdout and "emulating the OpenCL GPU" in done.stderr
+
+
 def test_symbolic_encoder_memory_is_planned_for_the_upper_bounds(encoder_library):
     import tvm
 
