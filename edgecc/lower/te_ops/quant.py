@@ -27,6 +27,19 @@ from .shapes import shape_of, te_shape
 ACC = "int32"
 
 
+def _vectorizable_rounding() -> None:
+    """Let TVM's loop vectorizer vectorize `nearbyint` (round half to even), as it does floor and
+    round: without the op attribute it turns a vectorized requantizing epilogue into scalar code
+    (LLVM's loop vectorizer then made uint8 outputs gathers and byte stores)."""
+    import tvm
+
+    if not tvm.ir.Op.get("tirx.nearbyint").get_attr("TVectorizable"):
+        tvm.ir.register_op_attr("tirx.nearbyint", "TVectorizable", True)
+
+
+_vectorizable_rounding()
+
+
 def _shape(t) -> tuple:
     """A TE tensor's extents: ints, or TIR expressions along symbolic dimensions."""
     return shape_of(t)
@@ -69,8 +82,11 @@ def _saturate(v, node, zero_point: int = 0):
 
 
 def _clamp_cast(v, lo: int, hi: int, dtype: str):
-    """float32 v clamped to [lo, hi] and cast to the integer `dtype`."""
+    """float32 v clamped to [lo, hi] and cast to the integer `dtype`, through int32 for narrower
+    types (LLVM scalarizes a float32 -> uint8 vector conversion)."""
     v = tirx.max(tirx.min(v, tirx.const(float(hi), "float32")), tirx.const(float(lo), "float32"))
+    if dtype in ("int8", "uint8", "int16", "uint16"):
+        v = v.astype("int32")
     return v.astype(dtype)
 
 
