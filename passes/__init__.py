@@ -21,6 +21,7 @@ from . import (  # noqa: F401  (registration)
     prune_zero_channels,
     quantize,
     remove_identity,
+    shift_to_uint8,
     simplify_arithmetic,
     simplify_shape_chains,
     winograd,
