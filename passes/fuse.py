@@ -57,6 +57,7 @@ class Fuse(Pass):
 
     name = "fuse"
     max_group_size: int = 32
+    pointwise_depthwise: bool = True  # a stride-2 depthwise conv joins the 1x1 conv that feeds it (see below)
 
     def run(self, graph: Graph, ctx: PassContext) -> bool:
         groups = self._form_groups(graph)
@@ -97,6 +98,9 @@ class Fuse(Pass):
                 continue
             if _compatible(group, node, pattern, value):
                 return group
+            if self.pointwise_depthwise and _pointwise_then_depthwise(group, node, value):
+                group.kind = "conv_depthwise"
+                return group
         return None
 
 
@@ -136,6 +140,31 @@ def _compatible(group: _Group, node: Node, pattern: str, value: Value) -> bool:
         # prologue: a purely elementwise group feeding a reduction
         return all(_pattern(n) == "elementwise" for n in group.nodes)
     return pattern in ("elementwise", "injective")
+
+
+#: a 1x1 conv's output from this size on (it no longer fits a core's L2 cache) is not written to
+#: memory when a stride-2 depthwise conv reads it: MobileNetV2's 112x112x96 tensor, 0.58 -> 0.50 ms
+#: for the two layers on 1 thread; for its smaller ones the fused kernel was slower
+POINTWISE_DEPTHWISE_BYTES = 2 << 20
+
+
+def _pointwise_then_depthwise(group: _Group, node: Node, value: Value) -> bool:
+    """A float32 stride-2 depthwise conv reading (only) the large output of a 1x1 stride-1 conv
+    group (with its epilogue): one kernel computes the 1x1 conv rows the depthwise output rows
+    read, so the intermediate is never written to memory."""
+    if group.kind != "conv" or node.op != "conv" or _anchor_kind(node) != "depthwise_conv":
+        return False
+    if not value.type.is_static or value.type.size * 4 < POINTWISE_DEPTHWISE_BYTES:
+        return False
+    first = group.nodes[0]
+    if first.op != "conv" or not all(_pattern(n) == "elementwise" for n in group.nodes[1:]):
+        return False
+    pointwise = first.inputs[1].type.shape[2:4] == (1, 1) and not any(first.attrs["pads"] or ())
+    unit = all(tuple(first.attrs[a] or (1, 1)) == (1, 1) for a in ("strides", "dilations"))
+    stride2 = tuple(node.attrs["strides"] or (1, 1)) == (2, 2) and tuple(node.attrs["dilations"] or (1, 1)) == (1, 1)
+    static = all(v.type.is_static for v in (first.inputs[0], node.outputs[0]))
+    floats = first.outputs[0].type.dtype == node.outputs[0].type.dtype == "float32"
+    return pointwise and unit and stride2 and static and floats and first.attrs["group"] == 1
 
 
 def _materialize(graph: Graph, group: _Group) -> Node:

@@ -165,3 +165,30 @@ def test_depthwise_padding_places_compute_the_same(tmp_path):
             np.testing.assert_allclose(got, results[0], rtol=1e-6, atol=1e-6)
     got = edgecc.compile(str(path), "host").load().run({"x": x})["out"]
     np.testing.assert_allclose(got, run_ort(model, {"x": x})[0], rtol=1e-4, atol=1e-4)
+
+
+# ----- a 1x1 conv and the stride-2 depthwise conv reading it, in one kernel ------------------------
+@pytest.mark.parametrize("size", [18, 17])
+def test_pointwise_conv_feeding_a_strided_depthwise_conv_is_one_correct_kernel(size, tmp_path, monkeypatch):
+    from onnx import helper
+    from ort_compare import make_model
+
+    monkeypatch.setattr("edgecc.passes.fuse.POINTWISE_DEPTHWISE_BYTES", 0)  # fuse these small layers too
+    rng = np.random.default_rng(4)
+    inits = {"P": (rng.standard_normal((32, 8, 1, 1)) * 0.3).astype(np.float32),
+             "PB": rng.standard_normal(32).astype(np.float32),
+             "D": (rng.standard_normal((32, 1, 3, 3)) * 0.3).astype(np.float32),
+             "DB": rng.standard_normal(32).astype(np.float32),
+             "lo": np.array(0.0, np.float32), "hi": np.array(6.0, np.float32)}
+    nodes = [helper.make_node("Conv", ["x", "P", "PB"], ["p"]),
+             helper.make_node("Clip", ["p", "lo", "hi"], ["pc"]),
+             helper.make_node("Conv", ["pc", "D", "DB"], ["d"], group=32, pads=[1, 1, 1, 1], strides=[2, 2]),
+             helper.make_node("Clip", ["d", "lo", "hi"], ["out"])]
+    x = rng.standard_normal((1, 8, size, size)).astype(np.float32)
+    model = make_model(nodes, {"x": x}, ["out"], inits)
+    path = tmp_path / "pw_dw.onnx"
+    onnx.save(model, path)
+    compiled = edgecc.compile(str(path), "host", strict_schedules=True)
+    assert [k["kind"] for k in compiled.stats.kernel_table if "conv" in k["kind"]] == ["conv_depthwise"]
+    got = compiled.load().run({"x": x})["out"]
+    np.testing.assert_allclose(got, run_ort(model, {"x": x})[0], rtol=1e-4, atol=1e-4)

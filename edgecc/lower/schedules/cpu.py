@@ -468,3 +468,55 @@ def _row_loops(sch, out, kernel) -> int:
     shape = kernel.outputs[0].type.shape
     rank = len(shape)
     return max(rank - 1, 0) if rank > 1 else 0
+
+
+# ----- a 1x1 conv feeding a stride-2 depthwise conv, in one kernel ---------------------------------
+#: output rows of the depthwise conv per parallel task: the 1x1 conv computes 2 x rows + 1 input rows
+#: for them (rows + 1/2 recomputed), kept in cache
+POINTWISE_ROWS = (4, 2)
+
+
+@register_rule("conv_depthwise")
+def schedule_conv_depthwise(kernel, target):
+    """A 1x1 conv and the stride-2 depthwise conv reading it: each parallel task takes a few
+    output rows of one channel block; the 1x1 conv computes the input rows they read (its bias
+    and activation where the padded rows are written), register-tiled like the conv rule, into a
+    buffer that stays in cache; the depthwise conv is tiled as by `schedule_nchwc_conv`."""
+    sch = _schedule(kernel)
+    dw, pad, conv = (_find(sch, (name,)) for name in ("depthwise_conv2d_NCHWc", "pad", "conv2d_NCHWc"))
+    if dw is None or pad is None or conv is None:
+        raise ValueError("not a 1x1 conv feeding a padded depthwise conv")
+    inline_all_but(sch, [dw, pad, conv])
+    out, dw = output_block(sch, dw)
+    n, oc, oh, ow, ob = sch.get_loops(out)
+    lanes = min(target.lanes(_out_dtype(kernel)), _extent(sch, ob))
+    registers = accumulator_registers(target)
+    tile, vectors = conv_tiling(_extent(sch, ow), _extent(sch, ob), lanes, registers)
+    oh_o, oh_i = sch.split(oh, [None, _divisor_tile(_extent(sch, oh), POINTWISE_ROWS)])
+    ow_o, ow_i = sch.split(ow, [None, tile])
+    ob_o, ob_i = sch.split(ob, [None, vectors * lanes])
+    sch.reorder(n, oc, oh_o, oh_i, ob_o, ow_o, ow_i, ob_i)
+    task = sch.fuse(n, oc, oh_o)
+    sch.parallel(task)
+    sch.vectorize(ob_i)
+    sch.compute_at(dw, ow_o)
+    ow_i, ob_i, *window = sch.get_loops(dw)[4:]
+    sch.reorder(*window, ow_i, ob_i)
+    for loop in (*window, ow_i):
+        sch.unroll(loop)
+    sch.vectorize(ob_i)
+    sch.decompose_reduction(dw, window[0])
+    pad = _find(sch, ("pad",))
+    sch.compute_at(pad, task)
+    sch.vectorize(sch.get_loops(pad)[-1])
+    conv = _find(sch, ("conv2d_NCHWc",))
+    sch.compute_at(conv, task)
+    y, x, o, *reduction = sch.get_loops(conv)[1:]
+    tile, vectors = conv_tiling(_extent(sch, x), _extent(sch, o), lanes, registers)
+    x_o, x_i = sch.split(x, [None, tile])
+    o_o, o_i = sch.split(o, [None, vectors * lanes])
+    sch.reorder(y, o_o, x_o, *reduction, x_i, o_i)
+    sch.unroll(x_i)
+    sch.vectorize(o_i)
+    sch.decompose_reduction(conv, reduction[0])
+    return sch.mod["main"]
