@@ -94,10 +94,12 @@ class GpuTarget(Target):
         return 256
 
     def passes(self, opt_level: int) -> list[str]:
-        """Fusion only: the -O2 pipeline's clean-up already ran, and convolutions keep NCHW."""
+        """Fusion only: the -O2 pipeline's clean-up already ran, and convolutions keep NCHW. A 1x1
+        conv and the stride-2 depthwise conv it feeds stay two kernels (their fused kind is a CPU
+        cache schedule; the GPU rules take each on its own)."""
         if opt_level < 2:
             return []
-        return ["fuse"]
+        return ["fuse{pointwise-depthwise=false}"]
 
     # --- building and running ------------------------------------------------------------------
     def check_toolchain(self) -> None:

@@ -165,6 +165,56 @@ def test_symbolic_cuda_builds_hold_cubins_and_assemble_with_ptxas(tmp_path, mode
     assert [c.arch for c in cuda.embedded_cubins(b"\0" + cubin)] == [arch]
 
 
+def _node_model(node, opset: int = 18, **constants):
+    """One ONNX node over x: f32[n, s, 16] (and constant inputs), its output y as float32."""
+    from onnx import TensorProto, helper, numpy_helper
+
+    nodes = [node]
+    if node.output[0] != "y":
+        nodes.append(helper.make_node("Cast", [node.output[0]], ["y"], to=TensorProto.FLOAT))
+    graph = helper.make_graph(nodes, "node", [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["n", "s", 16])],
+                              [helper.make_tensor_value_info("y", TensorProto.FLOAT, None)],
+                              [numpy_helper.from_array(v, k) for k, v in constants.items()])
+    return helper.make_model(graph, opset_imports=[helper.make_opsetid("", opset)])
+
+
+def _node(op: str, inputs: list[str], output: str = "y", **attrs):
+    from onnx import helper
+
+    return helper.make_node(op, inputs, [output], **attrs)
+
+
+@pytest.mark.parametrize("name, model, rule", [
+    ("argmax", lambda: _node_model(_node("ArgMax", ["x"], "a", axis=1)), "edgecc.thread_per_output"),
+    ("reduce-max", lambda: _node_model(_node("ReduceMax", ["x", "axes"]), axes=np.array([-1], np.int64)),
+     "edgecc.thread_per_output"),
+    ("cumsum", lambda: _node_model(_node("CumSum", ["x", "axis"]), axis=np.array(1, np.int64)), "edgecc.single_thread"),
+])
+def test_reductions_over_symbolic_axes_run_on_pocl_like_onnxruntime(tmp_path, name, model, rule):
+    """Arg-reductions keep both running values in registers; a max with edgecc's lowest-float
+    identity is no reducer TVM's cross-thread lowering knows, so it gets one thread per output."""
+    proto = model()
+    compiled = edgecc.compile(proto, "opencl")
+    assert [k["rule"] for k in compiled.stats.kernel_table] == [rule]
+    compiled.export(tmp_path / f"{name}.so")
+    module = load_any(tmp_path / f"{name}.so")
+    path = tmp_path / f"{name}.onnx"
+    path.write_bytes(proto.SerializeToString())
+    for sizes in ({"n": 1, "s": 3}, {"n": 3, "s": 10}):
+        _compare_with_onnxruntime(module, str(path), sizes, seed=sizes["s"])
+
+
+def test_a_kernel_calling_a_host_function_is_refused_in_one_line():
+    """TopK's kernel is TOPI's CPU sort, a call into the host runtime: no GPU can run it."""
+    from onnx import helper
+
+    model = _node_model(helper.make_node("TopK", ["x", "k"], ["y", "i"], axis=-1), k=np.array([3], np.int64))
+    with pytest.raises(edgecc.errors.ScheduleError) as info:
+        edgecc.compile(model, "opencl")
+    assert str(info.value) == ("a GPU library cannot hold kernels without thread binding: k0_topk (calls the host "
+                               "function tvm.contrib.sort.topk)")
+
+
 def test_fixed_shapes_keep_constant_launches(tmp_path):
     compiled = edgecc.compile(str(DATA / "transformer_tiny.onnx"), "opencl", input_shapes={"input_ids": [2, 16]})
     compiled.export(tmp_path / "fixed.so")

@@ -27,8 +27,8 @@ from __future__ import annotations
 
 from edgecc.errors import ScheduleError
 
-__all__ = ["add_device_metadata", "check_thread_binding", "kernel_launches", "shape_functions", "size_expression",
-           "unbound_blocks"]
+__all__ = ["add_device_metadata", "check_thread_binding", "host_calls", "kernel_launches", "shape_functions",
+           "size_expression", "unbound_blocks"]
 
 THREAD_TAGS = ("blockIdx.", "threadIdx.", "vthread")
 LAUNCH_AXES = ("x", "y", "z")
@@ -84,14 +84,34 @@ def _children(stmt) -> list:
 
 
 def check_thread_binding(mod) -> None:
-    """ScheduleError naming every kernel of `mod` that has work left outside GPU threads."""
+    """ScheduleError naming every kernel of `mod` that has work left outside GPU threads: stores,
+    or calls of host functions (TOPI's CPU sort behind TopK)."""
     problems = []
     for name, func in _prim_funcs(mod):
         unbound = unbound_blocks(func)
         if unbound:
             problems.append(f"{name} (writes {', '.join(unbound)} outside blockIdx/threadIdx loops)")
+        calls = host_calls(func)
+        if calls:
+            problems.append(f"{name} (calls the host function {calls[0]})")
     if problems:
         raise ScheduleError("a GPU library cannot hold kernels without thread binding: " + "; ".join(problems))
+
+
+def host_calls(func) -> list[str]:
+    """Names of the packed (host) functions `func` calls."""
+    import tvm
+    import tvm_ffi
+
+    found: list[str] = []
+
+    def on_call(node) -> None:
+        if isinstance(node.op, tvm.ir.Op) and "call_packed" in node.op.name:
+            first = node.args[0] if node.args else None
+            found.append(str(first.value) if hasattr(first, "value") else node.op.name)
+
+    tvm_ffi.structural_walk(func.body, [(tvm.ir.Call, on_call)], order="pre")
+    return found
 
 
 def kernel_launches(mod, target) -> dict[str, dict]:

@@ -33,7 +33,9 @@ def _dlight_rules(*names: str) -> list:
 
 def apply_dlight(kernel, target, rule_names: tuple[str, ...]):
     """The kernel scheduled by the first of DLight's GPU rules `rule_names` that takes it and binds
-    all of it to GPU threads. RuleDoesNotApply when none does; a rule that raises is skipped."""
+    all of it to GPU threads. RuleDoesNotApply when none does; a rule that raises is skipped, and
+    so is a cross-thread reduction TVM cannot lower (a reducer it does not recognize: max with
+    edgecc's lowest-float identity, an arg-reduction)."""
     from ..device import unbound_blocks
 
     tvm_target = target.tvm_target()
@@ -46,9 +48,21 @@ def apply_dlight(kernel, target, rule_names: tuple[str, ...]):
             if space is None:
                 continue
             func = (space[0] if isinstance(space, list) else space).mod["main"]
-            if not unbound_blocks(func):
+            if not unbound_blocks(func) and _cross_thread_reductions_lower(func):
                 return func.with_attr(RULE_ATTR, f"dlight.{name}")
     raise RuleDoesNotApply(f"no DLight rule of {', '.join(rule_names)} takes {kernel.name}")
+
+
+def _cross_thread_reductions_lower(func) -> bool:
+    """Whether TVM's lowering of cross-thread reductions takes `func` (it raises at build time on a
+    reduction whose combiner and identity it does not match to a known reducer)."""
+    import tvm
+
+    try:
+        tvm.s_tir.transform.LowerCrossThreadReduction()(tvm.IRModule({"main": func}))
+    except Exception:  # noqa: BLE001 - TVM raises ValueError or TVMError
+        return False
+    return True
 
 
 @register_rule("conv", "dense", "matmul", rules="gpu")
@@ -81,7 +95,8 @@ def schedule_thread_per_output(kernel, target):
     for block in reductions:
         if not sch.get(block).same_as(sch.get(out)):
             sch.compute_at(block, thread_loop)
-            sch.set_scope(block, 0, "local")  # the running sum lives in the thread's registers
+            for index in range(len(sch.get(block).writes)):  # arg-reductions keep two running values
+                sch.set_scope(block, index, "local")  # the running sum lives in the thread's registers
     return sch.mod["main"].with_attr(RULE_ATTR, "edgecc.thread_per_output")
 
 
@@ -157,9 +172,15 @@ def _has_opaque_block(func) -> bool:
 
 def schedule_single_thread(kernel, target):
     """A kernel that is one opaque loop nest (a TE extern, sequential by nature: a scan) on one
-    GPU thread of one block; its loops run serially there."""
+    GPU thread of one block; its loops run serially there. ValueError for an extern that calls a
+    host function (TOPI's CPU sort behind TopK): it cannot run on a GPU."""
     from tvm import ir, s_tir, tirx
 
+    from ..device import host_calls
+
+    calls = host_calls(kernel.func)
+    if calls:
+        raise ValueError(f"{kernel.name} calls the host function {calls[0]}, which cannot run on a GPU")
     body = kernel.func.body
     for tag in ("threadIdx.x", "blockIdx.x"):
         var = tirx.Var(tag.replace(".", "_"), "int32")
@@ -167,3 +188,4 @@ def schedule_single_thread(kernel, target):
         body = tirx.For(var, 0, 1, tirx.ForKind.THREAD_BINDING, body, thread_binding=thread)
     root = s_tir.stmt.SBlockRealize([], True, s_tir.stmt.SBlock([], [], [], "root", body))
     return kernel.func.with_body(root).with_attr(RULE_ATTR, "edgecc.single_thread")
+
