@@ -363,6 +363,3 @@ class LowerQdq(Pass):
         if changed:
             graph.remove_unused_constants()
         return changed
-
-
-from . import shift_to_uint8  # noqa: E402,F401  (registers the pass that follows this one on x86)
