@@ -12,6 +12,7 @@ scaling. quantize/dequantize/requantize/qadd are elementwise.
 
 from __future__ import annotations
 
+import numpy as np
 from tvm import te, tirx, topi
 
 from edgecc.errors import LoweringError
@@ -139,15 +140,32 @@ def lower_requantize(node, ins):
     return [te.compute(x.shape, body, name="requantize")]
 
 
+def _dequantized(v, dtype: str, zero_point: int, scale: float):
+    """(v - zero_point) * scale in float32 for v of integer `dtype`, rounded once as
+    DequantizeLinear rounds it, also where LLVM fuses the product into the addition that follows
+    (a multiply-add skips the product's rounding). While |v - zero_point| has b <= 12 bits, the
+    scale splits into its top 24 - b significant bits and the b bits below: both products are
+    exact, so their sum is the product rounded once, fused or not. Wider data keeps the plain
+    product."""
+    diff = (v.astype(ACC) - tirx.const(zero_point, ACC)).astype("float32")
+    lo_v, hi_v = INT_RANGE[dtype]
+    bits = max(abs(lo_v - zero_point), abs(hi_v - zero_point)).bit_length()
+    s = np.float32(scale)
+    if bits > 12:
+        return diff * tirx.const(float(s), "float32")
+    high = (np.array(s).view(np.uint32) & np.uint32(0xFFFFFFFF << bits & 0xFFFFFFFF)).view(np.float32)[()]
+    low = np.float32(s - high)
+    return diff * tirx.const(float(high), "float32") + diff * tirx.const(float(low), "float32")
+
+
 @lowering("qadd")
 def lower_qadd(node, ins):
     a = node.attrs
-    f = lambda v: tirx.const(float(v), "float32")  # noqa: E731
 
     def fn(x, y):
-        rx = (x.astype(ACC) - tirx.const(a["a_zero_point"], ACC)).astype("float32") * f(a["a_scale"])
-        ry = (y.astype(ACC) - tirx.const(a["b_zero_point"], ACC)).astype("float32") * f(a["b_scale"])
-        return _saturate((rx + ry) / f(a["scale"]), node, a["out_zero_point"])
+        rx = _dequantized(x, str(ins[0].dtype), a["a_zero_point"], a["a_scale"])
+        ry = _dequantized(y, str(ins[1].dtype), a["b_zero_point"], a["b_scale"])
+        return _saturate((rx + ry) / tirx.const(float(a["scale"]), "float32"), node, a["out_zero_point"])
 
     return [broadcast_compute(ins, node.output.type.shape, fn, "qadd")]
 
