@@ -11,7 +11,9 @@ every kernel must be bound to GPU threads: lowering refuses a kernel left on the
 - presets `rk3588-gpu` (Mali-G610 on Cortex-A76 hosts) and `jetson-orin-gpu` (sm_87, Cortex-A78AE).
 
 `precision="fp16"` computes in half precision (inputs and outputs stay float32). Convolutions keep
-NCHW: the GPU rules map them to implicit GEMMs, so no layout pass runs.
+NCHW: the GPU rules map them to implicit GEMMs, so no layout pass runs. A model's symbolic
+dimensions (batch, sequence length) stay symbolic, as on CPU targets: the GPU rules take run-time
+extents (docs/targets/gpu.md).
 """
 
 from __future__ import annotations

@@ -98,15 +98,20 @@ def test_cli_runs_a_symbolic_opencl_library_at_a_chosen_size(encoder_library):
     assert "yes" in done.stdout and "emulating the OpenCL GPU" in done.stderr
 
 
-def test_symbolic_encoder_memory_is_planned_for_the_upper_bounds(encoder_library):
+def _storages(path) -> tuple[list[str], list[str]]:
+    """The VM's storage allocations of a library, and those of a constant size (planned once)."""
     import tvm
 
-    _, path = encoder_library
     modules = {m.kind: m for m in embedded_modules(path)}
     executable = tvm.get_global_func("ffi.Module.load_from_bytes.relax.VMExecutable")(
         modules["relax.VMExecutable"].data)
     storages = [line for line in executable["as_text"]().splitlines() if "call  vm.builtin.alloc_storage" in line]
-    planned = [line for line in storages if "in: %vm, c[" in line]  # a constant size: the bound's
+    return storages, [line for line in storages if "in: %vm, c[" in line]
+
+
+def test_symbolic_encoder_memory_is_planned_for_the_upper_bounds(encoder_library):
+    _, path = encoder_library
+    storages, planned = _storages(path)
     assert len(planned) >= 5 and len(storages) - len(planned) <= 1  # at most the output sized per call
 
 
@@ -140,6 +145,8 @@ def test_block_without_bounds_runs_any_size_on_pocl(tmp_path):
     compiled.export(tmp_path / "block.so")
     module = load_any(tmp_path / "block.so")
     assert module.dims == {"batch": [1, None], "seq": [1, None]}
+    storages, planned = _storages(tmp_path / "block.so")
+    assert storages and not planned  # no bound to plan for: every storage sized at the call
     rng = np.random.default_rng(0)
     for batch, seq in [(1, 1), (2, 9), (1, 300)]:
         x = rng.standard_normal((batch, seq, 8)).astype(np.float32)
