@@ -4,7 +4,8 @@ qadd adds two quantized tensors as ONNX defines a DequantizeLinear, DequantizeLi
 QuantizeLinear group: each dequantized product (a - za) * sa rounded to float32, the sum rounded,
 divided by the output scale and rounded half to even. A fused multiply-add of one product into the
 sum skips that product's rounding and moves an output by one step now and then, so the tests run
-every pair of 8-bit operands through scale sets where it would, against onnx's reference.
+every pair of 8-bit operands through scale sets where it would, against onnx's reference (on the
+host, and under qemu for a Cortex-A76).
 
 ONNX Runtime fuses such a group into its QLinearAdd, whose x86 kernel computes
 a * (sa / sc) + b * (sb / sc) + (zc - ...) with multiply-adds instead: it too is one step off
@@ -24,6 +25,7 @@ import onnx
 import pytest
 from onnx import helper, numpy_helper
 from ort_compare import make_model, ort_quantize, run_ort
+from test_arm import aarch64_runner  # noqa: F401  (fixture: the AArch64 runner qemu runs libraries with)
 
 import edgecc
 from edgecc.ir.ops.quant import qadd_array
@@ -136,3 +138,15 @@ def test_uint8_stride2_convolution_requantizes_like_onnxruntime(tmp_path, fmt, p
     for _ in range(4):
         feed = {"x": (rng.standard_normal(shape) * rng.uniform(0.5, 1.5)).astype(np.float32)}
         np.testing.assert_array_equal(next(iter(module.run(feed).values())), run_ort(quantized, feed)[0])
+
+
+@pytest.mark.usefixtures("aarch64_runner")
+@pytest.mark.parametrize("case", ["uint8-AB", "int8-B"])
+def test_qadd_matches_the_onnx_reference_on_aarch64_under_qemu(tmp_path, case):
+    """The same on a Cortex-A76 (rpi5), whose NEON code fuses multiply-adds too."""
+    from test_arm_int8 import run_emulated
+
+    model = dq_add_q_model(*ADD_CASES[case])
+    feed = every_operand_pair(ADD_CASES[case][-1])
+    got = run_emulated(edgecc.compile(model, "rpi5"), tmp_path, feed)
+    np.testing.assert_array_equal(got, onnx_reference(model, feed))
