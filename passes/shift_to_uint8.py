@@ -153,3 +153,6 @@ class ShiftToUint8(Pass):
         if changed:
             graph.remove_unused_constants()
         return changed
+
+
+from . import pad_conv_channels  # noqa: E402,F401  (registers the pass the x86 host runs beside this one)

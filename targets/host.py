@@ -98,8 +98,10 @@ class HostTarget(CpuTarget):
         """The CPU passes, led on AVX2 CPUs by `shift-to-uint8`: their dot products take uint8
         data, so int8 activations are stored moved by 128 rather than moved in each kernel."""
         passes = super().passes(opt_level)
+        if passes and self.int8_dot_channels == 4:
+            passes = ["pad-conv-channels", *passes]
         if passes and self.int8_narrow_dot_channels == 4:
-            return ["shift-to-uint8", *passes]
+            passes = ["shift-to-uint8", *passes]
         return passes
 
     @property
