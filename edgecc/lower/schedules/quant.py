@@ -168,8 +168,17 @@ def schedule_qdense(kernel, target, knobs: dict | None = None):
     vector = _divisor_tile(block, (lanes, lanes // 2, lanes // 4))
     shape = kernel.outputs[0].type.shape
     if all(isinstance(d, int) for d in shape) and math.prod(shape[:-1]) <= FEW_ROWS:
-        block = n  # one pass along each weight row: with no rows to reuse them, the weights stream
+        block = _streaming_block(n, vector, target.num_cores if n * math.prod(shape[:-1]) * int(
+            kernel.args[1].type.shape[0]) >= PARALLEL_MIN_MACS else 1)
     return schedule_plain_qdense(kernel, target, block, vector)
+
+
+def _streaming_block(n: int, vector: int, cores: int) -> int:
+    """Columns per tile of a qdense with few rows: long pieces of each weight row, so the weights
+    stream (all n on one core), or the widest whole-vector divisor of n that leaves each core a
+    tile (1000 classes on 2 cores: 5 tiles of 200, where one tile of 1000 ran on one core)."""
+    fits = [b for b in range(vector, n // cores + 1, vector) if n % b == 0]
+    return max(fits) if cores > 1 and fits else n
 
 
 @register_knobs("qdense")
