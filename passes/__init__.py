@@ -17,6 +17,7 @@ from . import (  # noqa: F401  (registration)
     fold_constants,
     fuse,
     lower_qdq,
+    pad_conv_channels,
     partition_npu,
     prune_zero_channels,
     quantize,
