@@ -198,7 +198,7 @@ def _node(op: str, inputs: list[str], output: str = "y", **attrs):
     ("cumsum", lambda: _node_model(_node("CumSum", ["x", "axis"]), axis=np.array(1, np.int64)), "edgecc.single_thread"),
 ])
 def test_reductions_over_symbolic_axes_run_on_pocl_like_onnxruntime(tmp_path, name, model, rule):
-    """Arg-reductions keep both running values in registers; a max with edgecc's lowest-float
+    """Arg-reductions keep both running values in registers; a max with edgecc's -inf
     identity is no reducer TVM's cross-thread lowering knows, so it gets one thread per output."""
     proto = model()
     compiled = edgecc.compile(proto, "opencl")

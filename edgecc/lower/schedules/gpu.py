@@ -35,7 +35,7 @@ def apply_dlight(kernel, target, rule_names: tuple[str, ...]):
     """The kernel scheduled by the first of DLight's GPU rules `rule_names` that takes it and binds
     all of it to GPU threads. RuleDoesNotApply when none does; a rule that raises is skipped, and
     so is a cross-thread reduction TVM cannot lower (a reducer it does not recognize: max with
-    edgecc's lowest-float identity, an arg-reduction)."""
+    edgecc's -inf identity, an arg-reduction)."""
     from ..device import unbound_blocks
 
     tvm_target = target.tvm_target()
