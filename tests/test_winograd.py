@@ -37,7 +37,7 @@ def test_weight_transform_is_per_channel_pair():
     np.testing.assert_allclose(u[:, :, 1, 2, 3, 5], gm @ blocked[1, 2, :, :, 3, 5] @ gm.T, rtol=1e-5, atol=1e-6)
 
 
-@pytest.mark.parametrize("size, expected", [((1, 56, 56), 4), ((1, 28, 28), 4), ((1, 14, 14), 2), ((1, 8, 8), 2),
+@pytest.mark.parametrize("size, expected", [((1, 56, 56), 4), ((1, 28, 28), 4), ((1, 16, 16), 2), ((1, 14, 14), 2), ((1, 8, 8), 2),
                                             ((1, 7, 7), 2), ((8, 7, 7), 4), ((4, 3, 3), None),
                                             ((1, 4, 4), None)])
 def test_rule_prices_multiplications_and_weight_reuse(size, expected):
