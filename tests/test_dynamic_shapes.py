@@ -145,6 +145,35 @@ def test_fixed_shapes_keep_the_fixed_size_path():
         module.run({"x": np.ones((2, 5, 8), np.float32), "mask": mask})
 
 
+HEADS_BLOCK = """graph @main(%x: f32[batch,seq,12]) {
+  %y = reshape(%x) {shape=[0,0,3,4]} : f32[batch,seq,3,4]
+  %t = transpose(%y) {perm=[0,2,3,1]} : f32[batch,3,4,seq]
+  %r = relu(%t) : f32[batch,3,4,seq]
+  return %r
+}
+"""
+
+
+def test_symbolic_reshapes_index_the_axes_they_keep_directly():
+    """Splitting a hidden axis into heads under a symbolic batch and length reads x[b, s, h * 4 + d]:
+    no division or remainder by a size variable per element, and the results are numpy's at several
+    sizes."""
+    from edgecc.driver import prepare
+    from edgecc.lower.plan import plan_kernels
+    from edgecc.lower.schedules import make_scheduler
+
+    graph, target, _, _ = prepare(parse_graph(HEADS_BLOCK), "host")
+    scheduler = make_scheduler(target)
+    scripts = [scheduler.schedule(p.kernel).func.script() for p in plan_kernels(graph)]
+    split = [s for s in scripts if "T.Buffer((batch, seq, T.int64(12))" in s]
+    assert split and all(re.search(r"// (batch|seq)\b|% (batch|seq)\b", s) is None for s in split)
+    module = edgecc.compile(parse_graph(HEADS_BLOCK), "host").load()
+    for batch, seq in [(1, 1), (2, 5), (3, 16)]:
+        x = np.random.default_rng(seq).standard_normal((batch, seq, 12)).astype(np.float32)
+        expected = np.maximum(x.reshape(batch, seq, 3, 4).transpose(0, 2, 3, 1), 0)
+        np.testing.assert_array_equal(module.run({"x": x})["r"], expected)
+
+
 def test_a_dimension_only_inside_a_formula_is_passed_to_the_kernel():
     graph = parse_graph("""graph @main(%x: f32[n,4]) {
   %y = reshape(%x) {shape=[-1]} : f32[n*4]

@@ -13,7 +13,7 @@ import contextlib
 import contextvars
 from collections.abc import Iterator, Mapping
 
-__all__ = ["bare_vars", "dim_env", "extent", "is_one", "is_zero", "shape_of", "te_shape"]
+__all__ = ["bare_vars", "dim_env", "extent", "is_one", "is_zero", "reshape", "shape_of", "te_shape"]
 
 _DIM_ENV: contextvars.ContextVar[Mapping[str, object]] = contextvars.ContextVar("edgecc_dim_env", default={})
 
@@ -81,3 +81,43 @@ def is_one(d) -> bool:
     from tvm import tirx
 
     return (isinstance(d, int) and d == 1) or (isinstance(d, tirx.IntImm) and d.value == 1)
+
+
+def same_extent(a, b) -> bool:
+    """Whether two extents (ints or TIR expressions) are provably equal."""
+    import tvm
+
+    if isinstance(a, int) and isinstance(b, int):
+        return a == b
+    return bool(tvm.sym.Analyzer().can_prove_equal(a, b))
+
+
+def reshape(x, shape):
+    """`x` reshaped (row-major) to `shape` (TE extents, static or symbolic). The leading and trailing
+    axes the two shapes share are indexed directly and only the axes between go through a flat
+    offset, so splitting a hidden axis into heads ([batch, seq, 256] -> [batch, seq, 4, 64])
+    reads x[b, s, h * 64 + d], without the division and remainder by `seq` and `batch` per
+    element that a fully flattened index needs."""
+    from tvm import te, tirx
+
+    src, dst = shape_of(x), tuple(shape)
+    lead = 0
+    while lead < min(len(src), len(dst)) and same_extent(src[lead], dst[lead]):
+        lead += 1
+    trail = 0
+    while trail < min(len(src), len(dst)) - lead and same_extent(src[-1 - trail], dst[-1 - trail]):
+        trail += 1
+    src_mid, dst_mid = src[lead:len(src) - trail], dst[lead:len(dst) - trail]
+
+    def index(*idx):
+        flat = 0
+        for i, d in zip(idx[lead:len(dst) - trail], dst_mid):
+            flat = flat * d + i
+        coords = []
+        for k, d in enumerate(reversed(src_mid)):
+            outermost = k == len(src_mid) - 1
+            coords.append(flat if outermost else tirx.floormod(flat, d))
+            flat = tirx.floordiv(flat, d)
+        return x(*idx[:lead], *reversed(coords), *idx[len(dst) - trail:])
+
+    return te.compute(dst, index, name="T_reshape", tag="injective")

@@ -13,7 +13,7 @@ from edgecc.ir.ops.tensor import SymbolicRange, slice_ranges
 
 from . import lowering
 from .elementwise import broadcast_compute, dtype_of
-from .shapes import extent, is_zero, shape_of, te_shape
+from .shapes import extent, is_zero, reshape, shape_of, te_shape
 
 
 def _shape(t) -> list:
@@ -45,7 +45,7 @@ def _wrap_index(idx, size):
 @lowering("reshape")
 def _lower_reshape(node, ins):
     if not node.output.type.is_static:  # the attribute may hold 0 and -1: the type has the sizes
-        return [topi.reshape(ins[0], te_shape(node.output.type.shape))]
+        return [reshape(ins[0], te_shape(node.output.type.shape))]
     return [topi.reshape(ins[0], node.attrs["shape"])]
 
 
