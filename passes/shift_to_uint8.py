@@ -154,5 +154,3 @@ class ShiftToUint8(Pass):
             graph.remove_unused_constants()
         return changed
 
-
-from . import pad_conv_channels  # noqa: E402,F401  (registers the pass the x86 host runs beside this one)
