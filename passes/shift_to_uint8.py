@@ -153,4 +153,3 @@ class ShiftToUint8(Pass):
         if changed:
             graph.remove_unused_constants()
         return changed
-
