@@ -11,10 +11,11 @@ as multiplications plus a weight-reuse charge, weights x (rows + `weight_cost`):
 
     direct: 9 x (N*OH*OW + weight_cost)      F(m x m): (m+2)^2 x (tiles + weight_cost)
 
-and takes the cheapest. `weight_cost` = 24 fits the kernel profiles of ResNet-18 (docs/winograd.md):
-4x4 tiles at 56x56 and 28x28, 2x2 tiles at 14x14 and 16x16 (16 tiles of 4x4: at most a few percent
-faster, with the larger rounding error of F(4x4)) and at 7x7 (1.2-1.4x faster than the direct
-convolution on an AVX-512 Xeon, even with it on a loaded Zen 3; 4 tiles of 4x4 the slowest).
+and takes the cheapest. `weight_cost` = 32 fits ResNet-18 (docs/winograd.md): 4x4 tiles at 56x56 and
+28x28, 2x2 tiles at 14x14 and 16x16 (16 tiles of 4x4: at most a few percent faster, with the
+larger rounding error of F(4x4)), the direct convolution at 7x7: there F(2x2) runs 1.2-1.4x faster
+as a kernel with its weights in the cache, but at batch 1 its 1.8x larger weights stream from
+memory and the whole model is no faster (AVX-512 Xeon, 2 threads).
 
 A convolution whose output height or width is symbolic stays direct (with a remark); a symbolic
 batch is priced as batch 1. Run after convert-layout (the weight must be a blocked constant),
@@ -31,7 +32,7 @@ from edgecc.ir.ops.winograd import TILES, transform_weight
 from .base import Pass, PassContext, PassOptionError, register_pass
 
 #: the weight-reuse charge of the rule, in rows; see the module docstring
-WEIGHT_COST = 24
+WEIGHT_COST = 32
 
 
 def winograd_candidate(node: Node) -> str | None:
