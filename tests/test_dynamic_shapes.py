@@ -353,6 +353,36 @@ def test_cnn_with_symbolic_batch_and_image_size(tmp_path):
                                    rtol=1e-4, atol=1e-4)
 
 
+def test_einsum_with_symbolic_sizes_matches_onnxruntime(tmp_path):
+    """Einsum over symbolic sizes: a batched product whose output is n x n, a trace of it (a summed
+    repeated index) and an ellipsis product with a constant; one library, several sizes."""
+    import onnx
+    from onnx import TensorProto, helper, numpy_helper
+
+    w = np.random.default_rng(0).standard_normal((4, 3)).astype(np.float32)
+    graph = helper.make_graph(
+        [helper.make_node("Einsum", ["x", "y"], ["z"], equation="bij,bjk->bik"),
+         helper.make_node("Einsum", ["z"], ["t"], equation="bii->b"),
+         helper.make_node("Einsum", ["x", "w"], ["u"], equation="...j,jk->...k")],
+        "einsum",
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["batch", "n", 4]),
+         helper.make_tensor_value_info("y", TensorProto.FLOAT, ["batch", 4, "n"])],
+        [helper.make_tensor_value_info(name, TensorProto.FLOAT, None) for name in ("z", "t", "u")],
+        [numpy_helper.from_array(w, "w")])
+    path = str(tmp_path / "einsum.onnx")
+    onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)]), path)
+    compiled = edgecc.compile(path, "host", input_shapes={"x": [(1, 3), (1, 40), 4], "y": [(1, 3), 4, (1, 40)]})
+    assert compiled.stats.fallbacks == []
+    module, session = compiled.load(), _ort(path)
+    for batch, n in [(1, 1), (2, 7), (3, 40)]:
+        rng = np.random.default_rng(n)
+        feed = {"x": rng.standard_normal((batch, n, 4)).astype(np.float32),
+                "y": rng.standard_normal((batch, 4, n)).astype(np.float32)}
+        got, expected = module.run(feed), session.run(["z", "t", "u"], feed)
+        for name, want in zip(("z", "t", "u"), expected):
+            np.testing.assert_allclose(got[name], want, rtol=1e-5, atol=1e-5, err_msg=f"{name} at {batch}x{n}")
+
+
 # ----- the command line ------------------------------------------------------------------------------------
 def _edgecc(*args):
     import subprocess

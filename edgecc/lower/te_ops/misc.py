@@ -9,7 +9,7 @@ from edgecc.ir.ops.misc import parse_einsum
 
 from . import lowering
 from .elementwise import dtype_of
-from .shapes import te_shape
+from .shapes import extent, is_zero, te_shape
 
 HALF_TYPES = ("float16", "bfloat16")
 
@@ -50,12 +50,13 @@ def _lower_trilu(node, ins):
 
 @lowering("einsum")
 def _lower_einsum(node, ins):
-    shapes = [[int(d) for d in t.shape] for t in ins]
-    terms, out, sizes = parse_einsum(node.attrs["equation"], shapes)
+    dims_of = [v.type.shape for v in node.inputs]  # ints, and Dims where sizes are symbolic
+    terms, out, dims = parse_einsum(node.attrs["equation"], dims_of)
+    sizes = {c: extent(d) for c, d in dims.items()}
     dtype = str(ins[0].dtype)
     acc = "float32" if dtype in HALF_TYPES else dtype
     summed = [c for c in sizes if c not in out]
-    if any(sizes[c] == 0 for c in summed):  # a sum of nothing (TIR would never run its init)
+    if any(is_zero(sizes[c]) for c in summed):  # a sum of nothing (TIR would never run its init)
         return [te.compute(tuple(sizes[c] for c in out), lambda *i: tirx.const(0, dtype), name="einsum")]
 
     def body(*idx):
@@ -63,8 +64,10 @@ def _lower_einsum(node, ins):
         axes = [te.reduce_axis((0, sizes[c]), name=f"r_{c}") for c in summed]
         letters.update((c, r.var) for c, r in zip(summed, axes))
         product = None
-        for t, term, shape in zip(ins, terms, shapes):
-            value = t(*(0 if d == 1 and sizes[c] != 1 else letters[c] for c, d in zip(term, shape)))
+        for t, term, shape in zip(ins, terms, dims_of):
+            # an operand's size-1 axis broadcasts against the letter's size
+            value = t(*(0 if (isinstance(d, int) and d == 1 and dims[c] != 1) else letters[c]
+                        for c, d in zip(term, shape)))
             value = value.astype(acc)
             product = value if product is None else product * value
         return te.sum(product, axis=axes) if axes else product
