@@ -508,8 +508,8 @@ def schedule_conv_depthwise(kernel, target):
     oh_o, oh_i = sch.split(oh, [None, _divisor_tile(_extent(sch, oh), POINTWISE_ROWS)])
     ow_o, ow_i = sch.split(ow, [None, tile])
     ob_o, ob_i = sch.split(ob, [None, vectors * lanes])
-    sch.reorder(n, oc, oh_o, oh_i, ob_o, ow_o, ow_i, ob_i)
-    task = sch.fuse(n, oc, oh_o)
+    sch.reorder(n, oh_o, oc, oh_i, ob_o, ow_o, ow_i, ob_i)
+    task = sch.fuse(n, oh_o, oc)  # rows first: each core reads the input rows of its own output rows
     sch.parallel(task)
     sch.vectorize(ob_i)
     sch.compute_at(dw, ow_o)
