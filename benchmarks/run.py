@@ -411,8 +411,9 @@ def _tuning_section(results: list[dict]) -> list[str]:
     for res in tuned:
         t = res["tuning"]
         budget = ", ".join(str(b) for b in t["budget"]) or "-"
-        searched = t.get("searched", t["tuned"])  # runs recorded before knob records were counted
-        lines.append(f"| {res['model']} | {t['target']} | {searched} of {t['kernels']} | {t['tuned']} | "
+        # runs recorded before knob records were counted: their `tuned` counted the kernels with records
+        searched, applied = (t["searched"], t["tuned"]) if "searched" in t else (t["tuned"], "-")
+        lines.append(f"| {res['model']} | {t['target']} | {searched} of {t['kernels']} | {applied} | "
                      f"{t['trials']} | {t.get('knob_points', 0)} | {budget} | {t['seconds']:.0f} |")
     return lines + [""]
 
