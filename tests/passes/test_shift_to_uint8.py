@@ -81,8 +81,8 @@ def test_moved_activations_give_the_same_integers(tmp_path, cin, cout, stride, g
     """ONNX Runtime's int8 model (a convolution or a depthwise one, relu, a padded convolution,
     a residual add): the same outputs with and without the pass, both exactly ONNX Runtime's, and
     no convolution left that moves int8 data itself."""
-    path, feed = quantized_conv_model(tmp_path, cin, cout, stride, 1, 3, 14, "int8", group=group,
-                                      reduce_range=False)
+    # 7-bit weights: ONNX Runtime's AVX2 u8s8 kernels (hosts without VNNI) saturate full 8-bit pair sums
+    path, feed = quantized_conv_model(tmp_path, cin, cout, stride, 1, 3, 14, "int8", group=group)
     target = get_target("host")
     if "shift-to-uint8" not in target.passes(2):
         pytest.skip("the host target does not request shift-to-uint8 (no AVX2)")
