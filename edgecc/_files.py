@@ -1,5 +1,6 @@
 """Atomic file output: data goes to a temporary file beside the destination, which is renamed
-onto it only once complete, so no reader ever sees a half-written file.
+onto it only once complete, so no reader ever sees a half-written file. A destination that is
+not a regular file (`/dev/null`, a named pipe) is written into once complete, never replaced.
 
     with atomic_output("model.so") as tmp:   # any writer that takes a path
         executable.export_library(tmp)
@@ -12,6 +13,8 @@ default `~/.cache/edgecc`).
 from __future__ import annotations
 
 import os
+import shutil
+import stat
 import tempfile
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -35,11 +38,29 @@ def atomic_output(path: str | os.PathLike, suffix: str | None = None, mode: int 
     os.close(fd)
     try:
         yield tmp
-        os.chmod(tmp, mode)
-        os.replace(tmp, path)
+        if _is_special_file(path):
+            _copy_into(tmp, path)
+        else:
+            os.chmod(tmp, mode)
+            os.replace(tmp, path)
     finally:
         if os.path.exists(tmp):
             os.unlink(tmp)
+
+
+def _is_special_file(path: str) -> bool:
+    """Whether `path` exists as something other than a regular file or a folder (a device, a pipe)."""
+    try:
+        mode = os.stat(path).st_mode
+    except FileNotFoundError:
+        return False
+    return not (stat.S_ISREG(mode) or stat.S_ISDIR(mode))
+
+
+def _copy_into(src: str, path: str) -> None:
+    """Write `src`'s bytes into the existing special file `path`, which stays what it is."""
+    with open(src, "rb") as source, open(path, "wb") as destination:
+        shutil.copyfileobj(source, destination)
 
 
 def atomic_write(path: str | os.PathLike, data: str | bytes, mode: int = 0o644) -> None:

@@ -40,3 +40,20 @@ def test_atomic_write_leaves_no_partial_file(tmp_path):
             raise RuntimeError("writer failed")
     assert path.read_text() == "one"
     assert os.listdir(path.parent) == ["out.txt"]
+
+
+def test_output_to_a_named_pipe_is_written_into_it_not_renamed_over_it(tmp_path):
+    """`-o /dev/null` or a pipe: a destination that is not a regular file keeps being what it is."""
+    import stat
+    import threading
+
+    pipe = tmp_path / "pipe"
+    os.mkfifo(pipe)
+    received = []
+    reader = threading.Thread(target=lambda: received.append(pipe.read_bytes()))
+    reader.start()
+    atomic_write(pipe, b"library bytes")
+    reader.join(timeout=30)
+    assert received == [b"library bytes"]
+    assert stat.S_ISFIFO(os.stat(pipe).st_mode)
+    assert sorted(os.listdir(tmp_path)) == ["pipe"]
