@@ -141,14 +141,23 @@ class ShiftToUint8(Pass):
 
     def run(self, graph: Graph, ctx: PassContext) -> bool:
         changed = False
-        rebuilt: dict[int, Node] = {}  # id of a replaced node -> its copy
+        # id of a replaced node -> (that node, kept alive so its id is not reused; its copy)
+        rebuilt: dict[int, tuple[Node, Node]] = {}
+
+        def current(node: Node) -> Node:
+            """The live copy of `node`: a reader of two moved values is rebuilt twice."""
+            while id(node) in rebuilt:
+                node = rebuilt[id(node)][1]
+            return node
+
         for node in list(graph.nodes):
-            node = rebuilt.get(id(node), node)
+            node = current(node)
             if len(node.outputs) != 1 or not _movable(node.output):
                 continue
             new = _write_uint8(graph, node)
+            rebuilt[id(node)] = (node, new)
             for reader in list(new.output.users):
-                rebuilt[id(reader)] = _read_uint8(graph, reader, new.output)
+                rebuilt[id(reader)] = (reader, _read_uint8(graph, reader, new.output))
             changed = True
         if changed:
             graph.remove_unused_constants()

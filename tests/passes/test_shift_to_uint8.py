@@ -93,3 +93,31 @@ def test_moved_activations_give_the_same_integers(tmp_path, cin, cout, stride, g
     got = list(moved.load().run(feed).values())[0]
     np.testing.assert_array_equal(got, list(kept.load().run(feed).values())[0])
     np.testing.assert_array_equal(got, run_ort(onnx.load(path), feed)[0])
+
+
+def test_an_addition_of_two_moved_values_is_moved_too():
+    """qadd(a, b) with both operands moved is rebuilt twice; its own output, read by a
+    convolution, still becomes uint8."""
+    from pass_check import run_pipeline
+
+    graph, _ = run_pipeline("shift-to-uint8", """
+        graph @main(%x: f32[1,2,4,4]) {
+          %xs = const f32[] dense<splat 0.5>
+          %xz = const i8[] dense<splat 3>
+          %w = const i8[2,2,1,1] dense<[1, -2, 3, 4]>
+          %b = const i32[2] dense<[11, -37]>
+          %m = const f32[2] dense<[0.5, 0.25]>
+          %q = quantize(%x, %xs, %xz) {dtype="int8"} : i8[1,2,4,4]
+          %y = qconv(%q, %w, %b, %m) {data_zero_point=3, dtype="int8", out_zero_point=-1} : i8[1,2,4,4]
+          %z = qconv(%q, %w, %b, %m) {data_zero_point=3, dtype="int8", out_zero_point=2} : i8[1,2,4,4]
+          %s = qadd(%y, %z) {a_scale=0.5, a_zero_point=-1, b_scale=0.5, b_zero_point=2, scale=1.0} : i8[1,2,4,4]
+          %t = qconv(%s, %w, %b, %m) {data_zero_point=0, dtype="int8"} : i8[1,2,4,4]
+          %u = qconv(%y, %w, %b, %m) {data_zero_point=-1, dtype="int8"} : i8[1,2,4,4]
+          %v = qconv(%z, %w, %b, %m) {data_zero_point=2, dtype="int8"} : i8[1,2,4,4]
+          return %t, %u, %v
+        }""")
+    add = next(n for n in graph.walk() if n.op == "qadd")
+    assert add.output.dtype == "uint8"
+    assert (add.attrs["a_zero_point"], add.attrs["b_zero_point"], add.attrs["out_zero_point"]) == (127, 130, 128)
+    readers = [n for n in graph.walk() if n.op == "qconv" and n.inputs[0] is add.output]
+    assert len(readers) == 1 and readers[0].attrs["data_zero_point"] == 128
