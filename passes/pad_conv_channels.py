@@ -7,7 +7,7 @@ A convolution over three channels (an image model's stem) has no group of four i
 for a four-product dot-product instruction (x86 vpdpbusd, AArch64 sdot) and multiply-adds one
 product at a time; with four channels one instruction sums a pixel's window column of products,
 a third of the instructions at the price of a quarter of zero products.
-Requested by targets with such instructions; run after lower-qdq, before convert-layout.
+Requested by the x86 host target when it has VNNI (vpdpbusd); run after lower-qdq, before convert-layout.
 """
 
 from __future__ import annotations

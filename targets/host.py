@@ -95,8 +95,9 @@ class HostTarget(CpuTarget):
         return 4 if self.has_feature("avx2") else self.int8_dot_channels  # vpmaddubsw + vpmaddwd
 
     def passes(self, opt_level: int) -> list[str]:
-        """The CPU passes, led on AVX2 CPUs by `shift-to-uint8`: their dot products take uint8
-        data, so int8 activations are stored moved by 128 rather than moved in each kernel."""
+        """The CPU passes, led on AVX2 CPUs by `shift-to-uint8` (their dot products take uint8
+        data, so int8 activations are stored moved by 128 rather than moved in each kernel) and,
+        with VNNI, `pad-conv-channels` (a 3-channel stem gets a fourth for vpdpbusd)."""
         passes = super().passes(opt_level)
         if passes and self.int8_dot_channels == 4:
             passes = ["pad-conv-channels", *passes]
