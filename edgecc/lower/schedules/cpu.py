@@ -322,11 +322,16 @@ def _matmul_block(kernel, target) -> int:
     return _widest_columns(n, block, lanes) if 4 <= block < lanes else block
 
 
+def divisor_multiples(n: int, step: int, limit: int) -> tuple[int, ...]:
+    """The multiples of `step` up to `limit` that divide `n` (column tiles of whole or half vectors)."""
+    return tuple(b for b in range(step, limit + 1, step) if n % b == 0)
+
+
 def _widest_columns(n: int, step: int, lanes: int) -> int:
     """Columns of a tile that takes `step`-wide vectors: the widest multiple of `step` dividing `n`
     up to 4 vectors, so each weight row is read in whole cache lines (1000 classes on 16 lanes:
     40 columns; a classifier at batch 1 read in 32-byte pieces ran 1.5x slower, 2 threads)."""
-    return max(b for b in range(step, 4 * lanes + 1, step) if n % b == 0)
+    return max(divisor_multiples(n, step, 4 * lanes))
 
 
 @register_rule("matmul")
@@ -351,7 +356,7 @@ def gemm_knobs(kernel, target, block: int | None = None) -> Knobs:
     rows = tuple(r for r in (1, 2, 4, 8) if m % r == 0)
     cols = tuple(b for b in (lanes // 2, lanes, 2 * lanes, 4 * lanes) if b >= 4 and n % b == 0)
     if n % lanes and n % (lanes // 2) == 0:  # half vectors: their multiples up to 4 vectors
-        cols = tuple(b for b in range(lanes // 2, 4 * lanes + 1, lanes // 2) if n % b == 0)
+        cols = divisor_multiples(n, lanes // 2, 4 * lanes)
     return Knobs(kernel.kind, (Knob("rows", rows, _divisor_tile(m, (4, 2))), Knob("cols", cols, block),
                                Knob("unroll", (True, False), True)),
                  allowed=lambda p: p["rows"] * -(-p["cols"] // lanes) <= registers,

@@ -20,8 +20,8 @@ import math
 
 from . import register_rule
 from .cpu import (_divisor_tile, _extent, _find, _generic, _parallel_and_vectorize_flat, _schedule,
-                  _schedule_blocked_copy, _schedule_gemm, _work, accumulator_registers, conv_knobs, gemm_knobs,
-                  inline_all_but, output_block, schedule_nchwc_conv)
+                  _schedule_blocked_copy, _schedule_gemm, _work, accumulator_registers, conv_knobs,
+                  divisor_multiples, gemm_knobs, inline_all_but, output_block, schedule_nchwc_conv)
 from .knobs import register_knobs
 
 ACC = "int32"
@@ -177,7 +177,7 @@ def _streaming_block(n: int, vector: int, cores: int) -> int:
     """Columns per tile of a qdense with few rows: long pieces of each weight row, so the weights
     stream (all n on one core), or the widest whole-vector divisor of n that leaves each core a
     tile (1000 classes on 2 cores: 5 tiles of 200, where one tile of 1000 ran on one core)."""
-    fits = [b for b in range(vector, n // cores + 1, vector) if n % b == 0]
+    fits = divisor_multiples(n, vector, n // cores)
     return max(fits) if cores > 1 and fits else n
 
 
@@ -199,7 +199,7 @@ def _column_block(n: int, lanes: int) -> int:
     if block > 1:
         return block
     for step in (lanes // 2, lanes // 4):
-        fits = [b for b in range(step, 4 * lanes + 1, step) if n % b == 0]
+        fits = divisor_multiples(n, step, 4 * lanes)
         if fits:
             return max(fits)
     return 1
