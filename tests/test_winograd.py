@@ -107,8 +107,8 @@ def test_avx2_kernels_match_onnxruntime():
 
 def test_default_compile_picks_the_tile_per_layer():
     rng = np.random.default_rng(1)
-    x = rng.standard_normal((1, 8, 8, 8)).astype(np.float32)
-    inits = {f"w{i}": (rng.standard_normal((8, 8, 3, 3)) * 0.3).astype(np.float32) for i in range(3)}
+    x = rng.standard_normal((1, 64, 8, 8)).astype(np.float32)
+    inits = {f"w{i}": (rng.standard_normal((64, 64, 3, 3)) * 0.05).astype(np.float32) for i in range(3)}
     nodes = [
         helper.make_node("Conv", ["x", "w0"], ["a"], pads=[1, 1, 1, 1]),  # 8x8: 2x2 tiles
         helper.make_node("Conv", ["a", "w1"], ["b"], pads=[1, 1, 1, 1], strides=[2, 2]),  # strided: direct
@@ -119,6 +119,25 @@ def test_default_compile_picks_the_tile_per_layer():
     assert _winograd_tiles(compiled) == [2]
     assert any("stays direct" in str(r) for r in compiled.remarks)
     np.testing.assert_allclose(compiled.load().run({"x": x})["y"], run_ort(model, {"x": x})[0], rtol=1e-4, atol=1e-4)
+
+
+@pytest.mark.parametrize("size, channels, expected", [
+    ((1, 8, 8), (1, 16), None), ((64, 8, 8), (1, 16), None),  # one input channel: its output transform costs most
+    ((1, 8, 8), (32, 32), None), ((1, 8, 8), (64, 64), 2),
+    ((1, 56, 56), (64, 64), 4), ((1, 28, 28), (128, 128), 4), ((1, 14, 14), (256, 256), 2), ((1, 7, 7), (512, 512), None),
+])
+def test_rule_prices_the_transforms_by_channels(size, channels, expected):
+    assert choose_tile(*size, channels=channels) == expected
+
+
+@pytest.mark.parametrize("m", [2, 4])
+def test_single_input_channel_kernel_matches_onnxruntime(m):
+    """A first layer over one input channel has no channel loop left to reduce over."""
+    model, inputs = _conv_block(1, 16, (8, 8), (1, 1, 1, 1), batch=4)
+    compiled = edgecc.compile(model, "host", passes=_pipeline(f"winograd{{tile={m}}}"), strict_schedules=True)
+    assert _winograd_tiles(compiled) == [m]
+    np.testing.assert_allclose(compiled.load().run(inputs)["y"], run_ort(model, inputs)[0], rtol=1e-4, atol=1e-4)
+    assert _winograd_tiles(edgecc.compile(model, "host")) == []  # the rule keeps it direct
 
 
 def test_bad_tile_option_is_a_user_error():

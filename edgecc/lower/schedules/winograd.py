@@ -100,13 +100,14 @@ def _schedule_gemm(sch, block, target, tile: int | None) -> None:
     sch.parallel(outer)
     sch.vectorize(j)
     sch.compute_at(block, outer)
-    (p_i, j), reduction = sch.get_loops(block)[1:3], sch.get_loops(block)[3:]  # a unit channel loop is dropped
+    (p_i, j), reduction = sch.get_loops(block)[1:3], sch.get_loops(block)[3:]  # unit channel loops are dropped
     j_o, j_i = sch.split(j, [None, lanes])
     sch.reorder(*reduction, p_i, j_o, j_i)
     sch.unroll(p_i)
     sch.unroll(j_o)
     sch.vectorize(j_i)
-    sch.decompose_reduction(block, reduction[0])
+    # one input channel leaves no reduction loop: the initial zero goes above the tile's loops
+    sch.decompose_reduction(block, reduction[0] if reduction else p_i)
 
 
 def _schedule_output_transform(sch, block, m: int) -> None:
