@@ -32,6 +32,8 @@ from edgecc.ir import Graph, Node, Trait, Value, layout_of
 from .base import Pass, PassContext, register_pass
 from .eliminate_dead_code import erase_dead_nodes
 
+#: int32 lanes of the narrowest dot-product vector (x86 vpdpbusd on 256 bits; two of AArch64's sdot)
+DOT_VECTOR = 8
 _POOLS = ("max_pool", "avg_pool", "global_avg_pool", "global_max_pool")
 #: quantization ops that run unchanged in a blocked layout when their parameters are per tensor
 _PER_TENSOR_QUANT = ("quantize", "dequantize", "requantize")
@@ -243,11 +245,15 @@ class _Converter:
 
     def _packed_weight(self, w: Value, group: int = 1) -> Value | None:
         """A constant [K, N] weight as (N/b, K, b), b two or one SIMD widths, or with `group` 4 as
-        (N/b, K/4, b, 4) when K divides into fours; None when it does not fit."""
+        (N/b, K/4, b, 4) when K divides into fours; None when it does not fit. With `group` 4 and
+        no whole SIMD width dividing N, b is the widest multiple of 8 (one 256-bit int32 vector,
+        the narrowest dot-product vector) dividing N up to four SIMD widths: 1000 classes -> 40."""
         if w.const is None or w.type.rank != 2:
             return None
         k, n = w.type.shape
         block = next((b for b in (2 * self.lanes, self.lanes) if n % b == 0), None)
+        if block is None and group == 4:
+            block = max((b for b in range(DOT_VECTOR, 4 * self.lanes + 1, DOT_VECTOR) if n % b == 0), default=None)
         if block is None:
             return None
         if group == 4 and k % 4 == 0:
