@@ -9,6 +9,8 @@ Here the producer of such an activation (qconv, qdense, qadd, requantize, quanti
 uint8 instead (zero point and clamp bounds + 128), and every reader takes the move: a
 convolution's or dense layer's constant int32 bias absorbs 128 x each output channel's weight sum
 at compile time, an addition's, requantization's or dequantization's zero point moves by 128.
+Ops that only move data (reshape, flatten, squeeze, unsqueeze, transpose) pass the move on to
+their readers: a classifier's quantized, flattened features reach its dense layer as uint8.
 The integers are the same values shifted, so results do not change. A value is moved only when
 every reader can take it and one of them is a convolution or dense layer.
 Requested by targets whose integer kernels take uint8 data; run after lower-qdq, before
@@ -26,6 +28,8 @@ from .base import Pass, PassContext, register_pass
 #: what int8 data is moved by to become uint8
 SHIFT = 128
 _WRITERS = ("qconv", "qdense", "qadd", "requantize", "quantize")
+#: readers that pass the moved integers on unchanged
+_DATA_MOVES = ("reshape", "flatten", "squeeze", "unsqueeze", "transpose")
 _INT32 = np.iinfo(np.int32)
 
 
@@ -54,6 +58,8 @@ def _moved_bias(node: Node) -> np.ndarray | None:
 
 
 def _reader_ok(node: Node, idx: int) -> bool:
+    if node.op in _DATA_MOVES:
+        return idx == 0 and _readers_take_uint8(node.output)
     if node.op in ("qconv", "qdense"):
         return idx == 0 and _moved_bias(node) is not None
     if node.op == "qadd":
@@ -73,9 +79,17 @@ def _movable(value: Value) -> bool:
         return False
     if producer.op == "quantize" and producer.input(2) is not None and producer.input(2).const is None:
         return False
-    if not value.uses or not all(_reader_ok(n, i) for n, i in value.uses):
-        return False
-    return any(n.op in ("qconv", "qdense") for n, _ in value.uses)
+    return _readers_take_uint8(value) and _reaches_a_kernel(value)
+
+
+def _readers_take_uint8(value: Value) -> bool:
+    return not value.is_graph_output and bool(value.uses) and all(_reader_ok(n, i) for n, i in value.uses)
+
+
+def _reaches_a_kernel(value: Value) -> bool:
+    """Whether a convolution or dense layer reads `value`, directly or through data moves."""
+    return any(n.op in ("qconv", "qdense") or (n.op in _DATA_MOVES and _reaches_a_kernel(n.output))
+               for n, _ in value.uses)
 
 
 def _bound(v):
@@ -109,8 +123,13 @@ def _write_uint8(graph: Graph, producer: Node) -> Node:
     else:
         attrs.update(out_zero_point=attrs["out_zero_point"] + SHIFT, out_min=_bound(attrs.get("out_min")),
                      out_max=_bound(attrs.get("out_max")))
-    quant = producer.output.type.quant
-    new = _rebuild(graph, producer, inputs, attrs)
+    return _rebuild_moved(graph, producer, inputs, attrs)
+
+
+def _rebuild_moved(graph: Graph, node: Node, inputs: list, attrs: dict) -> Node:
+    """`_rebuild` of a node whose output becomes uint8: its quantization zero point moves too."""
+    quant = node.output.type.quant
+    new = _rebuild(graph, node, inputs, attrs)
     if quant is not None and new.output.type.quant is None:
         moved = type(quant)(quant.scale, tuple(z + SHIFT for z in quant.zero_point), quant.axis)
         new.output.type = new.output.type.with_quant(moved)
@@ -119,6 +138,8 @@ def _write_uint8(graph: Graph, producer: Node) -> Node:
 
 def _read_uint8(graph: Graph, reader: Node, value: Value) -> Node:
     attrs, inputs = dict(reader.attrs), list(reader.inputs)
+    if reader.op in _DATA_MOVES:
+        return _rebuild_moved(graph, reader, inputs, attrs)
     if reader.op in ("qconv", "qdense"):
         inputs[2] = graph.add_constant(_moved_bias(reader), f"{reader.name}.bias_uint8")
         attrs["data_zero_point"] += SHIFT
@@ -156,8 +177,14 @@ class ShiftToUint8(Pass):
                 continue
             new = _write_uint8(graph, node)
             rebuilt[id(node)] = (node, new)
-            for reader in list(new.output.users):
-                rebuilt[id(reader)] = (reader, _read_uint8(graph, reader, new.output))
+            moved = [new.output]
+            while moved:  # the readers, and the readers of data moves in turn
+                value = moved.pop()
+                for reader in list(value.users):
+                    copy = _read_uint8(graph, reader, value)
+                    rebuilt[id(reader)] = (reader, copy)
+                    if copy.op in _DATA_MOVES:
+                        moved.append(copy.output)
             changed = True
         if changed:
             graph.remove_unused_constants()

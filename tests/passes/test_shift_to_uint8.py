@@ -109,3 +109,60 @@ def test_an_addition_of_two_moved_values_is_moved_too():
     assert (add.attrs["a_zero_point"], add.attrs["b_zero_point"], add.attrs["out_zero_point"]) == (127, 130, 128)
     readers = [n for n in graph.walk() if n.op == "qconv" and n.inputs[0] is add.output]
     assert len(readers) == 1 and readers[0].attrs["data_zero_point"] == 128
+
+
+def test_moves_pass_through_reshapes_to_a_dense_layer():
+    """quantize -> reshape -> qdense: the reshape passes the move on, the dense bias takes it."""
+    from pass_check import run_pipeline
+
+    graph, _ = run_pipeline("shift-to-uint8", """
+        graph @main(%x: f32[1,2,2,1]) {
+          %xs = const f32[] dense<splat 0.5>
+          %xz = const i8[] dense<splat 3>
+          %w = const i8[4,2] dense<[1, -2, 3, 4, 0, 1, -1, 2]>
+          %b = const i32[2] dense<[11, -37]>
+          %m = const f32[2] dense<[0.5, 0.25]>
+          %q = quantize(%x, %xs, %xz) {dtype="int8"} : i8[1,2,2,1]
+          %r = reshape(%q) {shape=[1,4]} : i8[1,4]
+          %y = qdense(%r, %w, %b, %m) {data_zero_point=3, dtype="int8"} : i8[1,2]
+          return %y
+        }""")
+    reshape = next(n for n in graph.walk() if n.op == "reshape")
+    dense = next(n for n in graph.walk() if n.op == "qdense")
+    assert reshape.inputs[0].dtype == "uint8" and reshape.output.dtype == "uint8"
+    assert dense.inputs[0] is reshape.output and dense.attrs["data_zero_point"] == 131
+    np.testing.assert_array_equal(dense.inputs[2].const, [11 - 128 * 3, -37 - 128 * 5])
+
+
+def _classifier(tmp_path, classes: int):
+    """conv -> relu -> global average pool -> flatten -> gemm, quantized by ONNX Runtime (QDQ)."""
+    from onnx import helper
+    from ort_compare import make_model, ort_quantize
+
+    rng = np.random.default_rng(classes)
+    inits = {"w": rng.standard_normal((32, 16, 3, 3)).astype(np.float32) * 0.1,
+             "fc": rng.standard_normal((classes, 32)).astype(np.float32) * 0.2,
+             "fb": rng.standard_normal(classes).astype(np.float32) * 0.1}
+    nodes = [helper.make_node("Conv", ["x", "w"], ["c"], pads=[1, 1, 1, 1]), helper.make_node("Relu", ["c"], ["r"]),
+             helper.make_node("GlobalAveragePool", ["r"], ["p"]), helper.make_node("Flatten", ["p"], ["f"]),
+             helper.make_node("Gemm", ["f", "fc", "fb"], ["y"], transB=1)]
+    x = rng.standard_normal((1, 16, 8, 8)).astype(np.float32)
+    onnx.save(make_model(nodes, {"x": x}, ["y"], inits), tmp_path / "f.onnx")
+    feeds = [{"x": rng.standard_normal(x.shape).astype(np.float32)} for _ in range(4)]
+    return ort_quantize(tmp_path / "f.onnx", tmp_path / "q.onnx", feeds, activation="int8"), {"x": x}
+
+
+@pytest.mark.parametrize("classes, cpu", [(40, None), (1000, None), (1000, "haswell")])
+def test_a_classifier_reads_uint8_features_with_the_same_results(tmp_path, classes, cpu):
+    """The flattened features of an ONNX Runtime int8 classifier reach its dense layer as uint8;
+    the outputs are the same with and without the pass, and ONNX Runtime's (the host's code, and
+    AVX2 code, which every x86 host here runs)."""
+    path, feed = _classifier(tmp_path, classes)
+    target = get_target("host", cpu=cpu) if cpu else get_target("host")  # x86: the pass is requested
+    assert "shift-to-uint8" in target.passes(2)
+    moved = edgecc.compile(path, target)
+    kept = edgecc.compile(path, target, disabled_passes=["shift-to-uint8"])
+    assert [n.inputs[0].dtype for n in moved.graph.walk() if n.op == "qdense"] == ["uint8"]
+    got = list(moved.load().run(feed).values())[0]
+    np.testing.assert_array_equal(got, list(kept.load().run(feed).values())[0])
+    np.testing.assert_array_equal(got, run_ort(onnx.load(path), feed)[0])
