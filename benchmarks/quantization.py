@@ -206,24 +206,37 @@ def onnx_bytes(path: str) -> tuple[int, int]:
     return sum(inits[n] for n in weights), sum(inits.values())
 
 
-def time_variants(libraries: dict[str, tuple[str, str]], x: np.ndarray, repeat: int, threads: int,
-                  folder: str, input_name: str = "x") -> dict[str, float]:
-    """Median latency (ms) of each (kind, path) on x, each in its own worker process, taking
-    turns (benchmarks/run.py's workers: edgecc libraries called with inputs already in TVM
-    tensors, ONNX Runtime sessions with numpy inputs)."""
+def time_variants(libraries: dict[str, tuple], x: np.ndarray, repeat: int, threads: int,
+                  folder: str, input_name: str = "x") -> dict[str, tuple[float, float]]:
+    """(minimum, median) latency in ms of each (kind, path[, threads]) on x, each in its own worker
+    process, taking turns (benchmarks/run.py's workers: edgecc libraries called with inputs already
+    in TVM tensors, ONNX Runtime sessions with numpy inputs); `threads` unless the entry names its own."""
     sys.path.insert(0, HERE)
     from run import Worker, time_round_robin
 
     inputs = os.path.join(folder, f"inputs{len(x)}.npz")
     np.savez(inputs, **{input_name: x})
-    workers = [Worker(name.replace(" ", "_") + f"_{len(x)}", kind, path, inputs, [input_name], threads, folder)
-               for name, (kind, path) in libraries.items()]
+    workers = [Worker(name.replace(" ", "_") + f"_{len(x)}", entry[0], entry[1], inputs, [input_name],
+                      entry[2] if len(entry) > 2 else threads, folder)
+               for name, entry in libraries.items()]
     try:
         time_round_robin(workers, repeat, warmup=5, block=20)
     finally:
         for w in workers:
             w.close()
-    return {name: statistics.median(w.times) * 1e3 for name, w in zip(libraries, workers)}
+    return {name: (min(w.times) * 1e3, statistics.median(w.times) * 1e3) for name, w in zip(libraries, workers)}
+
+
+def ort_thread_counts(threads: int) -> tuple[int, ...]:
+    """ONNX Runtime's configurations: 1 thread and `threads`."""
+    return tuple(sorted({1, threads}))
+
+
+def best_ort(times: dict[str, tuple[float, float]], label: str, threads: int) -> tuple[str, tuple[float, float]]:
+    """The ONNX Runtime configuration of `label` (e.g. "ORT int8") with the lowest median."""
+    configs = {f"{label} {t}t": times[f"{label} {t}t"] for t in ort_thread_counts(threads)}
+    name = min(configs, key=lambda k: configs[k][1])
+    return name, configs[name]
 
 
 # ----- real models (benchmarks/model_zoo.py) -----------------------------------------------------
@@ -293,29 +306,41 @@ def measure_zoo_model(name: str, work: str, calibration: int, repeat: int, threa
         by = compiled.stats.scheduled_by
         rows[label] = {"kernels": f"{by.get('default', 0)} default, {by.get('generic', 0)} generic",
                        "weights": weight_bytes(compiled.graph) if quantize or src != fp32 else onnx_bytes(fp32)[0]}
-    libraries["ORT fp32"] = ("onnxruntime", fp32)
-    libraries["ORT int8"] = ("onnxruntime", ort_int8)
-    rows["ORT fp32"] = {"kernels": "", "weights": onnx_bytes(fp32)[0]}
-    rows["ORT int8"] = {"kernels": "", "weights": onnx_bytes(ort_int8)[0]}
+    for t in ort_thread_counts(threads):
+        for label, path in (("ORT fp32", fp32), ("ORT int8", ort_int8)):
+            libraries[f"{label} {t}t"] = ("onnxruntime", path, t)
+            rows[f"{label} {t}t"] = {"kernels": "", "weights": onnx_bytes(path)[0], "threads": t}
     log(f"{name}: timing")
     x = zoo_samples(name, 1, seed=1)[1][0]
-    for label, ms in time_variants(libraries, x, repeat, threads, work, input_name).items():
-        rows[label]["ms"] = ms
+    for label, (low, mid) in time_variants(libraries, x, repeat, threads, work, input_name).items():
+        rows[label].update(min=low, ms=mid)
+        rows[label].setdefault("threads", threads)
     return rows
 
 
 def write_model_results(path: str, results: dict[str, dict], command: str, threads: int, cpu: str | None = None) -> None:
-    """The real-model table between the models markers of `path` (written atomically)."""
+    """The real-model table between the models markers of `path` (written atomically): minimum and
+    median per variant, ratios to edgecc fp32, ONNX Runtime's best configuration marked `*`, and a
+    line per model comparing edgecc int8 with edgecc fp32 and with ONNX Runtime int8's best."""
     code_for = f"code for --cpu {cpu}, " if cpu else ""
-    lines = [f"`{command}` on {machine()} (SIMD flags: {simd_flags()}), {code_for}{threads} threads, "
+    lines = [f"`{command}` on {machine()} (SIMD flags: {simd_flags()}), {code_for}edgecc on {threads} threads, "
+             f"ONNX Runtime on {' and '.join(map(str, ort_thread_counts(threads)))}, "
              f"{datetime.date.today()}; {versions()}.", "",
-             "| model | variant | kernels | weights (MB) | batch 1 (ms) | vs edgecc fp32 |",
-             "|---|---|---|---:|---:|---:|"]
+             "| model | variant | threads | kernels | weights (MB) | min (ms) | median (ms) | vs edgecc fp32 (min) "
+             "| vs edgecc fp32 (median) |",
+             "|---|---|---:|---|---:|---:|---:|---:|---:|"]
+    summary = []
     for name, rows in results.items():
-        base = rows["edgecc fp32"]["ms"]
+        base = rows["edgecc fp32"]
+        times = {label: (r["min"], r["ms"]) for label, r in rows.items()}
+        best = {best_ort(times, label, threads)[0] for label in ("ORT fp32", "ORT int8")}
         for label, r in rows.items():
-            lines.append(f"| {name} | {label} | {r['kernels']} | {r['weights'] / 1e6:.1f} | {r['ms']:.2f} | "
-                         f"{r['ms'] / base:.2f}x |")
+            star = " *" if label in best else ""
+            lines.append(f"| {name} | {label}{star} | {r['threads']} | {r['kernels']} | {r['weights'] / 1e6:.1f} | "
+                         f"{r['min']:.2f} | {r['ms']:.2f} | {r['min'] / base['min']:.2f}x | {r['ms'] / base['ms']:.2f}x |")
+        summary.append(_model_summary(name, rows, times, threads))
+    lines += ["", "`*`: ONNX Runtime's best configuration (lowest median) for its fp32 and its int8 model.", ""]
+    lines += summary
     text = open(path).read()
     begin_marker, end_marker = model_markers(cpu)
     start, end = text.index(begin_marker) + len(begin_marker), text.index(end_marker)
@@ -324,6 +349,15 @@ def write_model_results(path: str, results: dict[str, dict], command: str, threa
     with os.fdopen(fd, "w") as fh:
         fh.write(text)
     os.replace(tmp, path)
+
+
+def _model_summary(name: str, rows: dict, times: dict, threads: int) -> str:
+    """One line: edgecc int8 over edgecc fp32, and over ONNX Runtime int8's best (min / median)."""
+    own, fp = rows["edgecc int8"], rows["edgecc fp32"]
+    ort_name, (ort_min, ort_med) = best_ort(times, "ORT int8", threads)
+    return (f"- {name}: edgecc int8 / edgecc fp32 = {own['min'] / fp['min']:.2f}x (min), "
+            f"{own['ms'] / fp['ms']:.2f}x (median); edgecc int8 / {ort_name} = {own['min'] / ort_min:.2f}x (min), "
+            f"{own['ms'] / ort_med:.2f}x (median)")
 
 
 def simd_flags() -> str:
@@ -403,8 +437,9 @@ def main(argv=None) -> int:
             if batch == 1:
                 runners[name] = edgecc_runner(compiled)
                 rows[name] = {"weights": weight_bytes(compiled.graph), "params": compiled.graph.parameter_bytes()}
-        libraries[batch]["ORT fp32"] = ("onnxruntime", fp32)
-        libraries[batch]["ORT int8"] = ("onnxruntime", ort_int8)
+        for t in ort_thread_counts(args.threads):
+            libraries[batch][f"ORT fp32 {t}t"] = ("onnxruntime", fp32, t)
+            libraries[batch][f"ORT int8 {t}t"] = ("onnxruntime", ort_int8, t)
     runners["ORT fp32"] = ort_runner(fp32, args.threads)
     runners["ORT int8"] = ort_runner(ort_int8, args.threads)
     for name, path in (("ORT fp32", fp32), ("ORT int8", ort_int8)):
@@ -414,14 +449,22 @@ def main(argv=None) -> int:
         rows[name]["accuracy"] = float((predictions(run, xte) == yte).mean())
     for batch in (1, args.batch):
         x = np.ascontiguousarray(xte[:batch])
-        for name, ms in time_variants(libraries[batch], x, args.repeat, args.threads, work).items():
-            rows[name][f"ms{batch}"] = ms
-        log(f"batch {batch}: " + ", ".join(f"{n} {rows[n][f'ms{batch}']:.3f} ms" for n in rows))
+        times = time_variants(libraries[batch], x, args.repeat, args.threads, work)
+        for name in rows:
+            config = best_ort(times, name, args.threads) if name.startswith("ORT") else (name, times[name])
+            rows[name][f"ms{batch}"] = config[1]
+            rows[name][f"config{batch}"] = config[0]
+        log(f"batch {batch}: " + ", ".join(f"{rows[n][f'config{batch}']} {rows[n][f'ms{batch}'][1]:.3f} ms" for n in rows))
 
     command = "python benchmarks/quantization.py" + (" " + " ".join(argv if argv is not None else sys.argv[1:])).rstrip()
     write_results(args.output, rows, command, args, len(xtr), len(xte))
     log(f"wrote {args.output}")
     return 0
+
+
+def _threads_note(name: str, config: str) -> str:
+    """' (N)' with the thread count of ONNX Runtime's chosen configuration ("ORT int8 1t")."""
+    return f" ({config.rsplit(' ', 1)[1][:-1]})" if config != name else ""
 
 
 def write_results(path: str, rows: dict, command: str, args, n_train: int, n_test: int) -> None:
@@ -430,18 +473,21 @@ def write_results(path: str, rows: dict, command: str, args, n_train: int, n_tes
         BEGIN,
         f"- command: `{command}`",
         f"- date: {datetime.date.today().isoformat()}",
-        f"- machine: {machine()}; {args.threads} threads for TVM and ONNX Runtime",
+        f"- machine: {machine()}; SIMD flags: {simd_flags()}; edgecc on {args.threads} threads, ONNX Runtime's best "
+        f"of {' and '.join(map(str, ort_thread_counts(args.threads)))} threads (the count in brackets)",
         f"- versions: {versions()}",
         f"- data: scikit-learn digits, {n_train} training images ({args.epochs} epochs), {n_test} held-out test "
         f"images, the first {args.calibration} training images for calibration",
         "",
-        f"| variant | top-1 accuracy | weight bytes | parameter bytes | latency batch 1 (ms) | "
-        f"latency batch {args.batch} (ms) |",
+        f"| variant | top-1 accuracy | weight bytes | parameter bytes | batch 1 min / median (ms) | "
+        f"batch {args.batch} min / median (ms) |",
         "|---|---:|---:|---:|---:|---:|",
     ]
     for name, r in rows.items():
+        cells = [f"{r[f'ms{b}'][0]:.3f} / {r[f'ms{b}'][1]:.3f}" + _threads_note(name, r[f"config{b}"])
+                 for b in (1, args.batch)]
         lines.append(f"| {name} | {r['accuracy']:.1%} | {r['weights']:,} ({fp['weights'] / r['weights']:.2f}x smaller) "
-                     f"| {r['params']:,} | {r['ms1']:.3f} | {r[f'ms{args.batch}']:.3f} |")
+                     f"| {r['params']:,} | {cells[0]} | {cells[1]} |")
     lines.append(END)
     block = "\n".join(lines)
     text = open(path).read() if os.path.exists(path) else f"# Quantization\n\n{BEGIN}\n{END}\n"
