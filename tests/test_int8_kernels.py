@@ -77,6 +77,32 @@ def test_host_int8_convolutions_match_onnxruntime_exactly(tmp_path, cin, cout, s
     np.testing.assert_array_equal(got, run_ort(onnx.load(path), feed)[0])
 
 
+@pytest.mark.parametrize("channels,stride,size,activation", [
+    (32, 1, 14, "uint8"),  # one 32-channel block, a 14-column row
+    (64, 2, 15, "int8"),   # stride 2, two blocks, an odd input width
+    (48, 1, 9, "int8"),    # 16-channel blocks (one vpermb per window row)
+])
+def test_int8_depthwise_takes_vpermb_and_vpdpbusd(tmp_path, channels, stride, size, activation):
+    """On hosts with 512-bit vectors, VBMI and VNNI, depthwise qconvs over uint8 data sum each
+    window row as one byte permutation and one vpdpbusd (`x86_depthwise_int8`), elsewhere in
+    float32; the results stay ONNX Runtime's. The same model for haswell keeps the float32
+    sums and is exact too."""
+    path, feed = quantized_conv_model(tmp_path, channels, channels, stride, 1, 3, size, activation,
+                                      group=channels)
+    host = get_target("host")
+    compiled = edgecc.compile(path, host)
+    assert_every_kernel_scheduled(compiled)
+    permutes = any(f"\t{op} " in disassembly(compiled, tmp_path) for op in ("vpermb", "vpermt2b", "vpermi2b"))
+    assert permutes == (host.lanes("int32") == 16 and host.has_feature("avx512vbmi")
+                        and host.has_feature("avx512vnni"))
+    expected = run_ort(onnx.load(path), feed)[0]
+    np.testing.assert_array_equal(list(compiled.load().run(feed).values())[0], expected)
+    avx2 = edgecc.compile(path, get_target("host", cpu="haswell"))
+    assert_every_kernel_scheduled(avx2)
+    assert "vpermb" not in disassembly(avx2, tmp_path)
+    np.testing.assert_array_equal(list(avx2.load().run(feed).values())[0], expected)
+
+
 @pytest.mark.parametrize("cpu", sorted(CPUS))
 def test_dot_product_instruction_follows_the_cpu(tmp_path, cpu):
     path, feed = quantized_conv_model(tmp_path, 32, 32, 1, 1, 3, 10, "int8")
@@ -216,6 +242,21 @@ def test_vnni_qdense_matches_onnxruntime_exactly(tmp_path, k, n, activation):
         np.testing.assert_array_equal(got, run_ort(onnx.load(path), feed)[0])
 
 
+def test_qdense_columns_no_vector_divides_take_blocks_of_eight(tmp_path):
+    """40 columns on a host with 16-lane vectors: no whole vector divides them, so with VNNI
+    the weights form one block of 40 columns (five 8-lane vpdpbusd per group of four rows);
+    without, they keep [K, N]. Exact either way."""
+    path, feed = quantized_dense_model(tmp_path, 64, 40, "int8")
+    target = get_target("host")
+    compiled = edgecc.compile(path, target)
+    assert_every_kernel_scheduled(compiled)
+    if target.lanes("float32") == 16 and target.int8_dot_channels == 4:
+        assert qdense_weights(compiled)[0] == (1, 16, 40, 4)
+        assert "\tvpdpbusd " in disassembly(compiled, tmp_path)
+    got = list(compiled.load().run(feed).values())[0]
+    np.testing.assert_array_equal(got, run_ort(onnx.load(path), feed)[0])
+
+
 def test_avx2_qdense_keeps_the_packed_float_or_int32_path(tmp_path):
     path, feed = quantized_dense_model(tmp_path, 64, 32, "int8")
     compiled = edgecc.compile(path, get_target("host", cpu="haswell"))
@@ -256,10 +297,10 @@ def test_plain_qdense_with_odd_column_counts_keeps_its_schedule(tmp_path, rows):
 
 
 def test_integer_rules_without_a_dot_product_have_knobs(tmp_path):
-    """qconv kernels without a dot-product instruction (the stem, depthwise) and packed qdense
-    kernels take the blocked convolution's and the dense rule's knobs, whose default point
-    builds the default schedule; tensorized kernels have none (the instruction fixes the tile),
-    nor have [K, N] qdense kernels."""
+    """qconv kernels without a dot-product instruction (the stem) and packed qdense kernels take
+    the blocked convolution's and the dense rule's knobs, depthwise ones the quad rule's rows
+    and columns; the default point builds the default schedule. Other tensorized kernels have
+    none (the instruction fixes the tile), nor have [K, N] qdense kernels."""
     import tvm_ffi
 
     from edgecc.driver import prepare
@@ -279,7 +320,7 @@ def test_integer_rules_without_a_dot_product_have_knobs(tmp_path):
             assert "vpdpbusd" in script or kernel.args[1].type.rank == 2, kernel.name
             without.add(kernel.name)
             continue
-        assert "vpdpbusd" not in script and len(space.points()) > 1
+        assert ("vpdpbusd" not in script or "depthwise" in script) and len(space.points()) > 1
         assert tvm_ffi.structural_equal(RULES[kernel.kind](kernel, target),
                                         RULES[kernel.kind](kernel, target, knobs=space.default()))
         with_knobs.add(kernel.name)

@@ -10,7 +10,8 @@ instruction as a tensor intrinsic: groups of four with vpdpbusd (x86 VNNI), vpma
 vpmaddwd (x86 AVX2, 7-bit weights) or sdot (AArch64 dotprod, `arm_int8`), pairs with vpmaddwd
 (x86 AVX2; other targets schedule pairs like the plain blocked convolution). Their register
 tile always divides the output, so every tile is a full one. qdense with (N/b, K/4, b, 4)
-weights gets the same four-product instruction (`schedule_dot_dense`).
+weights gets the same four-product instruction (`schedule_dot_dense`). Depthwise convolutions
+over uint8 data take vpdpbusd too on AVX-512 targets with vpermb (`x86_depthwise_int8`).
 Plain-layout integer convolutions get the generic rule.
 """
 
@@ -23,6 +24,7 @@ from .cpu import (_divisor_tile, _extent, _find, _generic, _parallel_and_vectori
                   _schedule_blocked_copy, _schedule_gemm, _work, accumulator_registers, conv_knobs,
                   divisor_multiples, gemm_knobs, inline_all_but, output_block, schedule_nchwc_conv)
 from .knobs import register_knobs
+from .x86_depthwise_int8 import quad_depthwise_applies, quad_depthwise_knobs, schedule_quad_depthwise
 
 ACC = "int32"
 #: below this many multiply-accumulates a kernel runs on one core: waking the thread pool costs
@@ -40,6 +42,8 @@ def schedule_qconv(kernel, target, knobs: dict | None = None):
     dot = _dot_product(kernel, target)
     if dot is not None:
         return schedule_dot_conv(kernel, target, *dot)
+    if quad_depthwise_applies(kernel, target):
+        return schedule_quad_depthwise(kernel, target, knobs)
     anchors = ("qconv2d_NCHWc", "qconv2d_NCHWc_pairs", "qdepthwise_conv2d_NCHWc")
     return schedule_nchwc_conv(kernel, target, anchors, ACC, PARALLEL_MIN_MACS, knobs=knobs)
 
@@ -47,9 +51,14 @@ def schedule_qconv(kernel, target, knobs: dict | None = None):
 @register_knobs("qconv")
 def qconv_knobs(kernel, target):
     """The blocked convolution's knobs (`conv_knobs`) for qconv kernels without a dot-product
-    instruction (depthwise, the stem); None for the tensorized ones, whose tile follows the
-    instruction."""
-    return None if _dot_product(kernel, target) is not None else conv_knobs(kernel, target, ACC)
+    instruction (depthwise, the stem), the quad rule's rows and columns for the depthwise
+    kernels it takes (`quad_depthwise_knobs`); None for the other tensorized ones, whose tile
+    follows the instruction."""
+    if _dot_product(kernel, target) is not None:
+        return None
+    if quad_depthwise_applies(kernel, target):
+        return quad_depthwise_knobs(kernel, target)
+    return conv_knobs(kernel, target, ACC)
 
 
 def _dot_product(kernel, target) -> tuple[str, str, int] | None:

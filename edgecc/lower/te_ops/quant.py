@@ -8,9 +8,14 @@ sum to int32. The epilogue (`qepilogue`) adds the int32
 bias and, when there is a multiplier, scales the accumulator in float32 and rounds half to even
 back to the output integer type, clamped to [out_min, out_max]; a float32 output stops after the
 scaling. quantize/dequantize/requantize/qadd are elementwise.
+Within `depthwise_in_quads` (the x86 rule for AVX-512 VBMI + VNNI) a depthwise qconv over uint8
+data sums window rows as quads of four pixels in int32 (`qdepthwise_conv2d_NCHWc_quads`).
 """
 
 from __future__ import annotations
+
+import contextlib
+import contextvars
 
 import numpy as np
 from tvm import te, tirx, topi
@@ -257,6 +262,8 @@ def _lower_blocked_qconv(node, data, weight, bias, mult):
     if depthwise:
         if wib != 1 or a["group"] != icc * ib:
             raise LoweringError(f"qconv {node.name}: blocked grouped convolutions must be depthwise")
+        if _QUAD_DEPTHWISE.get() and quad_depthwise_fits(node):
+            return [_lower_quad_depthwise(node, data, weight, bias, mult, (oh, ow))]
         acc = _depthwise_sum(padded, weight, (oh, ow, ob), (sh, sw), (dh, dw), (ry, rx), dtype)
     elif pairs:
         rc = te.reduce_axis((0, icc), name="rc")
@@ -315,6 +322,59 @@ def _depthwise_sum(padded, weight, out, strides, dilations, window, dtype: str):
         name="qdepthwise_conv2d_NCHWc",
     )
     return _as_int32(acc)
+
+
+#: whether blocked depthwise qconvs are lowered as sums of quads (`depthwise_in_quads`)
+_QUAD_DEPTHWISE = contextvars.ContextVar("quad_depthwise", default=False)
+#: taps of a window row one quad holds
+QUAD = 4
+
+
+@contextlib.contextmanager
+def depthwise_in_quads():
+    """Within this context, blocked depthwise qconvs that `quad_depthwise_fits` lower as sums of
+    quads of a window row (`_lower_quad_depthwise`), the form of a four-product uint8 x int8 dot
+    product; the same integers, summed in int32."""
+    token = _QUAD_DEPTHWISE.set(True)
+    try:
+        yield
+    finally:
+        _QUAD_DEPTHWISE.reset(token)
+
+
+def quad_depthwise_fits(node) -> bool:
+    """Whether a blocked depthwise qconv reads uint8 data and int8 OIHW1i{b}o weights with window
+    rows of at most four taps and no dilation (one quad per window row)."""
+    data, weight = (v.type for v in node.inputs[:2])
+    return (data.dtype == "uint8" and weight.dtype == "int8" and weight.rank == 6 and int(weight.shape[3]) <= QUAD
+            and tuple(node.attrs["dilations"] or (1, 1)) == (1, 1))
+
+
+def _lower_quad_depthwise(node, data, weight, bias, mult, out):
+    """A depthwise qconv as int32 sums over window rows of quad products: the taps x*s .. x*s+3
+    of a row (`qdepthwise_conv2d_NCHWc_quads`) times each channel's weights of that row as
+    (C/b, kh, b, 4) quads whose taps past the window are 0 (`weight_quads`). The padded input
+    (`pad`, uint8, the zero point around it) is wide enough for every quad, so a quad is four
+    consecutive pixels: what one byte permutation turns into the operand of vpdpbusd."""
+    a = node.attrs
+    n, icc, h, w, b = _shape(data)
+    kh, kw = int(weight.shape[2]), int(weight.shape[3])
+    sh, sw = a["strides"] or (1, 1)
+    top, left, bottom, right = a["pads"] or (0, 0, 0, 0)
+    oh, ow = out
+    right = max(right, (ow - 1) * sw + QUAD - w - left)
+    padded = _padded_uint8(data, (top, left, bottom, right), a["data_zero_point"], shift=False)
+    zero = tirx.const(0, "int8")
+    quads = te.compute((icc, kh, QUAD, b), lambda c, y, q, j: tirx.if_then_else(
+        q < kw, weight[c, 0, y, tirx.min(q, kw - 1), 0, j], zero), name="weight_quads")
+    ry, rq = te.reduce_axis((0, kh), name="ry"), te.reduce_axis((0, QUAD), name="rq")
+    acc = te.compute(
+        (n, icc, oh, ow, b),
+        lambda i, c, y, x, j: te.sum(padded[i, c, y * sh + ry, x * sw + rq, j].astype(ACC)
+                                     * quads[c, ry, rq, j].astype(ACC), axis=[ry, rq]),
+        name="qdepthwise_conv2d_NCHWc_quads",
+    )
+    return _blocked_epilogue(node, acc, b, bias, mult)
 
 
 def _blocked_epilogue(node, acc, ob: int, bias, mult, offset=None):
