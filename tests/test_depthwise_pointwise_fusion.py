@@ -5,11 +5,11 @@ the channel block, and both x86 register files (AVX-512: 32 vector registers, AV
 import numpy as np
 import onnx
 import pytest
+from edgecc.targets import get_target
 from onnx import helper
 from ort_compare import make_model, run_ort
 
 import edgecc
-from edgecc.targets import get_target
 
 
 def _model(channels: int, size: tuple[int, int], stride: int, pad: int, out_channels: int, residual: bool, seed: int):
@@ -55,19 +55,81 @@ def test_depthwise_then_pointwise_is_one_kernel_matching_onnxruntime(case, cpu, 
     np.testing.assert_allclose(got, run_ort(model, inputs)[0], rtol=1e-4, atol=1e-4)
 
 
+def _expanded_model(channels: int, size: int, expanded: int, out_channels: int, residual: bool, seed: int):
+    """1x1 conv -> clip -> stride-2 depthwise conv -> clip -> 1x1 conv (-> add)."""
+    rng = np.random.default_rng(seed)
+    inits = {"E": (rng.standard_normal((expanded, channels, 1, 1)) * 0.3).astype(np.float32),
+             "EB": rng.standard_normal(expanded).astype(np.float32)}
+    dw_model, _ = _model(expanded, (size, size), 2, 1, out_channels, False, seed)
+    inits.update({i.name: onnx.numpy_helper.to_array(i) for i in dw_model.graph.initializer})
+    nodes = [helper.make_node("Conv", ["x", "E", "EB"], ["e"]), helper.make_node("Clip", ["e", "lo", "hi"], ["ec"])]
+    for node in dw_model.graph.node:
+        node.input[:] = ["ec" if name == "x" else name for name in node.input]
+        if residual and node.output[0] == "out":
+            node.output[0] = "p"
+        nodes.append(node)
+    inputs = {"x": rng.standard_normal((1, channels, size, size)).astype(np.float32)}
+    if residual:
+        half = (size - 1) // 2 + 1
+        inputs["r"] = rng.standard_normal((1, out_channels, half, half)).astype(np.float32)
+        nodes.append(helper.make_node("Add", ["p", "r"], ["out"]))
+    return make_model(nodes, inputs, ["out"], inits), inputs
+
+
+EXPANDED_CASES = {  # channels, size, expanded channels, out channels, residual add
+    "blocks of 16": (16, 18, 96, 24, False),
+    "odd size, residual": (12, 17, 72, 20, True),
+    "odd channels": (8, 10, 36, 12, False),
+}
+
+
+@pytest.mark.parametrize("cpu", [None, "haswell"])
+@pytest.mark.parametrize("case", list(EXPANDED_CASES))
+def test_pointwise_depthwise_pointwise_is_one_kernel_matching_onnxruntime(case, cpu, tmp_path, monkeypatch):
+    monkeypatch.setattr("edgecc.passes.fuse.DEPTHWISE_POINTWISE_BYTES", 0)
+    monkeypatch.setattr("edgecc.passes.fuse.POINTWISE_DEPTHWISE_BYTES", 0)
+    model, inputs = _expanded_model(*EXPANDED_CASES[case], seed=len(case))
+    path = tmp_path / "pw_dw_pw.onnx"
+    onnx.save(model, path)
+    target = get_target("host", cpu=cpu) if cpu else "host"
+    compiled = edgecc.compile(str(path), target, strict_schedules=True)
+    assert [k["kind"] for k in compiled.stats.kernel_table if k["kind"] != "injective"] == ["conv_depthwise_pointwise"]
+    got = compiled.load().run(inputs)["out"]
+    np.testing.assert_allclose(got, run_ort(model, inputs)[0], rtol=1e-4, atol=1e-4)
+
+
+def _fused_kinds(path, target, **options) -> list[str]:
+    from edgecc.driver import prepare
+
+    graph, *_ = prepare(str(path), target, **options)
+    return [n.attrs["kind"] for n in graph.nodes if n.op == "fused" and n.attrs["kind"] != "injective"]
+
+
+def test_small_depthwise_outputs_and_gpu_targets_keep_the_convs_apart(tmp_path, monkeypatch):
+    model, _ = _expanded_model(*EXPANDED_CASES["blocks of 16"], seed=1)
+    path = tmp_path / "pw_dw_pw.onnx"
+    onnx.save(model, path)
+    assert _fused_kinds(path, "host") == ["conv", "depthwise_conv", "conv"]  # 9x9x96 floats: below the sizes
+    monkeypatch.setattr("edgecc.passes.fuse.DEPTHWISE_POINTWISE_BYTES", 0)
+    monkeypatch.setattr("edgecc.passes.fuse.POINTWISE_DEPTHWISE_BYTES", 0)
+    assert _fused_kinds(path, "host") == ["conv_depthwise_pointwise"]
+    assert _fused_kinds(path, "rk3588-gpu") == ["conv", "depthwise_conv", "conv"]
+
+
 @pytest.mark.slow
-@pytest.mark.parametrize("case", ["residual, odd rows", "stride 2"])
+@pytest.mark.parametrize("case", ["residual, odd rows", "stride 2", "odd size, residual"])
 def test_depthwise_then_pointwise_on_aarch64_matches_onnxruntime_under_qemu(case, tmp_path, monkeypatch):
     from edgecc.runtime import load_any
     from edgecc.runtime.deploy import build_runner
 
     build_runner("aarch64", download=True)  # the runner the emulated library runs in
     monkeypatch.setattr("edgecc.passes.fuse.DEPTHWISE_POINTWISE_BYTES", 0)
-    model, inputs = _model(*CASES[case], seed=3)
+    monkeypatch.setattr("edgecc.passes.fuse.POINTWISE_DEPTHWISE_BYTES", 0)
+    model, inputs = _expanded_model(*EXPANDED_CASES[case], seed=3) if case in EXPANDED_CASES else _model(*CASES[case], seed=3)
     path = tmp_path / "dw_pw.onnx"
     onnx.save(model, path)
     compiled = edgecc.compile(str(path), "rpi4", strict_schedules=True)
-    assert "depthwise_pointwise" in [k["kind"] for k in compiled.stats.kernel_table]
+    assert {"depthwise_pointwise", "conv_depthwise_pointwise"} & {k["kind"] for k in compiled.stats.kernel_table}
     compiled.export(tmp_path / "dw_pw.so")
     got = load_any(str(tmp_path / "dw_pw.so")).run(inputs)["out"]
     np.testing.assert_allclose(got, run_ort(model, inputs)[0], rtol=1e-4, atol=1e-4)
@@ -76,8 +138,10 @@ def test_depthwise_then_pointwise_on_aarch64_matches_onnxruntime_under_qemu(case
 def test_depthwise_then_pointwise_builds_for_armv7_neon(tmp_path, monkeypatch):
     """16 quad registers and 4 lanes: the schedule holds (no ARMv7 runtime here to run it)."""
     monkeypatch.setattr("edgecc.passes.fuse.DEPTHWISE_POINTWISE_BYTES", 0)
-    model, _ = _model(*CASES["odd channels"], seed=5)
-    path = tmp_path / "dw_pw.onnx"
-    onnx.save(model, path)
-    compiled = edgecc.compile(str(path), "armv7", strict_schedules=True)
-    assert "depthwise_pointwise" in [k["kind"] for k in compiled.stats.kernel_table]
+    monkeypatch.setattr("edgecc.passes.fuse.POINTWISE_DEPTHWISE_BYTES", 0)
+    for name, model in (("dw_pw", _model(*CASES["odd channels"], seed=5)[0]),
+                        ("pw_dw_pw", _expanded_model(*EXPANDED_CASES["odd channels"], seed=5)[0])):
+        onnx.save(model, tmp_path / f"{name}.onnx")
+        compiled = edgecc.compile(str(tmp_path / f"{name}.onnx"), "armv7", strict_schedules=True)
+        assert [k["kind"] for k in compiled.stats.kernel_table if k["kind"] != "injective"] == [
+            {"dw_pw": "depthwise_pointwise", "pw_dw_pw": "conv_depthwise_pointwise"}[name]]

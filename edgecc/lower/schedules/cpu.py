@@ -554,29 +554,36 @@ def schedule_conv_depthwise(kernel, target):
 DEPTHWISE_POINTWISE_ROWS = (4, 2)
 
 
-@register_rule("depthwise_pointwise")
+@register_rule("depthwise_pointwise", "conv_depthwise_pointwise")
 def schedule_depthwise_pointwise(kernel, target):
-    """A depthwise conv and the 1x1 conv reading it: each parallel task takes a few output rows;
-    the depthwise conv computes them for every channel block (its input rows padded per channel
-    block, its epilogue written from the register tile) into a buffer that stays in cache, then
-    the 1x1 conv computes the same rows of every output channel block from it, tiled as by
+    """A depthwise conv and the 1x1 conv reading it (for `conv_depthwise_pointwise` also the 1x1
+    conv feeding it): each parallel task takes a few output rows; per channel block, the conv
+    before computes the input rows the depthwise conv reads (rows that neighbouring tasks share
+    are computed by both), written padded with its epilogue, and the depthwise conv computes the
+    task's rows, its epilogue written from the register tile into a buffer that stays in cache;
+    then the 1x1 conv computes the same rows of every output channel block from it, tiled as by
     `schedule_nchwc_conv` (MobileNetV2's 112x112x32 layer and its projection, 1 thread: 0.31 ->
-    0.27 ms; its 56x56x144 one: 0.38 -> 0.35 ms)."""
+    0.27 ms; its 56x56x144 one: 0.38 -> 0.35 ms).
+
+    With a stride-1 depthwise conv, each task of 4 rows computes 6 rows of the conv before: taking
+    MobileNetV2's 56x56x144 expansion in as well was slower (0.28 -> 0.30 ms for 2 threads; its
+    stem conv with the first depthwise layer: 0.30 -> 0.30 ms), so `fuse` does not form it."""
     sch = _schedule(kernel)
-    dw, conv = _find(sch, ("depthwise_conv2d_NCHWc",)), _find(sch, ("conv2d_NCHWc",))
-    if dw is None or conv is None:
-        raise ValueError("not a depthwise conv feeding a 1x1 conv")
     names = [_name(sch, b) for b in _blocks(sch)]
-    epilogue = names[names.index(_name(sch, dw)) + 1:names.index(_name(sch, conv))]
+    convs = [n for n in names if n.startswith("conv2d_NCHWc")]
+    if "depthwise_conv2d_NCHWc" not in names or not convs or names.index(convs[-1]) < names.index("depthwise_conv2d_NCHWc"):
+        raise ValueError("not a depthwise conv feeding a 1x1 conv")
+    epilogue = names[names.index("depthwise_conv2d_NCHWc") + 1:names.index(convs[-1])]
     if not epilogue:
         raise ValueError("depthwise conv without an epilogue block to write its rows")
-    pad = _find(sch, ("pad",))
-    dw_out = _find(sch, (epilogue[-1],))
-    inline_all_but(sch, [b for b in (pad, dw, dw_out, conv) if b is not None])
-    out, conv = output_block(sch, conv)
+    stages = ("pad", "depthwise_conv2d_NCHWc", epilogue[-1], *convs)  # (the conv before is 1x1: no pad)
+    inline_all_but(sch, [b for b in (_find(sch, (name,)) for name in stages) if b is not None])
+    out, projection = output_block(sch, _find(sch, (convs[-1],)))
     lanes, registers = target.lanes(_out_dtype(kernel)), accumulator_registers(target)
-    task = _pointwise_rows(sch, out, conv, lanes, registers)
-    _depthwise_rows(sch, task, lanes, registers, epilogue[-1])
+    task = _pointwise_rows(sch, out, projection, lanes, registers)
+    channel = _depthwise_rows(sch, task, lanes, registers, epilogue[-1])
+    if len(convs) > 1:
+        _producer_rows(sch, _find(sch, (convs[0],)), channel, lanes, registers)
     return sch.mod["main"]
 
 
@@ -602,7 +609,7 @@ def _pointwise_rows(sch, out, conv, lanes: int, registers: int):
     return task
 
 
-def _depthwise_rows(sch, task, lanes: int, registers: int, dw_out_name: str) -> None:
+def _depthwise_rows(sch, task, lanes: int, registers: int, dw_out_name: str):
     """The depthwise rows one task needs, every channel block, computed at the top of the task."""
     dw_out = _find(sch, (dw_out_name,))
     sch.compute_at(dw_out, task, preserve_unit_loops=True)
@@ -626,3 +633,20 @@ def _depthwise_rows(sch, task, lanes: int, registers: int, dw_out_name: str) -> 
     if pad is not None:
         sch.compute_at(pad, c)
         sch.vectorize(sch.get_loops(pad)[-1])
+    return c
+
+
+def _producer_rows(sch, conv, channel, lanes: int, registers: int) -> None:
+    """The rows of one channel block the depthwise conv reads, computed by the conv before it
+    under the task's channel-block loop, register-tiled."""
+    sch.compute_at(conv, channel, preserve_unit_loops=True)
+    loops = sch.get_loops(conv)
+    depth = 1 + next(i for i, loop in enumerate(loops) if sch.get(loop).same_as(sch.get(channel)))
+    _, _, y, x, o, *reduction = loops[depth:]
+    tile, vectors = conv_tiling(_extent(sch, x), _extent(sch, o), min(lanes, _extent(sch, o)), registers)
+    x_o, x_i = sch.split(x, [None, tile])
+    o_o, o_i = sch.split(o, [None, vectors * min(lanes, _extent(sch, o))])
+    sch.reorder(y, o_o, x_o, *reduction, x_i, o_i)
+    sch.unroll(x_i)
+    sch.vectorize(o_i)
+    sch.decompose_reduction(conv, reduction[0])
