@@ -145,3 +145,10 @@ def test_depthwise_then_pointwise_builds_for_armv7_neon(tmp_path, monkeypatch):
         compiled = edgecc.compile(str(tmp_path / f"{name}.onnx"), "armv7", strict_schedules=True)
         assert [k["kind"] for k in compiled.stats.kernel_table if k["kind"] != "injective"] == [
             {"dw_pw": "depthwise_pointwise", "pw_dw_pw": "conv_depthwise_pointwise"}[name]]
+
+
+def test_task_rows_give_every_core_as_many_tasks():
+    from edgecc.lower.schedules.cpu import task_rows
+
+    assert [task_rows(h, 2) for h in (112, 56, 28, 14, 7)] == [4, 4, 2, 1, 1]
+    assert [task_rows(h, 4) for h in (56, 28, 14)] == [2, 1, 1]  # 28, 28 and 14 tasks

