@@ -151,4 +151,4 @@ def test_task_rows_give_every_core_as_many_tasks():
     from edgecc.lower.schedules.cpu import task_rows
 
     assert [task_rows(h, 2) for h in (112, 56, 28, 14, 7)] == [4, 4, 2, 1, 1]
-    assert [task_rows(h, 4) for h in (56, 28, 14)] == [2, 1, 1]  # 28, 28 and 14 tasks
+    assert [task_rows(h, 4) for h in (56, 28, 14)] == [2, 1, 2]  # 28 and 28 tasks; 14 rows: no multiple of 4
