@@ -83,20 +83,21 @@ def test_host_int8_convolutions_match_onnxruntime_exactly(tmp_path, cin, cout, s
     (48, 1, 9, "int8"),    # 16-channel blocks (one vpermb per window row)
 ])
 def test_int8_depthwise_takes_vpermb_and_vpdpbusd(tmp_path, channels, stride, size, activation):
-    """On hosts with 512-bit vectors, VBMI and VNNI, depthwise qconvs over uint8 data sum each
-    window row as one byte permutation and one vpdpbusd (`x86_depthwise_int8`), elsewhere in
-    float32; the results stay ONNX Runtime's. The same model for haswell keeps the float32
-    sums and is exact too."""
+    """For CPUs with AVX-512 VBMI and VNNI, depthwise qconvs over uint8 data sum each window row
+    as one byte permutation and one vpdpbusd (`x86_depthwise_int8`); the results stay ONNX
+    Runtime's (run where this host has those features). The same model for haswell keeps the
+    float32 sums and is exact too."""
     path, feed = quantized_conv_model(tmp_path, channels, channels, stride, 1, 3, size, activation,
                                       group=channels)
-    host = get_target("host")
-    compiled = edgecc.compile(path, host)
-    assert_every_kernel_scheduled(compiled)
-    permutes = any(f"\t{op} " in disassembly(compiled, tmp_path) for op in ("vpermb", "vpermt2b", "vpermi2b"))
-    assert permutes == (host.lanes("int32") == 16 and host.has_feature("avx512vbmi")
-                        and host.has_feature("avx512vnni"))
     expected = run_ort(onnx.load(path), feed)[0]
-    np.testing.assert_array_equal(list(compiled.load().run(feed).values())[0], expected)
+    for target in (get_target("host", cpu="icelake-server"), get_target("host")):
+        compiled = edgecc.compile(path, target)
+        assert_every_kernel_scheduled(compiled)
+        asm = disassembly(compiled, tmp_path)
+        quads = all(target.has_feature(f) for f in ("avx512bw", "avx512vbmi", "avx512vnni"))
+        assert quads == ("\tvpdpbusd " in asm and any(f"\t{op} " in asm for op in ("vpermb", "vpermt2b", "vpermi2b")))
+        if target.cpu is None:
+            np.testing.assert_array_equal(list(compiled.load().run(feed).values())[0], expected)
     avx2 = edgecc.compile(path, get_target("host", cpu="haswell"))
     assert_every_kernel_scheduled(avx2)
     assert "vpermb" not in disassembly(avx2, tmp_path)
@@ -243,17 +244,20 @@ def test_vnni_qdense_matches_onnxruntime_exactly(tmp_path, k, n, activation):
 
 
 def test_qdense_columns_no_vector_divides_take_blocks_of_eight(tmp_path):
-    """40 columns on a host with 16-lane vectors: no whole vector divides them, so with VNNI
-    the weights form one block of 40 columns (five 8-lane vpdpbusd per group of four rows);
-    without, they keep [K, N]. Exact either way."""
+    """40 columns: with VNNI, quad weights take the widest multiple of 8 dividing the columns up
+    to four float vectors when no whole vector divides them: one block of 40 (five 8-lane
+    vpdpbusd per group of four rows) with 16-lane vectors, blocks of 8 with 8-lane ones. Exact
+    on this host."""
     path, feed = quantized_dense_model(tmp_path, 64, 40, "int8")
-    target = get_target("host")
-    compiled = edgecc.compile(path, target)
-    assert_every_kernel_scheduled(compiled)
-    if target.lanes("float32") == 16 and target.int8_dot_channels == 4:
-        assert qdense_weights(compiled)[0] == (1, 16, 40, 4)
+    for target in (get_target("host", cpu="icelake-server"), get_target("host")):
+        if target.int8_dot_channels != 4:
+            continue
+        compiled = edgecc.compile(path, target)
+        assert_every_kernel_scheduled(compiled)
+        block = 40 if target.lanes("float32") == 16 else 8
+        assert qdense_weights(compiled)[0] == (40 // block, 16, block, 4)
         assert "\tvpdpbusd " in disassembly(compiled, tmp_path)
-    got = list(compiled.load().run(feed).values())[0]
+    got = list(edgecc.compile(path, "host").load().run(feed).values())[0]
     np.testing.assert_array_equal(got, run_ort(onnx.load(path), feed)[0])
 
 
@@ -340,3 +344,37 @@ def test_full_width_vectors_only_for_graphs_with_integer_kernels():
         wide = target.for_graph(int_graph)
         assert ("mattr" in wide.tvm_target_dict()) == (target.vector_bytes == 64)
         assert wide.tag == target.tag
+
+
+@pytest.mark.parametrize("dtype,zero_point,bounds", [("uint8", 114, (None, None)), ("uint8", 0, (0, 47)),
+                                                     ("int8", -5, (-128, 100))])
+def test_lrint_saturation_equals_rounding_then_clamping(dtype, zero_point, bounds):
+    """The depthwise quad epilogue's conversion (clamp in float32, llvm.lrint, then the zero
+    point) gives `_saturate`'s result (round half to even, zero point, clamp) for ties, values
+    beyond int32 and random values, vectorized as in the kernels."""
+    from types import SimpleNamespace
+
+    import tvm
+    from tvm import te
+
+    from edgecc.lower.te_ops.quant import _saturate, _saturate_by_lrint
+
+    node = SimpleNamespace(attrs={"dtype": dtype, "out_zero_point": zero_point, "out_min": bounds[0],
+                                  "out_max": bounds[1]})
+    rng = np.random.default_rng(0)
+    ties = np.arange(-400, 400) + 0.5
+    values = np.concatenate([ties, -ties, [3e9, -3e9, 1e30, -1e30, 2.0 ** 31, -(2.0 ** 31), 0.49999997, -0.5],
+                             rng.uniform(-600, 600, 3000)]).astype(np.float32)
+    values = np.resize(values, (len(values) + 15) // 16 * 16)
+    x = te.placeholder((len(values),), "float32", name="x")
+    outs = []
+    for saturate in (_saturate, _saturate_by_lrint):
+        y = te.compute(x.shape, lambda i: saturate(x[i], node, zero_point), name="y")
+        sch = tvm.s_tir.Schedule(te.create_prim_func([x, y]))
+        loop = sch.get_loops(sch.get_sblock("y"))[0]
+        sch.vectorize(sch.split(loop, [None, 16])[1])
+        built = tvm.compile(sch.mod, target=get_target("host").tvm_target())
+        out = tvm.runtime.tensor(np.zeros(len(values), dtype))
+        built["main"](tvm.runtime.tensor(values), out)
+        outs.append(out.numpy())
+    np.testing.assert_array_equal(outs[1], outs[0])

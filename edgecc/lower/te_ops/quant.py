@@ -87,6 +87,20 @@ def _saturate(v, node, zero_point: int = 0):
     return _clamp_cast(v, lo, hi, node.attrs["dtype"])
 
 
+def _saturate_by_lrint(v, node, zero_point: int = 0):
+    """`_saturate` with one conversion: v clamped to [lo - zp, hi - zp] in float32, then
+    converted with llvm.lrint (round half to even, the default rounding mode: x86 vcvtps2dq) and
+    moved by the zero point in int32. Rounding and clamping to integer bounds commute, and the
+    clamp keeps the conversion in range, so the result is `_saturate`'s; it saves the separate
+    rounding instruction (vrndscaleps) of each vector."""
+    lo, hi = _bounds(node)
+    v = tirx.max(tirx.min(v, tirx.const(float(hi - zero_point), "float32")), tirx.const(float(lo - zero_point), "float32"))
+    r = tirx.call_llvm_pure_intrin("int32", "llvm.lrint", v)
+    if zero_point:
+        r = r + tirx.const(zero_point, "int32")
+    return r.astype(node.attrs["dtype"])
+
+
 def _clamp_cast(v, lo: int, hi: int, dtype: str):
     """float32 v clamped to [lo, hi] and cast to the integer `dtype`, through int32 for narrower
     types (LLVM scalarizes a float32 -> uint8 vector conversion)."""
@@ -176,8 +190,9 @@ def lower_qadd(node, ins):
 
 
 # ----- the epilogue shared by qconv and qdense ----------------------------------------------------
-def _epilogue(node, acc, bias_at, mult_at):
-    """bias add and requantization as one stage after the int32 reduction."""
+def _epilogue(node, acc, bias_at, mult_at, saturate=_saturate):
+    """bias add and requantization as one stage after the int32 reduction (`saturate` rounds,
+    moves by the zero point and clamps)."""
     dtype = node.attrs["dtype"]
 
     def body(*idx):
@@ -189,7 +204,7 @@ def _epilogue(node, acc, bias_at, mult_at):
         v = v.astype("float32") * mult_at(idx)
         if dtype == "float32":
             return v
-        return _saturate(v, node, node.attrs["out_zero_point"])
+        return saturate(v, node, node.attrs["out_zero_point"])
 
     return te.compute(acc.shape, body, name="qepilogue")
 
@@ -355,7 +370,8 @@ def _lower_quad_depthwise(node, data, weight, bias, mult, out):
     of a row (`qdepthwise_conv2d_NCHWc_quads`) times each channel's weights of that row as
     (C/b, kh, b, 4) quads whose taps past the window are 0 (`weight_quads`). The padded input
     (`pad`, uint8, the zero point around it) is wide enough for every quad, so a quad is four
-    consecutive pixels: what one byte permutation turns into the operand of vpdpbusd."""
+    consecutive pixels: what one byte permutation turns into the operand of vpdpbusd. The
+    epilogue converts with llvm.lrint (`_saturate_by_lrint`): this form is built for x86 only."""
     a = node.attrs
     n, icc, h, w, b = _shape(data)
     kh, kw = int(weight.shape[2]), int(weight.shape[3])
@@ -374,10 +390,10 @@ def _lower_quad_depthwise(node, data, weight, bias, mult, out):
                                      * quads[c, ry, rq, j].astype(ACC), axis=[ry, rq]),
         name="qdepthwise_conv2d_NCHWc_quads",
     )
-    return _blocked_epilogue(node, acc, b, bias, mult)
+    return _blocked_epilogue(node, acc, b, bias, mult, saturate=_saturate_by_lrint)
 
 
-def _blocked_epilogue(node, acc, ob: int, bias, mult, offset=None):
+def _blocked_epilogue(node, acc, ob: int, bias, mult, offset=None, saturate=_saturate):
     """The epilogue of an NCHW{ob}c accumulator; `offset` [O/ob, ob] is subtracted with the bias."""
     channel = lambda idx: idx[1] * ob + idx[4]  # noqa: E731
 
@@ -395,7 +411,7 @@ def _blocked_epilogue(node, acc, ob: int, bias, mult, offset=None):
     if offset is not None:
         with_bias = bias_at
         bias_at = lambda idx: (0 if with_bias is None else with_bias(idx)) - offset[idx[1], idx[4]]  # noqa: E731
-    return _epilogue(node, acc, bias_at, mult_at)
+    return _epilogue(node, acc, bias_at, mult_at, saturate)
 
 
 #: what int8 data is moved by to become uint8 for u8 x s8 dot products (vpdpbusd)
