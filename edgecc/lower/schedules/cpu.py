@@ -599,23 +599,28 @@ def task_rows(height: int, cores: int) -> int:
 
 
 def _pointwise_rows(sch, out, conv, lanes: int, registers: int, cores: int):
-    """Tile the output of the 1x1 conv: parallel tasks of a few rows, register tiles inside."""
+    """Tile the output of the 1x1 conv: parallel tasks of a few rows, register tiles inside. Output
+    channel blocks of one vector share a tile (up to 3), so each input value broadcast feeds several
+    (MobileNetV2's 144 -> 24 channel projection with 12-lane blocks: 0.202 -> 0.190 ms, 2 threads)."""
     n, oc, oh, ow, ob = sch.get_loops(out)
     lanes = min(lanes, _extent(sch, ob))
-    tile, vectors = conv_tiling(_extent(sch, ow), _extent(sch, ob), lanes, registers)
+    blocks = next((b for b in (3, 2) if _extent(sch, ob) <= lanes and _extent(sch, oc) % b == 0), 1)
+    tile, vectors = conv_tiling(_extent(sch, ow), _extent(sch, ob), lanes, registers // blocks)
     oh_o, oh_i = sch.split(oh, [None, task_rows(_extent(sch, oh), cores)])
     ow_o, ow_i = sch.split(ow, [None, tile])
     ob_o, ob_i = sch.split(ob, [None, vectors * lanes])
-    sch.reorder(n, oh_o, oc, oh_i, ob_o, ow_o, ow_i, ob_i)
+    oc_o, oc_i = sch.split(oc, [None, blocks])
+    sch.reorder(n, oh_o, oc_o, oh_i, ob_o, ow_o, oc_i, ow_i, ob_i)
     task = sch.fuse(n, oh_o)
     sch.parallel(task)
     sch.vectorize(ob_i)
     sch.compute_at(conv, ow_o, preserve_unit_loops=True)
-    spatial_and_reduction = sch.get_loops(conv)[5:]  # below task, oc, oh_i, ob_o, ow_o: n c h w b, reduction
-    spatial, reduction = spatial_and_reduction[3:5], spatial_and_reduction[5:]
-    sch.reorder(*reduction, *spatial)
-    sch.unroll(spatial[0])
-    sch.vectorize(spatial[1])
+    below = sch.get_loops(conv)[5:]  # below task, oc_o, oh_i, ob_o, ow_o: n c h w b, reduction
+    (_, block, _, column, vector), reduction = below[:5], below[5:]
+    sch.reorder(*reduction, block, column, vector)
+    sch.unroll(block)
+    sch.unroll(column)
+    sch.vectorize(vector)
     sch.decompose_reduction(conv, reduction[0])
     return task
 
