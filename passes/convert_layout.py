@@ -39,16 +39,17 @@ _POOLS = ("max_pool", "avg_pool", "global_avg_pool", "global_max_pool")
 _PER_TENSOR_QUANT = ("quantize", "dequantize", "requantize")
 
 
-def choose_block(channels: int, lanes: int) -> int:
+def choose_block(channels: int, lanes: int, dot_product: bool = False) -> int:
     """Channel block for a tensor with `channels` channels and `lanes`-wide SIMD: two or one whole
-    vectors, else the widest multiple of 8 lanes (a whole 256-bit vector of 32-bit lanes) that
-    divides the channels, else their widest divisor up to `lanes`. On 16-lane int8 graphs 24
-    channels take blocks of 8, not 12: vpdpbusd on whole ymm registers instead of three xmm
-    ones (MobileNetV2's 24-channel 1x1 convs, 2 threads: 0.097 -> 0.046 and 0.152 -> 0.075 ms)."""
+    vectors, else (`dot_product`: integer convolutions) the widest multiple of 8 lanes dividing
+    the channels, else their widest divisor up to `lanes`. On 16-lane int8 graphs 24 channels then
+    take blocks of 8, not 12: vpdpbusd on whole ymm registers instead of three xmm ones
+    (MobileNetV2's 24-channel 1x1 convs, 2 threads: 0.097 -> 0.046 and 0.152 -> 0.075 ms); float32
+    convolutions keep 12 (blocks of 8 made MobileNetV2's fused 24-channel kernels 4-14% slower)."""
     for b in (2 * lanes, lanes):
         if channels % b == 0:
             return b
-    eights = [b for b in range(8, lanes + 1, 8) if channels % b == 0]
+    eights = [b for b in range(8, lanes + 1, 8) if channels % b == 0] if dot_product else []
     if eights:
         return max(eights)
     return max(d for d in range(1, lanes + 1) if channels % d == 0)
@@ -132,8 +133,9 @@ class _Converter:
         x, w, b = node.inputs[:3]
         cin, cout = x.type.shape[1], w.type.shape[0]
         depthwise = node.attrs["group"] > 1
-        ib = choose_block(cin, self.lanes)
-        ob = ib if depthwise else choose_block(cout, self.lanes)
+        integer = node.op == "qconv"
+        ib = choose_block(cin, self.lanes, integer)
+        ob = ib if depthwise else choose_block(cout, self.lanes, integer)
         data_layout, out_layout = f"NCHW{ib}c", f"NCHW{ob}c"
         kernel_layout = f"OIHW1i{ob}o" if depthwise else f"OIHW{ib}i{ob}o"
         g = self._int8_group(w.const, ob)

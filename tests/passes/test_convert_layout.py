@@ -85,9 +85,10 @@ def test_conv_and_its_activation_run_blocked_between_two_transforms():
         }""")
 
 
-def test_channel_blocks_prefer_whole_vectors_then_multiples_of_eight():
+def test_channel_blocks_prefer_whole_vectors_then_multiples_of_eight_for_integer_convs():
     from edgecc.passes.convert_layout import choose_block
 
-    assert [choose_block(c, 16) for c in (64, 48, 16, 24, 40, 12, 3)] == [32, 16, 16, 8, 8, 12, 3]
-    assert [choose_block(c, 8) for c in (24, 12, 6)] == [8, 6, 6]
-    assert [choose_block(c, 4) for c in (24, 6, 3)] == [8, 3, 3]
+    assert [choose_block(c, 16) for c in (64, 48, 16, 24, 40, 12, 3)] == [32, 16, 16, 12, 10, 12, 3]
+    assert [choose_block(c, 16, True) for c in (64, 48, 16, 24, 40, 12, 3)] == [32, 16, 16, 8, 8, 12, 3]
+    assert [choose_block(c, 8, True) for c in (24, 12, 6)] == [8, 6, 6]
+    assert [choose_block(c, 4, True) for c in (24, 6, 3)] == [8, 3, 3]
