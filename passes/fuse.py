@@ -190,6 +190,8 @@ def _depthwise_then_pointwise(group: _Group, node: Node, value: Value) -> bool:
     first = group.nodes[0]  # (a conv_depthwise group was checked when its depthwise conv joined)
     if group.kind == "depthwise_conv" and not all(_pattern(n) == "elementwise" for n in group.nodes[1:]):
         return False
+    if group.nodes[-1].op == "conv":
+        return False  # the schedule writes the depthwise rows from an epilogue (bias, activation)
     reads_data = node.inputs[0] is value and node.outputs[0].type.is_static
     return reads_data and _is_pointwise(node) and _float32(first, node)
 

@@ -116,6 +116,21 @@ def test_small_depthwise_outputs_and_gpu_targets_keep_the_convs_apart(tmp_path, 
     assert _fused_kinds(path, "rk3588-gpu") == ["conv", "depthwise_conv", "conv"]
 
 
+def test_depthwise_conv_without_epilogue_keeps_its_own_kernel(tmp_path, monkeypatch):
+    monkeypatch.setattr("edgecc.passes.fuse.DEPTHWISE_POINTWISE_BYTES", 0)
+    rng = np.random.default_rng(7)
+    inits = {"D": (rng.standard_normal((16, 1, 3, 3)) * 0.3).astype(np.float32),
+             "P": (rng.standard_normal((8, 16, 1, 1)) * 0.3).astype(np.float32)}
+    nodes = [helper.make_node("Conv", ["x", "D"], ["d"], group=16, pads=[1, 1, 1, 1]),
+             helper.make_node("Conv", ["d", "P"], ["out"])]
+    x = rng.standard_normal((1, 16, 12, 12)).astype(np.float32)
+    model = make_model(nodes, {"x": x}, ["out"], inits)
+    onnx.save(model, tmp_path / "dw_no_bias.onnx")
+    assert _fused_kinds(tmp_path / "dw_no_bias.onnx", "host") == ["depthwise_conv", "conv"]
+    got = edgecc.compile(str(tmp_path / "dw_no_bias.onnx"), "host", strict_schedules=True).load().run({"x": x})["out"]
+    np.testing.assert_allclose(got, run_ort(model, {"x": x})[0], rtol=1e-4, atol=1e-4)
+
+
 @pytest.mark.slow
 @pytest.mark.parametrize("case", ["residual, odd rows", "stride 2", "odd size, residual"])
 def test_depthwise_then_pointwise_on_aarch64_matches_onnxruntime_under_qemu(case, tmp_path, monkeypatch):
