@@ -571,9 +571,10 @@ def schedule_depthwise_pointwise(kernel, target):
     sch = _schedule(kernel)
     names = [_name(sch, b) for b in _blocks(sch)]
     convs = [n for n in names if n.startswith("conv2d_NCHWc")]
-    if "depthwise_conv2d_NCHWc" not in names or not convs or names.index(convs[-1]) < names.index("depthwise_conv2d_NCHWc"):
+    depthwise = names.index("depthwise_conv2d_NCHWc") if "depthwise_conv2d_NCHWc" in names else None
+    if depthwise is None or not convs or names.index(convs[-1]) < depthwise:
         raise ValueError("not a depthwise conv feeding a 1x1 conv")
-    epilogue = names[names.index("depthwise_conv2d_NCHWc") + 1:names.index(convs[-1])]
+    epilogue = names[depthwise + 1:names.index(convs[-1])]
     if not epilogue:
         raise ValueError("depthwise conv without an epilogue block to write its rows")
     stages = ("pad", "depthwise_conv2d_NCHWc", epilogue[-1], *convs)  # (the conv before is 1x1: no pad)
@@ -659,9 +660,10 @@ def _producer_rows(sch, conv, channel, lanes: int, registers: int) -> None:
     loops = sch.get_loops(conv)
     depth = 1 + next(i for i, loop in enumerate(loops) if sch.get(loop).same_as(sch.get(channel)))
     _, _, y, x, o, *reduction = loops[depth:]
-    tile, vectors = conv_tiling(_extent(sch, x), _extent(sch, o), min(lanes, _extent(sch, o)), registers)
+    lanes = min(lanes, _extent(sch, o))
+    tile, vectors = conv_tiling(_extent(sch, x), _extent(sch, o), lanes, registers)
     x_o, x_i = sch.split(x, [None, tile])
-    o_o, o_i = sch.split(o, [None, vectors * min(lanes, _extent(sch, o))])
+    o_o, o_i = sch.split(o, [None, vectors * lanes])
     sch.reorder(y, o_o, x_o, *reduction, x_i, o_i)
     sch.unroll(x_i)
     sch.vectorize(o_i)
