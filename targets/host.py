@@ -62,12 +62,11 @@ class HostTarget(CpuTarget):
 
     @property
     def vector_bytes(self) -> int:
-        flags = host_cpu_features()
-        if "avx512f" in flags and self.cpu is None:
+        """64 with AVX-512, 32 with AVX2, else 16: from the code's CPU (`cpu`, else this machine's),
+        so `--cpu znver4` on any machine builds what a Zen 4 host builds for itself."""
+        if self.has_feature("avx512f"):
             return 64
-        if "avx2" in flags or self.cpu is not None:
-            return 32
-        return 16
+        return 32 if self.has_feature("avx2") else 16
 
     @property
     def num_cores(self) -> int:
