@@ -77,17 +77,18 @@ def test_host_int8_convolutions_match_onnxruntime_exactly(tmp_path, cin, cout, s
     np.testing.assert_array_equal(got, run_ort(onnx.load(path), feed)[0])
 
 
-@pytest.mark.parametrize("channels,stride,size,activation", [
-    (32, 1, 14, "uint8"),  # one 32-channel block, a 14-column row
-    (64, 2, 15, "int8"),   # stride 2, two blocks, an odd input width
-    (48, 1, 9, "int8"),    # 16-channel blocks (one vpermb per window row)
+@pytest.mark.parametrize("channels,stride,size,activation,pad", [
+    (32, 1, 14, "uint8", 1),  # one 32-channel block, a 14-column row
+    (64, 2, 15, "int8", 1),   # stride 2, two blocks, an odd input width
+    (48, 1, 9, "int8", 1),    # 16-channel blocks (one vpermb per window row)
+    (48, 1, 10, "uint8", 0),  # no padding: the input copied with a column to spare for the quads
 ])
-def test_int8_depthwise_takes_vpermb_and_vpdpbusd(tmp_path, channels, stride, size, activation):
+def test_int8_depthwise_takes_vpermb_and_vpdpbusd(tmp_path, channels, stride, size, activation, pad):
     """For CPUs with AVX-512 VBMI and VNNI, depthwise qconvs over uint8 data sum each window row
     as one byte permutation and one vpdpbusd (`x86_depthwise_int8`); the results stay ONNX
     Runtime's (run where this host has those features). The same model for haswell keeps the
     float32 sums and is exact too."""
-    path, feed = quantized_conv_model(tmp_path, channels, channels, stride, 1, 3, size, activation,
+    path, feed = quantized_conv_model(tmp_path, channels, channels, stride, pad, 3, size, activation,
                                       group=channels)
     expected = run_ort(onnx.load(path), feed)[0]
     for target in (get_target("host", cpu="icelake-server"), get_target("host")):

@@ -82,7 +82,7 @@ def schedule_quad_depthwise(kernel, target, knobs: dict | None = None):
     sch.vectorize(ob)
     sch.compute_at(conv, ow_o)
     sch.compute_at(pad, task)
-    sch.vectorize(sch.get_loops(pad)[-1])
+    _schedule_padding(sch, pad, _extent(sch, ob))
     *tile, channels, window_rows, _ = sch.get_loops(conv)[3:]  # (a tile of one row or column has no loop for it)
     sch.reorder(window_rows, *tile, channels)
     for loop in (window_rows, *tile):
@@ -92,6 +92,19 @@ def schedule_quad_depthwise(kernel, target, knobs: dict | None = None):
     sch.tensorize(channels, quad_intrin(_extent(sch, ob)))
     _schedule_quads(sch, quads)
     return sch.mod["main"]
+
+
+def _schedule_padding(sch, pad, block: int) -> None:
+    """A task's padded input rows, the channel block a vector. With 16-channel blocks the zero
+    point is written first and the image copied without a bound check per pixel (MobileNetV2's
+    56x56x144 layers, 2 threads: 0.050 -> 0.044 and 0.019 -> 0.016 ms); 32-channel blocks keep
+    one pass, which measured faster for them (its 112x112x32 layer 0.043 ms, 0.046 in two)."""
+    rows = sch.get_loops(pad)[1]
+    blocks = [pad]
+    if block == LANES and sch.can_decompose_padding(pad, rows):
+        blocks.append(sch.decompose_padding(pad, rows))
+    for part in blocks:
+        sch.vectorize(sch.get_loops(part)[-1])
 
 
 def _default_knobs(kernel, target) -> dict:
