@@ -148,7 +148,49 @@ def _schedule_blocked_copy(sch, block, parallel: bool = True) -> None:
 
 @register_rule("conv")
 def schedule_conv(kernel, target, knobs: dict | None = None):
+    order = (knobs or {}).get("order") or ("weights" if weights_first(kernel) else "outputs")
+    if order == "weights":
+        return schedule_weights_first_conv(kernel, target, knobs)
     return schedule_nchwc_conv(kernel, target, ("conv2d_NCHWc",), knobs=knobs)
+
+
+def weights_first(kernel) -> bool:
+    """Whether a static float conv with a window (3x3, ...) runs weights first: where its weights
+    outweigh its input (ResNet's 14x14 and 7x7 layers, 2.4 to 9.4 MB of weights each)."""
+    if kernel.kind != "conv" or kernel.symbolic or len(kernel.outputs[0].type.shape) != 5:
+        return False
+    weight = next((v.type for v in kernel.args if v.type.rank == 6), None)
+    return weight is not None and tuple(weight.shape[2:4]) != (1, 1) and not _rows_first(kernel)
+
+
+def schedule_weights_first_conv(kernel, target, knobs: dict | None = None):
+    """A conv whose weights outweigh its input, weights first: each parallel task takes output
+    channel blocks, and the input channel blocks are the outermost loop inside it, so each block
+    of weights (3x3x32x32 floats: 36 KiB) is read from memory once and used for every output
+    pixel before the next, instead of once per output row; the register tile (columns x channel
+    vectors) adds into the task's outputs, which stay in cache (ResNet-18, 2 threads: 11.0 ->
+    10.5 ms minimum; its 7x7x512 convs 1.00 -> 0.89 ms each, alone). `knobs` set the tile."""
+    sch = _schedule(kernel)
+    conv, pad = _find(sch, ("conv2d_NCHWc",)), _find(sch, ("pad",))
+    inline_all_but(sch, [b for b in (conv, pad) if b is not None])
+    out, conv = output_block(sch, conv)
+    if pad is not None:
+        _schedule_blocked_copy(sch, _find(sch, ("pad",)))
+    n, oc, oh, ow, ob, ic, kh, kw, ib = sch.get_loops(conv)
+    lanes = min(target.lanes(_out_dtype(kernel)), _extent(sch, ob))
+    tile, vectors = conv_tiling(_extent(sch, ow), _extent(sch, ob), lanes, accumulator_registers(target))
+    knobs = {"tile": tile, "vectors": vectors, **(knobs or {})}
+    ow_o, ow_i = sch.split(ow, [None, knobs["tile"]])
+    ob_o, ob_i = sch.split(ob, [None, knobs["vectors"] * lanes])
+    sch.reorder(n, oc, ic, oh, ob_o, ow_o, kh, kw, ib, ow_i, ob_i)
+    task = sch.fuse(n, oc)
+    sch.parallel(task)
+    sch.unroll(ow_i)
+    sch.vectorize(ob_i)
+    sch.decompose_reduction(conv, ic)
+    sch.reverse_compute_at(out, task)
+    sch.vectorize(sch.get_loops(out)[-1])
+    return sch.mod["main"]
 
 
 @register_rule("depthwise_conv")
@@ -160,8 +202,9 @@ def schedule_depthwise_conv(kernel, target, knobs: dict | None = None):
 def conv_knobs(kernel, target, acc_dtype: str | None = None) -> Knobs:
     """Register tile (output columns x channel vectors of `acc_dtype`, default the output's, x
     output channel blocks), unrolling of the tile, whether the parallel loop takes output rows
-    (default) or only channel blocks, and for a padded float depthwise convolution where it pads
-    (`PAD_PLACES`): the knobs of `schedule_nchwc_conv`."""
+    (default) or only channel blocks, for a padded float depthwise convolution where it pads
+    (`PAD_PLACES`), and for a float conv whether output tiles or weights come first (`order`,
+    see `schedule_weights_first_conv`): the knobs of `schedule_nchwc_conv`."""
     n, c, height, width, block = (int(d) for d in kernel.outputs[0].type.shape)
     lanes = min(target.lanes(acc_dtype or _out_dtype(kernel)), block)
     registers = accumulator_registers(target)
@@ -175,13 +218,16 @@ def conv_knobs(kernel, target, acc_dtype: str | None = None) -> Knobs:
     def allowed(p: dict) -> bool:
         return (p["tile"] * p["vectors"] * p["blocks"] <= registers
                 and (p["blocks"] == 1 or not _flat_tiles(width, height, p["tile"]))
-                and (p.get("pad") != "plane" or p["parallel"] == "channels"))
+                and (p.get("pad") != "plane" or p["parallel"] == "channels")
+                and (p.get("order") != "weights" or (p["blocks"] == 1 and p["unroll"])))  # (its own loops)
 
     knobs = (Knob("tile", tiles, tile), Knob("vectors", splits, vectors), Knob("blocks", blocks, 1),
              Knob("unroll", (True, False), True),
              Knob("parallel", ("rows", "channels"), "channels" if pad == "plane" else "rows"))
     if pad is not None:
         knobs += (Knob("pad", PAD_PLACES, pad),)
+    if kernel.kind == "conv" and acc_dtype is None and not kernel.symbolic:
+        knobs += (Knob("order", ("outputs", "weights"), "weights" if weights_first(kernel) else "outputs"),)
     return Knobs(kernel.kind, knobs, allowed=allowed,
                  shape={"channels": c * block, "height": height, "width": width, "block": block,
                         "lanes": lanes, "cores": target.num_cores})
