@@ -368,9 +368,13 @@ def test_lrint_saturation_equals_rounding_then_clamping(dtype, zero_point, bound
                              rng.uniform(-600, 600, 3000)]).astype(np.float32)
     values = np.resize(values, (len(values) + 15) // 16 * 16)
     x = te.placeholder((len(values),), "float32", name="x")
+
+    def saturated(saturate):
+        return te.compute(x.shape, lambda i: saturate(x[i], node, zero_point), name="y")
+
     outs = []
     for saturate in (_saturate, _saturate_by_lrint):
-        y = te.compute(x.shape, lambda i: saturate(x[i], node, zero_point), name="y")
+        y = saturated(saturate)
         sch = tvm.s_tir.Schedule(te.create_prim_func([x, y]))
         loop = sch.get_loops(sch.get_sblock("y"))[0]
         sch.vectorize(sch.split(loop, [None, 16])[1])

@@ -93,9 +93,8 @@ def _saturate_by_lrint(v, node, zero_point: int = 0):
     moved by the zero point in int32. Rounding and clamping to integer bounds commute, and the
     clamp keeps the conversion in range, so the result is `_saturate`'s; it saves the separate
     rounding instruction (vrndscaleps) of each vector."""
-    lo, hi = _bounds(node)
-    v = tirx.max(tirx.min(v, tirx.const(float(hi - zero_point), "float32")), tirx.const(float(lo - zero_point), "float32"))
-    r = tirx.call_llvm_pure_intrin("int32", "llvm.lrint", v)
+    lo, hi = (tirx.const(float(bound - zero_point), "float32") for bound in _bounds(node))
+    r = tirx.call_llvm_pure_intrin("int32", "llvm.lrint", tirx.max(tirx.min(v, hi), lo))
     if zero_point:
         r = r + tirx.const(zero_point, "int32")
     return r.astype(node.attrs["dtype"])
@@ -368,12 +367,12 @@ def quad_depthwise_fits(node) -> bool:
 def _lower_quad_depthwise(node, data, weight, bias, mult, out):
     """A depthwise qconv as int32 sums over window rows of quad products: the taps x*s .. x*s+3
     of a row (`qdepthwise_conv2d_NCHWc_quads`) times each channel's weights of that row as
-    (C/b, kh, b, 4) quads whose taps past the window are 0 (`weight_quads`). The padded input
+    (C/b, kh, 4, b) quads whose taps past the window are 0 (`weight_quads`). The padded input
     (`pad`, uint8, the zero point around it) is wide enough for every quad, so a quad is four
     consecutive pixels: what one byte permutation turns into the operand of vpdpbusd. The
     epilogue converts with llvm.lrint (`_saturate_by_lrint`): this form is built for x86 only."""
     a = node.attrs
-    n, icc, h, w, b = _shape(data)
+    n, icc, _, w, b = _shape(data)
     kh, kw = int(weight.shape[2]), int(weight.shape[3])
     sh, sw = a["strides"] or (1, 1)
     top, left, bottom, right = a["pads"] or (0, 0, 0, 0)
