@@ -436,8 +436,9 @@ def test_a_task_metaschedule_fails_on_is_skipped_and_the_run_goes_on(monkeypatch
 
 
 # ----- knob search over edgecc's own rules ----------------------------------------------------------
-def conv_model(path, c=8, o=16, hw=14):
-    """A 3x3 conv (a Winograd kernel on x86) and a 1x1 conv (a direct NCHW{b}c kernel), with Relu."""
+def conv_model(path, c=16, o=32, hw=14):
+    """A 3x3 conv (a Winograd kernel on x86: enough channels to share the transforms) and a 1x1
+    conv (a direct NCHW{b}c kernel), with Relu."""
     rng = np.random.default_rng(0)
     inits = [numpy_helper.from_array(rng.standard_normal(shape).astype(np.float32), name)
              for name, shape in [("W1", (o, c, 3, 3)), ("B1", (o,)), ("W2", (o, o, 1, 1)), ("B2", (o,))]]
@@ -566,7 +567,7 @@ def test_a_knob_record_replays_to_the_rule_with_those_knobs_and_stays_correct(kn
     compiled = edgecc.compile(str(model), "host", target_options={"cpu": "znver3"}, tuning_logs=str(logs),
                               strict_schedules=True)
     assert compiled.stats.scheduled_by.get("tuned") == 2
-    x = np.random.default_rng(2).standard_normal((1, 8, 14, 14)).astype(np.float32)
+    x = np.random.default_rng(2).standard_normal((1, 16, 14, 14)).astype(np.float32)
     got = compiled.load().run({"x": x})["z"]
     np.testing.assert_allclose(got, run_ort(onnx.load(model), {"x": x})[0], rtol=1e-4, atol=1e-4)
 
