@@ -584,6 +584,14 @@ def schedule_conv_depthwise(kernel, target):
     conv = _find(sch, ("conv2d_NCHWc",))
     sch.compute_at(conv, task)
     y, x, o, *reduction = sch.get_loops(conv)[1:]
+    _tile_conv_rows(sch, conv, (y, x, o), reduction, lanes, registers)
+    return sch.mod["main"]
+
+
+def _tile_conv_rows(sch, conv, rows_columns_channels, reduction, lanes: int, registers: int) -> None:
+    """Register tile of a conv computed row by row inside a task: columns x channel vectors
+    (`conv_tiling`) in registers, the reduction outside the unrolled columns."""
+    y, x, o = rows_columns_channels
     tile, vectors = conv_tiling(_extent(sch, x), _extent(sch, o), lanes, registers)
     x_o, x_i = sch.split(x, [None, tile])
     o_o, o_i = sch.split(o, [None, vectors * lanes])
@@ -591,7 +599,6 @@ def schedule_conv_depthwise(kernel, target):
     sch.unroll(x_i)
     sch.vectorize(o_i)
     sch.decompose_reduction(conv, reduction[0])
-    return sch.mod["main"]
 
 
 # ----- a depthwise conv and the 1x1 conv reading it, in one kernel ---------------------------------
@@ -706,11 +713,4 @@ def _producer_rows(sch, conv, channel, lanes: int, registers: int) -> None:
     loops = sch.get_loops(conv)
     depth = 1 + next(i for i, loop in enumerate(loops) if sch.get(loop).same_as(sch.get(channel)))
     _, _, y, x, o, *reduction = loops[depth:]
-    lanes = min(lanes, _extent(sch, o))
-    tile, vectors = conv_tiling(_extent(sch, x), _extent(sch, o), lanes, registers)
-    x_o, x_i = sch.split(x, [None, tile])
-    o_o, o_i = sch.split(o, [None, vectors * lanes])
-    sch.reorder(y, o_o, x_o, *reduction, x_i, o_i)
-    sch.unroll(x_i)
-    sch.vectorize(o_i)
-    sch.decompose_reduction(conv, reduction[0])
+    _tile_conv_rows(sch, conv, (y, x, o), reduction, min(lanes, _extent(sch, o)), registers)
