@@ -573,11 +573,7 @@ def schedule_conv_depthwise(kernel, target):
     sch.vectorize(ob_i)
     sch.compute_at(dw, ow_o)
     ow_i, ob_i, *window = sch.get_loops(dw)[4:]
-    sch.reorder(*window, ow_i, ob_i)
-    for loop in (*window, ow_i):
-        sch.unroll(loop)
-    sch.vectorize(ob_i)
-    sch.decompose_reduction(dw, window[0])
+    _unrolled_window(sch, dw, ow_i, ob_i, window)
     pad = _find(sch, ("pad",))
     sch.compute_at(pad, task)
     sch.vectorize(sch.get_loops(pad)[-1])
@@ -586,6 +582,16 @@ def schedule_conv_depthwise(kernel, target):
     y, x, o, *reduction = sch.get_loops(conv)[1:]
     _tile_conv_rows(sch, conv, (y, x, o), reduction, lanes, registers)
     return sch.mod["main"]
+
+
+def _unrolled_window(sch, dw, columns, channels, window) -> None:
+    """A depthwise conv's register tile: the window loops outside the tile's columns, all
+    unrolled, the channel vector innermost."""
+    sch.reorder(*window, columns, channels)
+    for loop in (*window, columns):
+        sch.unroll(loop)
+    sch.vectorize(channels)
+    sch.decompose_reduction(dw, window[0])
 
 
 def _tile_conv_rows(sch, conv, rows_columns_channels, reduction, lanes: int, registers: int) -> None:
@@ -693,12 +699,7 @@ def _depthwise_rows(sch, task, lanes: int, registers: int, dw_out_name: str):
     dw = _find(sch, ("depthwise_conv2d_NCHWc",))
     sch.compute_at(dw, x_o, preserve_unit_loops=True)
     below = sch.get_loops(dw)[6:]  # below task, n, c, y, b_o, x_o: n c h w b, window
-    x_i, b_i, window = below[3], below[4], below[5:]
-    sch.reorder(*window, x_i, b_i)
-    for loop in (*window, x_i):
-        sch.unroll(loop)
-    sch.vectorize(b_i)
-    sch.decompose_reduction(dw, window[0])
+    _unrolled_window(sch, dw, below[3], below[4], below[5:])
     pad = _find(sch, ("pad",))
     if pad is not None:
         sch.compute_at(pad, c)
