@@ -70,3 +70,54 @@ def test_weights_first_conv_on_aarch64_matches_onnxruntime_under_qemu(tmp_path):
     compiled.export(tmp_path / "conv.so")
     got = load_any(str(tmp_path / "conv.so")).run(inputs)["out"]
     np.testing.assert_allclose(got, run_ort(model, inputs)[0], rtol=1e-4, atol=1e-4)
+
+
+def _kernel_asm(func, target) -> str:
+    import tvm
+
+    built = tvm.compile(tvm.IRModule({"main": func}), target=target.tvm_target())
+    return (built.mod if hasattr(built, "mod") else built).inspect_source("asm")
+
+
+@pytest.mark.parametrize("target_name, instruction", [("host", "prefetcht0"), ("rpi4", "prfm")])
+def test_weights_first_conv_prefetches_the_next_weight_block(target_name, instruction, tmp_path):
+    from edgecc.lower.schedules.cpu import conv_knobs, schedule_weights_first_conv
+
+    model, _ = _model(*CASES["7x7, residual"])
+    onnx.save(model, tmp_path / "conv.onnx")
+    graph, target, _, _ = prepare(str(tmp_path / "conv.onnx"), target_name)
+    kernel = next(p.kernel for p in plan_kernels(graph) if p.kernel.kind == "conv")
+    knobs = conv_knobs(kernel, target).default()
+    assert knobs["order"] == "weights" and knobs["prefetch"] is True
+    assert instruction in _kernel_asm(schedule_weights_first_conv(kernel, target), target)
+    assert instruction not in _kernel_asm(schedule_weights_first_conv(kernel, target, {**knobs, "prefetch": False}),
+                                          target)
+
+
+def test_prefetch_changes_no_result(tmp_path):
+    """The kernel with and without the prefetch computes the same bits (the default, which
+    prefetches, is compared with ONNX Runtime above)."""
+    import tvm
+
+    from edgecc.lower.schedules.cpu import conv_knobs, schedule_weights_first_conv
+
+    model, _ = _model(*CASES["odd sizes"])
+    onnx.save(model, tmp_path / "conv.onnx")
+    graph, target, _, _ = prepare(str(tmp_path / "conv.onnx"), "host")
+    kernel = next(p.kernel for p in plan_kernels(graph) if p.kernel.kind == "conv")
+    space = conv_knobs(kernel, target)
+    without = {**space.default(), "prefetch": False}
+    space.check(without)
+    assert not space.allowed({**space.default(), "order": "outputs", "prefetch": True})  # weights first only
+    rng = np.random.default_rng(0)
+    data = [rng.standard_normal([int(d) for d in v.type.shape]).astype(v.type.dtype)
+            for v in (*kernel.args, *kernel.outputs)]
+    outputs = []
+    for knobs in (None, without):
+        lib = tvm.compile(tvm.IRModule({"main": schedule_weights_first_conv(kernel, target, knobs)}),
+                          target=target.tvm_target())
+        args = [tvm.runtime.tensor(d) for d in data]
+        lib["main"](*args)
+        outputs.append(args[-1].numpy())
+    assert np.abs(outputs[0]).sum() > 0
+    np.testing.assert_array_equal(outputs[0], outputs[1])

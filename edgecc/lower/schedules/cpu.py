@@ -169,7 +169,10 @@ def schedule_weights_first_conv(kernel, target, knobs: dict | None = None):
     of weights (3x3x32x32 floats: 36 KiB) is read from memory once and used for every output
     pixel before the next, instead of once per output row; the register tile (columns x channel
     vectors) adds into the task's outputs, which stay in cache (ResNet-18, 2 threads: 11.0 ->
-    10.5 ms minimum; its 7x7x512 convs 1.00 -> 0.89 ms each, alone). `knobs` set the tile."""
+    10.5 ms minimum; its 7x7x512 convs 1.00 -> 0.89 ms each, alone). While one block is in use,
+    the next is prefetched (`prefetch.py`; knob `prefetch`): in a whole model the weights come
+    from memory (ResNet-18's 7x7x512 convs: 1.5 -> 1.2 ms each in the model). `knobs` set the
+    tile and the prefetch."""
     sch = _schedule(kernel)
     conv, pad = _find(sch, ("conv2d_NCHWc",)), _find(sch, ("pad",))
     inline_all_but(sch, [b for b in (conv, pad) if b is not None])
@@ -179,10 +182,13 @@ def schedule_weights_first_conv(kernel, target, knobs: dict | None = None):
     n, oc, oh, ow, ob, ic, kh, kw, ib = sch.get_loops(conv)
     lanes = min(target.lanes(_out_dtype(kernel)), _extent(sch, ob))
     tile, vectors = conv_tiling(_extent(sch, ow), _extent(sch, ob), lanes, accumulator_registers(target))
-    knobs = {"tile": tile, "vectors": vectors, **(knobs or {})}
+    knobs = {"tile": tile, "vectors": vectors, "prefetch": True, **(knobs or {})}
     ow_o, ow_i = sch.split(ow, [None, knobs["tile"]])
     ob_o, ob_i = sch.split(ob, [None, knobs["vectors"] * lanes])
     sch.reorder(n, oc, ic, oh, ob_o, ow_o, kh, kw, ib, ow_i, ob_i)
+    window = [(sch.get(loop).loop_var, _extent(sch, loop)) for loop in (oh, ob_o, ow_o, kh, kw)]
+    channel_blocks, in_blocks = _extent(sch, oc), _extent(sch, ic)
+    ic_var, weight = sch.get(ic).loop_var, _weight_buffer(sch, conv)
     task = sch.fuse(n, oc)
     sch.parallel(task)
     sch.unroll(ow_i)
@@ -190,7 +196,22 @@ def schedule_weights_first_conv(kernel, target, knobs: dict | None = None):
     sch.decompose_reduction(conv, ic)
     sch.reverse_compute_at(out, task)
     sch.vectorize(sch.get_loops(out)[-1])
-    return sch.mod["main"]
+    if not knobs["prefetch"]:
+        return sch.mod["main"]
+    from tvm import tirx
+
+    from .prefetch import prefetch_next_block
+
+    step, steps = 0, 1  # the iterations (rows, tiles, kh, kw) that use one input channel block of weights
+    for var, extent in window:
+        step, steps = step * extent + var, steps * extent
+    next_block = [sch.get(task).loop_var % channel_blocks, tirx.min(ic_var + 1, in_blocks - 1)]
+    return prefetch_next_block(sch.mod["main"], window[-1][0], weight, next_block, 4, step, steps)
+
+
+def _weight_buffer(sch, conv):
+    """The conv block's weights: the 6-d buffer it reads (OIHW{i}{o})."""
+    return next(r.source for r in sch.get(conv).reads if len(r.source.shape) == 6)
 
 
 @register_rule("depthwise_conv")
@@ -204,7 +225,8 @@ def conv_knobs(kernel, target, acc_dtype: str | None = None) -> Knobs:
     output channel blocks), unrolling of the tile, whether the parallel loop takes output rows
     (default) or only channel blocks, for a padded float depthwise convolution where it pads
     (`PAD_PLACES`), and for a float conv whether output tiles or weights come first (`order`,
-    see `schedule_weights_first_conv`): the knobs of `schedule_nchwc_conv`."""
+    see `schedule_weights_first_conv`) and, weights first, whether the next block of weights is
+    prefetched (`prefetch`): the knobs of `schedule_nchwc_conv`."""
     n, c, height, width, block = (int(d) for d in kernel.outputs[0].type.shape)
     lanes = min(target.lanes(acc_dtype or _out_dtype(kernel)), block)
     registers = accumulator_registers(target)
@@ -219,7 +241,8 @@ def conv_knobs(kernel, target, acc_dtype: str | None = None) -> Knobs:
         return (p["tile"] * p["vectors"] * p["blocks"] <= registers
                 and (p["blocks"] == 1 or not _flat_tiles(width, height, p["tile"]))
                 and (p.get("pad") != "plane" or p["parallel"] == "channels")
-                and (p.get("order") != "weights" or (p["blocks"] == 1 and p["unroll"])))  # (its own loops)
+                and (p.get("order") != "weights" or (p["blocks"] == 1 and p["unroll"]))  # (its own loops)
+                and (not p.get("prefetch") or p.get("order") == "weights"))
 
     knobs = (Knob("tile", tiles, tile), Knob("vectors", splits, vectors), Knob("blocks", blocks, 1),
              Knob("unroll", (True, False), True),
@@ -227,7 +250,9 @@ def conv_knobs(kernel, target, acc_dtype: str | None = None) -> Knobs:
     if pad is not None:
         knobs += (Knob("pad", PAD_PLACES, pad),)
     if kernel.kind == "conv" and acc_dtype is None and not kernel.symbolic:
-        knobs += (Knob("order", ("outputs", "weights"), "weights" if weights_first(kernel) else "outputs"),)
+        first = weights_first(kernel)
+        knobs += (Knob("order", ("outputs", "weights"), "weights" if first else "outputs"),
+                  Knob("prefetch", (True, False), first))
     return Knobs(kernel.kind, knobs, allowed=allowed,
                  shape={"channels": c * block, "height": height, "width": width, "block": block,
                         "lanes": lanes, "cores": target.num_cores})
