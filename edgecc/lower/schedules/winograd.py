@@ -24,7 +24,8 @@ _STAGES = ("pad", "winograd_input_rows", "winograd_input", "winograd_gemm", "win
 @register_rule("winograd_conv")
 def schedule_winograd_conv(kernel, target, tile: int | None = None, knobs: dict | None = None):
     """The default rule; `tile` or `knobs={"tile": ...}` (see `winograd_knobs`) override the GEMM's
-    register tile (tiles per accumulator row)."""
+    register tile (tiles per accumulator row), `knobs={"prefetch": False}` leaves out the GEMM's
+    prefetch of the next block of weights."""
     tile = (knobs or {}).get("tile", tile)
     sch = _schedule(kernel)
     stages = [_find(sch, (name,)) for name in _STAGES]
@@ -36,15 +37,20 @@ def schedule_winograd_conv(kernel, target, tile: int | None = None, knobs: dict 
     if stages[0] is not None:
         _schedule_blocked_copy(sch, _find(sch, ("pad",)))
     _schedule_input_transform(sch, _find(sch, ("winograd_input",)))
-    _schedule_gemm(sch, _find(sch, ("winograd_gemm",)), target, tile)
+    prefetch = _schedule_gemm(sch, _find(sch, ("winograd_gemm",)), target, tile)
     _schedule_output_transform(sch, _find(sch, ("winograd_output",)), alpha - 2)
-    return sch.mod["main"]
+    if prefetch is None or not (knobs or {}).get("prefetch", True):
+        return sch.mod["main"]
+    from .prefetch import prefetch_next_block
+
+    return prefetch_next_block(sch.mod["main"], *prefetch)
 
 
 @register_knobs("winograd_conv")
 def winograd_knobs(kernel, target) -> Knobs:
     """The batched GEMM's register tile: Winograd tiles per accumulator row (the rows of one
-    output channel block stay in registers while the input channels are summed)."""
+    output channel block stay in registers while the input channels are summed); whether each
+    task prefetches its share of the next task's weights."""
     sch = _schedule(kernel)
     gemm = _find(sch, ("winograd_gemm",))
     if gemm is None:
@@ -53,7 +59,8 @@ def winograd_knobs(kernel, target) -> Knobs:
     lanes = min(target.lanes("float32"), ob)
     registers = accumulator_registers(target)
     default, vectors = conv_tiling(tiles, ob, lanes, registers)
-    return Knobs(kernel.kind, (Knob("tile", tuple(range(2, min(tiles, registers) + 1)), default),),
+    return Knobs(kernel.kind, (Knob("tile", tuple(range(2, min(tiles, registers) + 1)), default),
+                               Knob("prefetch", (True, False), True)),
                  allowed=lambda p: p["tile"] * vectors <= registers,
                  shape={"alpha": alpha, "tiles": tiles, "block": ob, "lanes": lanes, "cores": target.num_cores})
 
@@ -85,9 +92,14 @@ def _unrolled_entries(sch, block) -> None:
     sch.vectorize(vector)
 
 
-def _schedule_gemm(sch, block, target, tile: int | None) -> None:
+def _schedule_gemm(sch, block, target, tile: int | None):
     """(a, b, O/ob, P, ob) = sum over (C/ib, ib): accumulators for `tile` tiles x ob in registers
-    (None: the register tile `conv_tiling` picks for P tiles)."""
+    (None: the register tile `conv_tiling` picks for P tiles).
+
+    Consecutive parallel tasks share one (a, b, output block) of weights (C/ib x ib x ob floats,
+    32 KiB for 256 channels); inside a model they come from memory. Returns the arguments of
+    `prefetch_next_block` by which each task prefetches its share of the next task's weights,
+    spread over its input channel blocks (None for a kernel without a channel block loop)."""
     copy = sch.cache_write(block, 0, "local")
     a, b, o, p, j = sch.get_loops(copy)
     ob = _extent(sch, j)
@@ -96,6 +108,7 @@ def _schedule_gemm(sch, block, target, tile: int | None) -> None:
         tile, _ = conv_tiling(_extent(sch, p), ob, lanes, accumulator_registers(target))
     p_o, p_i = sch.split(p, [None, tile])
     sch.reorder(a, b, o, p_o, p_i, j)
+    extents = [sch.get(loop).extent for loop in (a, b, o, p_o)]  # symbolic tile counts: no prefetch
     outer = sch.fuse(a, b, o, p_o)
     sch.parallel(outer)
     sch.vectorize(j)
@@ -108,6 +121,23 @@ def _schedule_gemm(sch, block, target, tile: int | None) -> None:
     sch.vectorize(j_i)
     # one input channel leaves no reduction loop: the initial zero goes above the tile's loops
     sch.decompose_reduction(block, reduction[0] if reduction else p_i)
+    weight = next((r.source for r in sch.get(block).reads if len(r.source.shape) == 6), None)
+    if not reduction or weight is None or not all(isinstance(e, int) or hasattr(e, "value") for e in extents):
+        return None
+    return _next_weights(sch.get(outer).loop_var, [int(e) for e in extents], sch.get(reduction[0]).loop_var,
+                         _extent(sch, reduction[0]), weight)
+
+
+def _next_weights(task, extents: list[int], channel_block, channel_blocks: int, weight) -> tuple:
+    """`prefetch_next_block` arguments: task `task` of the GEMM (a, b, o, p_o fused) prefetches, at
+    each input channel block, its share of the weights of the next (a, b, o)."""
+    from tvm import tirx
+
+    alpha, _, blocks, chunks = extents
+    following = tirx.min(task // chunks + 1, alpha * alpha * blocks - 1)
+    index = [following // (alpha * blocks), following // blocks % alpha, following % blocks]
+    step = task % chunks * channel_blocks + channel_block
+    return channel_block, weight, index, 3, step, chunks * channel_blocks
 
 
 def _schedule_output_transform(sch, block, m: int) -> None:
