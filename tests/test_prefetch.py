@@ -1,6 +1,6 @@
-"""Software prefetch of weights (edgecc/lower/schedules/prefetch.py): the weights-first conv and
-the Winograd GEMM prefetch the next block of weights, on x86 and AArch64, and the prefetch changes
-no result. Whole models with it are compared with ONNX Runtime in test_weights_first_conv.py,
+"""Software prefetch of weights (edgecc/lower/schedules/prefetch.py): the conv rules (weights
+first, and output tiles first in tasks of rows) and the Winograd GEMM prefetch the next block of
+weights, on x86 and AArch64, and the prefetch changes no result. Whole models with it are compared with ONNX Runtime in test_weights_first_conv.py,
 test_winograd.py and test_models.py."""
 
 import numpy as np
@@ -18,11 +18,11 @@ from edgecc.lower.schedules.knobs import knob_space
 INSTRUCTIONS = {"host": "prefetcht0", "rpi4": "prfm"}
 
 
-def _conv_kernel(tmp_path, target_name: str, channels: int, size: int, kind: str):
+def _conv_kernel(tmp_path, target_name: str, channels: int, size: int, kind: str, window: int = 3):
     rng = np.random.default_rng(channels + size)
-    weight = (rng.standard_normal((channels, channels, 3, 3)) * 0.1).astype(np.float32)
+    weight = (rng.standard_normal((channels, channels, window, window)) * 0.1).astype(np.float32)
     x = rng.standard_normal((1, channels, size, size)).astype(np.float32)
-    conv = helper.make_node("Conv", ["x", "W"], ["c"], pads=[1, 1, 1, 1])
+    conv = helper.make_node("Conv", ["x", "W"], ["c"], pads=[window // 2] * 4)
     relu = helper.make_node("Relu", ["c"], ["out"])
     onnx.save(make_model([conv, relu], {"x": x}, ["out"], {"W": weight}), tmp_path / "conv.onnx")
     graph, target, _, _ = prepare(str(tmp_path / "conv.onnx"), target_name)
@@ -40,7 +40,8 @@ def _asm(func, target) -> str:
     return (built.mod if hasattr(built, "mod") else built).inspect_source("asm")
 
 
-CASES = {"weights-first conv": (64, 7, "conv"), "winograd": (64, 14, "winograd_conv")}
+CASES = {"weights-first conv": (64, 7, "conv"), "winograd": (64, 14, "winograd_conv"),
+         "output tiles first": (256, 7, "conv", 1)}  # (1x1 window, weights outweigh the input)
 
 
 @pytest.mark.parametrize("target_name", list(INSTRUCTIONS))
@@ -75,8 +76,11 @@ def test_prefetch_changes_no_result(case, tmp_path):
     np.testing.assert_array_equal(outputs[0], outputs[1])
 
 
-def test_prefetch_is_a_knob_of_weights_first_convs_only(tmp_path):
-    kernel, target = _conv_kernel(tmp_path, "host", *CASES["weights-first conv"])
+def test_prefetch_knob_is_left_out_where_the_schedule_has_no_prefetch(tmp_path):
+    kernel, target = _conv_kernel(tmp_path, "host", *CASES["output tiles first"])
     space = knob_space(kernel, target)
-    assert not space.allowed({**space.default(), "order": "outputs", "prefetch": True})
-    assert all(p["order"] == "weights" for p in space.points() if p["prefetch"])
+    assert space.default()["order"] == "outputs"
+    assert space.allowed({**space.default(), "order": "outputs", "prefetch": True})  # tasks by rows
+    assert not space.allowed({**space.default(), "order": "outputs", "parallel": "channels", "prefetch": True})
+    points = space.points()
+    assert all(p["parallel"] == "rows" for p in points if p["prefetch"] and p["order"] == "outputs")

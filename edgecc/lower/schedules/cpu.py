@@ -237,12 +237,16 @@ def conv_knobs(kernel, target, acc_dtype: str | None = None) -> Knobs:
 
     pad = depthwise_pad_place(kernel) if acc_dtype is None else None
 
+    def prefetches_by_rows(p: dict) -> bool:  # where schedule_nchwc_conv prefetches
+        return (p["parallel"] == "rows" and p["blocks"] == 1 and not _flat_tiles(width, height, p["tile"])
+                and not _rows_first(kernel))
+
     def allowed(p: dict) -> bool:
         return (p["tile"] * p["vectors"] * p["blocks"] <= registers
                 and (p["blocks"] == 1 or not _flat_tiles(width, height, p["tile"]))
                 and (p.get("pad") != "plane" or p["parallel"] == "channels")
                 and (p.get("order") != "weights" or (p["blocks"] == 1 and p["unroll"]))  # (its own loops)
-                and (not p.get("prefetch") or p.get("order") == "weights"))
+                and (not p.get("prefetch") or p.get("order") == "weights" or prefetches_by_rows(p)))
 
     knobs = (Knob("tile", tiles, tile), Knob("vectors", splits, vectors), Knob("blocks", blocks, 1),
              Knob("unroll", (True, False), True),
@@ -252,7 +256,7 @@ def conv_knobs(kernel, target, acc_dtype: str | None = None) -> Knobs:
     if kernel.kind == "conv" and acc_dtype is None and not kernel.symbolic:
         first = weights_first(kernel)
         knobs += (Knob("order", ("outputs", "weights"), "weights" if first else "outputs"),
-                  Knob("prefetch", (True, False), first))
+                  Knob("prefetch", (True, False), first or (not _rows_first(kernel) and not _flat_tiles(width, height, tile))))
     return Knobs(kernel.kind, knobs, allowed=allowed,
                  shape={"channels": c * block, "height": height, "width": width, "block": block,
                         "lanes": lanes, "cores": target.num_cores})
@@ -273,7 +277,9 @@ def schedule_nchwc_conv(kernel, target, anchor_names, acc_dtype: str | None = No
     The accumulator tile (output columns x channel vectors of `acc_dtype` lanes) stays in
     registers while the reduction loops run outside it; depthwise anchors (names containing
     "depthwise") unroll their window. Kernels with fewer than `min_parallel_work` multiply-adds
-    stay on one core. `knobs` (see `conv_knobs`) override the tile, unrolling and parallel loop."""
+    stay on one core. `knobs` (see `conv_knobs`) override the tile, unrolling, parallel loop and
+    prefetch: a float conv whose tasks take an output channel block's rows one after another
+    prefetches the next block's weights (`_prefetch_next_channel_block`)."""
     sch = _schedule(kernel)
     conv = _find(sch, tuple(anchor_names))
     if conv is None:
@@ -292,8 +298,10 @@ def schedule_nchwc_conv(kernel, target, anchor_names, acc_dtype: str | None = No
     lanes = min(target.lanes(acc_dtype or _out_dtype(kernel)), _extent(sch, ob))
     tile, vectors = conv_tiling(width, _extent(sch, ob), lanes, accumulator_registers(target))
     knobs = {"tile": tile, "vectors": vectors, "blocks": 1, "unroll": True,
-             "parallel": "channels" if pad_at == "plane" else "rows", **(knobs or {})}
+             "parallel": "channels" if pad_at == "plane" else "rows",
+             "prefetch": kernel.kind == "conv" and acc_dtype is None, **(knobs or {})}
     tile, vectors, blocks, by_rows = knobs["tile"], knobs["vectors"], knobs["blocks"], knobs["parallel"] == "rows"
+    prefetch = None  # (output channel blocks, tasks per block) where tasks prefetch the next block's weights
     if pad_at == "plane" and by_rows:
         raise ValueError("a padded plane per channel block needs the parallel loop over channel blocks")
     ob_o, ob_i = sch.split(ob, [None, vectors * lanes])
@@ -314,6 +322,8 @@ def schedule_nchwc_conv(kernel, target, anchor_names, acc_dtype: str | None = No
         outer = (n, oh, oc) if rows_first else (n, oc, oh)
         sch.reorder(*outer, *((oh_i,) if oh_i is not None else ()), ob_o, ow_o,
                     *((oc_i,) if blocks > 1 else ()), ow_i, ob_i)
+        if knobs["prefetch"] and parallel and by_rows and blocks == 1 and not rows_first:
+            prefetch = (_extent(sch, oc), _extent(sch, oh))
         rows, depth = (sch.fuse(*outer), 3 + (oh_i is not None)) if by_rows else (sch.fuse(n, oc), 4)
     if parallel:
         sch.parallel(rows)
@@ -334,7 +344,23 @@ def schedule_nchwc_conv(kernel, target, anchor_names, acc_dtype: str | None = No
         pad = _find(sch, ("pad",))
         sch.compute_at(pad, sch.get_loops(out)[0])
         sch.vectorize(sch.get_loops(pad)[-1])
-    return sch.mod["main"]
+    if prefetch is None or not reduction:
+        return sch.mod["main"]
+    return _prefetch_next_channel_block(sch, rows, reduction[0], _weight_buffer(sch, conv), *prefetch)
+
+
+def _prefetch_next_channel_block(sch, task, channel_block, weight, out_blocks: int, tasks_per_block: int):
+    """The conv with each parallel task (output channel block, then rows) prefetching, over its
+    input channel blocks, its share of the next output channel block's weights."""
+    from tvm import tirx
+
+    from .prefetch import prefetch_next_block
+
+    task, channel_block, channel_blocks = sch.get(task).loop_var, sch.get(channel_block).loop_var, _extent(sch, channel_block)
+    following = tirx.min(task // tasks_per_block % out_blocks + 1, out_blocks - 1)
+    step = task % tasks_per_block * channel_blocks + channel_block
+    return prefetch_next_block(sch.mod["main"], channel_block, weight, [following], 5, step,
+                               tasks_per_block * channel_blocks)
 
 
 #: where a depthwise convolution pads its input: all of it first ("copy"), the input rows of each
