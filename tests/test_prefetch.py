@@ -15,7 +15,7 @@ from edgecc.lower.plan import plan_kernels
 from edgecc.lower.schedules import RULE_SETS
 from edgecc.lower.schedules.knobs import knob_space
 
-INSTRUCTIONS = {"host": "prefetcht0", "rpi4": "prfm"}
+INSTRUCTIONS = {"host": "prefetcht1", "rpi4": "prfm\tpldl2keep"}
 
 
 def _conv_kernel(tmp_path, target_name: str, channels: int, size: int, kind: str, window: int = 3):
