@@ -225,8 +225,9 @@ def conv_knobs(kernel, target, acc_dtype: str | None = None) -> Knobs:
     output channel blocks), unrolling of the tile, whether the parallel loop takes output rows
     (default) or only channel blocks, for a padded float depthwise convolution where it pads
     (`PAD_PLACES`), and for a float conv whether output tiles or weights come first (`order`,
-    see `schedule_weights_first_conv`) and, weights first, whether the next block of weights is
-    prefetched (`prefetch`): the knobs of `schedule_nchwc_conv`."""
+    see `schedule_weights_first_conv`) and whether the next block of weights is prefetched
+    (`prefetch`: weights first, or output tiles first in tasks of one channel block's rows): the
+    knobs of `schedule_nchwc_conv`."""
     n, c, height, width, block = (int(d) for d in kernel.outputs[0].type.shape)
     lanes = min(target.lanes(acc_dtype or _out_dtype(kernel)), block)
     registers = accumulator_registers(target)
@@ -256,7 +257,8 @@ def conv_knobs(kernel, target, acc_dtype: str | None = None) -> Knobs:
     if kernel.kind == "conv" and acc_dtype is None and not kernel.symbolic:
         first = weights_first(kernel)
         knobs += (Knob("order", ("outputs", "weights"), "weights" if first else "outputs"),
-                  Knob("prefetch", (True, False), first or (not _rows_first(kernel) and not _flat_tiles(width, height, tile))))
+                  Knob("prefetch", (True, False),
+                       first or (not _rows_first(kernel) and not _flat_tiles(width, height, tile))))
     return Knobs(kernel.kind, knobs, allowed=allowed,
                  shape={"channels": c * block, "height": height, "width": width, "block": block,
                         "lanes": lanes, "cores": target.num_cores})
@@ -356,7 +358,8 @@ def _prefetch_next_channel_block(sch, task, channel_block, weight, out_blocks: i
 
     from .prefetch import prefetch_next_block
 
-    task, channel_block, channel_blocks = sch.get(task).loop_var, sch.get(channel_block).loop_var, _extent(sch, channel_block)
+    channel_blocks = _extent(sch, channel_block)
+    task, channel_block = sch.get(task).loop_var, sch.get(channel_block).loop_var
     following = tirx.min(task // tasks_per_block % out_blocks + 1, out_blocks - 1)
     step = task % tasks_per_block * channel_blocks + channel_block
     return prefetch_next_block(sch.mod["main"], channel_block, weight, [following], 5, step,
