@@ -382,6 +382,27 @@ def test_tuning_through_an_rpc_tracker_on_loopback(rpc_tracker, tmp_path):
     assert log.task(0)["default_secs"] > 0
 
 
+def test_candidates_are_timed_on_every_core_a_model_runs_on(tmp_path, monkeypatch):
+    """The runner's worker process reads TVM_NUM_THREADS when it starts: the tuner sets it first
+    (else TVM would time candidates on half the cores of an x86 machine)."""
+    from edgecc.runtime.threads import available_cores
+    from edgecc.tune import tuner
+
+    monkeypatch.delenv("TVM_NUM_THREADS", raising=False)
+    seen = []
+    make_runner = tuner._make_runner
+
+    def recording(options):
+        seen.append(os.environ.get("TVM_NUM_THREADS"))
+        return make_runner(options)
+
+    monkeypatch.setattr(tuner, "_make_runner", recording)
+    options = tuner.TuneOptions(trials=1, searches=("knobs",), compare_rounds=3)
+    tuner.tune_model(str(dense_model(tmp_path / "dense.onnx")), "host", logs=str(tmp_path / "logs"), options=options,
+                     out=None)
+    assert seen == [str(len(available_cores()))]
+
+
 def test_an_unknown_search_is_a_user_error(tmp_path):
     model = dense_model(tmp_path / "dense.onnx")
     rc, _, err = edgecc("tune", model, "--trials", "1", "--logs", tmp_path / "logs", "--search", "knobs,annealing")

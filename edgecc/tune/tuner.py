@@ -454,12 +454,13 @@ def tune_model(model, target="host", logs=None, options: TuneOptions | None = No
     unknown = [s for s in options.searches if s not in SEARCHES]
     if unknown or not options.searches:
         raise EdgeccError(f"--search takes {', '.join(SEARCHES)} (one or both), not '{','.join(options.searches)}'")
-    runner = _make_runner(options)  # bad RPC settings fail before any work
+    runner = _make_runner(options) if options.rpc_tracker else None  # bad RPC settings fail before any work
     tasks, target_obj = extract_tasks(model, target, **compile_options)
-    if not options.rpc_tracker:  # measure on the cores a compiled model runs on (TVM would take half on x86)
+    if runner is None:  # measure on the cores a compiled model runs on (TVM would take half on x86)
         from edgecc.runtime.threads import reserve_threads
 
         reserve_threads(target_obj.num_cores)
+        runner = _make_runner(options)  # (its worker process reads TVM_NUM_THREADS when it starts)
     from edgecc.lower.schedules.x86_int8 import register_metaschedule_intrinsics
 
     register_metaschedule_intrinsics(target_obj)  # what MetaSchedule's rules for this CPU look up
