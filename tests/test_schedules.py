@@ -192,3 +192,29 @@ def test_pointwise_conv_feeding_a_strided_depthwise_conv_is_one_correct_kernel(s
     assert [k["kind"] for k in compiled.stats.kernel_table if "conv" in k["kind"]] == ["conv_depthwise"]
     got = compiled.load().run({"x": x})["out"]
     np.testing.assert_allclose(got, run_ort(model, {"x": x})[0], rtol=1e-4, atol=1e-4)
+
+
+@pytest.mark.parametrize("rows, inner, columns, order", [(128, 256, 512, "columns"), (256, 64, 32, "rows")])
+def test_matrix_products_take_the_larger_operand_tile_by_tile(rows, inner, columns, order, tmp_path):
+    """Weights larger than the data: column tiles first (each block of weights read once for every
+    row tile); smaller: row tiles first. Both orders match ONNX Runtime."""
+    from onnx import helper
+    from ort_compare import make_model
+
+    from edgecc.lower.schedules.cpu import gemm_knobs, gemm_order
+
+    rng = np.random.default_rng(rows)
+    x = rng.standard_normal((rows, inner)).astype(np.float32)
+    w = (rng.standard_normal((columns, inner)) * 0.1).astype(np.float32)
+    gemm = helper.make_node("Gemm", ["x", "W"], ["y"], transB=1)
+    model = make_model([gemm], {"x": x}, ["y"], {"W": w})
+    onnx.save(model, tmp_path / "gemm.onnx")
+    graph, target, _, _ = prepare(str(tmp_path / "gemm.onnx"), "host")
+    kernel = next(p.kernel for p in plan_kernels(graph) if p.kernel.kind in ("dense", "matmul"))
+    assert gemm_order(kernel) == order
+    space = gemm_knobs(kernel, target)
+    assert space.default()["order"] == order
+    other = {**space.default(), "order": "rows" if order == "columns" else "columns"}
+    space.check(other)
+    got = edgecc.compile(str(tmp_path / "gemm.onnx"), "host", strict_schedules=True).load().run({"x": x})["y"]
+    np.testing.assert_allclose(got, run_ort(model, {"x": x})[0], rtol=1e-4, atol=1e-4)

@@ -452,8 +452,9 @@ def schedule_matmul(kernel, target, knobs: dict | None = None):
 
 @register_knobs("dense", "matmul")
 def gemm_knobs(kernel, target, block: int | None = None) -> Knobs:
-    """Register tile (rows x columns) of the output and unrolling of its rows: the knobs of
-    `_schedule_gemm` with the rule's column block `block` (default: the dense or matmul rule's)."""
+    """Register tile (rows x columns) of the output, unrolling of its rows, and which of row and
+    column tiles the parallel loop takes first (`gemm_order`): the knobs of `_schedule_gemm` with
+    the rule's column block `block` (default: the dense or matmul rule's)."""
     *_, m, n = (int(d) for d in kernel.outputs[0].type.shape)
     lanes = target.lanes(_out_dtype(kernel))
     if block is None:
@@ -466,16 +467,29 @@ def gemm_knobs(kernel, target, block: int | None = None) -> Knobs:
     if n % lanes and n % (lanes // 2) == 0:  # half vectors: their multiples up to 4 vectors
         cols = divisor_multiples(n, lanes // 2, 4 * lanes)
     return Knobs(kernel.kind, (Knob("rows", rows, _divisor_tile(m, (4, 2))), Knob("cols", cols, block),
-                               Knob("unroll", (True, False), True)),
+                               Knob("unroll", (True, False), True),
+                               Knob("order", ("rows", "columns"), gemm_order(kernel))),
                  allowed=lambda p: p["rows"] * -(-p["cols"] // lanes) <= registers,
                  shape={"rows": m, "cols": n, "lanes": lanes, "cores": target.num_cores})
 
 
+def gemm_order(kernel) -> str:
+    """Which tiles the parallel loop of a matrix product takes first: "columns" where the weights
+    (the second operand) outweigh the first operand, so each column block of weights is read once
+    and used for every row tile while it is in cache; else "rows" (BERT encoder's 768x3072 dense
+    layers at 128 tokens: 1.43 -> 1.18 ms, the model 4.96 -> 4.77 ms minimum, 2 threads)."""
+    if kernel.symbolic or len(kernel.args) < 2:
+        return "rows"
+    first, second = (int(np.prod([int(d) for d in v.type.shape])) for v in kernel.args[:2])
+    return "columns" if second > first else "rows"
+
+
 def _schedule_gemm(kernel, target, anchor_name: str, n_block: int, min_parallel_work: int = 0,
                    knobs: dict | None = None):
-    """Output rows x columns tiled (4 x n_block); accumulators in registers; rows in parallel
-    unless the kernel has fewer than `min_parallel_work` multiply-adds. `knobs` (see `gemm_knobs`)
-    override the tile and the unrolling."""
+    """Output rows x columns tiled (4 x n_block); accumulators in registers; row and column tiles
+    in parallel, in the order `gemm_order` picks, unless the kernel has fewer than
+    `min_parallel_work` multiply-adds. `knobs` (see `gemm_knobs`) override the tile, the unrolling
+    and the order."""
     sch = _schedule(kernel)
     anchor = _find(sch, (anchor_name,))
     if anchor is None:
@@ -487,13 +501,14 @@ def _schedule_gemm(kernel, target, anchor_name: str, n_block: int, min_parallel_
     if len(loops) < 2:
         raise ValueError("gemm rule needs rows and columns")
     batch, rows, cols = loops[:-2], loops[-2], loops[-1]
-    knobs = {"cols": n_block, "unroll": True, **(knobs or {})}
+    knobs = {"cols": n_block, "unroll": True, "order": gemm_order(kernel), **(knobs or {})}
     if "rows" not in knobs:
         knobs["rows"] = _divisor_tile(_extent(sch, rows), (4, 2))
     m_o, m_i = sch.split(rows, [None, knobs["rows"]])
     n_o, n_i = sch.split(cols, [None, knobs["cols"]])
-    sch.reorder(*batch, m_o, n_o, m_i, n_i)
-    par = sch.fuse(*batch, m_o, n_o)  # split first, then fuse: bindings stay quasi-affine
+    tiles = (n_o, m_o) if knobs["order"] == "columns" else (m_o, n_o)
+    sch.reorder(*batch, *tiles, m_i, n_i)
+    par = sch.fuse(*batch, *tiles)  # split first, then fuse: bindings stay quasi-affine
     if parallel:
         sch.parallel(par)
     lanes = target.lanes(_out_dtype(kernel))
