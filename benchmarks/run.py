@@ -8,7 +8,8 @@ For each model (exported from PyTorch with seeded weights by benchmarks/model_zo
 torch) it compiles the variants in a child process (so compile time and peak memory are the
 compile's own), then times every variant and ONNX Runtime on the same inputs. Each variant runs
 in its own worker process, as deployed; the workers take turns (a few untimed calls, then a block
-of timed ones) so machine noise hits all of them alike; the minimum and the median are reported.
+of timed ones, each round starting one worker later, with a pause between turns) so machine noise
+hits all of them alike; the minimum and the median are reported.
 ONNX Runtime runs once per thread count of --ort-threads (default 1 and --threads) and the ratios
 are taken to its best (lowest median) configuration. Variants:
 
@@ -195,12 +196,22 @@ class Worker:
         self.proc.wait()
 
 
+#: seconds between two turns, so the threads of the worker before (ONNX Runtime's spin after a run)
+#: are idle when the next one starts; without it the variant right after ONNX Runtime's 2-thread
+#: worker measured 10% slower than the same library timed later in the rotation
+SETTLE = 0.05
+
+
 def time_round_robin(workers: list[Worker], repeat: int, warmup: int = 3, block: int = 5) -> None:
-    """Turns in rotation: `warmup` untimed calls, then up to `block` timed ones, until `repeat`."""
+    """Turns in rotation: `warmup` untimed calls, then up to `block` timed ones, until `repeat`.
+    Each round starts one worker later, so no worker always follows the same one."""
+    start = 0
     while any(len(w.times) < repeat for w in workers):
-        for w in workers:
+        for w in workers[start:] + workers[:start]:
             if len(w.times) < repeat:
+                time.sleep(SETTLE)
                 w.turn(min(block, repeat - len(w.times)), warmup)
+        start = (start + 1) % len(workers)
 
 
 # ----- one model ------------------------------------------------------------------------------------
