@@ -254,15 +254,18 @@ class _Converter:
 
     def _packed_weight(self, w: Value, group: int = 1) -> Value | None:
         """A constant [K, N] weight as (N/b, K, b), b two or one SIMD widths, or with `group` 4 as
-        (N/b, K/4, b, 4) when K divides into fours; None when it does not fit. With `group` 4 and
-        no whole SIMD width dividing N, b is the widest multiple of 8 (one 256-bit int32 vector,
-        the narrowest dot-product vector) dividing N up to four SIMD widths: 1000 classes -> 40."""
+        (N/b, K/4, b, 4) when K divides into fours; None when it does not fit. With no whole SIMD
+        width dividing N, b is the widest multiple of a step dividing N up to four SIMD widths: with
+        `group` 4 of 8 (one 256-bit int32 vector, the narrowest dot-product vector), else of half
+        a SIMD width (the matmul rule's tile): 1000 classes -> 40 (a float classifier read in
+        contiguous blocks: MobileNetV2's 0.163 -> 0.132 ms, ResNet-18's 0.097 -> 0.079 ms)."""
         if w.const is None or w.type.rank != 2:
             return None
         k, n = w.type.shape
         block = next((b for b in (2 * self.lanes, self.lanes) if n % b == 0), None)
-        if block is None and group == 4:
-            block = max((b for b in range(DOT_VECTOR, 4 * self.lanes + 1, DOT_VECTOR) if n % b == 0), default=None)
+        step = DOT_VECTOR if group == 4 else self.lanes // 2  # (float: half vectors, as the matmul rule)
+        if block is None and step >= 4:
+            block = max((b for b in range(step, 4 * self.lanes + 1, step) if n % b == 0), default=None)
         if block is None:
             return None
         if group == 4 and k % 4 == 0:

@@ -56,6 +56,36 @@ def test_matmul_with_constant_weight_becomes_dense_with_packed_weight():
     assert node.op == "dense" and node.inputs[1].type.shape == (2, 8, 16)
 
 
+def test_matmul_over_columns_no_vector_divides_packs_the_widest_half_vector_block():
+    """1000 classes on 16 lanes: blocks of 40 columns (the matmul rule's tile), so each task
+    streams one contiguous block of weights; 10 classes (no multiple of 8 divides it) stay a matmul."""
+    for classes, packed in ((1000, (25, 64, 40)), (10, None)):
+        graph, _ = run_pipeline("convert-layout{lanes=16}", f"""
+            graph @main(%x: f32[1,64]) {{
+              %w = const f32[64,{classes}] dense<splat 1.0>
+              %y = matmul(%x, %w) : f32[1,{classes}]
+              return %y
+            }}""")
+        (node,) = graph.nodes
+        assert (node.op, node.inputs[1].type.shape if packed else None) == ("dense" if packed else "matmul", packed)
+
+
+def test_classifier_over_1000_classes_matches_onnxruntime(tmp_path):
+    import onnx
+    from onnx import helper
+    from ort_compare import make_model, run_ort
+
+    import edgecc
+
+    rng = np.random.default_rng(0)
+    x = rng.standard_normal((1, 96)).astype(np.float32)
+    w = rng.standard_normal((1000, 96)).astype(np.float32)
+    model = make_model([helper.make_node("Gemm", ["x", "W"], ["y"], transB=1)], {"x": x}, ["y"], {"W": w})
+    onnx.save(model, tmp_path / "fc.onnx")
+    compiled = edgecc.compile(str(tmp_path / "fc.onnx"), "host", strict_schedules=True)
+    np.testing.assert_allclose(compiled.load().run({"x": x})["y"], run_ort(model, {"x": x})[0], rtol=1e-4, atol=1e-4)
+
+
 def test_layout_none_leaves_the_graph_alone():
     graph, changed = run_pipeline("convert-layout{layout=none}", CNN)
     assert not changed and "layout_transform" not in graph.op_counts()
