@@ -186,6 +186,7 @@ def schedule_weights_first_conv(kernel, target, knobs: dict | None = None):
     ow_o, ow_i = sch.split(ow, [None, knobs["tile"]])
     ob_o, ob_i = sch.split(ob, [None, knobs["vectors"] * lanes])
     sch.reorder(n, oc, ic, oh, ob_o, ow_o, kh, kw, ib, ow_i, ob_i)
+    # the iterations that use one input channel block of weights: rows, tiles, kh, kw
     window = [(sch.get(loop).loop_var, _extent(sch, loop)) for loop in (oh, ob_o, ow_o, kh, kw)]
     channel_blocks, in_blocks = _extent(sch, oc), _extent(sch, ic)
     ic_var, weight = sch.get(ic).loop_var, _weight_buffer(sch, conv)
@@ -202,16 +203,14 @@ def schedule_weights_first_conv(kernel, target, knobs: dict | None = None):
 
     from .prefetch import prefetch_next_block
 
-    step, steps = 0, 1  # the iterations (rows, tiles, kh, kw) that use one input channel block of weights
-    for var, extent in window:
-        step, steps = step * extent + var, steps * extent
     next_block = [sch.get(task).loop_var % channel_blocks, tirx.min(ic_var + 1, in_blocks - 1)]
-    return prefetch_next_block(sch.mod["main"], window[-1][0], weight, next_block, 4, step, steps)
+    return prefetch_next_block(sch.mod["main"], window[-1][0], weight, next_block, 4, window)
 
 
-def _weight_buffer(sch, conv):
-    """The conv block's weights: the 6-d buffer it reads (OIHW{i}{o})."""
-    return next(r.source for r in sch.get(conv).reads if len(r.source.shape) == 6)
+def _weight_buffer(sch, block):
+    """The block's blocked weights: the 6-d buffer it reads (a conv's OIHW{i}{o}, a Winograd
+    GEMM's transformed weights); None when it reads none."""
+    return next((r.source for r in sch.get(block).reads if len(r.source.shape) == 6), None)
 
 
 @register_rule("depthwise_conv")
@@ -238,16 +237,13 @@ def conv_knobs(kernel, target, acc_dtype: str | None = None) -> Knobs:
 
     pad = depthwise_pad_place(kernel) if acc_dtype is None else None
 
-    def prefetches_by_rows(p: dict) -> bool:  # where schedule_nchwc_conv prefetches
-        return (p["parallel"] == "rows" and p["blocks"] == 1 and not _flat_tiles(width, height, p["tile"])
-                and not _rows_first(kernel))
-
     def allowed(p: dict) -> bool:
         return (p["tile"] * p["vectors"] * p["blocks"] <= registers
                 and (p["blocks"] == 1 or not _flat_tiles(width, height, p["tile"]))
                 and (p.get("pad") != "plane" or p["parallel"] == "channels")
                 and (p.get("order") != "weights" or (p["blocks"] == 1 and p["unroll"]))  # (its own loops)
-                and (not p.get("prefetch") or p.get("order") == "weights" or prefetches_by_rows(p)))
+                and (not p.get("prefetch") or p.get("order") == "weights"
+                     or _prefetches_by_rows(kernel, width, height, p)))
 
     knobs = (Knob("tile", tiles, tile), Knob("vectors", splits, vectors), Knob("blocks", blocks, 1),
              Knob("unroll", (True, False), True),
@@ -256,9 +252,9 @@ def conv_knobs(kernel, target, acc_dtype: str | None = None) -> Knobs:
         knobs += (Knob("pad", PAD_PLACES, pad),)
     if kernel.kind == "conv" and acc_dtype is None and not kernel.symbolic:
         first = weights_first(kernel)
+        by_rows = _prefetches_by_rows(kernel, width, height, {k.name: k.default for k in knobs})
         knobs += (Knob("order", ("outputs", "weights"), "weights" if first else "outputs"),
-                  Knob("prefetch", (True, False),
-                       first or (not _rows_first(kernel) and not _flat_tiles(width, height, tile))))
+                  Knob("prefetch", (True, False), first or by_rows))
     return Knobs(kernel.kind, knobs, allowed=allowed,
                  shape={"channels": c * block, "height": height, "width": width, "block": block,
                         "lanes": lanes, "cores": target.num_cores})
@@ -324,7 +320,7 @@ def schedule_nchwc_conv(kernel, target, anchor_names, acc_dtype: str | None = No
         outer = (n, oh, oc) if rows_first else (n, oc, oh)
         sch.reorder(*outer, *((oh_i,) if oh_i is not None else ()), ob_o, ow_o,
                     *((oc_i,) if blocks > 1 else ()), ow_i, ob_i)
-        if knobs["prefetch"] and parallel and by_rows and blocks == 1 and not rows_first:
+        if knobs["prefetch"] and parallel and _prefetches_by_rows(kernel, width, height, knobs):
             prefetch = (_extent(sch, oc), _extent(sch, oh))
         rows, depth = (sch.fuse(*outer), 3 + (oh_i is not None)) if by_rows else (sch.fuse(n, oc), 4)
     if parallel:
@@ -351,6 +347,14 @@ def schedule_nchwc_conv(kernel, target, anchor_names, acc_dtype: str | None = No
     return _prefetch_next_channel_block(sch, rows, reduction[0], _weight_buffer(sch, conv), *prefetch)
 
 
+def _prefetches_by_rows(kernel, width: int, height: int, knobs: dict) -> bool:
+    """Whether `schedule_nchwc_conv` with `knobs` runs tasks that take one output channel block's
+    rows in turn (rows in parallel, channel blocks before rows, one block and whole rows per
+    tile), where each task can prefetch the next block's weights."""
+    return (knobs["parallel"] == "rows" and knobs["blocks"] == 1 and not _rows_first(kernel)
+            and not _flat_tiles(width, height, knobs["tile"]))
+
+
 def _prefetch_next_channel_block(sch, task, channel_block, weight, out_blocks: int, tasks_per_block: int):
     """The conv with each parallel task (output channel block, then rows) prefetching, over its
     input channel blocks, its share of the next output channel block's weights."""
@@ -361,9 +365,8 @@ def _prefetch_next_channel_block(sch, task, channel_block, weight, out_blocks: i
     channel_blocks = _extent(sch, channel_block)
     task, channel_block = sch.get(task).loop_var, sch.get(channel_block).loop_var
     following = tirx.min(task // tasks_per_block % out_blocks + 1, out_blocks - 1)
-    step = task % tasks_per_block * channel_blocks + channel_block
-    return prefetch_next_block(sch.mod["main"], channel_block, weight, [following], 5, step,
-                               tasks_per_block * channel_blocks)
+    uses = [(task % tasks_per_block, tasks_per_block), (channel_block, channel_blocks)]
+    return prefetch_next_block(sch.mod["main"], channel_block, weight, [following], 5, uses)
 
 
 #: where a depthwise convolution pads its input: all of it first ("copy"), the input rows of each

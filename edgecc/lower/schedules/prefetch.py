@@ -15,7 +15,7 @@ A prefetch is a hint: it changes no value and never faults.
 
 from __future__ import annotations
 
-__all__ = ["CACHE_LINE_BYTES", "prefetch_next_block"]
+__all__ = ["CACHE_LINE_BYTES", "prefetch_next_block", "unflatten"]
 
 #: bytes per cache line on the CPUs edgecc targets (x86-64, Arm Cortex-A)
 CACHE_LINE_BYTES = 64
@@ -25,34 +25,29 @@ CACHE_LINE_BYTES = 64
 LOCALITY = 2
 
 
-def prefetch_next_block(func, at, buffer, block_index: list, whole_dims: int, step, steps: int):
+def prefetch_next_block(func, at, buffer, block_index: list, whole_dims: int, uses: list):
     """`func` with a prefetch of `buffer[*block_index, ...]` (the last `whole_dims` dimensions
     whole, one contiguous block) at the top of the body of the loop whose variable is `at`.
 
-    `step` (an expression in the loop variables, 0 to `steps` - 1) numbers the iterations of
-    `at` that run before the block is needed; each prefetches its share of the block's lines.
+    `uses` lists the (loop variable, extent) pairs, outermost first, whose iterations run before
+    the block is needed (the loop over `at` last); each iteration prefetches its share of the
+    block's lines.
     """
     import tvm
     from tvm import tirx
 
-    shape = [int(d) for d in buffer.shape]
-    inner = shape[-whole_dims:]
-    elements = 1
-    for d in inner:
-        elements *= d
+    inner = [int(d) for d in buffer.shape[-whole_dims:]]
     per_line = max(CACHE_LINE_BYTES // (tvm.DataType(buffer.dtype).bits // 8), 1)
-    lines = -(-elements // per_line)
+    lines = -(-_product(inner) // per_line)
+    step, steps = uses[0]
+    for var, extent in uses[1:]:  # the iteration's number, 0 to steps - 1
+        step, steps = step * extent + var, steps * extent
     share = -(-lines // steps)
 
     def prefetches():
         j = tirx.Var("line", "int32")
         offset = tirx.min(step * share + j, lines - 1) * per_line
-        index = list(block_index)
-        for i, d in enumerate(inner):
-            below = 1
-            for e in inner[i + 1:]:
-                below *= e
-            index.append(offset // below % d)
+        index = [*block_index, *unflatten(offset, inner)]
         address = tirx.call_intrin("handle", "tirx.address_of", tirx.BufferLoad(buffer, index))
         call = tirx.call_llvm_intrin("void", "llvm.prefetch.p0", address, tirx.const(0, "int32"),
                                      tirx.const(LOCALITY, "int32"), tirx.const(1, "int32"))  # read, locality, data
@@ -62,6 +57,18 @@ def prefetch_next_block(func, at, buffer, block_index: list, whole_dims: int, st
     if not found:
         raise ValueError(f"no loop over {at} in {func}")
     return func.with_body(body)
+
+
+def unflatten(flat, dims: list[int]) -> list:
+    """The indices, over dimensions `dims` (row-major), of element number `flat` (an expression)."""
+    return [flat // _product(dims[i + 1:]) % d for i, d in enumerate(dims)]
+
+
+def _product(dims) -> int:
+    n = 1
+    for d in dims:
+        n *= d
+    return n
 
 
 def _insert_at_top(stmt, var, make):

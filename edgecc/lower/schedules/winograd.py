@@ -13,7 +13,7 @@ Each stage runs in parallel over its own outer loops:
 from __future__ import annotations
 
 from . import register_rule
-from .cpu import (_blocks, _extent, _find, _is_output, _name, _schedule, _schedule_blocked_copy,
+from .cpu import (_blocks, _extent, _find, _is_output, _name, _schedule, _schedule_blocked_copy, _weight_buffer,
                   accumulator_registers, conv_tiling, inline_all_but)
 from .knobs import Knob, Knobs, register_knobs
 
@@ -121,7 +121,7 @@ def _schedule_gemm(sch, block, target, tile: int | None):
     sch.vectorize(j_i)
     # one input channel leaves no reduction loop: the initial zero goes above the tile's loops
     sch.decompose_reduction(block, reduction[0] if reduction else p_i)
-    weight = next((r.source for r in sch.get(block).reads if len(r.source.shape) == 6), None)
+    weight = _weight_buffer(sch, block)
     if not reduction or weight is None or not all(isinstance(e, int) or hasattr(e, "value") for e in extents):
         return None
     return _next_weights(sch.get(outer).loop_var, [int(e) for e in extents], sch.get(reduction[0]).loop_var,
@@ -133,11 +133,12 @@ def _next_weights(task, extents: list[int], channel_block, channel_blocks: int, 
     each input channel block, its share of the weights of the next (a, b, o)."""
     from tvm import tirx
 
+    from .prefetch import unflatten
+
     alpha, _, blocks, chunks = extents
     following = tirx.min(task // chunks + 1, alpha * alpha * blocks - 1)
-    index = [following // (alpha * blocks), following // blocks % alpha, following % blocks]
-    step = task % chunks * channel_blocks + channel_block
-    return channel_block, weight, index, 3, step, chunks * channel_blocks
+    uses = [(task % chunks, chunks), (channel_block, channel_blocks)]
+    return channel_block, weight, unflatten(following, [alpha, alpha, blocks]), 3, uses
 
 
 def _schedule_output_transform(sch, block, m: int) -> None:
