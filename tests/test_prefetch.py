@@ -1,7 +1,7 @@
 """Software prefetch of weights (edgecc/lower/schedules/prefetch.py): the conv rules (weights
 first, and output tiles first in tasks of rows) and the Winograd GEMM prefetch the next block of
-weights, on x86 and AArch64, and the prefetch changes no result. Whole models with it are compared with ONNX Runtime in test_weights_first_conv.py,
-test_winograd.py and test_models.py."""
+weights, on x86 and AArch64, and the prefetch changes no result. Whole models with it are
+compared with ONNX Runtime in test_weights_first_conv.py, test_winograd.py and test_models.py."""
 
 import numpy as np
 import onnx
