@@ -82,7 +82,7 @@ def register_rule(*kinds: str, rules: str = "cpu"):
 
 
 def _load_rules() -> None:
-    from . import cpu, gpu, quant, symbolic, winograd  # noqa: F401  (registration)
+    from . import cpu, gpu, quant, reduction, symbolic, winograd  # noqa: F401  (registration)
 
 
 def _first_line(exc: BaseException) -> str:

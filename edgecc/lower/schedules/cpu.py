@@ -585,35 +585,6 @@ def _parallel_outer_spatial(sch, block) -> None:
         sch.parallel(fused)
 
 
-@register_rule("reduction", "pool")
-def schedule_reduction(kernel, target):
-    """Row-parallel reductions: every stage computed inside the output's row loop."""
-    sch = _schedule(kernel)
-    outputs = [b for b in _blocks(sch) if _is_output(sch, b)]
-    if len(outputs) != 1:
-        return _generic(kernel, target, sch)
-    inline_all_but(sch, [b for b in _blocks(sch) if _has_reduction(sch, b)])
-    out = outputs[0]
-    loops = sch.get_loops(out)
-    rows = _row_loops(sch, out, kernel)
-    if not rows:
-        return _generic(kernel, target, sch)
-    row = sch.fuse(*loops[:rows]) if rows > 1 else loops[0]
-    for block in reversed([b for b in _blocks(sch) if not _is_output(sch, b)]):
-        sch.compute_at(block, row)
-    total = int(np.prod([_extent(sch, lp) for lp in sch.get_loops(out)]))
-    if _extent(sch, row) > 1 and total >= PARALLEL_MIN_ELEMENTS:
-        sch.parallel(row)
-    return sch.mod["main"]
-
-
-def _row_loops(sch, out, kernel) -> int:
-    """How many leading output loops index independent rows (all but the reduced trailing axes)."""
-    shape = kernel.outputs[0].type.shape
-    rank = len(shape)
-    return max(rank - 1, 0) if rank > 1 else 0
-
-
 # ----- a 1x1 conv feeding a stride-2 depthwise conv, in one kernel ---------------------------------
 #: output rows of the depthwise conv per parallel task: the 1x1 conv computes 2 x rows + 1 input rows
 #: for them (rows + 1/2 recomputed), kept in cache

@@ -162,7 +162,8 @@ def schedule_generic(kernel, target):
 @register_rule("reduction", "pool", rules=RULES_NAME)
 def schedule_rows(kernel, target):
     """Row reductions: every stage computed inside the output's (parallel) row loop; the loops
-    inside a row are left to LLVM, as in the CPU rule (`cpu.schedule_reduction`)."""
+    inside a row are left to LLVM (the static rule, `reduction.schedule_reduction`, also splits
+    a reduction along the innermost axis into vector lanes)."""
     sch = _schedule(kernel)
     outputs = [b for b in _blocks(sch) if _is_output(sch, b)]
     rank = kernel.outputs[0].type.rank if kernel.outputs else 0
