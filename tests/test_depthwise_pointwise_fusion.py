@@ -167,3 +167,29 @@ def test_task_rows_give_every_core_as_many_tasks():
 
     assert [task_rows(h, 2) for h in (112, 56, 28, 14, 7)] == [4, 4, 2, 1, 1]
     assert [task_rows(h, 4) for h in (56, 28, 14)] == [2, 1, 2]  # 28 and 28 tasks; 14 rows: no multiple of 4
+
+
+@pytest.mark.parametrize("kind", ["depthwise_pointwise", "conv_depthwise_pointwise"])
+def test_depthwise_reads_unpadded_rows_and_the_expansion_epilogue_runs_per_tile(kind, tmp_path, monkeypatch):
+    """No padded copy of the depthwise conv's input (bounds checks in its window reads); in the
+    expanded kernel, the 1x1 conv's bias and clip are applied to each register tile right after
+    the tile's reduction, before the depthwise conv of that channel block."""
+    from edgecc.driver import prepare
+    from edgecc.lower.plan import plan_kernels
+    from edgecc.lower.schedules import make_scheduler
+
+    monkeypatch.setattr("edgecc.passes.fuse.DEPTHWISE_POINTWISE_BYTES", 0)
+    monkeypatch.setattr("edgecc.passes.fuse.POINTWISE_DEPTHWISE_BYTES", 0)
+    if kind == "depthwise_pointwise":
+        model, _ = _model(*CASES["one block"], seed=1)
+    else:
+        model, _ = _expanded_model(*EXPANDED_CASES["blocks of 16"], seed=1)
+    onnx.save(model, tmp_path / "m.onnx")
+    graph, target, _, _ = prepare(str(tmp_path / "m.onnx"), "host")
+    kernel = next(p.kernel for p in plan_kernels(graph) if p.kernel.kind == kind)
+    script = make_scheduler(target).schedule(kernel).func.script()
+    assert 'T.sblock("pad' not in script and "T.if_then_else(" in script
+    if kind == "conv_depthwise_pointwise":
+        order = [line.split('"')[1] for line in script.splitlines() if 'T.sblock("' in line]
+        update = order.index("conv2d_NCHWc_update")
+        assert order[update + 1] == "clip" and order[update + 2].startswith("depthwise_conv2d_NCHWc")

@@ -291,6 +291,8 @@ def schedule_nchwc_conv(kernel, target, anchor_names, acc_dtype: str | None = No
     pad_at = (knobs or {}).get("pad", default_pad) or "copy"
     if pad is not None and pad_at == "copy":  # padded copy first: no bounds checks in the inner loop
         _schedule_blocked_copy(sch, _find(sch, ("pad",)), parallel)
+    elif pad is not None and pad_at == "inline":  # a bounds check in each window read
+        sch.compute_inline(_find(sch, ("pad",)))
     n, oc, oh, ow, ob = sch.get_loops(out)
     width, height = _extent(sch, ow), _extent(sch, oh)
     lanes = min(target.lanes(acc_dtype or _out_dtype(kernel)), _extent(sch, ob))
@@ -338,7 +340,7 @@ def schedule_nchwc_conv(kernel, target, anchor_names, acc_dtype: str | None = No
         sch.unroll(loop)
     sch.vectorize(spatial[-1])
     sch.decompose_reduction(conv, reduction[0])
-    if pad is not None and pad_at != "copy":  # the padded rows (or plane) a parallel iteration reads
+    if pad is not None and pad_at in ("rows", "plane"):  # the padded rows (or plane) a task reads
         pad = _find(sch, ("pad",))
         sch.compute_at(pad, sch.get_loops(out)[0])
         sch.vectorize(sch.get_loops(pad)[-1])
@@ -370,10 +372,9 @@ def _prefetch_next_channel_block(sch, task, channel_block, weight, out_blocks: i
 
 
 #: where a depthwise convolution pads its input: all of it first ("copy"), the input rows of each
-#: output row inside the parallel loop ("rows"), or each channel block's plane ("plane")
-PAD_PLACES = ("copy", "rows", "plane")
-#: output pixels up to which a stride-1 depthwise convolution pads a whole plane per channel block
-PLANE_PIXELS = 64
+#: output row inside the parallel loop ("rows"), each channel block's plane ("plane"), or nowhere,
+#: a bounds check in each window read standing for the zeros ("inline")
+PAD_PLACES = ("copy", "rows", "plane", "inline")
 #: output rows per parallel task of a depthwise convolution that pads the rows it reads: each task
 #: pads the input rows of its output rows once (a task per output row padded 3 input rows for it;
 #: MobileNetV2, 2 threads: 3.17 -> 3.06 ms)
@@ -381,21 +382,21 @@ DEPTHWISE_TASK_ROWS = (4, 2)
 
 
 def depthwise_pad_place(kernel) -> str | None:
-    """Where a static float depthwise convolution pads its input by default (None for other kernels).
+    """Where a static float depthwise convolution pads its input by default (None for other kernels):
+    nowhere ("inline"), a bounds check in each window read standing for the zeros.
 
     A padded copy of the whole input costs a write and a read of a tensor that no longer fits the
     cache at 56x56 and up (MobileNetV2's 112x112x96 stride-2 layer ran at 10 GFLOP/s); padding the
-    rows an output row reads, inside the parallel loop, keeps them in L1 (1.2x to 3.5x faster, 1
-    thread; `DEPTHWISE_TASK_ROWS` output rows per task). A 7x7 stride-1 image pads per row more
-    than it computes: one plane per channel block."""
+    rows a task reads inside the parallel loop ("rows") kept them in L1 (1.2x to 3.5x faster, 1
+    thread), and the bounds checks are cheaper still: MobileNetV2's stride-2 28x28x192,
+    14x14x576 and stride-1 7x7x960 layers, 2 threads, alone: 0.0092 -> 0.0059, 0.0082 -> 0.0046
+    and 0.0064 -> 0.0044 ms (a plane per channel block: 0.0060)."""
     if kernel.kind != "depthwise_conv" or kernel.symbolic or len(kernel.outputs[0].type.shape) != 5:
         return None
     conv = next((n for n in kernel.body if n.op == "conv"), None)
     if conv is None or not any(conv.attrs["pads"] or ()):
         return None
-    _, _, height, width, _ = kernel.outputs[0].type.shape
-    strides = conv.attrs["strides"] or (1, 1)
-    return "plane" if max(strides) == 1 and height * width <= PLANE_PIXELS else "rows"
+    return "inline"
 
 
 def _rows_first(kernel) -> bool:
@@ -594,14 +595,19 @@ POINTWISE_ROWS = (4, 2)
 @register_rule("conv_depthwise")
 def schedule_conv_depthwise(kernel, target):
     """A 1x1 conv and the stride-2 depthwise conv reading it: each parallel task takes a few
-    output rows of one channel block; the 1x1 conv computes the input rows they read (its bias
-    and activation where the padded rows are written), register-tiled like the conv rule, into a
-    buffer that stays in cache; the depthwise conv is tiled as by `schedule_nchwc_conv`."""
+    output rows of one channel block; the 1x1 conv computes the input rows they read,
+    register-tiled like the conv rule, its bias and activation applied to each tile as it is
+    stored, into a buffer that stays in cache; the depthwise conv is tiled as by
+    `schedule_nchwc_conv` and reads those rows unpadded, a bounds check in each window read
+    standing for the zero padding (MobileNetV2's 112x112 16 -> 96 expansion with its stride-2
+    layer, 2 threads, alone: 0.280 -> 0.224 ms against a padded copy of the rows)."""
     sch = _schedule(kernel)
     dw, pad, conv = (_find(sch, (name,)) for name in ("depthwise_conv2d_NCHWc", "pad", "conv2d_NCHWc"))
     if dw is None or pad is None or conv is None:
         raise ValueError("not a 1x1 conv feeding a padded depthwise conv")
-    inline_all_but(sch, [dw, pad, conv])
+    names = [_name(sch, b) for b in _blocks(sch)]
+    epilogue = next(iter(names[names.index("conv2d_NCHWc") + 1:names.index("pad")][::-1]), None)
+    inline_all_but(sch, [dw, pad, conv] + ([_find(sch, (epilogue,))] if epilogue else []))
     out, dw = output_block(sch, dw)
     n, oc, oh, ow, ob = sch.get_loops(out)
     lanes = min(target.lanes(_out_dtype(kernel)), _extent(sch, ob))
@@ -617,13 +623,9 @@ def schedule_conv_depthwise(kernel, target):
     sch.compute_at(dw, ow_o)
     ow_i, ob_i, *window = sch.get_loops(dw)[4:]
     _unrolled_window(sch, dw, ow_i, ob_i, window)
-    pad = _find(sch, ("pad",))
-    sch.compute_at(pad, task)
-    sch.vectorize(sch.get_loops(pad)[-1])
-    conv = _find(sch, ("conv2d_NCHWc",))
-    sch.compute_at(conv, task)
-    y, x, o, *reduction = sch.get_loops(conv)[1:]
-    _tile_conv_rows(sch, conv, (y, x, o), reduction, lanes, registers)
+    sch.compute_inline(_find(sch, ("pad",)))
+    _producer_rows(sch, _find(sch, ("conv2d_NCHWc",)), task, lanes, registers,
+                   _find(sch, (epilogue,)) if epilogue else None)
     return sch.mod["main"]
 
 
@@ -637,9 +639,10 @@ def _unrolled_window(sch, dw, columns, channels, window) -> None:
     sch.decompose_reduction(dw, window[0])
 
 
-def _tile_conv_rows(sch, conv, rows_columns_channels, reduction, lanes: int, registers: int) -> None:
+def _tile_conv_rows(sch, conv, rows_columns_channels, reduction, lanes: int, registers: int):
     """Register tile of a conv computed row by row inside a task: columns x channel vectors
-    (`conv_tiling`) in registers, the reduction outside the unrolled columns."""
+    (`conv_tiling`) in registers, the reduction outside the unrolled columns. Returns the loop
+    over the tiles of a row."""
     y, x, o = rows_columns_channels
     tile, vectors = conv_tiling(_extent(sch, x), _extent(sch, o), lanes, registers)
     x_o, x_i = sch.split(x, [None, tile])
@@ -648,6 +651,7 @@ def _tile_conv_rows(sch, conv, rows_columns_channels, reduction, lanes: int, reg
     sch.unroll(x_i)
     sch.vectorize(o_i)
     sch.decompose_reduction(conv, reduction[0])
+    return x_o
 
 
 # ----- a depthwise conv and the 1x1 conv reading it, in one kernel ---------------------------------
@@ -661,11 +665,16 @@ def schedule_depthwise_pointwise(kernel, target):
     """A depthwise conv and the 1x1 conv reading it (for `conv_depthwise_pointwise` also the 1x1
     conv feeding it): each parallel task takes a few output rows; per channel block, the conv
     before computes the input rows the depthwise conv reads (rows that neighbouring tasks share
-    are computed by both), written padded with its epilogue, and the depthwise conv computes the
-    task's rows, its epilogue written from the register tile into a buffer that stays in cache;
-    then the 1x1 conv computes the same rows of every output channel block from it, tiled as by
-    `schedule_nchwc_conv` (MobileNetV2's 112x112x32 layer and its projection, 1 thread: 0.31 ->
-    0.27 ms; its 56x56x144 one: 0.38 -> 0.35 ms).
+    are computed by both), its epilogue applied to each register tile as it is stored, and the
+    depthwise conv computes the task's rows, its epilogue written from the register tile into a
+    buffer that stays in cache; then the 1x1 conv computes the same rows of every output channel
+    block from it, tiled as by `schedule_nchwc_conv` (MobileNetV2's 112x112x32 layer and its
+    projection, 1 thread: 0.31 -> 0.27 ms; its 56x56x144 one: 0.38 -> 0.35 ms).
+
+    The depthwise conv reads its input unpadded, a bounds check in each window read standing for
+    the zero padding: copying the rows padded first cost a load and a store per input vector
+    (MobileNetV2, 2 threads, alone: the 56x56x144 layer 0.158 -> 0.135 ms, the 112x112 expansion
+    with its stride-2 layer 0.346 -> 0.294 ms).
 
     With a stride-1 depthwise conv, each task of 4 rows computes 6 rows of the conv before: taking
     MobileNetV2's 56x56x144 expansion in as well was slower (0.28 -> 0.30 ms for 2 threads; its
@@ -679,14 +688,17 @@ def schedule_depthwise_pointwise(kernel, target):
     epilogue = names[depthwise + 1:names.index(convs[-1])]
     if not epilogue:
         raise ValueError("depthwise conv without an epilogue block to write its rows")
-    stages = ("pad", "depthwise_conv2d_NCHWc", epilogue[-1], *convs)  # (the conv before is 1x1: no pad)
-    inline_all_but(sch, [b for b in (_find(sch, (name,)) for name in stages) if b is not None])
+    before = names[names.index(convs[0]) + 1:depthwise] if len(convs) > 1 else []
+    producer_epilogue = next((n for n in reversed(before) if n != "pad"), None)
+    stages = ("depthwise_conv2d_NCHWc", epilogue[-1], *convs, producer_epilogue)  # (conv before: 1x1)
+    inline_all_but(sch, [b for b in (_find(sch, (name,)) for name in stages if name) if b is not None])
     out, projection = output_block(sch, _find(sch, (convs[-1],)))
     lanes, registers = target.lanes(_out_dtype(kernel)), accumulator_registers(target)
     task = _pointwise_rows(sch, out, projection, lanes, registers, target.num_cores)
     channel = _depthwise_rows(sch, task, lanes, registers, epilogue[-1])
     if len(convs) > 1:
-        _producer_rows(sch, _find(sch, (convs[0],)), channel, lanes, registers)
+        _producer_rows(sch, _find(sch, (convs[0],)), channel, lanes, registers,
+                       _find(sch, (producer_epilogue,)) if producer_epilogue else None)
     return sch.mod["main"]
 
 
@@ -744,17 +756,22 @@ def _depthwise_rows(sch, task, lanes: int, registers: int, dw_out_name: str):
     below = sch.get_loops(dw)[6:]  # below task, n, c, y, b_o, x_o: n c h w b, window
     _unrolled_window(sch, dw, below[3], below[4], below[5:])
     pad = _find(sch, ("pad",))
-    if pad is not None:
-        sch.compute_at(pad, c)
-        sch.vectorize(sch.get_loops(pad)[-1])
+    if pad is not None:  # (inlined only now: inlined earlier, the epilogue before it would go too)
+        sch.compute_inline(pad)
     return c
 
 
-def _producer_rows(sch, conv, channel, lanes: int, registers: int) -> None:
+def _producer_rows(sch, conv, channel, lanes: int, registers: int, epilogue=None) -> None:
     """The rows of one channel block the depthwise conv reads, computed by the conv before it
-    under the task's channel-block loop, register-tiled."""
+    under the task's channel-block loop, register-tiled, its `epilogue` block (bias, activation)
+    applied to each register tile as it is stored."""
+    if epilogue is not None:
+        sch.compute_at(epilogue, channel, preserve_unit_loops=True)
     sch.compute_at(conv, channel, preserve_unit_loops=True)
     loops = sch.get_loops(conv)
     depth = 1 + next(i for i, loop in enumerate(loops) if sch.get(loop).same_as(sch.get(channel)))
     _, _, y, x, o, *reduction = loops[depth:]
-    _tile_conv_rows(sch, conv, (y, x, o), reduction, min(lanes, _extent(sch, o)), registers)
+    columns = _tile_conv_rows(sch, conv, (y, x, o), reduction, min(lanes, _extent(sch, o)), registers)
+    if epilogue is not None:
+        sch.reverse_compute_at(epilogue, columns, preserve_unit_loops=True)
+        sch.vectorize(sch.get_loops(epilogue)[-1])
