@@ -137,7 +137,8 @@ def _depthwise_model(channels=32, size=15):
 def test_depthwise_padding_places_compute_the_same(tmp_path):
     """Every place the depthwise rule can pad (all first, per output row, per channel plane, or
     bounds checks in the window reads) gives the default's result; the default is the bounds
-    checks, and its code has no padded buffer; the model matches ONNX Runtime."""
+    checks (a padded plane for small stride-1 images), and its code then has no padded buffer;
+    the model matches ONNX Runtime."""
     import tvm
 
     from edgecc.lower.schedules import RULES
@@ -149,8 +150,8 @@ def test_depthwise_padding_places_compute_the_same(tmp_path):
     onnx.save(model, path)
     graph, target, _, _ = prepare(str(path), "host")
     kernels = [p.kernel for p in plan_kernels(graph) if p.kernel.kind == "depthwise_conv"]
-    assert [depthwise_pad_place(k) for k in kernels] == ["inline"] * 3  # stride 2; 8x8; 10x9
-    assert all("pad" not in RULES["depthwise_conv"](k, target).script() for k in kernels)
+    assert [depthwise_pad_place(k) for k in kernels] == ["inline", "plane", "inline"]  # stride 2; 8x8; 10x9
+    assert ["pad" in RULES["depthwise_conv"](k, target).script() for k in kernels] == [False, True, False]
     rng = np.random.default_rng(0)
     for kernel in kernels:
         args = [rng.standard_normal([int(d) for d in v.type.shape]).astype(np.float32) for v in kernel.args]

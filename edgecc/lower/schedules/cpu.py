@@ -375,6 +375,8 @@ def _prefetch_next_channel_block(sch, task, channel_block, weight, out_blocks: i
 #: output row inside the parallel loop ("rows"), each channel block's plane ("plane"), or nowhere,
 #: a bounds check in each window read standing for the zeros ("inline")
 PAD_PLACES = ("copy", "rows", "plane", "inline")
+#: output pixels up to which a stride-1 depthwise convolution pads a whole plane per channel block
+PLANE_PIXELS = 64
 #: output rows per parallel task of a depthwise convolution that pads the rows it reads: each task
 #: pads the input rows of its output rows once (a task per output row padded 3 input rows for it;
 #: MobileNetV2, 2 threads: 3.17 -> 3.06 ms)
@@ -383,20 +385,24 @@ DEPTHWISE_TASK_ROWS = (4, 2)
 
 def depthwise_pad_place(kernel) -> str | None:
     """Where a static float depthwise convolution pads its input by default (None for other kernels):
-    nowhere ("inline"), a bounds check in each window read standing for the zeros.
+    nowhere ("inline"), a bounds check in each window read standing for the zeros; a 7x7 stride-1
+    image, one padded plane per channel block ("plane").
 
     A padded copy of the whole input costs a write and a read of a tensor that no longer fits the
     cache at 56x56 and up (MobileNetV2's 112x112x96 stride-2 layer ran at 10 GFLOP/s); padding the
     rows a task reads inside the parallel loop ("rows") kept them in L1 (1.2x to 3.5x faster, 1
-    thread), and the bounds checks are cheaper still: MobileNetV2's stride-2 28x28x192,
-    14x14x576 and stride-1 7x7x960 layers, 2 threads, alone: 0.0092 -> 0.0059, 0.0082 -> 0.0046
-    and 0.0064 -> 0.0044 ms (a plane per channel block: 0.0060)."""
+    thread), and the bounds checks are cheaper still: MobileNetV2's stride-2 28x28x192 and
+    14x14x576 layers, 2 threads, alone: 0.0092 -> 0.0059 and 0.0082 -> 0.0046 ms. Its stride-1
+    7x7x960 layers ran faster alone with the checks (0.0060 -> 0.0044 ms) but slower in the
+    model (three calls, 0.050 -> 0.056 ms), so small stride-1 images keep the padded plane."""
     if kernel.kind != "depthwise_conv" or kernel.symbolic or len(kernel.outputs[0].type.shape) != 5:
         return None
     conv = next((n for n in kernel.body if n.op == "conv"), None)
     if conv is None or not any(conv.attrs["pads"] or ()):
         return None
-    return "inline"
+    _, _, height, width, _ = kernel.outputs[0].type.shape
+    strides = conv.attrs["strides"] or (1, 1)
+    return "plane" if max(strides) == 1 and height * width <= PLANE_PIXELS else "inline"
 
 
 def _rows_first(kernel) -> bool:
