@@ -170,7 +170,8 @@ def test_task_rows_give_every_core_as_many_tasks():
 
 
 @pytest.mark.parametrize("kind", ["depthwise_pointwise", "conv_depthwise_pointwise"])
-def test_depthwise_reads_unpadded_rows_and_the_expansion_epilogue_runs_per_tile(kind, tmp_path, monkeypatch):
+def test_depthwise_reads_unpadded_rows_and_the_expansion_epilogue_runs_per_tile(kind, tmp_path,
+                                                                                monkeypatch):
     """No padded copy of the depthwise conv's input (bounds checks in its window reads); in the
     expanded kernel, the 1x1 conv's bias and clip are applied to each register tile right after
     the tile's reduction, before the depthwise conv of that channel block."""

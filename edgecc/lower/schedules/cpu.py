@@ -612,8 +612,8 @@ def schedule_conv_depthwise(kernel, target):
     if dw is None or pad is None or conv is None:
         raise ValueError("not a 1x1 conv feeding a padded depthwise conv")
     names = [_name(sch, b) for b in _blocks(sch)]
-    epilogue = next(iter(names[names.index("conv2d_NCHWc") + 1:names.index("pad")][::-1]), None)
-    inline_all_but(sch, [dw, pad, conv] + ([_find(sch, (epilogue,))] if epilogue else []))
+    epilogue = _producer_epilogue(names, "conv2d_NCHWc", "depthwise_conv2d_NCHWc")
+    inline_all_but(sch, [dw, conv] + ([_find(sch, (epilogue,))] if epilogue else []))  # (the pad inlined)
     out, dw = output_block(sch, dw)
     n, oc, oh, ow, ob = sch.get_loops(out)
     lanes = min(target.lanes(_out_dtype(kernel)), _extent(sch, ob))
@@ -629,7 +629,6 @@ def schedule_conv_depthwise(kernel, target):
     sch.compute_at(dw, ow_o)
     ow_i, ob_i, *window = sch.get_loops(dw)[4:]
     _unrolled_window(sch, dw, ow_i, ob_i, window)
-    sch.compute_inline(_find(sch, ("pad",)))
     _producer_rows(sch, _find(sch, ("conv2d_NCHWc",)), task, lanes, registers,
                    _find(sch, (epilogue,)) if epilogue else None)
     return sch.mod["main"]
@@ -694,9 +693,8 @@ def schedule_depthwise_pointwise(kernel, target):
     epilogue = names[depthwise + 1:names.index(convs[-1])]
     if not epilogue:
         raise ValueError("depthwise conv without an epilogue block to write its rows")
-    before = names[names.index(convs[0]) + 1:depthwise] if len(convs) > 1 else []
-    producer_epilogue = next((n for n in reversed(before) if n != "pad"), None)
-    stages = ("depthwise_conv2d_NCHWc", epilogue[-1], *convs, producer_epilogue)  # (conv before: 1x1)
+    producer_epilogue = _producer_epilogue(names, convs[0], names[depthwise]) if len(convs) > 1 else None
+    stages = ("depthwise_conv2d_NCHWc", epilogue[-1], *convs, producer_epilogue)  # (the pad inlined)
     inline_all_but(sch, [b for b in (_find(sch, (name,)) for name in stages if name) if b is not None])
     out, projection = output_block(sch, _find(sch, (convs[-1],)))
     lanes, registers = target.lanes(_out_dtype(kernel)), accumulator_registers(target)
@@ -761,10 +759,14 @@ def _depthwise_rows(sch, task, lanes: int, registers: int, dw_out_name: str):
     sch.compute_at(dw, x_o, preserve_unit_loops=True)
     below = sch.get_loops(dw)[6:]  # below task, n, c, y, b_o, x_o: n c h w b, window
     _unrolled_window(sch, dw, below[3], below[4], below[5:])
-    pad = _find(sch, ("pad",))
-    if pad is not None:  # (inlined only now: inlined earlier, the epilogue before it would go too)
-        sch.compute_inline(pad)
     return c
+
+
+def _producer_epilogue(names: list[str], conv: str, depthwise: str) -> str | None:
+    """The block that writes a fused 1x1 conv's rows for the depthwise conv reading them (its bias
+    and activation): the last one between the two that is not the padding; None for none."""
+    between = names[names.index(conv) + 1:names.index(depthwise)]
+    return next((name for name in reversed(between) if name != "pad"), None)
 
 
 def _producer_rows(sch, conv, channel, lanes: int, registers: int, epilogue=None) -> None:
