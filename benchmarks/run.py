@@ -196,10 +196,13 @@ class Worker:
         self.proc.wait()
 
 
-#: seconds between two turns, so the threads of the worker before (ONNX Runtime's spin after a run)
-#: are idle when the next one starts; without it the variant right after ONNX Runtime's 2-thread
-#: worker measured 10% slower than the same library timed later in the rotation
-SETTLE = 0.05
+#: seconds between two turns, so the threads of the worker before are idle when the next one starts:
+#: after a parallel job TVM's pool threads spin, yielding, up to 300,000 times before they sleep, and
+#: ONNX Runtime's spin after a run. With 0.05 s, three idle edgecc workers beside ONNX Runtime's
+#: 2-thread worker (MobileNetV2) took its median from 4.7 to 17 ms (its minimum stayed at 4.0); with
+#: 0.3 s its median was 4.1 ms. Without a pause the variant right after ONNX Runtime's 2-thread
+#: worker measured 10% slower than the same library timed later in the rotation.
+SETTLE = 0.3
 
 
 def time_round_robin(workers: list[Worker], repeat: int, warmup: int = 3, block: int = 5) -> None:
