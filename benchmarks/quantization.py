@@ -304,7 +304,8 @@ def measure_zoo_model(name: str, work: str, calibration: int, repeat: int, threa
         compiled.export(lib)
         libraries[label] = ("tvm", lib)
         by = compiled.stats.scheduled_by
-        rows[label] = {"kernels": f"{by.get('default', 0)} default, {by.get('generic', 0)} generic",
+        tuned = f"{by['tuned']} tuned, " if by.get("tuned") else ""  # (records in tuning_logs/)
+        rows[label] = {"kernels": f"{by.get('default', 0)} default, {tuned}{by.get('generic', 0)} generic",
                        "weights": weight_bytes(compiled.graph) if quantize or src != fp32 else onnx_bytes(fp32)[0]}
     for t in ort_thread_counts(threads):
         for label, path in (("ORT fp32", fp32), ("ORT int8", ort_int8)):
