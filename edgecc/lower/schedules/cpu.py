@@ -771,8 +771,9 @@ def _producer_epilogue(names: list[str], conv: str, depthwise: str) -> str | Non
 
 def _producer_rows(sch, conv, channel, lanes: int, registers: int, epilogue=None) -> None:
     """The rows of one channel block the depthwise conv reads, computed by the conv before it
-    under the task's channel-block loop, register-tiled, its `epilogue` block (bias, activation)
-    applied to each register tile as it is stored."""
+    under `channel`, the loop whose iteration fixes the channel block (the task's channel-block
+    loop, or for `conv_depthwise` the parallel task itself), register-tiled, its `epilogue` block
+    (bias, activation) applied to each register tile as it is stored."""
     if epilogue is not None:
         sch.compute_at(epilogue, channel, preserve_unit_loops=True)
     sch.compute_at(conv, channel, preserve_unit_loops=True)

@@ -38,7 +38,7 @@ def schedule_reduction(kernel, target):
         return _generic(kernel, target, sch)
     inline_all_but(sch, [b for b in _blocks(sch) if _has_reduction(sch, b)])
     out = outputs[0]
-    rows = row_loops(kernel)
+    rows = _row_loops(kernel)
     if not rows:
         return _generic(kernel, target, sch)
     lanes = target.lanes(_out_dtype(kernel))
@@ -58,10 +58,11 @@ def schedule_reduction(kernel, target):
     return sch.mod["main"]
 
 
-def row_loops(kernel) -> int:
-    """How many leading output loops index independent rows (all but the reduced trailing axes)."""
+def _row_loops(kernel) -> int:
+    """How many leading output loops index independent rows: all but the innermost (none for a
+    vector or a scalar)."""
     rank = len(kernel.outputs[0].type.shape)
-    return max(rank - 1, 0) if rank > 1 else 0
+    return rank - 1 if rank > 1 else 0
 
 
 def _lane_partials(sch, block, lanes: int) -> str | None:
