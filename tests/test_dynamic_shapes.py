@@ -325,6 +325,27 @@ def test_symbolic_matrix_products_run_whole_tiles_and_match_onnxruntime_on_both_
                                    rtol=1e-4, atol=1e-4, err_msg=f"batch {batch}, seq {seq}")
 
 
+def test_symbolic_row_reductions_accumulate_in_vector_lanes_along_a_static_axis(encoder_onnx):
+    """With symbolic rows, layer norm over the static model width keeps one partial result per
+    vector lane (as the fixed-size rule does); the attention softmax over the symbolic sequence
+    stays scalar. The encoder's results at several sizes are checked above and below."""
+    from edgecc.driver import prepare
+    from edgecc.lower.plan import plan_kernels
+    from edgecc.lower.schedules import make_scheduler
+
+    graph, target, _, _ = prepare(encoder_onnx, "host", input_shapes={"ids": [(1, 8), (1, 128)]})
+    scheduler = make_scheduler(target)
+    rows = [p.kernel for p in plan_kernels(graph) if p.kernel.kind == "reduction"]
+    assert rows and all(k.symbolic for k in rows)
+    lanes = {}
+    for kernel in rows:
+        scheduled = scheduler.schedule(kernel)
+        assert scheduled.how == "default", kernel.name
+        static_width = isinstance(kernel.outputs[0].type.shape[-1], int)
+        lanes.setdefault(static_width, set()).add("_rf_update" in scheduled.func.script())
+    assert lanes == {True: {True}, False: {False}}  # layer norms in lanes, softmax over seq not
+
+
 def test_cnn_with_a_symbolic_batch_runs_at_batch_1_and_4(tmp_path):
     from model_zoo import build
 

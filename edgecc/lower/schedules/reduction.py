@@ -43,7 +43,7 @@ def schedule_reduction(kernel, target):
         return _generic(kernel, target, sch)
     lanes = target.lanes(_out_dtype(kernel))
     inner = [b for b in _blocks(sch) if not _is_output(sch, b) and _has_reduction(sch, b)]
-    in_lanes = [name for name in (_lane_partials(sch, block, lanes) for block in inner) if name]
+    in_lanes = [name for name in (lane_partials(sch, block, lanes) for block in inner) if name]
     loops = sch.get_loops(out)
     row = sch.fuse(*loops[:rows]) if rows > 1 else loops[0]
     for block in reversed([b for b in _blocks(sch) if not _is_output(sch, b)]):
@@ -52,9 +52,9 @@ def schedule_reduction(kernel, target):
     if _extent(sch, row) > 1 and total >= PARALLEL_MIN_ELEMENTS:
         sch.parallel(row)
     for name in in_lanes:
-        _vectorize_partials(sch, sch.get_sblock(name))
+        vectorize_partials(sch, sch.get_sblock(name))
     if not _has_reduction(sch, out):
-        _vectorize_row(sch, out, lanes)
+        vectorize_row(sch, out, lanes)
     return sch.mod["main"]
 
 
@@ -65,17 +65,20 @@ def _row_loops(kernel) -> int:
     return rank - 1 if rank > 1 else 0
 
 
-def _lane_partials(sch, block, lanes: int) -> str | None:
+def lane_partials(sch, block, lanes: int) -> str | None:
     """Split a reduction along the innermost axis of what it reads into `lanes` partial results
-    (`rfactor`); the name of the block computing them, or None where it does not apply."""
+    (`rfactor`); the name of the block computing them, or None where it does not apply (the
+    axis is symbolic, holds fewer than two vectors or not whole ones)."""
     from tvm.s_tir.schedule import ScheduleError
-    from tvm.tirx import IterVar
+    from tvm.tirx import IntImm, IterVar
 
     iter_vars = sch.get(block).iter_vars
     reduced = [iv for iv in iter_vars if iv.iter_type == IterVar.CommReduce]
     if len(reduced) != 1 or not iter_vars[-1].same_as(reduced[0]):
         return None
     loop = sch.get_loops(block)[-1]
+    if not isinstance(sch.get(loop).extent, IntImm):
+        return None
     extent = _extent(sch, loop)
     if extent % lanes or extent < 2 * lanes or not _reads_innermost(sch.get(block), reduced[0].var):
         return None
@@ -101,7 +104,7 @@ def _reads_innermost(block, var) -> bool:
     return True
 
 
-def _vectorize_partials(sch, rf) -> None:
+def vectorize_partials(sch, rf) -> None:
     """The lane loop of an `rfactor` block innermost and vectorized, its initialization hoisted."""
     *_, lane, step = sch.get_loops(rf)
     sch.reorder(step, lane)
@@ -109,8 +112,13 @@ def _vectorize_partials(sch, rf) -> None:
     sch.decompose_reduction(rf, step)
 
 
-def _vectorize_row(sch, out, lanes: int) -> None:
+def vectorize_row(sch, out, lanes: int) -> None:
+    """The output's innermost loop split into whole vectors, vectorized (where it holds whole ones)."""
+    from tvm.tirx import IntImm
+
     inner = sch.get_loops(out)[-1]
+    if not isinstance(sch.get(inner).extent, IntImm):
+        return
     if _extent(sch, inner) % lanes == 0 and _extent(sch, inner) >= lanes:
         _, vector = sch.split(inner, [None, lanes])
         sch.vectorize(vector)

@@ -6,7 +6,8 @@ axes are tiled and vectorized as there, its symbolic ones split with guards:
 
 - elementwise and other kernels: outer loops fused and parallel, a static innermost loop
   vectorized;
-- row reductions (softmax, layer norm, pooling): every stage computed per row, rows parallel;
+- row reductions (softmax, layer norm, pooling): every stage computed per row, rows parallel,
+  a reduction along a static innermost axis in vector lanes;
 - dense and matmul: the CPU rule's 4 rows x vector-columns register tile (the packed weights'
   block for dense). A symbolic row count (and symbolic columns: attention scores) is padded to
   whole tiles (`pad_einsum`): the reduction runs the unguarded tile of the fixed-size kernel on
@@ -161,9 +162,12 @@ def schedule_generic(kernel, target):
 
 @register_rule("reduction", "pool", rules=RULES_NAME)
 def schedule_rows(kernel, target):
-    """Row reductions: every stage computed inside the output's (parallel) row loop; the loops
-    inside a row are left to LLVM (the static rule, `reduction.schedule_reduction`, also splits
-    a reduction along the innermost axis into vector lanes)."""
+    """Row reductions: every stage computed inside the output's (parallel) row loop. As in the
+    static rule (`reduction.schedule_reduction`), a reduction along a static innermost axis
+    accumulates in vector lanes and a static row is written in whole vectors; a symbolic
+    innermost axis (attention softmax over the sequence) is left to LLVM."""
+    from .reduction import lane_partials, vectorize_partials, vectorize_row
+
     sch = _schedule(kernel)
     outputs = [b for b in _blocks(sch) if _is_output(sch, b)]
     rank = kernel.outputs[0].type.rank if kernel.outputs else 0
@@ -171,12 +175,18 @@ def schedule_rows(kernel, target):
         return _generic(kernel, target, sch)
     inline_all_but(sch, [b for b in _blocks(sch) if _has_reduction(sch, b)])
     out = outputs[0]
+    lanes = _lanes(kernel, target)
+    inner = [b for b in _blocks(sch) if not _is_output(sch, b) and _has_reduction(sch, b)]
+    in_lanes = [name for name in (lane_partials(sch, block, lanes) for block in inner) if name]
     loops = sch.get_loops(out)
     row = sch.fuse(*loops[:rank - 1]) if rank > 2 else loops[0]
     for block in reversed([b for b in _blocks(sch) if not _is_output(sch, b)]):
         sch.compute_at(block, row)
     sch.parallel(row)
-    # (an explicit 64-wide vector loop made BERT's layer norm 15% slower than the fixed-size kernel)
+    for name in in_lanes:
+        vectorize_partials(sch, sch.get_sblock(name))
+    if not _has_reduction(sch, out):
+        vectorize_row(sch, out, lanes)
     return sch.mod["main"]
 
 
