@@ -10,6 +10,7 @@ import re
 import sys
 
 import numpy as np
+import onnx
 import pytest
 
 import edgecc
@@ -325,10 +326,12 @@ def test_symbolic_matrix_products_run_whole_tiles_and_match_onnxruntime_on_both_
                                    rtol=1e-4, atol=1e-4, err_msg=f"batch {batch}, seq {seq}")
 
 
-def test_symbolic_row_reductions_accumulate_in_vector_lanes_along_a_static_axis(encoder_onnx):
+def test_symbolic_row_reductions_accumulate_in_vector_lanes(encoder_onnx):
     """With symbolic rows, layer norm over the static model width keeps one partial result per
-    vector lane (as the fixed-size rule does); the attention softmax over the symbolic sequence
-    stays scalar. The encoder's results at several sizes are checked above and below."""
+    vector lane, as the fixed-size rule does; so does the attention softmax over the symbolic
+    sequence, whose lowering rounds the axis up to whole groups and whose step loop is marked
+    for loop partition (unguarded vectors, a guarded scalar tail). The encoder's results at
+    several sizes are checked above and below."""
     from edgecc.driver import prepare
     from edgecc.lower.plan import plan_kernels
     from edgecc.lower.schedules import make_scheduler
@@ -337,13 +340,60 @@ def test_symbolic_row_reductions_accumulate_in_vector_lanes_along_a_static_axis(
     scheduler = make_scheduler(target)
     rows = [p.kernel for p in plan_kernels(graph) if p.kernel.kind == "reduction"]
     assert rows and all(k.symbolic for k in rows)
-    lanes = {}
+    partitioned = {}
     for kernel in rows:
         scheduled = scheduler.schedule(kernel)
-        assert scheduled.how == "default", kernel.name
+        script = scheduled.func.script()
+        assert scheduled.how == "default" and "_rf_update" in script, kernel.name
         static_width = isinstance(kernel.outputs[0].type.shape[-1], int)
-        lanes.setdefault(static_width, set()).add("_rf_update" in scheduled.func.script())
-    assert lanes == {True: {True}, False: {False}}  # layer norms in lanes, softmax over seq not
+        partitioned.setdefault(static_width, set()).add("pragma_loop_partition_hint" in script)
+    assert partitioned == {True: {False}, False: {True}}  # layer norms: whole vectors; softmax over seq: a tail
+
+
+def test_symbolic_dense_layers_take_column_tiles_first(encoder_onnx):
+    """A dense layer with symbolic rows and at least one column tile per core pads its rows once,
+    before the parallel tasks, and each task takes one column tile (its block of weights) for every
+    row tile, as the fixed-size rule's "columns" order does. Results: the encoder tests."""
+    from edgecc.driver import prepare
+    from edgecc.lower.plan import plan_kernels
+    from edgecc.lower.schedules import make_scheduler
+
+    graph, target, _, _ = prepare(encoder_onnx, "host", input_shapes={"ids": [(1, 8), (1, 128)]})
+    scheduler = make_scheduler(target)
+    checked = 0
+    for kernel in (p.kernel for p in plan_kernels(graph) if p.kernel.kind == "dense"):
+        column_tiles = kernel.args[1].type.shape[0]  # packed weights: (N / block, K, block)
+        if column_tiles < target.num_cores:
+            continue
+        script = scheduler.schedule(kernel).func.script()
+        (_, _, copy), (tasks, first_inside, _) = re.findall(r"T\.parallel\((.*)\):\n(.*)\n(.*)", script)[:2]
+        row_tiles = "+ T.int64(3)) // T.int64(4)"
+        assert '_pad"' in copy, kernel.name  # the padded rows, before the tasks
+        assert row_tiles not in tasks and row_tiles in first_inside, kernel.name  # a column tile per task
+        checked += 1
+    assert checked
+
+
+@pytest.mark.parametrize("op", ["Softmax", "LogSoftmax"])
+def test_softmax_over_a_symbolic_axis_matches_onnxruntime_at_every_length(op, tmp_path):
+    """Lengths below, at and past whole groups of the rounded-up axis, with large and masked (-inf)
+    values: the guarded tail never reads past a row, and the padding never wins the max."""
+    from onnx import TensorProto, helper
+
+    x_info = helper.make_tensor_value_info("x", TensorProto.FLOAT, ["rows", "n"])
+    y_info = helper.make_tensor_value_info("y", TensorProto.FLOAT, ["rows", "n"])
+    graph = helper.make_graph([helper.make_node(op, ["x"], ["y"], axis=-1)], "g", [x_info], [y_info])
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    onnx.save(model, tmp_path / "m.onnx")
+    module = edgecc.compile(str(tmp_path / "m.onnx"), "host", input_shapes={"x": [(1, 8), (1, 80)]},
+                            strict_schedules=True).load()
+    session = _ort(str(tmp_path / "m.onnx"))
+    rng = np.random.default_rng(7)
+    for rows, n in [(1, 1), (3, 15), (2, 16), (5, 17), (1, 31), (4, 32), (3, 33), (2, 47), (8, 80)]:
+        x = (rng.standard_normal((rows, n)) * 30).astype(np.float32)
+        x[0, n // 2:] = -np.inf  # a masked row end
+        got, want = module.run({"x": x})["y"], session.run(None, {"x": x})[0]
+        np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-6, err_msg=f"{rows} x {n}")
 
 
 def test_cnn_with_a_symbolic_batch_runs_at_batch_1_and_4(tmp_path):

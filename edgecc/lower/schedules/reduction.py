@@ -68,25 +68,33 @@ def _row_loops(kernel) -> int:
 def lane_partials(sch, block, lanes: int) -> str | None:
     """Split a reduction along the innermost axis of what it reads into `lanes` partial results
     (`rfactor`); the name of the block computing them, or None where it does not apply (the
-    axis is symbolic, holds fewer than two vectors or not whole ones)."""
+    axis holds fewer than two vectors or not whole ones)."""
     from tvm.s_tir.schedule import ScheduleError
-    from tvm.tirx import IntImm, IterVar
+    from tvm.tirx import IterVar
 
     iter_vars = sch.get(block).iter_vars
     reduced = [iv for iv in iter_vars if iv.iter_type == IterVar.CommReduce]
     if len(reduced) != 1 or not iter_vars[-1].same_as(reduced[0]):
         return None
     loop = sch.get_loops(block)[-1]
-    if not isinstance(sch.get(loop).extent, IntImm):
-        return None
-    extent = _extent(sch, loop)
-    if extent % lanes or extent < 2 * lanes or not _reads_innermost(sch.get(block), reduced[0].var):
+    if not _whole_vectors(sch.get(loop).extent, lanes) or not _reads_innermost(sch.get(block), reduced[0].var):
         return None
     _, lane = sch.split(loop, [None, lanes])
     try:
         return _name(sch, sch.rfactor(lane, len(iter_vars) - 1))
     except ScheduleError:  # not a reducer rfactor knows (e.g. an argmin's index): left scalar
         return None
+
+
+def _whole_vectors(extent, lanes: int) -> bool:
+    """Whether a loop of `extent` splits into whole vectors: a static one into at least two, a
+    symbolic one (a softmax axis rounded up to whole groups by its lowering) into any number."""
+    from tvm.sym import Analyzer
+    from tvm.tirx import IntImm, floormod
+
+    if isinstance(extent, IntImm):
+        return extent.value % lanes == 0 and extent.value >= 2 * lanes
+    return Analyzer().can_prove_equal(floormod(extent, lanes), 0)
 
 
 def _reads_innermost(block, var) -> bool:
@@ -105,9 +113,15 @@ def _reads_innermost(block, var) -> bool:
 
 
 def vectorize_partials(sch, rf) -> None:
-    """The lane loop of an `rfactor` block innermost and vectorized, its initialization hoisted."""
+    """The lane loop of an `rfactor` block innermost and vectorized, its initialization hoisted. A
+    symbolic step loop is marked for loop partition: its guarded last steps (`likely` conditions)
+    go to a scalar tail, the others run unguarded vectors."""
+    from tvm.tirx import IntImm
+
     *_, lane, step = sch.get_loops(rf)
     sch.reorder(step, lane)
+    if not isinstance(sch.get(step).extent, IntImm):
+        sch.annotate(step, "pragma_loop_partition_hint", 1)
     sch.vectorize(lane)
     sch.decompose_reduction(rf, step)
 

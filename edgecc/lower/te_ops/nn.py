@@ -443,6 +443,11 @@ def _along(axis: int):
     return drop, put
 
 
+#: a symbolic softmax axis is reduced over whole groups of this many elements (a multiple of every
+#: CPU target's float32 vector width), so that the schedule can accumulate them in vector lanes
+SYMBOLIC_ROW_GROUP = 16
+
+
 def _axis_max(x, axis, acc, name):
     shape = _shape(x)
     _, put = _along(axis)
@@ -451,15 +456,41 @@ def _axis_max(x, axis, acc, name):
                       name=name)
 
 
+def _row_reduce_axis(length):
+    """(reduce axis, guard) over a softmax axis of `length` elements. A static axis: the axis
+    itself, no guard. A symbolic one: the axis rounded up to whole `SYMBOLIC_ROW_GROUP`s, the
+    elements past its end replaced by `guard(value, identity)` with the reduction's identity; the
+    guard is `likely` true, so the build splits each row into an unguarded body of whole groups
+    and a guarded tail (loop partition), and it never reads past the row."""
+    if isinstance(length, int):
+        return te.reduce_axis((0, length), name="rs"), None
+    group = SYMBOLIC_ROW_GROUP
+    r = te.reduce_axis((0, (length + group - 1) // group * group), name="rs")
+    return r, lambda value, identity: tirx.if_then_else(tirx.likely(r < length), value, identity)
+
+
+def _row_max(x, axis, acc, name):
+    """`_axis_max`, over whole groups of a symbolic axis (`_row_reduce_axis`)."""
+    shape = _shape(x)
+    r, guard = _row_reduce_axis(shape[axis])
+    if guard is None:
+        return _axis_max(x, axis, acc, name)
+    _, put = _along(axis)
+    lowest = tirx.min_value(acc)
+    return te.compute(shape[:axis] + shape[axis + 1:],
+                      lambda *i: te.max(guard(x(*put(i, r)).astype(acc), lowest), axis=r), name=name)
+
+
 @lowering("softmax", "log_softmax")
 def lower_softmax(node, ins):
     """Stable: exp(x - max) summed, then normalized (or x - max - log(sum)). A float16 softmax rounds
-    x - max, its exp and the sum to float16 (summing in float32), as onnx's reference computes it."""
+    x - max, its exp and the sum to float16 (summing in float32), as onnx's reference computes it.
+    A symbolic axis is reduced over whole groups of elements (`_row_reduce_axis`)."""
     x = ins[0]
     dtype, acc, shape = str(x.dtype), _acc(str(x.dtype)), _shape(x)
     axis = norm_axis(node.attrs["axis"], len(shape), node.op)
     drop, put = _along(axis)
-    mx = _axis_max(x, axis, acc, f"{node.op}_max")
+    mx = _row_max(x, axis, acc, f"{node.op}_max")
 
     def step(value):
         return value.astype(dtype).astype(acc) if dtype == "float16" and node.op == "softmax" else value
@@ -467,9 +498,10 @@ def lower_softmax(node, ins):
     def exp_shifted(value, peak):
         return step(fastmath.exp(step(value.astype(acc) - peak)))
 
-    r = te.reduce_axis((0, shape[axis]), name="rs")
-    total = te.compute(mx.shape, lambda *i: te.sum(exp_shifted(x(*put(i, r)), mx(*i)), axis=r),
-                       name=f"{node.op}_sum")
+    r, guard = _row_reduce_axis(shape[axis])
+    guard = guard or (lambda value, identity: value)
+    total = te.compute(mx.shape, lambda *i: te.sum(guard(exp_shifted(x(*put(i, r)), mx(*i)), tirx.const(0, acc)),
+                                                   axis=r), name=f"{node.op}_sum")
 
     def body(*idx):
         if node.op == "log_softmax":
