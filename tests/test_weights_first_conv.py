@@ -1,5 +1,6 @@
 """Convs whose weights outweigh their input run weights first (`schedule_weights_first_conv`):
-the kernels ResNet's late 3x3 layers get, against ONNX Runtime on both x86 register files."""
+the kernels ResNet's late 3x3 layers and ResNet-50's channel-reducing 1x1 layers get, against
+ONNX Runtime on both x86 register files."""
 
 import numpy as np
 import onnx
@@ -13,18 +14,19 @@ from edgecc.driver import prepare
 from edgecc.lower.plan import plan_kernels
 from edgecc.lower.schedules.cpu import weights_first
 
-CASES = {  # channels in, out, image size, stride, residual add
-    "7x7, residual": (64, 64, 7, 1, True),
-    "stride 2": (32, 64, 14, 2, False),
-    "odd sizes": (48, 40, 9, 1, True),
+CASES = {  # channels in, out, image size, stride, residual add, window
+    "7x7, residual": (64, 64, 7, 1, True, 3),
+    "stride 2": (32, 64, 14, 2, False, 3),
+    "odd sizes": (48, 40, 9, 1, True, 3),
+    "1x1, fewer channels out": (256, 64, 7, 1, True, 1),
 }
 
 
-def _model(cin: int, cout: int, size: int, stride: int, residual: bool):
+def _model(cin: int, cout: int, size: int, stride: int, residual: bool, window: int):
     rng = np.random.default_rng(cin + cout + size)
-    inits = {"W": (rng.standard_normal((cout, cin, 3, 3)) * 0.1).astype(np.float32),
+    inits = {"W": (rng.standard_normal((cout, cin, window, window)) * 0.1).astype(np.float32),
              "B": rng.standard_normal(cout).astype(np.float32)}
-    nodes = [helper.make_node("Conv", ["x", "W", "B"], ["c"], pads=[1, 1, 1, 1], strides=[stride] * 2)]
+    nodes = [helper.make_node("Conv", ["x", "W", "B"], ["c"], pads=[window // 2] * 4, strides=[stride] * 2)]
     inputs = {"x": rng.standard_normal((1, cin, size, size)).astype(np.float32)}
     if residual:
         inputs["r"] = rng.standard_normal((1, cout, (size - 1) // stride + 1, (size - 1) // stride + 1)).astype(np.float32)
@@ -46,10 +48,11 @@ def test_weights_first_conv_matches_onnxruntime(case, cpu, tmp_path):
     np.testing.assert_allclose(got, run_ort(model, inputs)[0], rtol=1e-4, atol=1e-4)
 
 
-def test_convs_with_larger_inputs_or_1x1_windows_keep_output_tiles_first(tmp_path):
-    for cin, size, kernel in ((8, 56, 3), (64, 7, 1)):  # input outweighs weights (stride 2: no Winograd); 1x1
+def test_convs_with_larger_inputs_or_widening_1x1_windows_keep_output_tiles_first(tmp_path):
+    # input outweighs weights (stride 2: no Winograd); 1x1 keeping or widening the channels
+    for cin, size, kernel, cout in ((8, 56, 3, 64), (64, 7, 1, 64), (32, 7, 1, 128)):
         rng = np.random.default_rng(0)
-        w = (rng.standard_normal((64, cin, kernel, kernel)) * 0.1).astype(np.float32)
+        w = (rng.standard_normal((cout, cin, kernel, kernel)) * 0.1).astype(np.float32)
         x = rng.standard_normal((1, cin, size, size)).astype(np.float32)
         conv = helper.make_node("Conv", ["x", "W"], ["out"], pads=[kernel // 2] * 4, strides=[2, 2])
         model = make_model([conv], {"x": x}, ["out"], {"W": w})
