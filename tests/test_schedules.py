@@ -196,6 +196,35 @@ def test_pointwise_conv_feeding_a_strided_depthwise_conv_is_one_correct_kernel(s
     np.testing.assert_allclose(got, run_ort(model, {"x": x})[0], rtol=1e-4, atol=1e-4)
 
 
+@pytest.mark.parametrize("cpu, tile_rows", [(None, None), ("haswell", 4), ("skylake-avx512", 8)])
+def test_float_matrix_products_take_eight_rows_where_the_registers_hold_them(cpu, tile_rows, tmp_path):
+    """A float32 dense layer's register tile takes 8 rows where 8 x its column vectors fit the
+    accumulator registers (AVX-512: 8 x 2 of 24), else 4 (AVX2: 8 x 2 would need 16 of 12); the
+    host gets whichever its vector registers allow. Both match ONNX Runtime."""
+    from onnx import helper
+    from ort_compare import make_model
+
+    from edgecc.lower.schedules.cpu import accumulator_registers, gemm_knobs
+    from edgecc.targets import get_target
+    from edgecc.targets.host import host_cpu_features
+
+    rng = np.random.default_rng(3)
+    x = rng.standard_normal((64, 128)).astype(np.float32)
+    w = (rng.standard_normal((256, 128)) * 0.1).astype(np.float32)
+    model = make_model([helper.make_node("Gemm", ["x", "W"], ["y"], transB=1)], {"x": x}, ["y"], {"W": w})
+    onnx.save(model, tmp_path / "gemm.onnx")
+    target = get_target("host", cpu=cpu) if cpu else get_target("host")
+    graph, target, _, _ = prepare(str(tmp_path / "gemm.onnx"), target)
+    kernel = next(p.kernel for p in plan_kernels(graph) if p.kernel.kind == "dense")
+    default = gemm_knobs(kernel, target).default()
+    vectors = -(-default["cols"] // target.lanes("float32"))
+    assert default["rows"] == (tile_rows or (8 if 8 * vectors <= accumulator_registers(target) else 4))
+    if cpu == "skylake-avx512" and "avx512f" not in host_cpu_features():
+        target = get_target("host")  # AVX-512 code cannot run here: the results of the host's own tile
+    got = edgecc.compile(str(tmp_path / "gemm.onnx"), target, strict_schedules=True).load().run({"x": x})["y"]
+    np.testing.assert_allclose(got, run_ort(model, {"x": x})[0], rtol=1e-4, atol=1e-4)
+
+
 @pytest.mark.parametrize("rows, inner, columns, order", [(128, 256, 512, "columns"), (256, 64, 32, "rows")])
 def test_matrix_products_take_the_larger_operand_tile_by_tile(rows, inner, columns, order, tmp_path):
     """Weights larger than the data: column tiles first (each block of weights read once for every
