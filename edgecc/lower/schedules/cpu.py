@@ -515,8 +515,8 @@ def gemm_order(kernel) -> str:
 
 def _schedule_gemm(kernel, target, anchor_name: str, n_block: int, min_parallel_work: int = 0,
                    knobs: dict | None = None):
-    """Output rows x columns tiled (`gemm_rows` x n_block); accumulators in registers; row and column tiles
-    in parallel, in the order `gemm_order` picks, unless the kernel has fewer than
+    """Output rows x columns tiled (`gemm_rows` x n_block); accumulators in registers; row and
+    column tiles in parallel, in the order `gemm_order` picks, unless the kernel has fewer than
     `min_parallel_work` multiply-adds. `knobs` (see `gemm_knobs`) override the tile, the unrolling
     and the order."""
     sch = _schedule(kernel)
