@@ -303,8 +303,8 @@ def _reduction_guards(func_script: str) -> list[str]:
 
 def test_symbolic_matrix_products_run_whole_tiles_and_match_onnxruntime_on_both_sides_of_a_tile(encoder_onnx):
     """Symbolic rows (batch x seq) and attention-score columns (seq) are padded to whole register
-    tiles (4 rows, a vector of columns): no reduction keeps a guard, and sizes that are and are not
-    multiples of the tiles give ONNX Runtime's results."""
+    tiles (`GEMM_ROWS` rows, a vector of columns): no reduction keeps a guard, and sizes that are
+    and are not multiples of the tiles give ONNX Runtime's results."""
     from edgecc.driver import prepare
     from edgecc.lower.plan import plan_kernels
     from edgecc.lower.schedules import make_scheduler
@@ -319,8 +319,8 @@ def test_symbolic_matrix_products_run_whole_tiles_and_match_onnxruntime_on_both_
         script = scheduler.schedule(kernel).func.script()
         assert "_pad" in script and _reduction_guards(script) == [], kernel.name
     module, session = edgecc.compile(encoder_onnx, "host", input_shapes=shapes).load(), _ort(encoder_onnx)
-    for batch, seq in [(1, 1), (1, 2), (1, 3), (1, 4), (1, 5), (3, 15), (2, 16), (1, 17), (4, 31), (2, 32),
-                       (3, 33), (1, 64), (2, 70)]:
+    for batch, seq in [(1, 1), (1, 2), (1, 3), (1, 4), (1, 5), (2, 6), (1, 7), (1, 12), (3, 15), (2, 16), (1, 17),
+                       (4, 31), (2, 32), (3, 33), (1, 36), (1, 64), (2, 70)]:
         ids = np.random.default_rng(batch * 100 + seq).integers(0, 100, (batch, seq)).astype(np.int64)
         np.testing.assert_allclose(module.run({"ids": ids})["out"], session.run(None, {"ids": ids})[0],
                                    rtol=1e-4, atol=1e-4, err_msg=f"batch {batch}, seq {seq}")
@@ -357,6 +357,7 @@ def test_symbolic_dense_layers_take_column_tiles_first(encoder_onnx):
     from edgecc.driver import prepare
     from edgecc.lower.plan import plan_kernels
     from edgecc.lower.schedules import make_scheduler
+    from edgecc.lower.schedules.symbolic import GEMM_ROWS
 
     graph, target, _, _ = prepare(encoder_onnx, "host", input_shapes={"ids": [(1, 8), (1, 128)]})
     scheduler = make_scheduler(target)
@@ -367,7 +368,7 @@ def test_symbolic_dense_layers_take_column_tiles_first(encoder_onnx):
             continue
         script = scheduler.schedule(kernel).func.script()
         (_, _, copy), (tasks, first_inside, _) = re.findall(r"T\.parallel\((.*)\):\n(.*)\n(.*)", script)[:2]
-        row_tiles = "+ T.int64(3)) // T.int64(4)"
+        row_tiles = f"+ T.int64({GEMM_ROWS - 1})) // T.int64({GEMM_ROWS})"
         assert '_pad"' in copy, kernel.name  # the padded rows, before the tasks
         assert row_tiles not in tasks and row_tiles in first_inside, kernel.name  # a column tile per task
         checked += 1
