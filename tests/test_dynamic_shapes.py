@@ -358,8 +358,10 @@ def test_symbolic_dense_layers_take_column_tiles_first(encoder_onnx):
     from edgecc.lower.plan import plan_kernels
     from edgecc.lower.schedules import make_scheduler
     from edgecc.lower.schedules.symbolic import GEMM_ROWS
+    from edgecc.targets import get_target
 
-    graph, target, _, _ = prepare(encoder_onnx, "host", input_shapes={"ids": [(1, 8), (1, 128)]})
+    two_cores = get_target("host", threads=2)  # (the rule asks for a column tile per core)
+    graph, target, _, _ = prepare(encoder_onnx, two_cores, input_shapes={"ids": [(1, 8), (1, 128)]})
     scheduler = make_scheduler(target)
     checked = 0
     for kernel in (p.kernel for p in plan_kernels(graph) if p.kernel.kind == "dense"):
