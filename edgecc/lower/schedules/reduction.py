@@ -32,30 +32,42 @@ from .cpu import (
 def schedule_reduction(kernel, target):
     """Row-parallel reductions: every stage computed inside the output's row loop, reductions
     along the innermost axis in vector lanes, the row's output vectorized."""
+    return schedule_rows_in_lanes(kernel, target, _generic, _worth_parallel)
+
+
+def schedule_rows_in_lanes(kernel, target, fallback, parallel) -> object:
+    """The row rule for static and symbolic kernels alike: every stage computed inside the
+    output's row loop, which runs in parallel where `parallel(sch, row, out)` says so;
+    reductions along the innermost axis in vector lanes (`_lane_partials`); a static row's output
+    written in whole vectors. `fallback(kernel, target, sch)` schedules a kernel with several
+    outputs or no rows."""
     sch = _schedule(kernel)
     outputs = [b for b in _blocks(sch) if _is_output(sch, b)]
-    if len(outputs) != 1:
-        return _generic(kernel, target, sch)
+    rows = _row_loops(kernel)
+    if len(outputs) != 1 or not rows:
+        return fallback(kernel, target, sch)
     inline_all_but(sch, [b for b in _blocks(sch) if _has_reduction(sch, b)])
     out = outputs[0]
-    rows = _row_loops(kernel)
-    if not rows:
-        return _generic(kernel, target, sch)
     lanes = target.lanes(_out_dtype(kernel))
     inner = [b for b in _blocks(sch) if not _is_output(sch, b) and _has_reduction(sch, b)]
-    in_lanes = [name for name in (lane_partials(sch, block, lanes) for block in inner) if name]
+    in_lanes = [name for name in (_lane_partials(sch, block, lanes) for block in inner) if name]
     loops = sch.get_loops(out)
     row = sch.fuse(*loops[:rows]) if rows > 1 else loops[0]
     for block in reversed([b for b in _blocks(sch) if not _is_output(sch, b)]):
         sch.compute_at(block, row)
-    total = int(np.prod([_extent(sch, lp) for lp in sch.get_loops(out)]))
-    if _extent(sch, row) > 1 and total >= PARALLEL_MIN_ELEMENTS:
+    if parallel(sch, row, out):
         sch.parallel(row)
     for name in in_lanes:
-        vectorize_partials(sch, sch.get_sblock(name))
+        _vectorize_partials(sch, sch.get_sblock(name))
     if not _has_reduction(sch, out):
-        vectorize_row(sch, out, lanes)
+        _vectorize_row(sch, out, lanes)
     return sch.mod["main"]
+
+
+def _worth_parallel(sch, row, out) -> bool:
+    """Whether a static kernel's rows are many enough, and it large enough, to run in parallel."""
+    total = int(np.prod([_extent(sch, lp) for lp in sch.get_loops(out)]))
+    return _extent(sch, row) > 1 and total >= PARALLEL_MIN_ELEMENTS
 
 
 def _row_loops(kernel) -> int:
@@ -65,7 +77,7 @@ def _row_loops(kernel) -> int:
     return rank - 1 if rank > 1 else 0
 
 
-def lane_partials(sch, block, lanes: int) -> str | None:
+def _lane_partials(sch, block, lanes: int) -> str | None:
     """Split a reduction along the innermost axis of what it reads into `lanes` partial results
     (`rfactor`); the name of the block computing them, or None where it does not apply (the
     axis holds fewer than two vectors or not whole ones)."""
@@ -112,7 +124,7 @@ def _reads_innermost(block, var) -> bool:
     return True
 
 
-def vectorize_partials(sch, rf) -> None:
+def _vectorize_partials(sch, rf) -> None:
     """The lane loop of an `rfactor` block innermost and vectorized, its initialization hoisted. A
     symbolic step loop is marked for loop partition: its guarded last steps (`likely` conditions)
     go to a scalar tail, the others run unguarded vectors."""
@@ -126,7 +138,7 @@ def vectorize_partials(sch, rf) -> None:
     sch.decompose_reduction(rf, step)
 
 
-def vectorize_row(sch, out, lanes: int) -> None:
+def _vectorize_row(sch, out, lanes: int) -> None:
     """The output's innermost loop split into whole vectors, vectorized (where it holds whole ones)."""
     from tvm.tirx import IntImm
 

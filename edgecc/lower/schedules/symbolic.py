@@ -168,35 +168,14 @@ def schedule_generic(kernel, target):
 
 @register_rule("reduction", "pool", rules=RULES_NAME)
 def schedule_rows(kernel, target):
-    """Row reductions: every stage computed inside the output's (parallel) row loop. As in the
-    static rule (`reduction.schedule_reduction`), a reduction along the innermost axis
-    accumulates in vector lanes and a static row is written in whole vectors. A symbolic
-    softmax axis (attention over the sequence) comes rounded up to whole groups from its
-    lowering; its step loop is partitioned at build time into unguarded vectors and a guarded
-    scalar tail (BERT encoder with symbolic batch and length, at 1 x 128, 2 threads: its
-    softmax 1.01 -> 0.18 ms, as fast as the fixed-size kernel's)."""
-    from .reduction import lane_partials, vectorize_partials, vectorize_row
+    """Row reductions: `reduction.schedule_rows_in_lanes`, the static rule's schedule, every row
+    loop in parallel. A symbolic softmax axis (attention over the sequence) comes rounded up to
+    whole groups from its lowering; its step loop is partitioned at build time into unguarded
+    vectors and a guarded scalar tail (BERT encoder with symbolic batch and length, at 1 x 128,
+    2 threads: its softmax 1.01 -> 0.18 ms, as fast as the fixed-size kernel's)."""
+    from .reduction import schedule_rows_in_lanes
 
-    sch = _schedule(kernel)
-    outputs = [b for b in _blocks(sch) if _is_output(sch, b)]
-    rank = kernel.outputs[0].type.rank if kernel.outputs else 0
-    if len(outputs) != 1 or rank < 2:
-        return _generic(kernel, target, sch)
-    inline_all_but(sch, [b for b in _blocks(sch) if _has_reduction(sch, b)])
-    out = outputs[0]
-    lanes = _lanes(kernel, target)
-    inner = [b for b in _blocks(sch) if not _is_output(sch, b) and _has_reduction(sch, b)]
-    in_lanes = [name for name in (lane_partials(sch, block, lanes) for block in inner) if name]
-    loops = sch.get_loops(out)
-    row = sch.fuse(*loops[:rank - 1]) if rank > 2 else loops[0]
-    for block in reversed([b for b in _blocks(sch) if not _is_output(sch, b)]):
-        sch.compute_at(block, row)
-    sch.parallel(row)
-    for name in in_lanes:
-        vectorize_partials(sch, sch.get_sblock(name))
-    if not _has_reduction(sch, out):
-        vectorize_row(sch, out, lanes)
-    return sch.mod["main"]
+    return schedule_rows_in_lanes(kernel, target, _generic, lambda sch, row, out: True)
 
 
 @register_rule("dense", rules=RULES_NAME)
