@@ -278,19 +278,19 @@ def _padded_gemm(kernel, target, anchor_name: str, cols: int, pad_columns: bool 
     per_group = max(k for k in (4, 3, 2, 1) if tiles % k == 0)
     if columns_first:
         sch.reorder(*batch, n_o, m_o, m_i, n_i)
-        task, n_o = sch.fuse(*batch, n_o), m_o  # (the anchor goes under the row tile)
+        task, tile = sch.fuse(*batch, n_o), m_o
         copies = {name: False for name in copies}  # every row is read by every task: padded before
     elif tiles > per_group:
-        n_g, n_o = sch.split(n_o, [tiles // per_group, None])
-        sch.reorder(*batch, m_o, n_g, n_o, m_i, n_i)
+        n_g, tile = sch.split(n_o, [tiles // per_group, None])
+        sch.reorder(*batch, m_o, n_g, tile, m_i, n_i)
         task = sch.fuse(*batch, m_o, n_g)
     else:
         sch.reorder(*batch, m_o, n_o, m_i, n_i)
-        task = sch.fuse(*batch, m_o)
+        task, tile = sch.fuse(*batch, m_o), n_o
     sch.parallel(task)
     if not pad_columns:  # (a column guard per lane: the loop is left to LLVM)
         sch.vectorize(n_i)
-    sch.compute_at(anchor, n_o)
+    sch.compute_at(anchor, tile)  # one register tile (m_i x n_i) per iteration
     inner = sch.get_loops(anchor)[2:]
     spatial, reduction = inner[:-1], inner[-1:]
     sch.reorder(*reduction, *spatial)
