@@ -9,7 +9,9 @@ Rules (as TVM's FuseOps, decided here on the edgecc IR):
   * chains of injective ops (elementwise, reshape, transpose, slice, ...) form one group;
   * on float32 convs in the blocked layout, a depthwise conv and a 1x1 conv next to it share one
     kernel when the tensor between them is large (1x1 -> stride-2 depthwise: `conv_depthwise`;
-    depthwise -> 1x1: `depthwise_pointwise`), so that tensor never goes to memory.
+    depthwise -> 1x1: `depthwise_pointwise`), so that tensor never goes to memory;
+  * a padded float32 conv takes in a lone layout transform of its input (a model's first conv
+    reading its NCHW input), so its padded copy of the input is the transform as well.
 A node joins its producer's group only if it is the sole reader of that group's output. That is
 the post-dominator condition for single-output groups: nothing outside the group reads the
 intermediate, so fusion never duplicates work, and no path can leave the group and come back,
@@ -100,6 +102,9 @@ class Fuse(Pass):
             if group.nodes[-1] is not value.producer or not _sole_reader(value, node):
                 continue
             if _compatible(group, node, pattern, value):
+                return group
+            if _layout_then_padded_conv(group, node, value):
+                group.kind, group.anchor = _anchor_kind(node), node.op
                 return group
             if self.pointwise_depthwise and _pointwise_then_depthwise(group, node, value):
                 group.kind = "conv_depthwise"
@@ -194,6 +199,19 @@ def _depthwise_then_pointwise(group: _Group, node: Node, value: Value) -> bool:
         return False  # the schedule writes the depthwise rows from an epilogue (bias, activation)
     reads_data = node.inputs[0] is value and node.outputs[0].type.is_static
     return reads_data and _is_pointwise(node) and _float32(first, node)
+
+
+def _layout_then_padded_conv(group: _Group, node: Node, value: Value) -> bool:
+    """A padded float32 conv (not depthwise) reading (only) a lone layout transform into the blocked
+    layout, as a model's first conv reads its NCHW input: the transform becomes part of the conv's
+    padded copy of its input, one pass over the image instead of two (MobileNetV2's 224x224x3
+    input, 2 threads: the separate transform took 0.03 ms of 2.5)."""
+    if group.kind != "injective" or [n.op for n in group.nodes] != ["layout_transform"] or node.op != "conv":
+        return False
+    if _anchor_kind(node) != "conv" or node.inputs[0] is not value or not any(node.attrs["pads"] or ()):
+        return False
+    static = all(v.type.is_static for v in (group.nodes[0].inputs[0], value, node.outputs[0]))
+    return static and value.type.rank == 5 and _float32(group.nodes[0], node)
 
 
 def _is_pointwise(conv: Node) -> bool:

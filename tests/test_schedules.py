@@ -169,6 +169,40 @@ def test_depthwise_padding_places_compute_the_same(tmp_path):
     np.testing.assert_allclose(got, run_ort(model, {"x": x})[0], rtol=1e-4, atol=1e-4)
 
 
+@pytest.mark.parametrize("window, place", [(3, "rows"), (7, None)])
+def test_first_conv_reads_its_nchw_input_and_pads_where_its_window_says(window, place, tmp_path):
+    """A model's first conv (3 channels in, stride 2) is one kernel with the layout transform of
+    its input; with a 3x3 window each parallel task pads the input rows it reads, inside the
+    parallel loop; a 7x7 window, whose tasks' rows overlap more, pads a copy of the whole image
+    first. The results match ONNX Runtime."""
+    from ort_compare import make_model
+    from onnx import helper
+
+    from edgecc.lower.schedules.cpu import pad_place
+
+    rng = np.random.default_rng(window)
+    w = (rng.standard_normal((32, 3, window, window)) * 0.3).astype(np.float32)
+    x = rng.standard_normal((1, 3, 34, 34)).astype(np.float32)
+    nodes = [helper.make_node("Conv", ["x", "W"], ["c"], pads=[window // 2] * 4, strides=[2, 2]),
+             helper.make_node("Clip", ["c", "lo", "hi"], ["out"])]
+    inits = {"W": w, "lo": np.array(0, np.float32), "hi": np.array(6, np.float32)}
+    model = make_model(nodes, {"x": x}, ["out"], inits)
+    onnx.save(model, tmp_path / "stem.onnx")
+    graph, target, _, _ = prepare(str(tmp_path / "stem.onnx"), "host")
+    kernels = [p.kernel for p in plan_kernels(graph)]
+    assert kernels[0].kind == "conv" and kernels[0].args[0].type.shape == (1, 3, 34, 34)
+    assert pad_place(kernels[0]) == place
+    script = make_scheduler(target).schedule(kernels[0]).func.script()
+    pad_line = next(i for i, line in enumerate(script.splitlines()) if 'T.sblock("pad")' in line)
+    first_parallel = next(i for i, line in enumerate(script.splitlines()) if "T.parallel" in line)
+    conv_line = next(i for i, line in enumerate(script.splitlines()) if 'T.sblock("conv2d_NCHWc' in line)
+    parallel_loops = script.count("T.parallel")
+    assert (parallel_loops, pad_line < conv_line) == ((1, True) if place == "rows" else (2, True))
+    assert first_parallel < pad_line
+    got = edgecc.compile(str(tmp_path / "stem.onnx"), "host", strict_schedules=True).load().run({"x": x})["out"]
+    np.testing.assert_allclose(got, run_ort(model, {"x": x})[0], rtol=1e-4, atol=1e-4)
+
+
 # ----- a 1x1 conv and the stride-2 depthwise conv reading it, in one kernel ------------------------
 @pytest.mark.parametrize("size", [18, 17])
 def test_pointwise_conv_feeding_a_strided_depthwise_conv_is_one_correct_kernel(size, tmp_path, monkeypatch):

@@ -19,6 +19,7 @@ CASES = {  # channels in, out, image size, stride, residual add, window
     "stride 2": (32, 64, 14, 2, False, 3),
     "odd sizes": (48, 40, 9, 1, True, 3),
     "1x1, fewer channels out": (256, 64, 7, 1, True, 1),
+    "1x1, odd channel blocks": (320, 80, 7, 1, True, 1),
 }
 
 
@@ -45,6 +46,24 @@ def test_weights_first_conv_matches_onnxruntime(case, cpu, tmp_path):
     graph, target, _, _ = prepare(str(path), target)
     assert [weights_first(p.kernel) for p in plan_kernels(graph) if p.kernel.kind == "conv"] == [True]
     got = edgecc.compile(str(path), target, strict_schedules=True).load().run(inputs)["out"]
+    np.testing.assert_allclose(got, run_ort(model, inputs)[0], rtol=1e-4, atol=1e-4)
+
+
+def test_channel_blocks_that_do_not_divide_among_the_cores_split_the_rows_too(tmp_path):
+    """5 output channel blocks on 2 cores: each block's rows in 2 parts (4 and 3 rows), 10 tasks
+    that divide evenly, instead of 5 that run 3:2; the result matches ONNX Runtime."""
+    from edgecc.lower.schedules import make_scheduler
+    from edgecc.lower.schedules.cpu import row_parts
+
+    assert (row_parts(5, 7, 2), row_parts(4, 7, 2), row_parts(5, 7, 4), row_parts(5, 1, 2)) == (2, 1, 4, 1)
+    model, inputs = _model(*CASES["1x1, odd channel blocks"])
+    onnx.save(model, tmp_path / "conv.onnx")
+    graph, target, _, _ = prepare(str(tmp_path / "conv.onnx"), get_target("host", threads=2))
+    (kernel,) = [p.kernel for p in plan_kernels(graph) if p.kernel.kind == "conv"]
+    blocks = kernel.outputs[0].type.shape[1]
+    assert blocks % 2 and weights_first(kernel)
+    assert f"T.parallel({2 * blocks})" in make_scheduler(target).schedule(kernel).func.script()
+    got = edgecc.compile(str(tmp_path / "conv.onnx"), target, strict_schedules=True).load().run(inputs)["out"]
     np.testing.assert_allclose(got, run_ort(model, inputs)[0], rtol=1e-4, atol=1e-4)
 
 

@@ -103,3 +103,25 @@ def test_every_anchor_op_of_the_registry_heads_its_own_group():
     (node,) = graph.nodes
     assert (node.attrs["anchor"], node.attrs["kind"]) == ("global_avg_pool", "pool")
     assert all(_pattern(n) == "anchor" for n in node.subgraph.nodes if n.op in anchors)
+
+
+STEM = """
+graph @main(%x: f32[1,3,16,16]) {
+  %w = const f32[16,3,WINDOW,WINDOW] dense<splat 0.5>
+  %c = conv(%x, %w) {pads=[PAD,PAD,PAD,PAD], strides=[2,2]} : f32[1,16,8,8]
+  %y = relu(%c) : f32[1,16,8,8]
+  return %y
+}
+"""
+
+
+def test_padded_first_conv_takes_in_the_layout_transform_of_its_input():
+    """The blocked layout's transform of a padded conv's input joins the conv's kernel (its padded
+    copy reads the NCHW input); an unpadded conv leaves it a kernel of its own."""
+    for window, pad, joined in ((3, 1, True), (1, 0, False)):
+        text = STEM.replace("WINDOW", str(window)).replace("PAD", str(pad))
+        graph, _ = run_pipeline("convert-layout{lanes=16},fold-constants,fuse", text)
+        bodies = [[m.op for m in n.subgraph.nodes] for n in graph.nodes if n.op == "fused"]
+        first = ["layout_transform", "conv", "relu"] if joined else ["conv", "relu"]
+        assert bodies[0] == first, bodies
+        assert graph.nodes[0].attrs["kind"] == "conv" if joined else graph.nodes[0].op == "layout_transform"
