@@ -71,7 +71,7 @@ def test_metadata_lists_the_kernels_and_profile_times_them(mobilenet):
         meta = kernels[record.name]
         assert (record.kind, record.scheduled_by, record.calls) == (meta["kind"], meta["scheduled_by"], meta["calls"])
         assert record.ms > 0 and (record.gflops is not None) == (meta["flops"] > 0)
-    assert by_name["k7_conv"].calls == 2
+    assert any(r.calls == 2 and r.kind == "conv" for r in records)  # a conv the model calls twice: one record
     assert abs(sum(r.share for r in records) - 1) < 1e-9
     assert [r.ms for r in records] == sorted((r.ms for r in records), reverse=True)
 
