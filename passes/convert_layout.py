@@ -258,7 +258,9 @@ class _Converter:
         width dividing N, b is the widest multiple of a step dividing N up to four SIMD widths: with
         `group` 4 of 8 (one 256-bit int32 vector, the narrowest dot-product vector), else of half
         a SIMD width (the matmul rule's tile): 1000 classes -> 40 (a float classifier read in
-        contiguous blocks: MobileNetV2's 0.163 -> 0.132 ms, ResNet-18's 0.097 -> 0.079 ms)."""
+        contiguous blocks: MobileNetV2's 0.163 -> 0.132 ms, ResNet-18's 0.097 -> 0.079 ms). A float
+        weight of at most four SIMD widths of columns that none of these divides is one block of all
+        of them (a 10-class classifier), which the dense rule tiles like any other."""
         if w.const is None or w.type.rank != 2:
             return None
         k, n = w.type.shape
@@ -266,6 +268,8 @@ class _Converter:
         step = DOT_VECTOR if group == 4 else self.lanes // 2  # (float: half vectors, as the matmul rule)
         if block is None and step >= 4:
             block = max((b for b in range(step, 4 * self.lanes + 1, step) if n % b == 0), default=None)
+        if block is None and w.type.dtype == "float32" and 2 <= n <= 4 * self.lanes:
+            block = n  # a few columns that no vector divides (a 10-class classifier): one block
         if block is None:
             return None
         if group == 4 and k % 4 == 0:

@@ -1,6 +1,7 @@
 """convert-layout: blocked convolutions, followers, and transposes only at the boundary."""
 
 import numpy as np
+import pytest
 from pass_check import check_pass, run_pipeline
 
 from edgecc.ir import layout_of
@@ -58,8 +59,9 @@ def test_matmul_with_constant_weight_becomes_dense_with_packed_weight():
 
 def test_matmul_over_columns_no_vector_divides_packs_the_widest_half_vector_block():
     """1000 classes on 16 lanes: blocks of 40 columns (the matmul rule's tile), so each task
-    streams one contiguous block of weights; 10 classes (no multiple of 8 divides it) stay a matmul."""
-    for classes, packed in ((1000, (25, 64, 40)), (10, None)):
+    streams one contiguous block of weights; 10 and 63 classes (no multiple of 8 divides them, and
+    at most four vectors): one block of all columns; 65 classes stay a matmul."""
+    for classes, packed in ((1000, (25, 64, 40)), (10, (1, 64, 10)), (63, (1, 64, 63)), (65, None)):
         graph, _ = run_pipeline("convert-layout{lanes=16}", f"""
             graph @main(%x: f32[1,64]) {{
               %w = const f32[64,{classes}] dense<splat 1.0>
@@ -84,6 +86,31 @@ def test_classifier_over_1000_classes_matches_onnxruntime(tmp_path):
     onnx.save(model, tmp_path / "fc.onnx")
     compiled = edgecc.compile(str(tmp_path / "fc.onnx"), "host", strict_schedules=True)
     np.testing.assert_allclose(compiled.load().run({"x": x})["y"], run_ort(model, {"x": x})[0], rtol=1e-4, atol=1e-4)
+
+
+@pytest.mark.parametrize("cpu", [None, "haswell"])
+def test_classifiers_over_a_few_columns_no_vector_divides_get_the_dense_rule(cpu, tmp_path):
+    """10 and 30 classes: packed as one block, scheduled by the dense rule (no generic kernel:
+    strict schedules), and matching ONNX Runtime on both register files."""
+    import onnx
+    from onnx import helper
+    from ort_compare import make_model, run_ort
+
+    import edgecc
+    from edgecc.targets import get_target
+
+    target = get_target("host", cpu=cpu) if cpu else get_target("host")
+    for classes in (10, 30):
+        rng = np.random.default_rng(classes)
+        x = rng.standard_normal((3, 96)).astype(np.float32)
+        inits = {"W": rng.standard_normal((96, classes)).astype(np.float32),
+                 "B": rng.standard_normal(classes).astype(np.float32)}
+        nodes = [helper.make_node("MatMul", ["x", "W"], ["m"]), helper.make_node("Add", ["m", "B"], ["y"])]
+        model = make_model(nodes, {"x": x}, ["y"], inits)
+        onnx.save(model, tmp_path / "fc.onnx")
+        compiled = edgecc.compile(str(tmp_path / "fc.onnx"), target, strict_schedules=True)
+        assert [k["kind"] for k in compiled.stats.kernel_table] == ["dense"], classes
+        np.testing.assert_allclose(compiled.load().run({"x": x})["y"], run_ort(model, {"x": x})[0], rtol=1e-4, atol=1e-4)
 
 
 def test_layout_none_leaves_the_graph_alone():
