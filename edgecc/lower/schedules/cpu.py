@@ -418,10 +418,8 @@ def pad_place(kernel) -> str | None:
     slower that way (0.61 -> 0.67 ms: 13 input rows for 4)."""
     if kernel.kind == "depthwise_conv":
         return depthwise_pad_place(kernel)
-    if kernel.kind != "conv" or kernel.symbolic or len(kernel.outputs[0].type.shape) != 5:
-        return None
-    conv = next((n for n in kernel.body if n.op == "conv"), None)
-    if conv is None or not any(conv.attrs["pads"] or ()) or conv.outputs[0].type.dtype != "float32":
+    conv = _padded_conv(kernel, "conv")
+    if conv is None or conv.outputs[0].type.dtype != "float32":
         return None
     weight = conv.inputs[1].type.shape  # (blocked: O/o, I/i, KH, KW, i, o)
     if not _rows_first(kernel) or len(weight) != 6 or int(weight[1]) * int(weight[4]) > ROWS_PAD_CHANNELS:
@@ -452,14 +450,21 @@ def depthwise_pad_place(kernel) -> str | None:
     14x14x576 layers, 2 threads, alone: 0.0092 -> 0.0059 and 0.0082 -> 0.0046 ms. Its stride-1
     7x7x960 layers ran faster alone with the checks (0.0060 -> 0.0044 ms) but slower in the
     model (three calls, 0.050 -> 0.056 ms), so small stride-1 images keep the padded plane."""
-    if kernel.kind != "depthwise_conv" or kernel.symbolic or len(kernel.outputs[0].type.shape) != 5:
-        return None
-    conv = next((n for n in kernel.body if n.op == "conv"), None)
-    if conv is None or not any(conv.attrs["pads"] or ()):
+    conv = _padded_conv(kernel, "depthwise_conv")
+    if conv is None:
         return None
     _, _, height, width, _ = kernel.outputs[0].type.shape
     strides = conv.attrs["strides"] or (1, 1)
     return "plane" if max(strides) == 1 and height * width <= PLANE_PIXELS else "inline"
+
+
+def _padded_conv(kernel, kind: str):
+    """The conv node of a static `kind` kernel with a blocked (NCHW{b}c) output, where it pads
+    its input; None otherwise."""
+    if kernel.kind != kind or kernel.symbolic or len(kernel.outputs[0].type.shape) != 5:
+        return None
+    conv = next((n for n in kernel.body if n.op == "conv"), None)
+    return conv if conv is not None and any(conv.attrs["pads"] or ()) else None
 
 
 def _rows_first(kernel) -> bool:
